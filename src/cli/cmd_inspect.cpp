@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0
+// rabbit inspect DIR: what a model is, how it streams, and what a VRAM budget would hold.
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/file_io.h"
+#include "common/json_writer.h"
+#include "common/units.h"
+#include "engine/memory_plan.h"
+#include "format/hf_checkpoint.h"
+#include "format/split_model.h"
+#include "split/plan.h"
+
+#ifdef RABBIT_HAVE_CUDA
+#include "backend/cuda/device.h"
+#endif
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <memory>
+
+namespace rabbit {
+
+namespace {
+
+struct InspectUnit {
+    std::string name;
+    UnitKind kind;
+    uint64_t data_bytes; // what streams to the GPU
+    uint64_t file_bytes; // what lies on disk
+};
+
+struct InspectedModel {
+    std::string dir;
+    bool split = false;
+    std::string dtype;
+    ModelConfig config;
+    std::vector<InspectUnit> units;
+};
+
+InspectedModel load(const std::string& dir, DTypeChoice dtype) {
+    InspectedModel m;
+    m.dir = dir;
+    if (is_split_dir(dir)) {
+        SplitModel s = SplitModel::open(dir);
+        m.split = true;
+        m.dtype = s.manifest().dtype;
+        m.config = s.config();
+        for (const auto& u : s.manifest().units) m.units.push_back({u.layout.name, u.kind, u.layout.data_size, u.size()});
+        return m;
+    }
+    if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
+    if (!looks_like_hf_checkpoint(dir))
+        throw bad_input(dir, "holds neither manifest.json (a rabbit split) nor config.json (a Hugging Face model)");
+    HfCheckpoint ck = open_hf_checkpoint(dir);
+    SplitPlan plan = plan_split(ck, dtype);
+    m.dtype = plan.dtype;
+    m.config = plan.config;
+    for (const auto& u : plan.units) m.units.push_back({u.layout.name, u.kind, u.layout.data_size, u.layout.file_size()});
+    return m;
+}
+
+DType weight_dtype(const std::string& name) {
+    auto d = dtype_from_name(name);
+    return d ? *d : DType::f32; // "mixed" holds f32 somewhere: size for the wider one
+}
+
+std::string rope_text(const ModelConfig& c) {
+    char buf[160];
+    switch (c.rope_scaling.type) {
+    case RopeScaling::Type::none: std::snprintf(buf, sizeof buf, "RoPE theta %g", c.rope_theta); break;
+    case RopeScaling::Type::linear:
+        std::snprintf(buf, sizeof buf, "RoPE theta %g, linear scaling x%g", c.rope_theta, c.rope_scaling.factor);
+        break;
+    case RopeScaling::Type::llama3:
+        std::snprintf(buf, sizeof buf, "RoPE theta %g, llama3 scaling x%g (original context %llu)", c.rope_theta,
+                      c.rope_scaling.factor, (unsigned long long)c.rope_scaling.original_max_position_embeddings);
+        break;
+    }
+    return buf;
+}
+
+struct Summary {
+    uint64_t total_file = 0, total_data = 0, layer_min = UINT64_MAX, layer_max = 0, embed = 0, norm = 0, lm_head = 0;
+    uint64_t per_token = 0, kv_per_position = 0;
+};
+
+Summary summarize(const InspectedModel& m) {
+    Summary s;
+    std::vector<PlanUnit> plan_units;
+    for (const auto& u : m.units) {
+        s.total_file += u.file_bytes;
+        s.total_data += u.data_bytes;
+        switch (u.kind) {
+        case UnitKind::layer:
+            s.layer_min = std::min(s.layer_min, u.data_bytes);
+            s.layer_max = std::max(s.layer_max, u.data_bytes);
+            break;
+        case UnitKind::embed: s.embed = u.data_bytes; break;
+        case UnitKind::final_norm: s.norm = u.data_bytes; break;
+        case UnitKind::lm_head: s.lm_head = u.data_bytes; break;
+        }
+        plan_units.push_back({u.name, u.kind, u.data_bytes});
+    }
+    s.per_token = weight_bytes_per_token(plan_units, m.config.tie_word_embeddings);
+    const uint64_t kv_elem = weight_dtype(m.dtype) == DType::f32 ? 4 : 2;
+    s.kv_per_position = 2ull * m.config.num_layers * m.config.kv_dim() * kv_elem;
+    return s;
+}
+
+} // namespace
+
+Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
+    struct Options {
+        std::string dir, budget, dtype = "auto";
+        uint64_t ctx = 0;
+        uint32_t ring_slots = 2;
+        bool json = false;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* sub = app.add_subcommand("inspect", "Describe a model (split or not): architecture, unit sizes, bytes "
+                                                  "streamed per token, what a VRAM budget holds resident");
+    sub->add_option("DIR", o->dir, "A split directory (manifest.json) or a Hugging Face model directory")->required();
+    sub->add_option("--vram-budget", o->budget, "Plan for this much GPU memory, e.g. 4G")->check(size_validator());
+    sub->add_option("--ctx", o->ctx, "Context length the KV cache is planned for (default: the model's, at most 4096)");
+    sub->add_option("--ring-slots", o->ring_slots, "Slots in the streaming ring (default 2)")->check(CLI::Range(1, 16));
+    sub->add_option("--dtype", o->dtype, "For an unsplit directory: the dtype it would be split with (default auto)")
+        ->check(CLI::IsMember({"auto", "keep", "bf16", "f16", "f32"}));
+    sub->add_flag("--json", o->json, "Print JSON instead of text");
+
+    auto run = [o]() {
+        InspectedModel m = load(o->dir, *parse_dtype_choice(o->dtype));
+        const ModelConfig& c = m.config;
+        const Summary s = summarize(m);
+        const uint64_t ctx = o->ctx ? o->ctx : std::min<uint64_t>(c.max_position_embeddings, 4096);
+
+        std::optional<uint64_t> budget;
+        std::string budget_source;
+        if (!o->budget.empty()) {
+            budget = parse_size(o->budget);
+            budget_source = "--vram-budget";
+        }
+#ifdef RABBIT_HAVE_CUDA
+        else if (auto dev = default_cuda_budget()) {
+            budget = dev->budget;
+            budget_source = dev->description;
+        }
+#endif
+        std::optional<MemoryPlan> plan;
+        if (budget) {
+            MemoryPlanInput in;
+            in.config = c;
+            for (const auto& u : m.units) in.units.push_back({u.name, u.kind, u.data_bytes});
+            in.weight_dtype = weight_dtype(m.dtype);
+            in.budget = *budget;
+            in.ctx = ctx;
+            in.ring_slots = o->ring_slots;
+            plan = plan_memory(in);
+        }
+
+        if (o->json) {
+            JsonWriter w;
+            w.begin_object();
+            w.member("dir", m.dir);
+            w.member("split", m.split);
+            w.member("dtype", m.dtype);
+            w.key("config");
+            c.to_json(w);
+            w.key("units").begin_array();
+            for (const auto& u : m.units)
+                w.begin_object()
+                    .member("name", u.name)
+                    .member("kind", unit_kind_name(u.kind))
+                    .member("data_bytes", u.data_bytes)
+                    .member("file_bytes", u.file_bytes)
+                    .end_object();
+            w.end_array();
+            w.member("total_file_bytes", s.total_file);
+            w.member("bytes_per_token", s.per_token);
+            w.member("kv_bytes_per_position", s.kv_per_position);
+            if (plan) {
+                w.key("vram_plan").begin_object();
+                w.member("budget", *budget);
+                w.member("budget_source", budget_source);
+                w.member("ctx", ctx);
+                w.member("ring_slots", o->ring_slots);
+                w.member("fits", plan->fits);
+                w.member("minimum_budget", plan->minimum_budget);
+                w.member("kv_cache_bytes", plan->kv_cache_bytes);
+                w.member("activation_bytes", plan->activation_bytes);
+                w.member("workspace_bytes", plan->workspace_bytes);
+                w.member("ring_bytes", plan->ring_bytes);
+                w.member("resident_bytes", plan->resident_bytes);
+                w.member("resident_layers", plan->resident_layers);
+                w.key("resident_units").begin_array(true);
+                for (size_t i = 0; i < m.units.size(); ++i)
+                    if (plan->resident[i]) w.value(m.units[i].name);
+                w.end_array();
+                w.member("streamed_bytes_per_token", plan->streamed_per_token);
+                w.end_object();
+            }
+            w.end_object();
+            std::printf("%s\n", w.str().c_str());
+            return 0;
+        }
+
+        auto line = [](const char* key, const std::string& value) { std::printf("%-13s %s\n", key, value.c_str()); };
+        line("model", m.dir + (m.split ? " (rabbit split)" : " (Hugging Face checkpoint, not split: sizes as `rabbit split` would write them)"));
+        line("architecture", c.architecture);
+        char buf[512];
+        std::snprintf(buf, sizeof buf, "%u layers, hidden %u, %u heads / %u kv heads x head_dim %u, ffn %u, vocab %u",
+                      c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size,
+                      c.vocab_size);
+        line("shape", buf);
+        std::string features = rope_text(c);
+        if (c.qkv_bias) features += ", qkv bias";
+        if (c.o_bias) features += ", o bias";
+        if (c.qk_norm) features += ", q/k norm";
+        if (c.sliding_window) features += ", sliding window " + std::to_string(c.sliding_window);
+        features += c.tie_word_embeddings ? ", lm_head tied to the embedding" : ", separate lm_head";
+        line("features", features);
+        line("context", std::to_string(c.max_position_embeddings) + " positions");
+        line("weights", m.dtype + ", " + format_bytes(s.total_file) + " in " + std::to_string(m.units.size()) + " unit files");
+        line("  embed", format_bytes(s.embed));
+        if (s.layer_min == s.layer_max) line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_max));
+        else line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_min) + " .. " + format_bytes(s.layer_max));
+        line("  norm", format_bytes(s.norm));
+        line("  lm_head", c.tie_word_embeddings ? std::string("(tied: the embedding)") : format_bytes(s.lm_head));
+        line("per token", format_bytes(s.per_token) + " of weights read per decoded token (every layer, the norm, " +
+                              (c.tie_word_embeddings ? "the embedding as lm_head" : "lm_head") +
+                              "); the embedding lookup gathers one row on the host");
+        line("KV cache", format_bytes(s.kv_per_position) + " per position; " + format_bytes(s.kv_per_position * ctx) +
+                             " at " + std::to_string(ctx) + " positions");
+        if (plan) {
+            line("VRAM budget", format_bytes(*budget) + " (" + budget_source + "), context " + std::to_string(ctx) + ", " +
+                                    std::to_string(o->ring_slots) + " ring slots");
+            line("  always", "KV cache " + format_bytes(plan->kv_cache_bytes) + ", activations " +
+                                 format_bytes(plan->activation_bytes) + ", workspace " + format_bytes(plan->workspace_bytes) +
+                                 (plan->ring_bytes ? ", ring " + std::to_string(o->ring_slots) + " x " +
+                                                         format_bytes(plan->ring_slot_bytes)
+                                                   : std::string(", no ring (everything resident)")));
+            if (!plan->fits) {
+                line("  verdict", "too small: the minimum is " + format_bytes(plan->minimum_budget) +
+                                      " (lower --ctx or --ring-slots to need less)");
+            } else {
+                std::string res = std::to_string(plan->resident_layers) + " of " + std::to_string(c.num_layers) + " layers";
+                for (size_t i = 0; i < m.units.size(); ++i)
+                    if (plan->resident[i] && m.units[i].kind != UnitKind::layer) res += ", " + m.units[i].name;
+                line("  resident", res + " (" + format_bytes(plan->resident_bytes) + ")");
+                line("  streamed", format_bytes(plan->streamed_per_token) + " per decoded token");
+            }
+        }
+        return 0;
+    };
+    return {sub, run};
+}
+
+} // namespace rabbit

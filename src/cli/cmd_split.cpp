@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+// rabbit split MODEL_DIR -o OUT
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "common/error.h"
+#include "common/units.h"
+#include "split/splitter.h"
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+
+namespace rabbit {
+
+CLI::Validator size_validator() {
+    return CLI::Validator(
+        [](std::string& s) { return parse_size(s) ? std::string() : "'" + s + "' is not a size such as 4G, 512M or 4096"; },
+        "SIZE");
+}
+
+Command add_split_command(CLI::App& app, const GlobalOptions& global) {
+    auto opt = std::make_shared<SplitOptions>();
+    auto dtype = std::make_shared<std::string>("auto");
+    auto chunk = std::make_shared<std::string>();
+    CLI::App* sub = app.add_subcommand("split", "Turn a Hugging Face checkpoint into per-layer shard files for streaming");
+    sub->add_option("MODEL_DIR", opt->model_dir, "Hugging Face model directory: config.json, safetensors weights, tokenizer")
+        ->required();
+    sub->add_option("-o,--out", opt->out_dir, "Output directory; a split interrupted into it resumes")->required();
+    sub->add_option("--dtype", *dtype,
+                    "Matrix dtype: auto (bf16 for f16/bf16 sources, f32 sources stay f32), keep, bf16, f16, f32")
+        ->check(CLI::IsMember({"auto", "keep", "bf16", "f16", "f32"}))
+        ->default_str("auto");
+    sub->add_flag("--force", opt->force, "Rewrite every unit, replacing a split OUT already holds");
+    sub->add_flag("--delete-original", opt->delete_original,
+                  "Remove each source shard as soon as every unit read from it is written and verified");
+    sub->add_option("--chunk", *chunk, "Bytes read, converted and written at a time; bounds memory use (default 16M)")
+        ->check(size_validator());
+
+    auto run = [opt, dtype, chunk, &global]() {
+        opt->dtype = *parse_dtype_choice(*dtype);
+        if (!chunk->empty()) {
+            uint64_t c = *parse_size(*chunk);
+            if (c < 4096 || c > (1ull << 30)) throw Error(ExitCode::usage, "--chunk must be between 4K and 1G");
+            opt->chunk_bytes = size_t(c);
+        }
+        const bool tty = stderr_is_terminal();
+        ConsoleProgress progress(!global.quiet && tty, !global.quiet && !tty);
+        SplitResult r = run_split(*opt, progress);
+        if (r.up_to_date) {
+            spdlog::info("{} already holds this split: {} units ({}) verified; nothing to do (--force rewrites it)",
+                         opt->out_dir, r.units_total, format_bytes(r.bytes_total));
+            return 0;
+        }
+        const double rate = r.seconds > 0 ? double(r.bytes_written) / r.seconds : 0;
+        std::string kept = r.units_reused ? ", " + std::to_string(r.units_reused) + " kept from an earlier run" : "";
+        spdlog::info("split {} into {}: {} units, {} of {} weights{}; wrote {} in {} ({})", opt->model_dir, opt->out_dir,
+                     r.units_total, format_bytes(r.bytes_total), r.dtype, kept, format_bytes(r.bytes_written),
+                     format_duration(r.seconds), format_rate(rate));
+        return 0;
+    };
+    return {sub, run};
+}
+
+} // namespace rabbit

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+// Progress of long operations on stderr: a bar redrawn in place on a terminal (bytes, rate,
+// ETA), one plain line per finished piece otherwise (logs, CI), nothing under -q.
+#pragma once
+
+#include "split/splitter.h"
+
+#include <chrono>
+#include <string>
+
+namespace rabbit {
+
+class ConsoleProgress : public SplitProgress {
+public:
+    // bar: draw the in-place bar (stderr is a terminal and not -q); lines: log each unit.
+    ConsoleProgress(bool bar, bool lines) : bar_(bar), lines_(lines) {}
+
+    void start(uint64_t total_bytes, size_t units) override;
+    void advance(uint64_t bytes) override;
+    void unit_done(const std::string& unit, uint64_t bytes, bool reused) override;
+    void finish() override;
+
+private:
+    void draw(bool force);
+    void clear();
+
+    bool bar_, lines_;
+    uint64_t total_ = 0, done_ = 0;
+    size_t units_ = 0, units_done_ = 0;
+    std::string current_;
+    std::chrono::steady_clock::time_point start_, last_draw_;
+    bool drawn_ = false;
+};
+
+// Whether stderr is a terminal.
+bool stderr_is_terminal();
+
+} // namespace rabbit

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/dtype.h"
+
+#include "common/error.h"
+
+namespace rabbit {
+
+namespace {
+
+struct DTypeInfo {
+    DType type;
+    const char* st_name; // safetensors
+    const char* name;    // rabbit
+    size_t size;
+};
+
+constexpr DTypeInfo k_dtypes[] = {
+    {DType::f32, "F32", "f32", 4},          {DType::f16, "F16", "f16", 2},
+    {DType::bf16, "BF16", "bf16", 2},       {DType::f64, "F64", "f64", 8},
+    {DType::f8_e4m3, "F8_E4M3", "f8_e4m3", 1}, {DType::f8_e5m2, "F8_E5M2", "f8_e5m2", 1},
+    {DType::i64, "I64", "i64", 8},          {DType::i32, "I32", "i32", 4},
+    {DType::i16, "I16", "i16", 2},          {DType::i8, "I8", "i8", 1},
+    {DType::u64, "U64", "u64", 8},          {DType::u32, "U32", "u32", 4},
+    {DType::u16, "U16", "u16", 2},          {DType::u8, "U8", "u8", 1},
+    {DType::boolean, "BOOL", "bool", 1},
+};
+
+const DTypeInfo& info(DType t) {
+    for (const auto& d : k_dtypes)
+        if (d.type == t) return d;
+    RABBIT_CHECK(false, "unknown DType value " + std::to_string(int(t)));
+    __builtin_unreachable();
+}
+
+template <typename Src, typename Dst, typename F>
+void convert_loop(const void* src, void* dst, size_t n, F f) {
+    const Src* s = static_cast<const Src*>(src);
+    Dst* d = static_cast<Dst*>(dst);
+    for (size_t i = 0; i < n; ++i) d[i] = f(s[i]);
+}
+
+} // namespace
+
+size_t dtype_size(DType t) { return info(t).size; }
+
+bool is_weight_dtype(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
+
+std::optional<DType> dtype_from_safetensors(std::string_view name) {
+    for (const auto& d : k_dtypes)
+        if (name == d.st_name) return d.type;
+    return std::nullopt;
+}
+
+const char* dtype_safetensors_name(DType t) { return info(t).st_name; }
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+    for (const auto& d : k_dtypes)
+        if (name == d.name) return d.type;
+    return std::nullopt;
+}
+
+const char* dtype_name(DType t) { return info(t).name; }
+
+float f16_to_f32(uint16_t h) {
+    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1fu;
+    const uint32_t mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        // Zero or subnormal: mant * 2^-24 is exact in f32.
+        float f = float(mant) * 5.9604644775390625e-8f;
+        std::memcpy(&bits, &f, 4);
+        bits |= sign;
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    }
+    float out;
+    std::memcpy(&out, &bits, 4);
+    return out;
+}
+
+uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
+    x &= 0x7fffffffu;
+    if (x > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((x >> 13) & 0x3ffu)); // NaN, quiet
+    if (x >= 0x477ff000u) return uint16_t(sign | 0x7c00u); // >= 65520 rounds to infinity
+    if (x < 0x38800000u) {
+        // Below the smallest normal f16 (2^-14): subnormal or zero.
+        if (x <= 0x33000000u) return sign; // <= 2^-25 rounds to (signed) zero
+        const uint32_t e = x >> 23;
+        const uint32_t m = (x & 0x7fffffu) | 0x800000u;
+        const uint32_t shift = 126u - e; // 14..24
+        uint32_t r = m >> shift;
+        const uint32_t rem = m & ((1u << shift) - 1u);
+        const uint32_t half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (r & 1u))) ++r;
+        return uint16_t(sign | r);
+    }
+    uint32_t r = (x >> 13) - (112u << 10);
+    const uint32_t rem = x & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
+    return uint16_t(sign | r);
+}
+
+void convert_elements(const void* src, DType st, void* dst, DType dt, size_t n) {
+    RABBIT_CHECK(is_weight_dtype(st) && is_weight_dtype(dt),
+                 std::string("conversion ") + dtype_name(st) + " -> " + dtype_name(dt));
+    if (st == dt) {
+        std::memcpy(dst, src, n * dtype_size(st));
+        return;
+    }
+    if (st == DType::f32 && dt == DType::bf16) return convert_loop<float, uint16_t>(src, dst, n, f32_to_bf16);
+    if (st == DType::f32 && dt == DType::f16) return convert_loop<float, uint16_t>(src, dst, n, f32_to_f16);
+    if (st == DType::bf16 && dt == DType::f32) return convert_loop<uint16_t, float>(src, dst, n, bf16_to_f32);
+    if (st == DType::f16 && dt == DType::f32) return convert_loop<uint16_t, float>(src, dst, n, f16_to_f32);
+    if (st == DType::bf16 && dt == DType::f16)
+        return convert_loop<uint16_t, uint16_t>(src, dst, n, [](uint16_t v) { return f32_to_f16(bf16_to_f32(v)); });
+    // f16 -> bf16
+    return convert_loop<uint16_t, uint16_t>(src, dst, n, [](uint16_t v) { return f32_to_bf16(f16_to_f32(v)); });
+}
+
+} // namespace rabbit

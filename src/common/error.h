@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+// One error path for everything a user can cause: an exception that carries the
+// exit code, caught once in main and printed as one line.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace rabbit {
+
+// Process exit codes. Documented in README.md ("Exit codes"); keep the two in step.
+enum class ExitCode : int {
+    ok = 0,
+    internal = 1,      // a bug: an invariant broke or an unexpected exception escaped
+    usage = 2,         // the command line is wrong
+    bad_input = 3,     // a model file is missing, truncated, corrupt or inconsistent
+    unsupported = 4,   // well-formed input that rabbit does not support (architecture, dtype)
+    output = 5,        // cannot write the output: disk full, permissions, not enough space
+    resources = 6,     // a memory budget is too small for the minimum the model needs
+    interrupted = 130, // SIGINT / SIGTERM; partial output was removed
+};
+
+class Error : public std::runtime_error {
+public:
+    Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    ExitCode code() const { return code_; }
+
+private:
+    ExitCode code_;
+};
+
+// Helpers that read as sentences at the call site:
+//   throw bad_input(path, "header length " + ... + " runs past the end of the file");
+Error bad_input(const std::string& file, const std::string& what);
+Error unsupported(const std::string& file, const std::string& what);
+Error output_error(const std::string& file, const std::string& what);
+
+// Formats errno as "No space left on device (ENOSPC)".
+std::string errno_text(int err);
+
+// Invariant violated: a bug in rabbit, not the user's input.
+[[noreturn]] void fail_internal(const char* expr, const char* file, int line, const std::string& msg);
+
+} // namespace rabbit
+
+#define RABBIT_CHECK(cond, msg)                                                  \
+    do {                                                                         \
+        if (!(cond)) ::rabbit::fail_internal(#cond, __FILE__, __LINE__, (msg)); \
+    } while (0)

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+// Ctrl-C and SIGTERM set a flag that long loops poll, so that they unwind through the
+// destructors that remove partial output, instead of dying mid-write.
+#pragma once
+
+namespace rabbit {
+
+void install_interrupt_handlers();
+// Throws Error(ExitCode::interrupted) once SIGINT or SIGTERM arrived.
+void throw_if_interrupted();
+
+} // namespace rabbit

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/json_read.h"
+
+#include "common/error.h"
+
+#include <sstream>
+
+namespace rabbit {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+JsonDocument::JsonDocument(std::string_view text, std::string file) : file_(std::move(file)) {
+    simdjson::padded_string padded(text);
+    auto err = parser_.parse(padded).get(root_);
+    if (err) throw bad_input(file_, std::string("is not valid JSON: ") + simdjson::error_message(err));
+}
+
+simdjson::dom::object JsonDocument::root_object() const { return json_to_object(root_, file_, "the top level"); }
+
+std::optional<element> json_field(simdjson::dom::object obj, std::string_view key) {
+    element e;
+    if (obj.at_key(key).get(e)) return std::nullopt;
+    return e;
+}
+
+std::string json_preview(element e) {
+    std::ostringstream os;
+    os << e;
+    std::string s = os.str();
+    if (s.size() > 60) s = s.substr(0, 57) + "...";
+    return s;
+}
+
+namespace {
+[[noreturn]] void wrong_type(element e, const std::string& file, const std::string& what, const char* expected) {
+    throw bad_input(file, what + " must be " + expected + ", got " + json_preview(e));
+}
+} // namespace
+
+uint64_t json_to_uint(element e, const std::string& file, const std::string& what) {
+    uint64_t v;
+    if (e.get_uint64().get(v)) {
+        // Accept integral floats such as 1.0e4 only when exact.
+        double d;
+        if (!e.get_double().get(d) && d >= 0 && d < 1.8e19 && double(uint64_t(d)) == d) return uint64_t(d);
+        wrong_type(e, file, what, "a non-negative integer");
+    }
+    return v;
+}
+
+int64_t json_to_int(element e, const std::string& file, const std::string& what) {
+    int64_t v;
+    if (e.get_int64().get(v)) wrong_type(e, file, what, "an integer");
+    return v;
+}
+
+double json_to_double(element e, const std::string& file, const std::string& what) {
+    double v;
+    if (e.get_double().get(v)) wrong_type(e, file, what, "a number");
+    return v;
+}
+
+bool json_to_bool(element e, const std::string& file, const std::string& what) {
+    bool v;
+    if (e.get_bool().get(v)) wrong_type(e, file, what, "true or false");
+    return v;
+}
+
+std::string json_to_string(element e, const std::string& file, const std::string& what) {
+    std::string_view v;
+    if (e.get_string().get(v)) wrong_type(e, file, what, "a string");
+    return std::string(v);
+}
+
+simdjson::dom::object json_to_object(element e, const std::string& file, const std::string& what) {
+    simdjson::dom::object v;
+    if (e.get_object().get(v)) wrong_type(e, file, what, "an object");
+    return v;
+}
+
+simdjson::dom::array json_to_array(element e, const std::string& file, const std::string& what) {
+    simdjson::dom::array v;
+    if (e.get_array().get(v)) wrong_type(e, file, what, "an array");
+    return v;
+}
+
+} // namespace rabbit

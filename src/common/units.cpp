@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/units.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace rabbit {
+
+std::string format_bytes(uint64_t bytes) {
+    static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = double(bytes);
+    int u = 0;
+    while (v >= 1024.0 && u < 5) {
+        v /= 1024.0;
+        ++u;
+    }
+    char buf[32];
+    if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", (unsigned long long)bytes);
+    else std::snprintf(buf, sizeof buf, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+std::string format_rate(double bps) {
+    if (!(bps >= 0) || !std::isfinite(bps)) return "-";
+    return format_bytes(uint64_t(bps)) + "/s";
+}
+
+std::string format_duration(double s) {
+    char buf[32];
+    if (!(s >= 0) || !std::isfinite(s)) return "-";
+    if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", s);
+    else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+    else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+    return buf;
+}
+
+std::optional<uint64_t> parse_size(const std::string& text) {
+    size_t i = 0;
+    while (i < text.size() && (std::isdigit((unsigned char)text[i]) || text[i] == '.')) ++i;
+    if (i == 0) return std::nullopt;
+    std::string number = text.substr(0, i), suffix = text.substr(i);
+    if (number.find('.') != number.rfind('.')) return std::nullopt;
+    char* end = nullptr;
+    double v = std::strtod(number.c_str(), &end);
+    if (end != number.c_str() + number.size()) return std::nullopt;
+    for (auto& ch : suffix) ch = char(std::toupper((unsigned char)ch));
+    double mult;
+    if (suffix.empty() || suffix == "B") mult = 1;
+    else {
+        const char* powers = "KMGT";
+        const char* p = suffix.size() >= 1 ? std::strchr(powers, suffix[0]) : nullptr;
+        if (!p || !*p) return std::nullopt;
+        int e = int(p - powers) + 1;
+        std::string rest = suffix.substr(1);
+        if (rest.empty() || rest == "IB") mult = std::pow(1024.0, e);
+        else if (rest == "B") mult = std::pow(1000.0, e);
+        else return std::nullopt;
+    }
+    double bytes = v * mult;
+    if (!(bytes >= 0) || bytes >= 1.8e19) return std::nullopt;
+    return uint64_t(bytes + 0.5);
+}
+
+} // namespace rabbit

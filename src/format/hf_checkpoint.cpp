@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "format/hf_checkpoint.h"
+
+#include "common/error.h"
+#include "common/file_io.h"
+#include "common/json_read.h"
+#include "format/safetensors.h"
+
+#include <algorithm>
+#include <set>
+
+namespace rabbit {
+
+uint64_t SourceTensor::numel() const {
+    uint64_t n = 1;
+    for (uint64_t d : shape) n *= d;
+    return n;
+}
+
+const SourceTensor* HfCheckpoint::find(const std::string& name) const {
+    auto it = tensors.find(name);
+    return it == tensors.end() ? nullptr : &it->second;
+}
+
+std::string HfCheckpoint::shard_path(uint32_t shard) const { return join_path(dir, shards.at(shard).file); }
+
+std::string HfCheckpoint::config_path() const { return join_path(dir, "config.json"); }
+
+const std::vector<std::string>& hf_companion_files() {
+    static const std::vector<std::string> files = {
+        "config.json",          "generation_config.json", "tokenizer.json",   "tokenizer_config.json",
+        "tokenizer.model",      "special_tokens_map.json", "added_tokens.json", "vocab.json",
+        "merges.txt",           "chat_template.jinja",     "chat_template.json",
+    };
+    return files;
+}
+
+bool looks_like_hf_checkpoint(const std::string& dir) { return path_exists(join_path(dir, "config.json")); }
+
+namespace {
+
+// Shard names come from a file we do not trust: no paths, no climbing out of the directory.
+void check_shard_name(const std::string& name, const std::string& index_path) {
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+        throw bad_input(index_path, "names shard '" + name + "', which is not a plain file name");
+}
+
+std::vector<std::string> read_index(const std::string& index_path, std::map<std::string, std::string>* weight_map) {
+    std::string text = read_text_file(index_path);
+    JsonDocument doc(text, index_path);
+    auto root = doc.root_object();
+    auto wm = json_field(root, "weight_map");
+    if (!wm) throw bad_input(index_path, "has no weight_map");
+    std::set<std::string> files;
+    for (auto kv : json_to_object(*wm, index_path, "weight_map")) {
+        std::string tensor(kv.key);
+        std::string file = json_to_string(kv.value, index_path, "weight_map entry '" + tensor + "'");
+        check_shard_name(file, index_path);
+        if (!weight_map->emplace(tensor, file).second)
+            throw bad_input(index_path, "weight_map names '" + tensor + "' twice");
+        files.insert(file);
+    }
+    if (files.empty()) throw bad_input(index_path, "weight_map is empty");
+    return {files.begin(), files.end()}; // sorted: model-00001-of-00004 ... in order
+}
+
+} // namespace
+
+HfCheckpoint open_hf_checkpoint(const std::string& dir, const std::vector<DeletedShard>& deleted) {
+    if (!path_exists(dir)) throw bad_input(dir, "no such directory");
+    if (!is_directory(dir)) throw bad_input(dir, "is not a directory (expected a Hugging Face model directory)");
+
+    HfCheckpoint ck;
+    ck.dir = dir;
+    const std::string config_path = ck.config_path();
+    if (!path_exists(config_path))
+        throw bad_input(config_path, "no such file: a Hugging Face model directory needs config.json");
+    ck.config_text = read_text_file(config_path);
+    const std::string gen_path = join_path(dir, "generation_config.json");
+    if (path_exists(gen_path)) ck.generation_text = read_text_file(gen_path);
+
+    const std::string index_path = join_path(dir, "model.safetensors.index.json");
+    const std::string single_path = join_path(dir, "model.safetensors");
+    std::map<std::string, std::string> weight_map;
+    std::vector<std::string> shard_files;
+    if (path_exists(index_path)) {
+        shard_files = read_index(index_path, &weight_map);
+    } else if (path_exists(single_path)) {
+        shard_files = {"model.safetensors"};
+    } else {
+        bool has_deleted_single = std::any_of(deleted.begin(), deleted.end(),
+                                              [](const DeletedShard& d) { return d.shard.file == "model.safetensors"; });
+        if (has_deleted_single) {
+            shard_files = {"model.safetensors"};
+        } else {
+            std::string hint;
+            if (path_exists(join_path(dir, "pytorch_model.bin")) || path_exists(join_path(dir, "pytorch_model.bin.index.json")))
+                hint = " (found pytorch_model.bin: rabbit reads safetensors only; convert the checkpoint first)";
+            throw bad_input(single_path, "no such file, and no model.safetensors.index.json either" + hint);
+        }
+    }
+
+    for (uint32_t si = 0; si < shard_files.size(); ++si) {
+        const std::string& name = shard_files[si];
+        const std::string path = join_path(dir, name);
+        SourceShard shard;
+        shard.file = name;
+        std::vector<SourceTensor> found;
+        std::map<std::string, std::string> metadata;
+        if (path_exists(path)) {
+            InputFile f(path);
+            SafetensorsHeader h = read_safetensors_header(f);
+            shard.size = f.size();
+            shard.header_hash = h.header_hash;
+            for (const auto& t : h.tensors)
+                found.push_back({t.name, t.dtype, t.shape, si, h.data_start + t.begin, t.nbytes()});
+            metadata = h.metadata;
+        } else {
+            auto it = std::find_if(deleted.begin(), deleted.end(), [&](const DeletedShard& d) { return d.shard.file == name; });
+            if (it == deleted.end())
+                throw bad_input(path, "no such file" + (weight_map.empty() ? std::string() : ", though " + index_path + " names it"));
+            shard = it->shard;
+            shard.present = false;
+            for (auto t : it->tensors) {
+                t.shard = si;
+                found.push_back(t);
+            }
+        }
+        for (const auto& t : found) {
+            auto [pos, fresh] = ck.tensors.emplace(t.name, t);
+            if (!fresh)
+                throw bad_input(path, "holds tensor '" + t.name + "', which " + ck.shards.at(pos->second.shard).file + " holds too");
+        }
+        // Metadata aliases: {"model.embed_tokens.weight": "lm_head.weight"} stores a tied
+        // matrix once and names it twice.
+        for (const auto& [key, value] : metadata) {
+            bool value_here = std::any_of(found.begin(), found.end(), [&](const SourceTensor& t) { return t.name == value; });
+            if (value_here && key != value) ck.aliases[key] = value;
+        }
+        ck.shards.push_back(shard);
+    }
+
+    for (auto it = ck.aliases.begin(); it != ck.aliases.end();) {
+        if (ck.tensors.count(it->first)) { // a stored tensor wins over an alias of the same name
+            it = ck.aliases.erase(it);
+            continue;
+        }
+        SourceTensor t = ck.tensors.at(it->second);
+        t.name = it->first;
+        ck.tensors.emplace(it->first, t);
+        ++it;
+    }
+
+    for (const auto& [tensor, file] : weight_map) {
+        const SourceTensor* t = ck.find(tensor);
+        if (!t || ck.shards[t->shard].file != file)
+            throw bad_input(join_path(dir, file), "holds no tensor '" + tensor + "', though " + index_path + " says it does");
+    }
+    return ck;
+}
+
+} // namespace rabbit

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// A split model directory as `rabbit split` wrote it: opening it checks the manifest against
+// the config (every unit and tensor the model needs, with the right shapes) and against the
+// files (each present, of the recorded size, with the recorded header). Checksums are
+// verified on request, since that reads every byte.
+#pragma once
+
+#include "format/manifest.h"
+
+#include <string>
+
+namespace rabbit {
+
+class SplitModel {
+public:
+    static SplitModel open(const std::string& dir);
+
+    const std::string& dir() const { return dir_; }
+    const Manifest& manifest() const { return manifest_; }
+    const ModelConfig& config() const { return manifest_.config; }
+    std::string unit_path(const ManifestUnit& u) const;
+
+    // Re-reads the unit file and compares its XXH3-64 with the manifest's; throws
+    // bad_input naming the unit and file on a mismatch.
+    void verify_checksum(const ManifestUnit& u) const;
+
+private:
+    std::string dir_;
+    Manifest manifest_;
+};
+
+bool is_split_dir(const std::string& dir);
+
+// Checks that the units match what model_units(config) needs: the same units in the same
+// order, each with the needed tensors of the needed shapes. Throws bad_input(file, ...).
+void check_units_match_config(const Manifest& m, const std::string& file);
+
+// XXH3-64 of a whole file, read sequentially in large blocks.
+uint64_t hash_file(const std::string& path, bool drop_cache = false);
+
+} // namespace rabbit

@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "split/splitter.h"
+
+#include "common/error.h"
+#include "common/file_io.h"
+#include "common/hash.h"
+#include "common/interrupt.h"
+#include "common/units.h"
+#include "format/manifest.h"
+#include "format/split_model.h"
+#include "split/journal.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <dirent.h>
+#include <map>
+#include <memory>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace rabbit {
+
+namespace {
+
+constexpr uint64_t k_flush_window = 64ull << 20; // bytes written between write-back kicks
+constexpr uint64_t k_space_margin = 4ull << 20;  // manifest, journal, file system slack
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::vector<std::string> list_dir(const std::string& dir) {
+    std::vector<std::string> names;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) throw output_error(dir, "cannot list: " + errno_text(errno));
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+// A file that `rabbit split` may have written into OUT.
+bool is_split_output_name(const std::string& name) {
+    std::string base = ends_with(name, ".tmp") ? name.substr(0, name.size() - 4) : name;
+    if (base == k_manifest_file || base == k_journal_file || ends_with(base, ".rbt")) return true;
+    const auto& companions = hf_companion_files();
+    return std::find(companions.begin(), companions.end(), base) != companions.end();
+}
+
+void make_directories(const std::string& dir) {
+    std::string partial;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = dir.find('/', pos + 1);
+        partial = dir.substr(0, pos);
+        if (partial.empty() || is_directory(partial)) continue;
+        if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+            throw output_error(partial, "cannot create directory: " + errno_text(errno));
+    }
+}
+
+// The file that holds the bytes: a symlinked shard (a Hugging Face cache) resolves to its blob.
+std::string resolved(const std::string& path) {
+    char buf[PATH_MAX];
+    return ::realpath(path.c_str(), buf) ? std::string(buf) : path;
+}
+
+dev_t device_of(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 ? st.st_dev : dev_t(-1);
+}
+
+// Opens source shards on first use and keeps them open for the run.
+class ShardReaders {
+public:
+    explicit ShardReaders(const HfCheckpoint& ck) : ck_(ck), files_(ck.shards.size()) {}
+    const InputFile& get(uint32_t shard) {
+        if (!files_[shard]) {
+            RABBIT_CHECK(ck_.shards[shard].present, "reading a deleted shard: " + ck_.shards[shard].file);
+            files_[shard] = std::make_unique<InputFile>(ck_.shard_path(shard));
+            files_[shard]->advise_sequential();
+            if (files_[shard]->size() != ck_.shards[shard].size)
+                throw bad_input(ck_.shard_path(shard), "changed size while rabbit was reading it");
+        }
+        return *files_[shard];
+    }
+    void close(uint32_t shard) { files_[shard].reset(); }
+
+private:
+    const HfCheckpoint& ck_;
+    std::vector<std::unique_ptr<InputFile>> files_;
+};
+
+// Writes one unit file and returns the XXH3-64 of everything written.
+uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders& src, std::vector<uint8_t>& in_buf,
+                    std::vector<uint8_t>& out_buf, SplitProgress& progress) {
+    OutputFile out(path);
+    out.preallocate(pu.layout.file_size());
+    Hasher hash;
+    uint64_t since_flush = 0;
+    auto emit = [&](const void* p, size_t n) {
+        out.write(p, n);
+        hash.update(p, n);
+        progress.advance(n);
+        since_flush += n;
+        if (since_flush >= k_flush_window) {
+            out.flush_behind();
+            since_flush = 0;
+        }
+    };
+    static const std::vector<uint8_t> zeros(k_unit_align, 0);
+    uint64_t pos = 0; // inside the data section
+    auto pad_to = [&](uint64_t target) {
+        while (pos < target) {
+            size_t n = size_t(std::min<uint64_t>(target - pos, zeros.size()));
+            emit(zeros.data(), n);
+            pos += n;
+        }
+    };
+
+    const std::string header = encode_unit_header(pu.layout);
+    emit(header.data(), header.size());
+    for (size_t i = 0; i < pu.layout.tensors.size(); ++i) {
+        const UnitTensor& t = pu.layout.tensors[i];
+        pad_to(t.offset);
+        const size_t out_el = dtype_size(t.dtype);
+        for (const SourcePiece& piece : pu.pieces[i]) {
+            const InputFile& in = src.get(piece.shard);
+            const size_t in_el = dtype_size(piece.dtype);
+            const uint64_t n_el = piece.nbytes / in_el;
+            const uint64_t chunk_el = in_buf.size() / std::max(in_el, out_el);
+            for (uint64_t e = 0; e < n_el; e += chunk_el) {
+                throw_if_interrupted();
+                const size_t m = size_t(std::min(chunk_el, n_el - e));
+                in.read_at(in_buf.data(), m * in_el, piece.offset + e * in_el);
+                if (piece.dtype == t.dtype) {
+                    emit(in_buf.data(), m * in_el);
+                } else {
+                    convert_elements(in_buf.data(), piece.dtype, out_buf.data(), t.dtype, m);
+                    emit(out_buf.data(), m * out_el);
+                }
+            }
+            pos += n_el * out_el;
+        }
+    }
+    pad_to(pu.layout.data_size);
+    RABBIT_CHECK(out.written() == pu.layout.file_size(), "unit " + pu.layout.name + " written size differs from its layout");
+    out.commit();
+    return hash.digest();
+}
+
+// True when `path` holds exactly this unit: its size, header and checksum.
+bool unit_file_matches(const PlannedUnit& pu, const std::string& path, uint64_t xxh3) {
+    try {
+        if (!path_exists(path) || file_size(path) != pu.layout.file_size()) return false;
+        InputFile f(path);
+        if (!(read_unit_header(f) == pu.layout)) return false;
+        return hash_file(path) == xxh3;
+    } catch (const Error& e) {
+        if (e.code() == ExitCode::interrupted) throw;
+        return false;
+    }
+}
+
+void remove_file(const std::string& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw output_error(path, "cannot remove: " + errno_text(errno));
+}
+
+} // namespace
+
+SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string& out = opt.out_dir;
+    SplitResult result;
+
+    // ---- check the output directory; read the source and plan before writing anything ----
+    if (path_exists(out) && !is_directory(out)) throw output_error(out, "exists and is not a directory");
+    if (!is_directory(opt.model_dir))
+        throw bad_input(opt.model_dir, path_exists(opt.model_dir) ? "is not a directory" : "no such directory");
+    if (same_file(out, opt.model_dir)) throw Error(ExitCode::usage, "the output directory must differ from MODEL_DIR");
+    const std::string manifest_path = join_path(out, k_manifest_file);
+    std::optional<SplitJournal> journal;
+    if (is_directory(out)) {
+        const bool ours = path_exists(manifest_path) || path_exists(join_path(out, k_journal_file));
+        for (const auto& name : list_dir(out))
+            if (!ours && !is_split_output_name(name))
+                throw output_error(out, "is not empty and holds no rabbit split (found '" + name +
+                                            "'); choose an empty or new directory");
+        std::string journal_problem;
+        journal = read_journal(out, &journal_problem);
+        if (!journal_problem.empty()) spdlog::warn("ignoring the unreadable split journal: {}", journal_problem);
+    }
+
+    HfCheckpoint ck = open_hf_checkpoint(opt.model_dir, journal ? journal->deleted : std::vector<DeletedShard>{});
+    SplitPlan plan = plan_split(ck, opt.dtype);
+    for (const auto& note : plan.notes) spdlog::debug("{}", note);
+    result.units_total = plan.units.size();
+    result.bytes_total = plan.total_bytes();
+    result.dtype = plan.dtype;
+
+    make_directories(out);
+    for (const auto& name : list_dir(out)) // temporary files of a killed run
+        if (ends_with(name, ".tmp") && is_split_output_name(name)) remove_file(join_path(out, name));
+
+    std::map<std::string, JournalUnit> candidates; // units an earlier run finished, to verify
+    bool from_manifest = false;
+    if (path_exists(manifest_path)) {
+        if (opt.force) {
+            remove_file(manifest_path);
+            fsync_directory(out);
+        } else {
+            Manifest m;
+            try {
+                m = Manifest::parse(read_text_file(manifest_path), manifest_path);
+            } catch (const Error& e) {
+                throw output_error(manifest_path, std::string("is unreadable (") + e.what() +
+                                                      "); use --force to split again into this directory");
+            }
+            if (m.source_fingerprint != plan.fingerprint)
+                throw output_error(out, "already holds a split of another model or with other options; "
+                                        "use --force to replace it, or choose another directory");
+            for (const auto& u : m.units) candidates[u.layout.name] = {u.layout.name, u.file, u.size(), u.xxh3};
+            from_manifest = true;
+        }
+    }
+    if (journal && journal->fingerprint != plan.fingerprint) {
+        if (!journal->deleted.empty())
+            throw output_error(out, "holds an unfinished split made from this model with other options, and that run "
+                                    "already deleted source shards; rerun it with its original options");
+        spdlog::info("discarding an unfinished split made with other options");
+        journal.reset();
+    }
+    if (journal && opt.force && !journal->deleted.empty())
+        throw output_error(out, "--force cannot redo this split: an earlier --delete-original run removed source shards");
+    if (journal && !opt.force)
+        for (const auto& u : journal->done) candidates[u.unit] = u;
+
+    progress.start(result.bytes_total, plan.units.size());
+    std::vector<bool> done(plan.units.size(), false);
+    for (size_t i = 0; i < plan.units.size(); ++i) {
+        const PlannedUnit& pu = plan.units[i];
+        auto c = candidates.find(pu.layout.name);
+        if (c != candidates.end() && c->second.file == pu.file &&
+            unit_file_matches(pu, join_path(out, pu.file), c->second.xxh3)) {
+            done[i] = true;
+            ++result.units_reused;
+            progress.advance(pu.layout.file_size());
+            progress.unit_done(pu.layout.name, pu.layout.file_size(), true);
+            continue;
+        }
+        for (uint32_t s : pu.shards)
+            if (!ck.shards[s].present)
+                throw bad_input(join_path(out, pu.file), "must be written again (missing or damaged), but its source " +
+                                                             ck.shard_path(s) + " was deleted by --delete-original");
+    }
+    if (from_manifest && result.units_reused == plan.units.size()) {
+        result.up_to_date = true;
+        progress.finish();
+        result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return result;
+    }
+    if (from_manifest) { // some unit is damaged: the manifest must not point at it while we rewrite
+        remove_file(manifest_path);
+        fsync_directory(out);
+    }
+
+    // ---- enough space? With --delete-original, shards freed on the same disk count. ----
+    {
+        const dev_t out_dev = device_of(out);
+        std::vector<size_t> users(ck.shards.size(), 0);
+        for (size_t i = 0; i < plan.units.size(); ++i)
+            if (!done[i])
+                for (uint32_t s : plan.units[i].shards) ++users[s];
+        uint64_t need = 0, peak = 0;
+        for (size_t i = 0; i < plan.units.size(); ++i) {
+            if (done[i]) continue;
+            need += plan.units[i].layout.file_size();
+            peak = std::max(peak, need);
+            if (!opt.delete_original) continue;
+            for (uint32_t s : plan.units[i].shards)
+                if (--users[s] == 0 && ck.shards[s].present && device_of(resolved(ck.shard_path(s))) == out_dev)
+                    need -= std::min(need, ck.shards[s].size);
+        }
+        for (const auto& name : hf_companion_files()) {
+            const std::string p = join_path(opt.model_dir, name);
+            if (path_exists(p)) peak += file_size(p);
+        }
+        peak += k_space_margin;
+        const uint64_t avail = free_space(out);
+        if (peak > avail)
+            throw output_error(out, "not enough free space: the split needs " + format_bytes(peak) + ", " +
+                                        format_bytes(avail) + " are available");
+    }
+
+    // ---- write the units ----
+    SplitJournal j;
+    j.fingerprint = plan.fingerprint;
+    if (journal) j.deleted = journal->deleted;
+    for (size_t i = 0; i < plan.units.size(); ++i)
+        if (done[i]) j.done.push_back(candidates.at(plan.units[i].layout.name));
+    write_journal(out, j);
+
+    std::vector<size_t> users(ck.shards.size(), 0);
+    for (size_t i = 0; i < plan.units.size(); ++i)
+        if (!done[i])
+            for (uint32_t s : plan.units[i].shards) ++users[s];
+
+    ShardReaders readers(ck);
+    std::vector<uint8_t> in_buf(opt.chunk_bytes), out_buf(opt.chunk_bytes);
+    for (size_t i = 0; i < plan.units.size(); ++i) {
+        if (done[i]) continue;
+        const PlannedUnit& pu = plan.units[i];
+        const std::string path = join_path(out, pu.file);
+        const uint64_t h = write_unit(pu, path, readers, in_buf, out_buf, progress);
+        if (opt.delete_original) {
+            // Read back from the disk itself, not the page cache, before anything is deleted.
+            const uint64_t back = hash_file(path, true);
+            if (back != h)
+                throw output_error(path, "reads back with checksum " + hex64(back) + " after writing " + hex64(h) +
+                                             ": the disk corrupted it; nothing was deleted");
+        }
+        done[i] = true;
+        ++result.units_written;
+        result.bytes_written += pu.layout.file_size();
+        j.done.push_back({pu.layout.name, pu.file, pu.layout.file_size(), h});
+        write_journal(out, j);
+        if (opt.delete_original) {
+            for (uint32_t s : pu.shards) {
+                if (--users[s] != 0 || !ck.shards[s].present) continue;
+                // Record first: a run killed after the unlink must still be able to plan.
+                DeletedShard d{ck.shards[s], {}};
+                for (const auto& [name, t] : ck.tensors)
+                    if (t.shard == s) d.tensors.push_back(t);
+                j.deleted.push_back(std::move(d));
+                write_journal(out, j);
+                readers.close(s);
+                const std::string path_s = ck.shard_path(s);
+                const std::string target = resolved(path_s);
+                remove_file(path_s);
+                if (target != path_s) remove_file(target);
+                ck.shards[s].present = false;
+                result.deleted_shards.push_back(path_s);
+                spdlog::info("deleted {} ({}): every unit read from it is written and verified", path_s,
+                             format_bytes(ck.shards[s].size));
+            }
+        }
+        progress.unit_done(pu.layout.name, pu.layout.file_size(), false);
+    }
+
+    // ---- companion files, then the manifest, last ----
+    Manifest m;
+    m.created_by = std::string("rabbit ") + RABBIT_VERSION;
+    m.source_fingerprint = plan.fingerprint;
+    m.dtype = plan.dtype;
+    m.config = plan.config;
+    for (const auto& name : hf_companion_files()) {
+        const std::string p = join_path(opt.model_dir, name);
+        if (!path_exists(p)) continue;
+        copy_file_atomic(p, join_path(out, name));
+        m.files.push_back(name);
+    }
+    if (!path_exists(join_path(opt.model_dir, "tokenizer.json")) && !path_exists(join_path(opt.model_dir, "tokenizer.model")))
+        spdlog::warn("{} has no tokenizer (tokenizer.json or tokenizer.model): the split can be inspected and "
+                     "benchmarked, but `rabbit run` will have no tokenizer for text",
+                     opt.model_dir);
+    for (size_t i = 0; i < plan.units.size(); ++i) {
+        const PlannedUnit& pu = plan.units[i];
+        const JournalUnit* ju = j.find(pu.layout.name);
+        RABBIT_CHECK(ju, "unit missing from the journal at the end: " + pu.layout.name);
+        m.units.push_back({pu.layout, pu.kind, pu.layer, pu.file, ju->xxh3});
+    }
+    write_file_atomic(manifest_path, m.to_json());
+    remove_file(join_path(out, k_journal_file));
+    fsync_directory(out);
+    result.files = m.files;
+    progress.finish();
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return result;
+}
+
+} // namespace rabbit

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// The command line: help, version, usage errors, split and inspect end to end.
+#include "common/error.h"
+#include "common/json_read.h"
+#include "genmodel.h"
+#include "helpers.h"
+
+#include <catch2/catch.hpp>
+
+using namespace rabbit;
+using Catch::Contains;
+
+TEST_CASE("help and version print to stdout and exit 0", "[cli]") {
+    test::RunResult help = test::run_rabbit({"--help"});
+    REQUIRE(help.exit_code == 0);
+    REQUIRE_THAT(help.out, Contains("split") && Contains("inspect") && Contains("Exit codes"));
+    test::RunResult split_help = test::run_rabbit({"split", "--help"});
+    REQUIRE(split_help.exit_code == 0);
+    REQUIRE_THAT(split_help.out, Contains("--delete-original") && Contains("--dtype"));
+    test::RunResult version = test::run_rabbit({"--version"});
+    REQUIRE(version.exit_code == 0);
+    REQUIRE_THAT(version.out, Contains("rabbit 0.1.0"));
+}
+
+TEST_CASE("usage errors exit 2 with one error line and a hint", "[cli]") {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {}, {"frobnicate"}, {"split"}, {"split", "dir"}, {"split", "dir", "-o", "out", "--dtype", "int4"},
+             {"split", "dir", "-o", "out", "--chunk", "lots"}, {"inspect", "dir", "--vram-budget", "4Q"}}) {
+        test::RunResult r = test::run_rabbit(args);
+        INFO(r.err);
+        REQUIRE(r.exit_code == int(ExitCode::usage));
+        REQUIRE(r.err.rfind("error: ", 0) == 0);
+        REQUIRE_THAT(r.err, Contains("--help"));
+    }
+}
+
+TEST_CASE("split and inspect tinystories-656k from the command line", "[cli][tinystories]") {
+    test::TempDir dir;
+    const std::string out = dir / "ts";
+    test::RunResult s = test::run_rabbit({"split", test::tinystories_dir(), "-o", out});
+    INFO(s.err);
+    REQUIRE(s.exit_code == 0);
+    REQUIRE(s.out.empty()); // stdout carries results only; split's are files
+    REQUIRE_THAT(s.err, Contains("4 units"));
+    REQUIRE_THAT(s.err, Contains("[4/4] wrote norm")); // plain progress lines when stderr is not a terminal
+
+    test::RunResult quiet = test::run_rabbit({"-q", "split", test::tinystories_dir(), "-o", out});
+    REQUIRE(quiet.exit_code == 0);
+    REQUIRE(quiet.err.empty());
+
+    test::RunResult i = test::run_rabbit({"inspect", out});
+    REQUIRE(i.exit_code == 0);
+    REQUIRE_THAT(i.out, Contains("LlamaForCausalLM") && Contains("2 layers, hidden 128, 8 heads / 4 kv heads") &&
+                            Contains("lm_head tied to the embedding") && Contains("f32"));
+
+    test::RunResult j = test::run_rabbit({"inspect", out, "--json", "--vram-budget", "64M", "--ctx", "512"});
+    REQUIRE(j.exit_code == 0);
+    JsonDocument doc(j.out, "inspect output");
+    auto o = doc.root_object();
+    REQUIRE(json_to_bool(*json_field(o, "split"), "", ""));
+    REQUIRE(json_to_array(*json_field(o, "units"), "", "").size() == 4);
+    auto plan = json_to_object(*json_field(o, "vram_plan"), "", "");
+    REQUIRE(json_to_bool(*json_field(plan, "fits"), "", ""));
+    REQUIRE(json_to_uint(*json_field(plan, "streamed_bytes_per_token"), "", "") == 0); // it all fits
+
+    // An unsplit directory is inspected with the sizes a split would give.
+    test::RunResult hf = test::run_rabbit({"inspect", test::tinystories_dir(), "--json"});
+    REQUIRE(hf.exit_code == 0);
+    JsonDocument hdoc(hf.out, "inspect output");
+    REQUIRE(!json_to_bool(*json_field(hdoc.root_object(), "split"), "", ""));
+    REQUIRE(json_to_uint(*json_field(hdoc.root_object(), "total_file_bytes"), "", "") ==
+            json_to_uint(*json_field(o, "total_file_bytes"), "", ""));
+}
+
+TEST_CASE("inspect plans a VRAM budget for a 14B-shaped model without its weights", "[cli][plan]") {
+    test::TempDir dir;
+    // Planning reads headers only: the weights can be holes.
+    GenSpec spec = preset_spec("qwen2.5-14b");
+    spec.dtype = DType::bf16;
+    spec.sparse = true;
+    spec.shards = 6;
+    generate_model(spec, dir / "m");
+    test::RunResult r = test::run_rabbit({"inspect", dir / "m", "--vram-budget", "4G", "--ctx", "4096", "--json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    JsonDocument doc(r.out, "inspect output");
+    auto plan = json_to_object(*json_field(doc.root_object(), "vram_plan"), "", "");
+    // bf16 qkv, o, gate_up, down; f32 norms and qkv bias. Every piece is a multiple of 4 KiB.
+    const uint64_t layer = 5120ull * (5120 + 2 * 1024) * 2 + 5120ull * 5120 * 2 + 3ull * 5120 * 13824 * 2 +
+                           (5120 + (5120 + 2 * 1024) + 5120) * 4;
+    REQUIRE(json_to_bool(*json_field(plan, "fits"), "", ""));
+    REQUIRE(json_to_uint(*json_field(plan, "kv_cache_bytes"), "", "") == 2ull * 48 * 4096 * 1024 * 2);
+    // Streaming the 1.45 GiB lm_head would need two ring slots of its size and leave no room
+    // for any layer; keeping it resident shrinks the slots to a layer's and leaves room for one.
+    REQUIRE(json_to_uint(*json_field(plan, "resident_layers"), "", "") == 1);
+    std::vector<std::string> resident;
+    for (auto u : json_to_array(*json_field(plan, "resident_units"), "", "")) resident.push_back(json_to_string(u, "", ""));
+    REQUIRE(resident == std::vector<std::string>{"layer.0", "norm", "lm_head"});
+    uint64_t layer_data = 0;
+    for (auto u : json_to_array(*json_field(doc.root_object(), "units"), "", ""))
+        if (json_to_string(*json_field(json_to_object(u, "", ""), "name"), "", "") == "layer.1")
+            layer_data = json_to_uint(*json_field(json_to_object(u, "", ""), "data_bytes"), "", "");
+    REQUIRE(layer_data == layer);
+    REQUIRE(json_to_uint(*json_field(plan, "ring_bytes"), "", "") == 2 * layer_data);
+    REQUIRE(json_to_uint(*json_field(doc.root_object(), "bytes_per_token"), "", "") > 48 * layer);
+
+    test::RunResult big = test::run_rabbit({"inspect", dir / "m", "--vram-budget", "16G", "--ctx", "4096"});
+    REQUIRE(big.exit_code == 0);
+    REQUIRE_THAT(big.out, Contains("Qwen2ForCausalLM") && Contains("qkv bias") && Contains("resident"));
+    test::RunResult small = test::run_rabbit({"inspect", dir / "m", "--vram-budget", "1G"});
+    REQUIRE(small.exit_code == 0);
+    REQUIRE_THAT(small.out, Contains("too small: the minimum is"));
+}
+
+TEST_CASE("split memory is bounded by the chunk, not the model", "[cli][memory]") {
+    test::TempDir dir;
+    GenSpec spec = preset_spec("tiny-llama3");
+    spec.config.vocab_size = 131072; // a 64 MiB embedding and lm_head in bf16 -> 128 MiB f32 out
+    spec.config.hidden_size = 128;
+    spec.config.head_dim = 16;
+    spec.dtype = DType::bf16;
+    generate_model(spec, dir / "m");
+    test::RunResult r = test::run_rabbit({"-q", "split", dir / "m", "-o", dir / "out", "--dtype", "f32", "--chunk", "1M"});
+    REQUIRE(r.exit_code == 0);
+    INFO("peak RSS " << r.max_rss_kib << " KiB");
+    REQUIRE(r.max_rss_kib < 48 * 1024); // units of 64 MiB, buffers of 1 MiB
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/error.h"
+#include "common/json_writer.h"
+#include "genmodel.h"
+#include "model/config.h"
+#include "model/layout.h"
+
+#include <catch2/catch.hpp>
+
+using namespace rabbit;
+using Catch::Contains;
+
+namespace {
+
+// config.json files as the published checkpoints ship them (Hugging Face hub).
+const char* k_qwen25_7b = R"({
+  "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+  "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 3584, "initializer_range": 0.02,
+  "intermediate_size": 18944, "max_position_embeddings": 32768, "max_window_layers": 28,
+  "model_type": "qwen2", "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 131072, "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16", "transformers_version": "4.43.1", "use_cache": true, "use_sliding_window": false,
+  "vocab_size": 152064})";
+const char* k_qwen25_gen = R"({"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": true,
+  "eos_token_id": [151645, 151643], "repetition_penalty": 1.05, "temperature": 0.7, "top_p": 0.8, "top_k": 20})";
+const char* k_qwen3_8b = R"({
+  "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 151643,
+  "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+  "intermediate_size": 12288, "max_position_embeddings": 40960, "max_window_layers": 36, "model_type": "qwen3",
+  "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+  "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true, "use_sliding_window": false,
+  "vocab_size": 151936})";
+const char* k_llama31_8b = R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 128000,
+  "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+  "intermediate_size": 14336, "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama",
+  "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "pretraining_tp": 1,
+  "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+  "original_max_position_embeddings": 8192, "rope_type": "llama3"}, "rope_theta": 500000.0,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.43.0.dev0",
+  "use_cache": true, "vocab_size": 128256})";
+const char* k_llama2_7b = R"({
+  "architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 11008, "max_position_embeddings": 4096,
+  "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+  "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": null, "tie_word_embeddings": false,
+  "torch_dtype": "float16", "transformers_version": "4.31.0.dev0", "use_cache": true, "vocab_size": 32000})";
+const char* k_mistral_v01 = R"({
+  "architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 32768,
+  "model_type": "mistral", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16", "transformers_version": "4.34.0.dev0", "use_cache": true, "vocab_size": 32000})";
+// transformers 5 writes rope_parameters and dtype.
+const char* k_qwen2_v5 = R"({
+  "architectures": ["Qwen2ForCausalLM"], "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+  "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768,
+  "rms_norm_eps": 1e-06, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+  "tie_word_embeddings": true, "dtype": "bfloat16", "use_sliding_window": false})";
+
+std::string with(const std::string& base, const std::string& key, const std::string& value) {
+    // Replaces or adds a top-level key (the fixtures hold each key once, on its own).
+    std::string quoted = "\"" + key + "\": ";
+    auto pos = base.find(quoted);
+    if (pos == std::string::npos) return "{" + quoted + value + ", " + base.substr(base.find('{') + 1);
+    size_t start = pos + quoted.size();
+    int depth = 0;
+    size_t end = start;
+    for (; end < base.size(); ++end) {
+        char c = base[end];
+        if (c == '{' || c == '[') ++depth;
+        if (c == '}' || c == ']') {
+            if (depth == 0) break;
+            --depth;
+        }
+        if (c == ',' && depth == 0) break;
+    }
+    return base.substr(0, start) + value + base.substr(end);
+}
+
+std::string without(const std::string& base, const std::string& key) {
+    std::string s = with(base, key, "0");
+    std::string quoted = "\"" + key + "\": 0";
+    auto pos = s.find(quoted);
+    size_t end = pos + quoted.size();
+    if (s[end] == ',') ++end;
+    return s.substr(0, pos) + s.substr(end);
+}
+
+ModelConfig parse(const std::string& text) { return ModelConfig::from_hf(text, "config.json"); }
+
+int code_of(const std::string& text) {
+    try {
+        parse(text);
+    } catch (const Error& e) {
+        return int(e.code());
+    }
+    return 0;
+}
+
+} // namespace
+
+TEST_CASE("published Qwen2.5, Qwen3, Llama and Mistral configs parse", "[config]") {
+    ModelConfig q = ModelConfig::from_hf(k_qwen25_7b, "config.json", std::string(k_qwen25_gen));
+    REQUIRE(q.arch == Arch::qwen2);
+    REQUIRE(q.hidden_size == 3584);
+    REQUIRE(q.head_dim == 128);
+    REQUIRE(q.num_kv_heads == 4);
+    REQUIRE(q.qkv_bias);
+    REQUIRE(!q.o_bias);
+    REQUIRE(!q.qk_norm);
+    REQUIRE(!q.tie_word_embeddings);
+    REQUIRE(q.rope_theta == 1e6);
+    REQUIRE(q.sliding_window == 0); // use_sliding_window: false
+    REQUIRE(q.eos_token_ids == std::vector<int64_t>{151645, 151643}); // generation_config.json wins
+    REQUIRE(q.bos_token_id == 151643);
+
+    ModelConfig q3 = parse(k_qwen3_8b);
+    REQUIRE(q3.arch == Arch::qwen3);
+    REQUIRE(q3.qk_norm);
+    REQUIRE(!q3.qkv_bias);
+    REQUIRE(q3.head_dim == 128);
+    REQUIRE(q3.q_dim() == 4096);
+    REQUIRE(q3.eos_token_ids == std::vector<int64_t>{151645});
+
+    ModelConfig l = parse(k_llama31_8b);
+    REQUIRE(l.arch == Arch::llama);
+    REQUIRE(l.rope_scaling.type == RopeScaling::Type::llama3);
+    REQUIRE(l.rope_scaling.factor == 8.0);
+    REQUIRE(l.rope_scaling.original_max_position_embeddings == 8192);
+    REQUIRE(l.eos_token_ids.size() == 3);
+
+    ModelConfig l2 = parse(k_llama2_7b);
+    REQUIRE(l2.num_kv_heads == 32);
+    REQUIRE(l2.rope_theta == 10000.0); // the class default
+    REQUIRE(l2.rope_scaling.type == RopeScaling::Type::none);
+
+    ModelConfig m = parse(k_mistral_v01);
+    REQUIRE(m.arch == Arch::mistral);
+    REQUIRE(m.sliding_window == 4096);
+    REQUIRE(!m.qkv_bias);
+
+    ModelConfig v5 = parse(k_qwen2_v5);
+    REQUIRE(v5.rope_theta == 1e6);
+    REQUIRE(v5.tie_word_embeddings);
+    REQUIRE(v5.head_dim == 64);
+}
+
+TEST_CASE("Qwen3 head_dim may differ from hidden / heads, and defaults to 128", "[config]") {
+    ModelConfig c = parse(with(k_qwen3_8b, "num_attention_heads", "64"));
+    REQUIRE(c.head_dim == 128);
+    REQUIRE(c.q_dim() == 8192); // Qwen3-32B-like: q is wider than hidden
+    REQUIRE(parse(without(k_qwen3_8b, "head_dim")).head_dim == 128);
+    REQUIRE(parse(with(k_llama2_7b, "head_dim", "null")).head_dim == 128); // null means "derive it"
+}
+
+TEST_CASE("Llama attention_bias puts a bias on q, k, v and o", "[config]") {
+    ModelConfig c = parse(with(k_llama2_7b, "attention_bias", "true"));
+    REQUIRE(c.qkv_bias);
+    REQUIRE(c.o_bias);
+    auto units = model_units(c);
+    const auto& layer = units[1];
+    bool has_o_bias = false;
+    for (const auto& t : layer.tensors) has_o_bias |= t.name == "o_bias";
+    REQUIRE(has_o_bias);
+}
+
+TEST_CASE("unsupported architectures and features are refused by name", "[config]") {
+    std::string gpt2 = with(k_llama2_7b, "architectures", R"(["GPT2LMHeadModel"])");
+    REQUIRE_THROWS_WITH(parse(gpt2), Contains("config.json: architecture 'GPT2LMHeadModel' is not supported; rabbit runs "
+                                              "Qwen2ForCausalLM, Qwen3ForCausalLM, LlamaForCausalLM, MistralForCausalLM"));
+    REQUIRE(code_of(gpt2) == int(ExitCode::unsupported));
+    REQUIRE(code_of(with(k_llama2_7b, "architectures", R"(["Gemma2ForCausalLM"])")) == int(ExitCode::unsupported));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "quantization_config", R"({"quant_method": "awq"})")),
+                        Contains("quantized checkpoints (quant_method awq)"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "hidden_act", "\"gelu\"")), Contains("hidden_act 'gelu'"));
+    REQUIRE_THROWS_WITH(parse(with(k_qwen25_7b, "rope_scaling", R"({"type": "yarn", "factor": 4.0})")),
+                        Contains("RoPE scaling type 'yarn' is not supported"));
+    REQUIRE_THROWS_WITH(parse(with(k_qwen25_7b, "use_sliding_window", "true")), Contains("use_sliding_window"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "mlp_bias", "true")), Contains("mlp_bias"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "partial_rotary_factor", "0.5")), Contains("partial rotary"));
+    REQUIRE(code_of(with(k_llama2_7b, "hidden_act", "\"gelu\"")) == int(ExitCode::unsupported));
+    // With no architectures, model_type decides.
+    REQUIRE(parse(without(k_qwen3_8b, "architectures")).arch == Arch::qwen3);
+    REQUIRE_THROWS_WITH(parse(with(without(k_qwen3_8b, "architectures"), "model_type", "\"phi3\"")),
+                        Contains("model_type 'phi3' is not supported"));
+}
+
+TEST_CASE("inconsistent configs are bad input naming the field", "[config]") {
+    REQUIRE_THROWS_WITH(parse(without(k_llama2_7b, "hidden_size")), Contains("config.json: 'hidden_size' is missing"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "num_key_value_heads", "5")),
+                        Contains("num_attention_heads 32 is not a multiple of num_key_value_heads 5"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "num_key_value_heads", "64")), Contains("num_key_value_heads is 64"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "head_dim", "127")), Contains("head_dim 127 must be even"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "hidden_size", "4097")), Contains("not a multiple of num_attention_heads"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "eos_token_id", "32000")), Contains("eos_token_id 32000 is outside the vocabulary"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "num_hidden_layers", "\"32\"")),
+                        Contains("'num_hidden_layers' must be a non-negative integer"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "rms_norm_eps", "0")), Contains("rms_norm_eps must be in (0, 1)"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama31_8b, "rope_scaling", R"({"rope_type": "llama3", "factor": 8.0})")),
+                        Contains("needs 'low_freq_factor'"));
+    REQUIRE_THROWS_WITH(parse("{\"architectures\": "), Contains("config.json: is not valid JSON"));
+    REQUIRE_THROWS_WITH(parse("{}"), Contains("names no architecture"));
+    REQUIRE(code_of(without(k_llama2_7b, "vocab_size")) == int(ExitCode::bad_input));
+}
+
+TEST_CASE("the normalized config round-trips through the manifest form", "[config]") {
+    for (const char* text : {k_qwen25_7b, k_qwen3_8b, k_llama31_8b, k_llama2_7b, k_mistral_v01, k_qwen2_v5}) {
+        ModelConfig c = parse(text);
+        JsonWriter w;
+        c.to_json(w);
+        ModelConfig back = ModelConfig::from_normalized(w.str(), "manifest.json");
+        REQUIRE(back == c);
+    }
+}
+
+TEST_CASE("every generator preset writes a config.json that parses back to it", "[config][genmodel]") {
+    for (const auto& name : preset_names()) {
+        INFO(name);
+        GenSpec spec = preset_spec(name);
+        ModelConfig back = ModelConfig::from_hf(hf_config_json(spec.config, DType::bf16), "config.json",
+                                                hf_generation_config_json(spec.config));
+        REQUIRE(back == spec.config);
+    }
+}
+
+TEST_CASE("units: the embedding, every layer in order, the norm, lm_head unless tied", "[config][layout]") {
+    ModelConfig c = parse(k_qwen3_8b);
+    auto units = model_units(c);
+    REQUIRE(units.size() == 36 + 3);
+    REQUIRE(units.front().name == "embed");
+    REQUIRE(units[1].file == "layer.000.rbt");
+    REQUIRE(units[36].file == "layer.035.rbt");
+    REQUIRE(units[37].name == "norm");
+    REQUIRE(units[38].name == "lm_head");
+    const auto& layer = units[1].tensors;
+    std::vector<std::string> names;
+    for (const auto& t : layer) names.push_back(t.name);
+    REQUIRE(names == std::vector<std::string>{"attn_norm", "qkv", "q_norm", "k_norm", "o", "ffn_norm", "gate_up", "down"});
+    REQUIRE(layer[1].shape == std::vector<uint64_t>{4096 + 2 * 1024, 4096});
+    REQUIRE(layer[6].shape == std::vector<uint64_t>{2 * 12288, 4096});
+    c.tie_word_embeddings = true;
+    REQUIRE(model_units(c).back().name == "norm");
+    c.num_layers = 1200;
+    REQUIRE(model_units(c)[1].file == "layer.0000.rbt");
+}

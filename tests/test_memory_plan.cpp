@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/memory_plan.h"
+#include "genmodel.h"
+
+#include <catch2/catch.hpp>
+
+using namespace rabbit;
+
+namespace {
+
+MemoryPlanInput input(uint32_t layers, uint64_t layer_bytes, uint64_t lm_head_bytes, uint64_t budget, bool tied = false) {
+    MemoryPlanInput in;
+    in.config = preset_spec("tiny-qwen3").config;
+    in.config.num_layers = layers;
+    in.config.tie_word_embeddings = tied;
+    in.units.push_back({"embed", UnitKind::embed, lm_head_bytes});
+    for (uint32_t i = 0; i < layers; ++i) in.units.push_back({"layer." + std::to_string(i), UnitKind::layer, layer_bytes});
+    in.units.push_back({"norm", UnitKind::final_norm, 4096});
+    if (!tied) in.units.push_back({"lm_head", UnitKind::lm_head, lm_head_bytes});
+    in.budget = budget;
+    in.ctx = 256;
+    in.ring_slots = 2;
+    return in;
+}
+
+uint64_t used(const MemoryPlan& p) { return p.fixed_bytes + p.resident_bytes; }
+
+} // namespace
+
+TEST_CASE("everything resident when it fits, and then no ring", "[plan]") {
+    MemoryPlan p = plan_memory(input(4, 1 << 20, 2 << 20, 1ull << 30));
+    REQUIRE(p.fits);
+    REQUIRE(p.resident_layers == 4);
+    REQUIRE(p.ring_bytes == 0);
+    REQUIRE(p.streamed_per_token == 0);
+    REQUIRE(!p.resident[0]); // the untied embedding is gathered on the host, never needed whole
+}
+
+TEST_CASE("a budget below the minimum is refused with the minimum", "[plan]") {
+    MemoryPlanInput in = input(4, 100 << 20, 300 << 20, 64 << 20);
+    MemoryPlan p = plan_memory(in);
+    REQUIRE(!p.fits);
+    REQUIRE(p.minimum_budget > in.budget);
+    // The minimum itself is enough.
+    in.budget = p.minimum_budget;
+    REQUIRE(plan_memory(in).fits);
+    in.budget = p.minimum_budget - 1;
+    REQUIRE(!plan_memory(in).fits);
+}
+
+TEST_CASE("the plan keeps the most bytes resident within the budget", "[plan]") {
+    // Layers of 100 MiB, an lm_head of 300 MiB: streaming the lm_head costs a 300 MiB ring
+    // slot, so keeping it resident can leave room for more layers than streaming it does.
+    for (uint64_t budget_mib : {900, 1000, 1100, 1300, 1700, 2500}) {
+        INFO("budget " << budget_mib << " MiB");
+        MemoryPlanInput in = input(16, 100 << 20, 300 << 20, budget_mib << 20);
+        MemoryPlan p = plan_memory(in);
+        REQUIRE(p.fits);
+        REQUIRE(used(p) <= in.budget);
+        REQUIRE(p.resident_bytes + p.streamed_per_token == weight_bytes_per_token(in.units, false));
+        // No single streamed unit could have been made resident on top.
+        for (size_t i = 0; i < in.units.size(); ++i) {
+            if (p.resident[i] || in.units[i].kind == UnitKind::embed) continue;
+            REQUIRE(used(p) + in.units[i].bytes > in.budget);
+        }
+    }
+}
+
+TEST_CASE("a tied embedding streams as the lm_head", "[plan]") {
+    MemoryPlanInput in = input(2, 10 << 20, 50 << 20, 4ull << 30, true);
+    REQUIRE(weight_bytes_per_token(in.units, true) == 2 * (10 << 20) + 4096 + (50 << 20));
+    MemoryPlan p = plan_memory(in);
+    REQUIRE(p.resident[0]);
+}
+
+TEST_CASE("the KV cache grows with the context and the kv heads", "[plan]") {
+    MemoryPlanInput in = input(4, 1 << 20, 2 << 20, 1ull << 30);
+    const ModelConfig& c = in.config;
+    REQUIRE(plan_memory(in).kv_cache_bytes == 2ull * 4 * 256 * c.kv_dim() * 2);
+    in.ctx = 1024;
+    in.weight_dtype = DType::f32;
+    REQUIRE(plan_memory(in).kv_cache_bytes == 2ull * 4 * 1024 * c.kv_dim() * 4);
+}

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "genmodel.h"
+
+#include "common/error.h"
+#include "common/file_io.h"
+#include "common/hash.h"
+#include "common/json_writer.h"
+#include "format/hf_checkpoint.h"
+#include "format/safetensors_writer.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <sys/stat.h>
+
+namespace rabbit {
+
+namespace {
+
+struct Preset {
+    const char* name;
+    Arch arch;
+    uint32_t hidden, inter, layers, heads, kv_heads, head_dim, vocab;
+    uint64_t max_pos;
+    double rope_theta, eps;
+    bool tied;
+    int64_t bos; // -1: none
+    std::vector<int64_t> eos;
+    RopeScaling rope_scaling = {};
+    uint32_t sliding_window = 0;
+};
+
+RopeScaling llama3_scaling(double factor, uint64_t original) {
+    RopeScaling r;
+    r.type = RopeScaling::Type::llama3;
+    r.factor = factor;
+    r.low_freq_factor = 1.0;
+    r.high_freq_factor = 4.0;
+    r.original_max_position_embeddings = original;
+    return r;
+}
+
+// Published shapes and settings. The tiny ones use odd sizes on purpose.
+const std::vector<Preset>& presets() {
+    static const std::vector<Preset> p = {
+        {"qwen2.5-0.5b", Arch::qwen2, 896, 4864, 24, 14, 2, 0, 151936, 32768, 1e6, 1e-6, true, 151643, {151645, 151643}},
+        {"qwen2.5-1.5b", Arch::qwen2, 1536, 8960, 28, 12, 2, 0, 151936, 32768, 1e6, 1e-6, true, 151643, {151645, 151643}},
+        {"qwen2.5-3b", Arch::qwen2, 2048, 11008, 36, 16, 2, 0, 151936, 32768, 1e6, 1e-6, true, 151643, {151645, 151643}},
+        {"qwen2.5-7b", Arch::qwen2, 3584, 18944, 28, 28, 4, 0, 152064, 32768, 1e6, 1e-6, false, 151643, {151645, 151643}},
+        {"qwen2.5-14b", Arch::qwen2, 5120, 13824, 48, 40, 8, 0, 152064, 32768, 1e6, 1e-5, false, 151643, {151645, 151643}},
+        {"qwen2.5-32b", Arch::qwen2, 5120, 27648, 64, 40, 8, 0, 152064, 32768, 1e6, 1e-5, false, 151643, {151645, 151643}},
+        {"qwen2.5-72b", Arch::qwen2, 8192, 29568, 80, 64, 8, 0, 152064, 32768, 1e6, 1e-6, false, 151643, {151645, 151643}},
+        {"qwen3-0.6b", Arch::qwen3, 1024, 3072, 28, 16, 8, 128, 151936, 40960, 1e6, 1e-6, true, 151643, {151645, 151643}},
+        {"qwen3-8b", Arch::qwen3, 4096, 12288, 36, 32, 8, 128, 151936, 40960, 1e6, 1e-6, false, 151643, {151645, 151643}},
+        {"qwen3-32b", Arch::qwen3, 5120, 25600, 64, 64, 8, 128, 151936, 40960, 1e6, 1e-6, false, 151643, {151645, 151643}},
+        {"llama3.2-1b", Arch::llama, 2048, 8192, 16, 32, 8, 64, 128256, 131072, 500000, 1e-5, true, 128000,
+         {128001, 128008, 128009}, llama3_scaling(32, 8192)},
+        {"llama3.1-8b", Arch::llama, 4096, 14336, 32, 32, 8, 0, 128256, 131072, 500000, 1e-5, false, 128000,
+         {128001, 128008, 128009}, llama3_scaling(8, 8192)},
+        {"llama2-7b", Arch::llama, 4096, 11008, 32, 32, 32, 0, 32000, 4096, 10000, 1e-5, false, 1, {2}},
+        {"mistral-7b-v0.1", Arch::mistral, 4096, 14336, 32, 32, 8, 0, 32000, 32768, 10000, 1e-5, false, 1, {2}, {}, 4096},
+        {"mistral-7b-v0.3", Arch::mistral, 4096, 14336, 32, 32, 8, 0, 32768, 32768, 1e6, 1e-5, false, 1, {2}},
+        {"tiny-qwen2", Arch::qwen2, 64, 176, 2, 4, 2, 0, 512, 4096, 1e6, 1e-6, true, 1, {2, 3}},
+        {"tiny-qwen3", Arch::qwen3, 64, 160, 2, 4, 2, 24, 512, 4096, 1e6, 1e-6, false, 1, {2}},
+        {"tiny-llama3", Arch::llama, 64, 192, 2, 8, 2, 0, 512, 512, 500000, 1e-5, false, 1, {2}, llama3_scaling(8, 64)},
+        {"tiny-mistral", Arch::mistral, 96, 224, 3, 6, 2, 0, 384, 1024, 10000, 1e-5, false, 1, {2}, {}, 256},
+    };
+    return p;
+}
+
+uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+// Approximately standard normal (Irwin-Hall of four uniforms), from a counter: element i of
+// a tensor does not depend on how the tensor is written.
+inline float normal_at(uint64_t stream, uint64_t i) {
+    uint64_t r = splitmix64(stream + i * 0x632be59bd9b4e019ull);
+    float s = float(r & 0xffff) + float((r >> 16) & 0xffff) + float((r >> 32) & 0xffff) + float(r >> 48);
+    return (s * (1.0f / 65536.0f) - 2.0f) * 1.7320508f;
+}
+
+enum class Init { normal, norm_weight, bias };
+
+struct GenTensor {
+    std::string name;
+    std::vector<uint64_t> shape;
+    Init init;
+    float scale;
+};
+
+std::vector<GenTensor> model_tensors(const GenSpec& spec) {
+    const ModelConfig& c = spec.config;
+    const uint64_t h = c.hidden_size, inter = c.intermediate_size, v = c.vocab_size, q = c.q_dim(), kv = c.kv_dim();
+    const float in_h = 1.0f / std::sqrt(float(h));
+    std::vector<GenTensor> t;
+    const bool alias = c.tie_word_embeddings && spec.tied_as_alias;
+    t.push_back({alias ? "lm_head.weight" : "model.embed_tokens.weight", {v, h}, Init::normal, 1.0f});
+    for (uint32_t l = 0; l < c.num_layers; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        t.push_back({p + "input_layernorm.weight", {h}, Init::norm_weight, 0.1f});
+        t.push_back({p + "self_attn.q_proj.weight", {q, h}, Init::normal, in_h});
+        t.push_back({p + "self_attn.k_proj.weight", {kv, h}, Init::normal, in_h});
+        t.push_back({p + "self_attn.v_proj.weight", {kv, h}, Init::normal, in_h});
+        if (c.qkv_bias) {
+            t.push_back({p + "self_attn.q_proj.bias", {q}, Init::bias, 0.5f});
+            t.push_back({p + "self_attn.k_proj.bias", {kv}, Init::bias, 0.5f});
+            t.push_back({p + "self_attn.v_proj.bias", {kv}, Init::bias, 0.5f});
+        }
+        if (c.qk_norm) {
+            t.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, Init::norm_weight, 0.1f});
+            t.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, Init::norm_weight, 0.1f});
+        }
+        t.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::normal, 1.0f / std::sqrt(float(q))});
+        if (c.o_bias) t.push_back({p + "self_attn.o_proj.bias", {h}, Init::bias, 0.5f});
+        t.push_back({p + "post_attention_layernorm.weight", {h}, Init::norm_weight, 0.1f});
+        t.push_back({p + "mlp.gate_proj.weight", {inter, h}, Init::normal, in_h});
+        t.push_back({p + "mlp.up_proj.weight", {inter, h}, Init::normal, in_h});
+        t.push_back({p + "mlp.down_proj.weight", {h, inter}, Init::normal, 1.0f / std::sqrt(float(inter))});
+    }
+    t.push_back({"model.norm.weight", {h}, Init::norm_weight, 0.1f});
+    if (!c.tie_word_embeddings) t.push_back({"lm_head.weight", {v, h}, Init::normal, in_h});
+    return t;
+}
+
+const char* torch_dtype(DType t) {
+    switch (t) {
+    case DType::f32: return "float32";
+    case DType::f16: return "float16";
+    case DType::bf16: return "bfloat16";
+    default: return "float32";
+    }
+}
+
+const char* model_type(Arch a) {
+    switch (a) {
+    case Arch::qwen2: return "qwen2";
+    case Arch::qwen3: return "qwen3";
+    case Arch::llama: return "llama";
+    case Arch::mistral: return "mistral";
+    }
+    return "";
+}
+
+void ensure_dir(const std::string& dir) {
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) throw output_error(dir, "cannot create: " + errno_text(errno));
+}
+
+void write_tensor_data(SafetensorsWriter& w, const GenTensor& t, DType dtype, uint64_t seed) {
+    const std::string& n = t.name;
+    const uint64_t stream = splitmix64(seed ^ hash_bytes(n.data(), n.size()));
+    uint64_t numel = 1;
+    for (uint64_t d : t.shape) numel *= d;
+    constexpr uint64_t chunk = 1u << 20;
+    std::vector<float> vals(size_t(std::min(numel, chunk)));
+    std::vector<uint8_t> bytes(vals.size() * dtype_size(dtype));
+    for (uint64_t start = 0; start < numel; start += chunk) {
+        const size_t m = size_t(std::min(chunk, numel - start));
+        for (size_t i = 0; i < m; ++i) {
+            float x = normal_at(stream, start + i) * t.scale;
+            vals[i] = t.init == Init::norm_weight ? 1.0f + x : x;
+        }
+        convert_elements(vals.data(), DType::f32, bytes.data(), dtype, m);
+        w.append(bytes.data(), m * dtype_size(dtype));
+    }
+}
+
+} // namespace
+
+std::vector<std::string> preset_names() {
+    std::vector<std::string> names;
+    for (const auto& p : presets()) names.push_back(p.name);
+    return names;
+}
+
+GenSpec preset_spec(const std::string& name) {
+    for (const auto& p : presets()) {
+        if (name != p.name) continue;
+        GenSpec s;
+        ModelConfig& c = s.config;
+        c.arch = p.arch;
+        c.architecture = arch_name(p.arch);
+        c.hidden_size = p.hidden;
+        c.intermediate_size = p.inter;
+        c.num_layers = p.layers;
+        c.num_heads = p.heads;
+        c.num_kv_heads = p.kv_heads;
+        c.head_dim = p.head_dim ? p.head_dim : p.hidden / p.heads;
+        c.vocab_size = p.vocab;
+        c.max_position_embeddings = p.max_pos;
+        c.rope_theta = p.rope_theta;
+        c.rms_norm_eps = p.eps;
+        c.rope_scaling = p.rope_scaling;
+        c.tie_word_embeddings = p.tied;
+        c.qkv_bias = p.arch == Arch::qwen2;
+        c.qk_norm = p.arch == Arch::qwen3;
+        c.sliding_window = p.sliding_window;
+        if (p.bos >= 0) c.bos_token_id = p.bos;
+        c.eos_token_ids = p.eos;
+        return s;
+    }
+    std::string all;
+    for (const auto& n : preset_names()) all += (all.empty() ? "" : ", ") + n;
+    throw Error(ExitCode::usage, "unknown preset '" + name + "'; presets: " + all);
+}
+
+std::string hf_config_json(const ModelConfig& c, DType dtype) {
+    JsonWriter w;
+    w.begin_object();
+    w.key("architectures").begin_array(true).value(c.architecture).end_array();
+    w.member("model_type", model_type(c.arch));
+    w.member("hidden_size", c.hidden_size);
+    w.member("intermediate_size", c.intermediate_size);
+    w.member("num_hidden_layers", c.num_layers);
+    w.member("num_attention_heads", c.num_heads);
+    w.member("num_key_value_heads", c.num_kv_heads);
+    if (c.arch == Arch::qwen3 || c.head_dim != c.hidden_size / c.num_heads || c.hidden_size % c.num_heads != 0)
+        w.member("head_dim", c.head_dim);
+    w.member("vocab_size", c.vocab_size);
+    w.member("max_position_embeddings", c.max_position_embeddings);
+    w.member("rms_norm_eps", c.rms_norm_eps);
+    w.member("rope_theta", c.rope_theta);
+    w.key("rope_scaling");
+    if (c.rope_scaling.type == RopeScaling::Type::llama3) {
+        w.begin_object()
+            .member("rope_type", "llama3")
+            .member("factor", c.rope_scaling.factor)
+            .member("low_freq_factor", c.rope_scaling.low_freq_factor)
+            .member("high_freq_factor", c.rope_scaling.high_freq_factor)
+            .member("original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings)
+            .end_object();
+    } else if (c.rope_scaling.type == RopeScaling::Type::linear) {
+        w.begin_object().member("rope_type", "linear").member("factor", c.rope_scaling.factor).end_object();
+    } else {
+        w.null();
+    }
+    w.member("hidden_act", "silu");
+    w.member("tie_word_embeddings", c.tie_word_embeddings);
+    w.member("torch_dtype", torch_dtype(dtype));
+    w.member("attention_dropout", 0.0);
+    w.member("initializer_range", 0.02);
+    w.member("use_cache", true);
+    switch (c.arch) {
+    case Arch::qwen2:
+        w.member("use_sliding_window", false);
+        w.member("max_window_layers", c.num_layers);
+        break;
+    case Arch::qwen3:
+        w.member("attention_bias", c.qkv_bias);
+        w.member("use_sliding_window", false);
+        w.member("max_window_layers", c.num_layers);
+        break;
+    case Arch::llama:
+        w.member("attention_bias", c.qkv_bias);
+        w.member("mlp_bias", false);
+        w.member("pretraining_tp", 1);
+        break;
+    case Arch::mistral:
+        w.key("sliding_window");
+        if (c.sliding_window) w.value(c.sliding_window);
+        else w.null();
+        break;
+    }
+    w.key("bos_token_id");
+    if (c.bos_token_id) w.value(*c.bos_token_id);
+    else w.null();
+    w.key("eos_token_id");
+    if (c.eos_token_ids.empty()) w.null();
+    else w.value(c.eos_token_ids.front());
+    w.end_object();
+    return w.str() + "\n";
+}
+
+std::string hf_generation_config_json(const ModelConfig& c) {
+    JsonWriter w;
+    w.begin_object();
+    if (c.bos_token_id) w.member("bos_token_id", *c.bos_token_id);
+    w.key("eos_token_id");
+    if (c.eos_token_ids.size() == 1) {
+        w.value(c.eos_token_ids[0]);
+    } else {
+        w.begin_array(true);
+        for (int64_t id : c.eos_token_ids) w.value(id);
+        w.end_array();
+    }
+    w.end_object();
+    return w.str() + "\n";
+}
+
+uint64_t generate_model(const GenSpec& spec, const std::string& out_dir) {
+    spec.config.validate("model spec");
+    ensure_dir(out_dir);
+    write_file_atomic(join_path(out_dir, "config.json"), hf_config_json(spec.config, spec.dtype));
+    write_file_atomic(join_path(out_dir, "generation_config.json"), hf_generation_config_json(spec.config));
+    if (!spec.tokenizer_dir.empty()) {
+        bool any = false;
+        for (const auto& name : hf_companion_files()) {
+            if (name == "config.json" || name == "generation_config.json") continue;
+            const std::string from = join_path(spec.tokenizer_dir, name);
+            if (!path_exists(from)) continue;
+            copy_file_atomic(from, join_path(out_dir, name));
+            any = true;
+        }
+        if (!any) throw bad_input(spec.tokenizer_dir, "holds no tokenizer files (tokenizer.json, tokenizer.model, ...)");
+    }
+
+    // Shards: tensors in model order, a new file once the current one holds its share.
+    std::vector<GenTensor> tensors = model_tensors(spec);
+    const uint32_t n_shards = std::max<uint32_t>(1, std::min<uint32_t>(spec.shards, uint32_t(tensors.size())));
+    auto bytes_of = [&](const GenTensor& t) {
+        uint64_t n = dtype_size(spec.dtype);
+        for (uint64_t d : t.shape) n *= d;
+        return n;
+    };
+    uint64_t total = 0;
+    for (const auto& t : tensors) total += bytes_of(t);
+    std::vector<std::vector<size_t>> groups(n_shards);
+    {
+        uint64_t acc = 0;
+        size_t g = 0;
+        for (size_t i = 0; i < tensors.size(); ++i) {
+            // Move on when this shard has its share, keeping one tensor for each shard left.
+            const size_t left = tensors.size() - i;
+            if (g + 1 < n_shards && !groups[g].empty() &&
+                (acc >= total * (g + 1) / n_shards || left <= n_shards - 1 - g))
+                ++g;
+            groups[g].push_back(i);
+            acc += bytes_of(tensors[i]);
+        }
+    }
+
+    std::map<std::string, std::string> metadata = {{"format", "pt"}};
+    if (spec.config.tie_word_embeddings && spec.tied_as_alias) metadata["model.embed_tokens.weight"] = "lm_head.weight";
+    JsonWriter index;
+    index.begin_object();
+    index.key("metadata").begin_object().member("total_size", total).end_object();
+    index.key("weight_map").begin_object();
+    for (uint32_t g = 0; g < n_shards; ++g) {
+        char name[64];
+        if (n_shards == 1) std::snprintf(name, sizeof name, "model.safetensors");
+        else std::snprintf(name, sizeof name, "model-%05u-of-%05u.safetensors", g + 1, n_shards);
+        std::vector<SafetensorsSpec> specs;
+        for (size_t i : groups[g]) {
+            specs.push_back({tensors[i].name, spec.dtype, tensors[i].shape});
+            index.member(tensors[i].name, std::string(name));
+        }
+        SafetensorsWriter w(join_path(out_dir, name), specs, metadata);
+        if (spec.sparse) w.fill_with_holes();
+        else
+            for (size_t i : groups[g]) write_tensor_data(w, tensors[i], spec.dtype, spec.seed);
+        w.commit();
+    }
+    index.end_object().end_object();
+    if (n_shards > 1) write_file_atomic(join_path(out_dir, "model.safetensors.index.json"), index.str() + "\n");
+    return total;
+}
+
+} // namespace rabbit
