@@ -308,3 +308,19 @@ TEST_CASE("a damaged split is refused when opened, naming the unit file", "[spli
     REQUIRE(r.exit_code == int(ExitCode::bad_input));
     REQUIRE_THAT(r.err, Contains("layer.001.rbt"));
 }
+
+TEST_CASE("Ctrl-C mid-unit exits 130, removes the partial unit, and the next run resumes", "[split][failure]") {
+    test::TempDir dir;
+    const std::string src = make_model(dir, "tiny-qwen3", 1, DType::f32);
+    const std::string out = dir / "out";
+    test::RunResult r = test::run_rabbit({"-q", "split", src, "-o", out, "--chunk", "4K"}, {{"RABBIT_FAULT", "sigint-after=180000"}});
+    INFO(r.err);
+    REQUIRE(r.exit_code == int(ExitCode::interrupted));
+    REQUIRE(r.err == "error: interrupted\n");
+    REQUIRE(!test::exists(out + "/manifest.json"));
+    for (const auto& name : test::list_files(out)) REQUIRE(name.find(".tmp") == std::string::npos);
+    REQUIRE(test::exists(out + "/embed.rbt"));
+    test::RunResult again = test::run_rabbit({"split", src, "-o", out});
+    REQUIRE(again.exit_code == 0);
+    REQUIRE_THAT(again.err, Contains("kept embed"));
+}

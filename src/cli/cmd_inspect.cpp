@@ -66,14 +66,16 @@ DType weight_dtype(const std::string& name) {
 }
 
 std::string rope_text(const ModelConfig& c) {
-    char buf[160];
+    char theta[64], buf[160];
+    std::snprintf(theta, sizeof theta, c.rope_theta < 1e15 && c.rope_theta == double(uint64_t(c.rope_theta)) ? "%.0f" : "%g",
+                  c.rope_theta);
     switch (c.rope_scaling.type) {
-    case RopeScaling::Type::none: std::snprintf(buf, sizeof buf, "RoPE theta %g", c.rope_theta); break;
+    case RopeScaling::Type::none: std::snprintf(buf, sizeof buf, "RoPE theta %s", theta); break;
     case RopeScaling::Type::linear:
-        std::snprintf(buf, sizeof buf, "RoPE theta %g, linear scaling x%g", c.rope_theta, c.rope_scaling.factor);
+        std::snprintf(buf, sizeof buf, "RoPE theta %s, linear scaling x%g", theta, c.rope_scaling.factor);
         break;
     case RopeScaling::Type::llama3:
-        std::snprintf(buf, sizeof buf, "RoPE theta %g, llama3 scaling x%g (original context %llu)", c.rope_theta,
+        std::snprintf(buf, sizeof buf, "RoPE theta %s, llama3 scaling x%g (original context %llu)", theta,
                       c.rope_scaling.factor, (unsigned long long)c.rope_scaling.original_max_position_embeddings);
         break;
     }

@@ -13,7 +13,7 @@ namespace rabbit {
 
 namespace {
 
-enum class FaultKind { none, enospc, kill, free_bytes };
+enum class FaultKind { none, enospc, kill, sigint, free_bytes };
 
 struct FaultPlan {
     FaultKind kind = FaultKind::none;
@@ -30,6 +30,7 @@ FaultPlan parse_fault_plan() {
     uint64_t bytes = eq == std::string::npos ? 0 : std::strtoull(s.c_str() + eq + 1, nullptr, 10);
     if (key == "enospc-after") plan.kind = FaultKind::enospc;
     else if (key == "kill-after") plan.kind = FaultKind::kill;
+    else if (key == "sigint-after") plan.kind = FaultKind::sigint;
     else if (key == "free-bytes") plan.kind = FaultKind::free_bytes;
     plan.bytes = bytes;
     return plan;
@@ -50,9 +51,15 @@ uint64_t fault_free_space(uint64_t real) {
 size_t fault_allow_write(size_t n, int* err) {
     const FaultPlan& plan = fault_plan();
     static std::atomic<uint64_t> written{0};
-    if (plan.kind != FaultKind::enospc && plan.kind != FaultKind::kill) return n;
+    if (plan.kind != FaultKind::enospc && plan.kind != FaultKind::kill && plan.kind != FaultKind::sigint) return n;
     uint64_t before = written.fetch_add(n);
     if (before + n <= plan.bytes) return n;
+    if (plan.kind == FaultKind::sigint) {
+        // Ctrl-C arriving mid-file: the handler sets the flag, the write goes on, and the next
+        // poll unwinds. Raised once.
+        if (before <= plan.bytes) ::raise(SIGINT);
+        return n;
+    }
     if (plan.kind == FaultKind::kill) {
         // A kill -9 arriving mid-file: no destructors, no cleanup, the temporary file stays.
         ::kill(::getpid(), SIGKILL);

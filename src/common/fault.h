@@ -3,6 +3,7 @@
 // makes output writes fail part-way, the way a full disk or a killed process would:
 //   RABBIT_FAULT=enospc-after=BYTES   writes fail with ENOSPC once BYTES were written
 //   RABBIT_FAULT=kill-after=BYTES     the process dies by SIGKILL once BYTES were written
+//   RABBIT_FAULT=sigint-after=BYTES   the process gets SIGINT (Ctrl-C) once BYTES were written
 //   RABBIT_FAULT=free-bytes=BYTES     free_space() reports at most BYTES available
 // BYTES counts every byte this process wrote through OutputFile. Unset, it costs one branch.
 #pragma once

@@ -205,6 +205,11 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     result.bytes_total = plan.total_bytes();
     result.dtype = plan.dtype;
 
+    if (!path_exists(join_path(opt.model_dir, "tokenizer.json")) && !path_exists(join_path(opt.model_dir, "tokenizer.model")))
+        spdlog::warn("{} has no tokenizer (tokenizer.json or tokenizer.model): the split can be inspected and "
+                     "benchmarked, but `rabbit run` will have no tokenizer for text",
+                     opt.model_dir);
+
     make_directories(out);
     for (const auto& name : list_dir(out)) // temporary files of a killed run
         if (ends_with(name, ".tmp") && is_split_output_name(name)) remove_file(join_path(out, name));
@@ -366,10 +371,6 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
         copy_file_atomic(p, join_path(out, name));
         m.files.push_back(name);
     }
-    if (!path_exists(join_path(opt.model_dir, "tokenizer.json")) && !path_exists(join_path(opt.model_dir, "tokenizer.model")))
-        spdlog::warn("{} has no tokenizer (tokenizer.json or tokenizer.model): the split can be inspected and "
-                     "benchmarked, but `rabbit run` will have no tokenizer for text",
-                     opt.model_dir);
     for (size_t i = 0; i < plan.units.size(); ++i) {
         const PlannedUnit& pu = plan.units[i];
         const JournalUnit* ju = j.find(pu.layout.name);
