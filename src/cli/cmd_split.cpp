@@ -3,7 +3,9 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "common/error.h"
+#include "common/file_io.h"
 #include "common/units.h"
+#include "split/journal.h"
 #include "split/splitter.h"
 
 #include <spdlog/spdlog.h>
@@ -45,7 +47,16 @@ Command add_split_command(CLI::App& app, const GlobalOptions& global) {
         }
         const bool tty = stderr_is_terminal();
         ConsoleProgress progress(!global.quiet && tty, !global.quiet && !tty);
-        SplitResult r = run_split(*opt, progress);
+        SplitResult r;
+        try {
+            r = run_split(*opt, progress);
+        } catch (const Error& e) {
+            progress.finish();
+            const bool resumable = e.code() == ExitCode::interrupted || e.code() == ExitCode::output;
+            if (resumable && path_exists(join_path(opt->out_dir, k_journal_file)))
+                throw Error(e.code(), std::string(e.what()) + "; finished units are kept: run the same command again to resume");
+            throw;
+        }
         if (r.up_to_date) {
             spdlog::info("{} already holds this split: {} units ({}) verified; nothing to do (--force rewrites it)",
                          opt->out_dir, r.units_total, format_bytes(r.bytes_total));
