@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "helpers.h"
 
+#include "common/file_io.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
@@ -13,7 +14,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <algorithm>
 
 extern char** environ;
 
@@ -100,16 +100,7 @@ void copy_dir(const std::string& from, const std::string& to) {
 }
 
 std::vector<std::string> list_files(const std::string& dir) {
-    std::vector<std::string> names;
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return names;
-    while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    return names;
+    return is_directory(dir) ? list_directory(dir) : std::vector<std::string>{};
 }
 
 bool exists(const std::string& path) {

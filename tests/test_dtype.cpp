@@ -135,3 +135,15 @@ TEST_CASE("dtype names round-trip in both spellings", "[dtype]") {
     REQUIRE(is_weight_dtype(DType::bf16));
     REQUIRE(!is_weight_dtype(DType::i32));
 }
+
+TEST_CASE("shape sizes detect overflow instead of wrapping", "[dtype]") {
+    REQUIRE(shape_numel({}) == 1);
+    REQUIRE(shape_numel({3, 5}) == 15);
+    REQUIRE(shape_bytes({3, 5}, DType::bf16) == 30u);
+    REQUIRE(shape_bytes({}, DType::f32) == 4u);
+    REQUIRE(shape_bytes({0, 7}, DType::f32) == 0u);
+    REQUIRE(!shape_bytes({1ull << 32, 1ull << 31}, DType::f32));
+    REQUIRE(!shape_bytes({1ull << 32, 1ull << 30}, DType::f32)); // exactly 2^64
+    REQUIRE(shape_bytes({1ull << 62, 1ull << 62, 0}, DType::f32) == 0u); // a zero anywhere: empty, not overflow
+    REQUIRE(shape_bytes({1ull << 31, 1ull << 30}, DType::f32) == 1ull << 63);
+}

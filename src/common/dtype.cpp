@@ -43,6 +43,27 @@ void convert_loop(const void* src, void* dst, size_t n, F f) {
 
 size_t dtype_size(DType t) { return info(t).size; }
 
+uint64_t shape_numel(const std::vector<uint64_t>& shape) {
+    uint64_t n = 1;
+    for (uint64_t d : shape) n *= d;
+    return n;
+}
+
+std::optional<uint64_t> shape_bytes(const std::vector<uint64_t>& shape, DType t) {
+    uint64_t bytes = dtype_size(t);
+    for (uint64_t d : shape) {
+        if (d == 0) return 0;
+        if (bytes > UINT64_MAX / d) {
+            // Overflow, unless a later dimension is zero.
+            for (uint64_t e : shape)
+                if (e == 0) return 0;
+            return std::nullopt;
+        }
+        bytes *= d;
+    }
+    return bytes;
+}
+
 bool is_weight_dtype(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
 
 std::optional<DType> dtype_from_safetensors(std::string_view name) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace rabbit {
 
@@ -40,6 +41,12 @@ const char* dtype_safetensors_name(DType t);
 // "f32", "bf16", "f16" as rabbit's manifest and command line spell them.
 std::optional<DType> dtype_from_name(std::string_view name);
 const char* dtype_name(DType t);
+
+// Elements in a shape (1 for a scalar). The caller knows it fits: see shape_bytes.
+uint64_t shape_numel(const std::vector<uint64_t>& shape);
+// Bytes of a tensor of this shape and dtype; nullopt when that overflows 64 bits, which an
+// untrusted header can ask for.
+std::optional<uint64_t> shape_bytes(const std::vector<uint64_t>& shape, DType t);
 
 // Scalar conversions. f32 -> bf16/f16 round to nearest, ties to even; NaN stays NaN.
 inline float bf16_to_f32(uint16_t h) {

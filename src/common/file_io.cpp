@@ -4,7 +4,9 @@
 #include "common/error.h"
 #include "common/fault.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -236,6 +238,28 @@ void copy_file_atomic(const std::string& from, const std::string& to) {
         off += n;
     }
     out.commit();
+}
+
+std::vector<std::string> list_directory(const std::string& dir) {
+    std::vector<std::string> names;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) throw bad_input(dir, "cannot list: " + errno_text(errno));
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+void make_directories(const std::string& dir) {
+    for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
+        const std::string partial = dir.substr(0, pos);
+        if (!partial.empty() && !is_directory(partial) && ::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+            throw output_error(partial, "cannot create directory: " + errno_text(errno));
+        if (pos == std::string::npos) break;
+    }
 }
 
 bool path_exists(const std::string& path) {

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace rabbit {
 
@@ -93,6 +94,11 @@ private:
 std::string read_text_file(const std::string& path, uint64_t max_bytes = 64ull << 20);
 void write_file_atomic(const std::string& path, const std::string& contents);
 void copy_file_atomic(const std::string& from, const std::string& to);
+
+// The names in a directory, sorted, without "." and "..".
+std::vector<std::string> list_directory(const std::string& dir);
+// mkdir -p
+void make_directories(const std::string& dir);
 
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);

@@ -11,12 +11,6 @@
 
 namespace rabbit {
 
-uint64_t SourceTensor::numel() const {
-    uint64_t n = 1;
-    for (uint64_t d : shape) n *= d;
-    return n;
-}
-
 const SourceTensor* HfCheckpoint::find(const std::string& name) const {
     auto it = tensors.find(name);
     return it == tensors.end() ? nullptr : &it->second;

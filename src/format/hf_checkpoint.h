@@ -29,7 +29,6 @@ struct SourceTensor {
     uint32_t shard = 0;  // index into HfCheckpoint::shards
     uint64_t offset = 0; // absolute byte offset in the shard file
     uint64_t nbytes = 0;
-    uint64_t numel() const;
 };
 
 struct HfCheckpoint {

@@ -11,11 +11,7 @@
 
 namespace rabbit {
 
-uint64_t TensorEntry::numel() const {
-    uint64_t n = 1;
-    for (uint64_t d : shape) n *= d;
-    return n;
-}
+uint64_t TensorEntry::numel() const { return shape_numel(shape); }
 
 const TensorEntry* SafetensorsHeader::find(const std::string& name) const {
     for (const auto& t : tensors)
@@ -68,15 +64,11 @@ TensorEntry parse_entry(const std::string& name, simdjson::dom::element value, c
         throw bad_input(file, what + " data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
                                   "] end before they begin");
 
-    // shape x element size must be exactly the byte range; watch for overflow on the way.
-    unsigned __int128 bytes = dtype_size(t.dtype);
-    for (uint64_t d : t.shape) {
-        bytes *= d;
-        if (bytes > (unsigned __int128)UINT64_MAX) bytes = (unsigned __int128)UINT64_MAX + 1; // saturate
-    }
-    if (bytes != (unsigned __int128)t.nbytes())
+    // shape x element size must be exactly the byte range.
+    const std::optional<uint64_t> bytes = shape_bytes(t.shape, t.dtype);
+    if (bytes != t.nbytes())
         throw bad_input(file, what + ": shape " + shape_text(t.shape) + " of " + dtype + " needs " +
-                                  (bytes > UINT64_MAX ? std::string("more than 2^64") : std::to_string(uint64_t(bytes))) +
+                                  (bytes ? std::to_string(*bytes) : std::string("more than 2^64")) +
                                   " bytes but data_offsets [" + std::to_string(t.begin) + ", " +
                                   std::to_string(t.end) + "] hold " + std::to_string(t.nbytes()));
     return t;

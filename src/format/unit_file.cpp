@@ -40,11 +40,7 @@ std::string header_json(const UnitLayout& l) {
 
 } // namespace
 
-uint64_t UnitTensor::numel() const {
-    uint64_t n = 1;
-    for (uint64_t d : shape) n *= d;
-    return n;
-}
+uint64_t UnitTensor::numel() const { return shape_numel(shape); }
 
 bool UnitTensor::operator==(const UnitTensor& o) const {
     return name == o.name && dtype == o.dtype && shape == o.shape && offset == o.offset && nbytes == o.nbytes;
@@ -181,12 +177,7 @@ void validate_tensor_table(const std::vector<UnitTensor>& tensors, uint64_t data
         const std::string what = where + ": tensor '" + t.name + "'";
         if (!names.insert(t.name).second) throw bad_input(file, what + " appears twice");
         if (t.offset % k_tensor_align != 0) throw bad_input(file, what + " is not 256-byte aligned");
-        unsigned __int128 bytes = dtype_size(t.dtype);
-        for (uint64_t d : t.shape) {
-            bytes *= d;
-            if (bytes > (unsigned __int128)UINT64_MAX) break;
-        }
-        if (bytes != t.nbytes)
+        if (shape_bytes(t.shape, t.dtype) != t.nbytes)
             throw bad_input(file, what + " has shape " + shape_text(t.shape) + " of " + dtype_name(t.dtype) +
                                       " but size " + std::to_string(t.nbytes));
         if (t.offset > data_size || t.nbytes > data_size - t.offset)

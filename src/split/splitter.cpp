@@ -16,7 +16,6 @@
 #include <chrono>
 #include <climits>
 #include <cstdlib>
-#include <dirent.h>
 #include <map>
 #include <memory>
 #include <sys/stat.h>
@@ -33,37 +32,12 @@ bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::vector<std::string> list_dir(const std::string& dir) {
-    std::vector<std::string> names;
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) throw output_error(dir, "cannot list: " + errno_text(errno));
-    while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 // A file that `rabbit split` may have written into OUT.
 bool is_split_output_name(const std::string& name) {
     std::string base = ends_with(name, ".tmp") ? name.substr(0, name.size() - 4) : name;
     if (base == k_manifest_file || base == k_journal_file || ends_with(base, ".rbt")) return true;
     const auto& companions = hf_companion_files();
     return std::find(companions.begin(), companions.end(), base) != companions.end();
-}
-
-void make_directories(const std::string& dir) {
-    std::string partial;
-    size_t pos = 0;
-    while (pos != std::string::npos) {
-        pos = dir.find('/', pos + 1);
-        partial = dir.substr(0, pos);
-        if (partial.empty() || is_directory(partial)) continue;
-        if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
-            throw output_error(partial, "cannot create directory: " + errno_text(errno));
-    }
 }
 
 // The file that holds the bytes: a symlinked shard (a Hugging Face cache) resolves to its blob.
@@ -189,7 +163,7 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     std::optional<SplitJournal> journal;
     if (is_directory(out)) {
         const bool ours = path_exists(manifest_path) || path_exists(join_path(out, k_journal_file));
-        for (const auto& name : list_dir(out))
+        for (const auto& name : list_directory(out))
             if (!ours && !is_split_output_name(name))
                 throw output_error(out, "is not empty and holds no rabbit split (found '" + name +
                                             "'); choose an empty or new directory");
@@ -211,7 +185,7 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
                      opt.model_dir);
 
     make_directories(out);
-    for (const auto& name : list_dir(out)) // temporary files of a killed run
+    for (const auto& name : list_directory(out)) // temporary files of a killed run
         if (ends_with(name, ".tmp") && is_split_output_name(name)) remove_file(join_path(out, name));
 
     std::map<std::string, JournalUnit> candidates; // units an earlier run finished, to verify
