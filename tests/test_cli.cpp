@@ -7,6 +7,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <pty.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 using namespace rabbit;
 using Catch::Contains;
 
@@ -124,4 +128,33 @@ TEST_CASE("split memory is bounded by the chunk, not the model", "[cli][memory]"
     REQUIRE(r.exit_code == 0);
     INFO("peak RSS " << r.max_rss_kib << " KiB");
     REQUIRE(r.max_rss_kib < 48 * 1024); // units of 64 MiB, buffers of 1 MiB
+}
+
+TEST_CASE("on a terminal, split draws a progress bar on stderr", "[cli]") {
+    test::TempDir dir;
+    GenSpec spec = preset_spec("tiny-qwen2");
+    generate_model(spec, dir / "m");
+    int master = -1;
+    pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const std::string out = dir / "out", model = dir / "m";
+        ::execl(RABBIT_BIN, RABBIT_BIN, "split", model.c_str(), "-o", out.c_str(), (char*)nullptr);
+        ::_exit(127);
+    }
+    std::string screen;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(master, buf, sizeof buf);
+        if (n <= 0) break; // EIO once the child has exited
+        screen.append(buf, size_t(n));
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ::close(master);
+    INFO(screen);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE_THAT(screen, Contains("\r\033[K[") && Contains("ETA") && Contains("4/4 units"));
+    REQUIRE_THAT(screen, !Contains("[1/4] wrote")); // the bar replaces the plain lines
 }

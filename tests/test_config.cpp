@@ -245,3 +245,51 @@ TEST_CASE("units: the embedding, every layer in order, the norm, lm_head unless 
     c.num_layers = 1200;
     REQUIRE(model_units(c)[1].file == "layer.0000.rbt");
 }
+
+// Defaults for absent keys follow the transformers 5 config classes (configuration_*.py of
+// transformers 5.23): an absent key takes the class default, an explicit null its fallback.
+TEST_CASE("absent keys take the transformers defaults of each architecture", "[config]") {
+    // Mistral: num_key_value_heads 8 and sliding_window 4096 when absent; null means none.
+    ModelConfig m = parse(without(without(k_mistral_v01, "num_key_value_heads"), "sliding_window"));
+    REQUIRE(m.num_kv_heads == 8);
+    REQUIRE(m.sliding_window == 4096);
+    REQUIRE(parse(with(k_mistral_v01, "sliding_window", "null")).sliding_window == 0);
+    REQUIRE(parse(with(k_mistral_v01, "num_key_value_heads", "null")).num_kv_heads == 32);
+    // Qwen2 and Qwen3: num_key_value_heads 32 when absent (more than Qwen2.5-7B's 28 heads).
+    REQUIRE_THROWS_WITH(parse(without(k_qwen25_7b, "num_key_value_heads")), Contains("num_key_value_heads is 32"));
+    REQUIRE(parse(without(k_qwen3_8b, "num_key_value_heads")).num_kv_heads == 32);
+    REQUIRE(parse(with(k_qwen3_8b, "num_key_value_heads", "null")).num_kv_heads == 32);
+    // Llama: num_key_value_heads falls back to the heads; bos 1 and eos 2 when absent.
+    ModelConfig l = parse(without(without(without(k_llama31_8b, "num_key_value_heads"), "bos_token_id"), "eos_token_id"));
+    REQUIRE(l.num_kv_heads == 32);
+    REQUIRE(l.bos_token_id == 1);
+    REQUIRE(l.eos_token_ids == std::vector<int64_t>{2});
+    // Qwen has no default special tokens.
+    REQUIRE(!parse(without(k_qwen3_8b, "bos_token_id")).bos_token_id);
+    // max_position_embeddings and rms_norm_eps defaults.
+    REQUIRE(parse(without(k_llama2_7b, "max_position_embeddings")).max_position_embeddings == 2048);
+    REQUIRE(parse(without(k_mistral_v01, "max_position_embeddings")).max_position_embeddings == 131072);
+    REQUIRE(parse(without(k_qwen3_8b, "rms_norm_eps")).rms_norm_eps == 1e-6);
+}
+
+TEST_CASE("RoPE parameters are read the way transformers 5 reads them", "[config]") {
+    // rope_parameters' own rope_theta wins over the top-level one.
+    ModelConfig a = parse(with(with(k_qwen2_v5, "rope_theta", "5.0"), "rope_parameters",
+                               R"({"rope_type": "default", "rope_theta": 7.0})"));
+    REQUIRE(a.rope_theta == 7.0);
+    // A rope_scaling object wins over rope_parameters.
+    ModelConfig b = parse(with(k_qwen2_v5, "rope_scaling", R"({"rope_type": "linear", "factor": 2.0})"));
+    REQUIRE(b.rope_scaling.type == RopeScaling::Type::linear);
+    // ...entirely: rope_parameters' theta goes with it, and with no top-level rope_theta the
+    // class default applies.
+    REQUIRE(b.rope_theta == 10000.0);
+}
+
+TEST_CASE("ambiguous or loosely typed JSON is refused", "[config]") {
+    // Python's json keeps the last of two equal keys, simdjson the first: neither is safe.
+    std::string twice = std::string(k_qwen2_v5);
+    twice.insert(twice.rfind('}'), R"(, "tie_word_embeddings": false)");
+    REQUIRE_THROWS_WITH(parse(twice), Contains("key 'tie_word_embeddings' appears twice"));
+    REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "num_hidden_layers", "32.0")),
+                        Contains("'num_hidden_layers' must be a non-negative integer, got 32.0"));
+}

@@ -209,9 +209,23 @@ TEST_CASE("a tied embedding stored once under lm_head.weight, with a metadata al
     test::TempDir dir;
     const std::string src = generate(dir, "alias", "tiny-qwen2", DType::f32, 1, true);
     SourceModel s(src);
-    REQUIRE(!s.has("model.layers.0.absent"));
+    REQUIRE(s.has("model.embed_tokens.weight")); // through the alias only
     split(src, dir / "out");
     verify_split(src, dir / "out", DType::f32);
+
+    // Without the alias, a tied model that stores only lm_head.weight still splits: the tie
+    // makes it the embedding, as transformers does.
+    std::string bytes = test::read_file(src + "/model.safetensors");
+    const std::string alias = "\"model.embed_tokens.weight\":\"lm_head.weight\"";
+    const size_t at = bytes.find(alias);
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at, alias.size(), "\"model.embed_tokens.weighX\":\"lm_head.weight\""); // same length
+    test::write_file(src + "/model.safetensors", bytes);
+    REQUIRE(!SourceModel(src).has("model.embed_tokens.weight"));
+    split(src, dir / "out2");
+    SplitModel out2 = SplitModel::open(dir / "out2");
+    SplitModel out1 = SplitModel::open(dir / "out");
+    REQUIRE(out2.manifest().units.front().xxh3 == out1.manifest().units.front().xxh3);
 }
 
 TEST_CASE("chunk size changes nothing: a 4 KiB chunk gives the same bytes as 16 MiB", "[split]") {

@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <sys/stat.h>
+#include <unistd.h>
 
 using namespace rabbit;
 using Catch::Contains;
@@ -329,4 +330,133 @@ TEST_CASE("Ctrl-C mid-unit exits 130, removes the partial unit, and the next run
     test::RunResult again = test::run_rabbit({"split", src, "-o", out});
     REQUIRE(again.exit_code == 0);
     REQUIRE_THAT(again.err, Contains("kept embed"));
+}
+
+namespace {
+
+bool any_shard_left(const std::string& dir) {
+    for (const auto& name : test::list_files(dir))
+        if (name.size() > 12 && name.substr(name.size() - 12) == ".safetensors") return true;
+    return false;
+}
+
+// The same units and companion files; the manifests differ only in deleted_sources.
+void expect_same_files(const std::string& a, const std::string& b) {
+    for (const auto& name : test::list_files(b)) {
+        INFO(name);
+        if (name == "manifest.json") continue;
+        REQUIRE(test::read_file(a + "/" + name) == test::read_file(b + "/" + name));
+    }
+    const Manifest ma = SplitModel::open(a).manifest(), mb = SplitModel::open(b).manifest();
+    REQUIRE(ma.source_fingerprint == mb.source_fingerprint);
+    REQUIRE(ma.units.size() == mb.units.size());
+    for (size_t i = 0; i < ma.units.size(); ++i) REQUIRE(ma.units[i].xxh3 == mb.units[i].xxh3);
+}
+
+} // namespace
+
+TEST_CASE("deleting the original survives a kill at any point: the resumed run removes every shard",
+          "[split][delete][failure]") {
+    test::TempDir dir;
+    const std::string pristine = make_model(dir, "tiny-qwen3", 3, DType::bf16);
+    REQUIRE(test::run_rabbit({"-q", "split", pristine, "-o", dir / "clean"}).exit_code == 0);
+    // The whole run writes about 400 KB (units, journals, companions, manifest); kill it every
+    // 3 KB of that, so that every window between two steps is hit: mid-unit, between a unit
+    // and its journal entry, between the journal and a removal, before the manifest.
+    int killed_runs = 0;
+    for (uint64_t kill_at = 1000; kill_at < 430000; kill_at += 3000) {
+        INFO("killed after " << kill_at << " bytes");
+        const std::string src = dir / ("m" + std::to_string(kill_at));
+        const std::string out = src + "-out";
+        test::copy_dir(pristine, src);
+        test::RunResult killed = test::run_rabbit({"-q", "split", src, "-o", out, "--delete-original"},
+                                                  {{"RABBIT_FAULT", "kill-after=" + std::to_string(kill_at)}});
+        REQUIRE((killed.signal == 9 || killed.exit_code == 0));
+        killed_runs += killed.signal == 9;
+        test::RunResult resumed = test::run_rabbit({"-q", "split", src, "-o", out, "--delete-original"});
+        INFO(resumed.err);
+        REQUIRE(resumed.exit_code == 0);
+        REQUIRE(!any_shard_left(src));
+        REQUIRE(test::exists(src + "/model.safetensors.index.json"));
+        expect_same_files(out, dir / "clean");
+        // Running it again finds the split complete, though its source shards are gone.
+        test::RunResult again = test::run_rabbit({"split", src, "-o", out});
+        INFO(again.err);
+        REQUIRE(again.exit_code == 0);
+        REQUIRE_THAT(again.err, Contains("already holds this split"));
+        test::remove_path(src);
+        test::remove_path(out);
+    }
+    REQUIRE(killed_runs > 120); // the sweep reached the end of the run
+}
+
+TEST_CASE("deleting the original after a finished split removes the shards and records them", "[split][delete]") {
+    test::TempDir dir;
+    const std::string src = make_model(dir, "tiny-llama3", 2, DType::bf16);
+    REQUIRE(test::run_rabbit({"-q", "split", src, "-o", dir / "out"}).exit_code == 0);
+    REQUIRE(any_shard_left(src));
+    test::RunResult r = test::run_rabbit({"split", src, "-o", dir / "out", "--delete-original"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE(!any_shard_left(src));
+    REQUIRE(SplitModel::open(dir / "out").manifest().deleted_sources.size() == 2);
+    REQUIRE(test::run_rabbit({"-q", "split", src, "-o", dir / "out"}).exit_code == 0);
+    // --force cannot redo a split whose sources are gone.
+    test::RunResult forced = test::run_rabbit({"-q", "split", src, "-o", dir / "out", "--force"});
+    REQUIRE(forced.exit_code == int(ExitCode::output));
+    REQUIRE_THAT(forced.err, Contains("--delete-original removed its source shards"));
+    REQUIRE(test::exists(dir / "out/manifest.json"));
+}
+
+TEST_CASE("deleting the original removes a symlinked shard's link, never its target", "[split][delete]") {
+    test::TempDir dir;
+    const std::string blobs = make_model(dir, "tiny-qwen2", 2, DType::bf16);
+    const std::string snap = dir / "snapshot";
+    ::mkdir(snap.c_str(), 0755);
+    for (const auto& name : test::list_files(blobs))
+        REQUIRE(::symlink((blobs + "/" + name).c_str(), (snap + "/" + name).c_str()) == 0);
+    test::RunResult r = test::run_rabbit({"split", snap, "-o", dir / "out", "--delete-original"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.err, Contains("its target stays"));
+    REQUIRE(!any_shard_left(snap));
+    REQUIRE(any_shard_left(blobs));
+}
+
+TEST_CASE("deleting the original from a read-only directory is refused before writing", "[split][delete]") {
+    if (::geteuid() == 0) {
+        WARN("running as root: directory permissions do not stop root, the check cannot be exercised");
+        return;
+    }
+    test::TempDir dir;
+    const std::string src = make_model(dir);
+    ::chmod(src.c_str(), 0555);
+    expect_split_failure(src, dir / "out", ExitCode::output, src, "the directory is not writable");
+    ::chmod(src.c_str(), 0755);
+}
+
+TEST_CASE("a corrupt unit header length is refused without reading the unit into memory", "[split][bad-input]") {
+    test::TempDir dir;
+    const std::string src = make_model(dir);
+    REQUIRE(test::run_rabbit({"-q", "split", src, "-o", dir / "out"}).exit_code == 0);
+    std::string bytes = test::read_file(dir / "out/embed.rbt");
+    bytes[12] = '\xff';
+    bytes[13] = '\xff';
+    bytes[14] = '\xff';
+    test::write_file(dir / "out/embed.rbt", bytes);
+    REQUIRE_THROWS_WITH(SplitModel::open(dir / "out"), Contains("embed.rbt: header length 16777215 runs into the data section"));
+    // A resumed split treats the unit as damaged and writes it again.
+    test::RunResult r = test::run_rabbit({"split", src, "-o", dir / "out"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.err, Contains("wrote embed"));
+    REQUIRE_NOTHROW(SplitModel::open(dir / "out"));
+}
+
+TEST_CASE("a companion file that cannot be copied fails before any unit is written", "[split][bad-input]") {
+    test::TempDir dir;
+    const std::string src = make_model(dir);
+    ::mkdir((src + "/tokenizer.json").c_str(), 0755);
+    expect_split_failure(src, dir / "out", ExitCode::bad_input, src + "/tokenizer.json", "expected a regular file");
+    REQUIRE(!test::exists(dir / "out"));
 }

@@ -183,17 +183,21 @@ void OutputFile::extend_to(uint64_t size) {
 void OutputFile::flush_behind() {
     // Start write-back of the newest range, then wait for the one before it and drop it
     // from the page cache: the classic streaming-writer pattern, dirty data stays bounded.
-    if (offset_ > flushed_) {
-        ::sync_file_range(fd_, off_t(flushed_), off_t(offset_ - flushed_), SYNC_FILE_RANGE_WRITE);
-    }
+    // A write-back error reported here may not be reported again by fsync, so it is fatal
+    // here; a file system that cannot do this (EINVAL, ENOSYS) only loses the bound.
+    auto check = [&](int r) {
+        if (r == 0) return;
+        const int e = errno;
+        if (e == EIO || e == ENOSPC || e == EDQUOT) throw output_error(temp_path_, "write-back failed: " + errno_text(e));
+    };
+    if (offset_ > flushed_) check(::sync_file_range(fd_, off_t(flushed_), off_t(offset_ - flushed_), SYNC_FILE_RANGE_WRITE));
     if (flushed_ > synced_) {
-        ::sync_file_range(fd_, off_t(synced_), off_t(flushed_ - synced_),
-                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+        check(::sync_file_range(fd_, off_t(synced_), off_t(flushed_ - synced_),
+                                SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER));
         ::posix_fadvise(fd_, off_t(synced_), off_t(flushed_ - synced_), POSIX_FADV_DONTNEED);
         synced_ = flushed_;
     }
     flushed_ = offset_;
-    // Errors here surface again, and are reported, at the fsync in commit().
 }
 
 void OutputFile::commit() {
@@ -256,8 +260,11 @@ std::vector<std::string> list_directory(const std::string& dir) {
 void make_directories(const std::string& dir) {
     for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
         const std::string partial = dir.substr(0, pos);
-        if (!partial.empty() && !is_directory(partial) && ::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
-            throw output_error(partial, "cannot create directory: " + errno_text(errno));
+        if (!partial.empty() && !is_directory(partial)) {
+            if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+                throw output_error(partial, "cannot create directory: " + errno_text(errno));
+            fsync_directory(dir_of(partial)); // the new entry survives a crash
+        }
         if (pos == std::string::npos) break;
     }
 }

@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 
+#include <set>
 #include <sstream>
 
 namespace rabbit {
@@ -10,10 +11,33 @@ namespace rabbit {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 
+namespace {
+
+// simdjson keeps every copy of a repeated key and finds the first; Python's json, which
+// wrote and reads these files elsewhere, keeps the last. Refuse the ambiguity.
+void check_unique_keys(element e, const std::string& file, int depth) {
+    if (depth > 64) throw bad_input(file, "nests JSON more than 64 levels deep");
+    simdjson::dom::object obj;
+    simdjson::dom::array arr;
+    if (!e.get_object().get(obj)) {
+        std::set<std::string_view> keys;
+        for (auto field : obj) {
+            if (!keys.insert(field.key).second)
+                throw bad_input(file, "key '" + std::string(field.key) + "' appears twice in one JSON object");
+            check_unique_keys(field.value, file, depth + 1);
+        }
+    } else if (!e.get_array().get(arr)) {
+        for (auto item : arr) check_unique_keys(item, file, depth + 1);
+    }
+}
+
+} // namespace
+
 JsonDocument::JsonDocument(std::string_view text, std::string file) : file_(std::move(file)) {
     simdjson::padded_string padded(text);
     auto err = parser_.parse(padded).get(root_);
     if (err) throw bad_input(file_, std::string("is not valid JSON: ") + simdjson::error_message(err));
+    check_unique_keys(root_, file_, 0);
 }
 
 simdjson::dom::object JsonDocument::root_object() const { return json_to_object(root_, file_, "the top level"); }
@@ -39,13 +63,9 @@ namespace {
 } // namespace
 
 uint64_t json_to_uint(element e, const std::string& file, const std::string& what) {
+    // Integers only, as the reference readers (serde's u64, Python's int) take them: 2.0 is not 2.
     uint64_t v;
-    if (e.get_uint64().get(v)) {
-        // Accept integral floats such as 1.0e4 only when exact.
-        double d;
-        if (!e.get_double().get(d) && d >= 0 && d < 1.8e19 && double(uint64_t(d)) == d) return uint64_t(d);
-        wrong_type(e, file, what, "a non-negative integer");
-    }
+    if (e.get_uint64().get(v)) wrong_type(e, file, what, "a non-negative integer");
     return v;
 }
 

@@ -4,6 +4,8 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
+#include "common/json_writer.h"
+#include "format/manifest.h"
 #include "format/safetensors.h"
 
 #include <algorithm>
@@ -27,6 +29,60 @@ const std::vector<std::string>& hf_companion_files() {
         "merges.txt",           "chat_template.jinja",     "chat_template.json",
     };
     return files;
+}
+
+void write_deleted_shards(JsonWriter& w, const std::vector<DeletedShard>& shards) {
+    w.begin_array();
+    for (const auto& d : shards) {
+        w.begin_object();
+        w.member("file", d.shard.file).member("size", d.shard.size).member("header_hash", hex64(d.shard.header_hash));
+        w.key("tensors").begin_array();
+        for (const auto& t : d.tensors) {
+            w.begin_object().member("name", t.name).member("dtype", dtype_name(t.dtype));
+            w.key("shape").begin_array(true);
+            for (uint64_t s : t.shape) w.value(s);
+            w.end_array();
+            w.member("offset", t.offset).member("nbytes", t.nbytes).end_object();
+        }
+        w.end_array();
+        w.end_object();
+    }
+    w.end_array();
+}
+
+std::vector<DeletedShard> parse_deleted_shards(simdjson::dom::array a, const std::string& file) {
+    auto need = [&](simdjson::dom::object o, const char* key) {
+        auto e = json_field(o, key);
+        if (!e) throw bad_input(file, std::string("a deleted shard record lacks '") + key + "'");
+        return *e;
+    };
+    std::vector<DeletedShard> out;
+    for (auto el : a) {
+        auto o = json_to_object(el, file, "deleted shard");
+        DeletedShard d;
+        d.shard.file = json_to_string(need(o, "file"), file, "file");
+        d.shard.size = json_to_uint(need(o, "size"), file, "size");
+        if (!parse_hex64(json_to_string(need(o, "header_hash"), file, "header_hash"), &d.shard.header_hash))
+            throw bad_input(file, "header_hash is not 16 hex digits");
+        d.shard.present = false;
+        for (auto te : json_to_array(need(o, "tensors"), file, "tensors")) {
+            auto to = json_to_object(te, file, "tensor");
+            SourceTensor t;
+            t.name = json_to_string(need(to, "name"), file, "name");
+            const std::string dt = json_to_string(need(to, "dtype"), file, "dtype");
+            auto parsed = dtype_from_name(dt);
+            if (!parsed) throw bad_input(file, "tensor '" + t.name + "' has unknown dtype '" + dt + "'");
+            t.dtype = *parsed;
+            for (auto s : json_to_array(need(to, "shape"), file, "shape")) t.shape.push_back(json_to_uint(s, file, "shape"));
+            t.offset = json_to_uint(need(to, "offset"), file, "offset");
+            t.nbytes = json_to_uint(need(to, "nbytes"), file, "nbytes");
+            if (shape_bytes(t.shape, t.dtype) != t.nbytes)
+                throw bad_input(file, "tensor '" + t.name + "': shape and nbytes disagree");
+            d.tensors.push_back(std::move(t));
+        }
+        out.push_back(std::move(d));
+    }
+    return out;
 }
 
 bool looks_like_hf_checkpoint(const std::string& dir) { return path_exists(join_path(dir, "config.json")); }
@@ -127,7 +183,9 @@ HfCheckpoint open_hf_checkpoint(const std::string& dir, const std::vector<Delete
         }
         // Metadata aliases: {"model.embed_tokens.weight": "lm_head.weight"} stores a tied
         // matrix once and names it twice.
-        for (const auto& [key, value] : metadata) {
+        for (const auto& entry : metadata) {
+            const std::string& key = entry.first;
+            const std::string& value = entry.second;
             bool value_here = std::any_of(found.begin(), found.end(), [&](const SourceTensor& t) { return t.name == value; });
             if (value_here && key != value) ck.aliases[key] = value;
         }

@@ -13,7 +13,13 @@
 #include <string>
 #include <vector>
 
+namespace simdjson::dom {
+class array;
+}
+
 namespace rabbit {
+
+class JsonWriter;
 
 struct SourceShard {
     std::string file;         // name inside the model directory
@@ -53,6 +59,10 @@ struct DeletedShard {
     SourceShard shard;
     std::vector<SourceTensor> tensors; // their `shard` field is not used
 };
+
+// JSON of deleted-shard records, kept by the split journal and the manifest.
+void write_deleted_shards(JsonWriter& w, const std::vector<DeletedShard>& shards);
+std::vector<DeletedShard> parse_deleted_shards(simdjson::dom::array a, const std::string& file);
 
 // Opens and validates a model directory. A shard missing from the directory is an error
 // unless `deleted` describes it.

@@ -69,6 +69,10 @@ std::string Manifest::to_json() const {
     w.key("files").begin_array();
     for (const auto& f : files) w.value(f);
     w.end_array();
+    if (!deleted_sources.empty()) {
+        w.key("deleted_sources");
+        write_deleted_shards(w, deleted_sources);
+    }
     w.end_object();
     return w.str() + "\n";
 }
@@ -92,6 +96,8 @@ Manifest Manifest::parse(const std::string& text, const std::string& file) {
     m.created_by = json_to_string(need(root, "created_by", "manifest"), file, "created_by");
     m.source_fingerprint = json_to_string(need(root, "source_fingerprint", "manifest"), file, "source_fingerprint");
     m.dtype = json_to_string(need(root, "dtype", "manifest"), file, "dtype");
+    if (m.dtype != "mixed" && !(dtype_from_name(m.dtype) && is_weight_dtype(*dtype_from_name(m.dtype))))
+        throw bad_input(file, "dtype '" + m.dtype + "' is not f32, f16, bf16 or mixed");
     m.config = ModelConfig::from_normalized(simdjson::to_string(need(root, "config", "manifest")), file);
 
     std::set<std::string> names, files;
@@ -135,6 +141,8 @@ Manifest Manifest::parse(const std::string& text, const std::string& file) {
                 throw bad_input(file, "files names '" + name + "', which is not a plain file name");
             m.files.push_back(name);
         }
+    if (auto d = json_field(root, "deleted_sources"))
+        m.deleted_sources = parse_deleted_shards(json_to_array(*d, file, "deleted_sources"), file);
     return m;
 }
 

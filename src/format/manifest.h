@@ -4,6 +4,7 @@
 // it never names a missing or partial file. Documented in docs/FORMAT.md.
 #pragma once
 
+#include "format/hf_checkpoint.h"
 #include "format/unit_file.h"
 #include "model/config.h"
 #include "model/layout.h"
@@ -32,6 +33,9 @@ struct Manifest {
     ModelConfig config;
     std::vector<ManifestUnit> units; // streaming order
     std::vector<std::string> files;  // companion files copied beside the units
+    // Source shards `split --delete-original` removed, with what planning needs of them, so
+    // that running the same split again still recognises its source.
+    std::vector<DeletedShard> deleted_sources;
 
     std::string to_json() const;
     static Manifest parse(const std::string& text, const std::string& file);

@@ -7,7 +7,6 @@
 #include "common/json_read.h"
 
 #include <algorithm>
-#include <set>
 
 namespace rabbit {
 
@@ -99,10 +98,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, uint64_t available, ui
     JsonDocument doc(json, file + " (safetensors header)");
     auto root = json_to_object(doc.root(), file, "the safetensors header");
 
-    std::set<std::string> seen;
-    for (auto field : root) {
+    for (auto field : root) { // JsonDocument refused repeated names
         std::string name(field.key);
-        if (!seen.insert(name).second) throw bad_input(file, "'" + name + "' appears twice in the header");
         if (name == "__metadata__") {
             for (auto m : json_to_object(field.value, file, "__metadata__"))
                 h.metadata[std::string(m.key)] =

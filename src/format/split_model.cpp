@@ -25,12 +25,16 @@ void check_units_match_config(const Manifest& m, const std::string& file) {
         const ManifestUnit& u = m.units[i];
         if (u.layout.name != w.name || u.kind != w.kind || (w.kind == UnitKind::layer && u.layer != w.layer))
             throw bad_input(file, "unit " + std::to_string(i) + " is '" + u.layout.name + "', expected '" + w.name + "'");
+        const auto matrix_dtype = dtype_from_name(m.dtype); // nullopt for "mixed"
         for (const auto& ts : w.tensors) {
             const UnitTensor* t = u.layout.find(ts.name);
+            const std::string what = "unit '" + w.name + "' tensor '" + ts.name + "'";
             if (!t) throw bad_input(file, "unit '" + w.name + "' lacks tensor '" + ts.name + "'");
             if (t->shape != ts.shape)
-                throw bad_input(file, "unit '" + w.name + "' tensor '" + ts.name + "' has shape " + shape_text(t->shape) +
-                                          ", the config needs " + shape_text(ts.shape));
+                throw bad_input(file, what + " has shape " + shape_text(t->shape) + ", the config needs " + shape_text(ts.shape));
+            if (ts.vector && t->dtype != DType::f32) throw bad_input(file, what + " must be f32, not " + dtype_name(t->dtype));
+            if (!ts.vector && matrix_dtype && t->dtype != *matrix_dtype)
+                throw bad_input(file, what + " is " + dtype_name(t->dtype) + " but the manifest's dtype is " + m.dtype);
         }
         if (u.layout.tensors.size() != w.tensors.size())
             throw bad_input(file, "unit '" + w.name + "' holds tensors the config does not use");
@@ -57,9 +61,11 @@ SplitModel SplitModel::open(const std::string& dir) {
     return s;
 }
 
-uint64_t hash_file(const std::string& path, bool drop_cache) {
+uint64_t hash_file(const std::string& path, bool from_disk) {
     InputFile f(path);
     f.advise_sequential();
+    // Dropping the clean cached pages first makes every read below come from the disk.
+    if (from_disk) f.drop_cache(0, f.size());
     Hasher h;
     std::vector<uint8_t> buf(size_t(std::min<uint64_t>(f.size(), 8u << 20)));
     for (uint64_t off = 0; off < f.size();) {
@@ -67,7 +73,7 @@ uint64_t hash_file(const std::string& path, bool drop_cache) {
         size_t n = size_t(std::min<uint64_t>(buf.size(), f.size() - off));
         f.read_at(buf.data(), n, off);
         h.update(buf.data(), n);
-        if (drop_cache) f.drop_cache(off, n);
+        if (from_disk) f.drop_cache(off, n);
         off += n;
     }
     return h.digest();

@@ -35,7 +35,9 @@ bool is_split_dir(const std::string& dir);
 // order, each with the needed tensors of the needed shapes. Throws bad_input(file, ...).
 void check_units_match_config(const Manifest& m, const std::string& file);
 
-// XXH3-64 of a whole file, read sequentially in large blocks.
-uint64_t hash_file(const std::string& path, bool drop_cache = false);
+// XXH3-64 of a whole file, read sequentially in large blocks. from_disk: evict the file from
+// the page cache first and as it is read, so the hash is of what the disk holds (the file
+// must have been synced, or its dirty pages stay cached).
+uint64_t hash_file(const std::string& path, bool from_disk = false);
 
 } // namespace rabbit

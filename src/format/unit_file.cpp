@@ -85,7 +85,11 @@ std::string encode_unit_header(const UnitLayout& l) {
     return h;
 }
 
-UnitLayout decode_unit_header(const uint8_t* bytes, uint64_t available, uint64_t file_size, const std::string& file) {
+namespace {
+
+// Checks the fixed 32 bytes against the file size; returns the JSON's length.
+uint64_t check_fixed_header(const uint8_t* bytes, uint64_t available, uint64_t file_size, const std::string& file,
+                            UnitLayout* l) {
     if (file_size < k_unit_fixed_header || available < k_unit_fixed_header)
         throw bad_input(file, "truncated: " + std::to_string(file_size) + " bytes, shorter than a unit header");
     if (std::memcmp(bytes, k_magic, 8) != 0) throw bad_input(file, "is not a rabbit unit file (bad magic)");
@@ -93,17 +97,25 @@ UnitLayout decode_unit_header(const uint8_t* bytes, uint64_t available, uint64_t
     if (version != k_split_format_version)
         throw unsupported(file, "unit format version " + std::to_string(version) + "; this rabbit reads version " +
                                     std::to_string(k_split_format_version) + " (split the model again)");
-    uint64_t json_len = get_le(bytes + 12, 4);
-    UnitLayout l;
-    l.data_offset = get_le(bytes + 16, 8);
-    l.data_size = get_le(bytes + 24, 8);
-    if (l.data_offset % k_unit_align != 0 || l.data_size % k_unit_align != 0)
+    const uint64_t json_len = get_le(bytes + 12, 4);
+    l->data_offset = get_le(bytes + 16, 8);
+    l->data_size = get_le(bytes + 24, 8);
+    if (l->data_offset % k_unit_align != 0 || l->data_size % k_unit_align != 0)
         throw bad_input(file, "data section is not 4096-byte aligned");
-    if (k_unit_fixed_header + json_len > l.data_offset) throw bad_input(file, "header length runs into the data section");
-    if (l.data_offset > file_size || l.data_size != file_size - l.data_offset)
+    if (k_unit_fixed_header + json_len > l->data_offset || json_len > k_max_unit_header)
+        throw bad_input(file, "header length " + std::to_string(json_len) + " runs into the data section or past the limit");
+    if (l->data_offset > file_size || l->data_size != file_size - l->data_offset)
         throw bad_input(file, "is " + std::to_string(file_size) + " bytes, but its header describes " +
-                                  std::to_string(l.data_offset) + " + " + std::to_string(l.data_size) +
+                                  std::to_string(l->data_offset) + " + " + std::to_string(l->data_size) +
                                   " bytes: truncated or corrupt");
+    return json_len;
+}
+
+} // namespace
+
+UnitLayout decode_unit_header(const uint8_t* bytes, uint64_t available, uint64_t file_size, const std::string& file) {
+    UnitLayout l;
+    const uint64_t json_len = check_fixed_header(bytes, available, file_size, file, &l);
     RABBIT_CHECK(available >= k_unit_fixed_header + json_len, "caller passed fewer bytes than the unit header");
     std::string_view json(reinterpret_cast<const char*>(bytes + k_unit_fixed_header), size_t(json_len));
     JsonDocument doc(json, file + " (unit header)");
@@ -119,12 +131,12 @@ UnitLayout decode_unit_header(const uint8_t* bytes, uint64_t available, uint64_t
 
 UnitLayout read_unit_header(const InputFile& f) {
     uint8_t fixed[k_unit_fixed_header] = {};
-    uint64_t avail = std::min<uint64_t>(f.size(), k_unit_fixed_header);
+    const uint64_t avail = std::min<uint64_t>(f.size(), k_unit_fixed_header);
     f.read_at(fixed, size_t(avail), 0);
-    if (avail < k_unit_fixed_header) return decode_unit_header(fixed, avail, f.size(), f.path()); // throws
-    uint64_t json_len = get_le(fixed + 12, 4);
-    uint64_t need = std::min<uint64_t>(k_unit_fixed_header + json_len, f.size());
-    std::string buf(size_t(need), '\0');
+    UnitLayout checked;
+    // Validated before anything is allocated from it.
+    const uint64_t json_len = check_fixed_header(fixed, avail, f.size(), f.path(), &checked);
+    std::string buf(size_t(k_unit_fixed_header + json_len), '\0');
     f.read_at(buf.data(), buf.size(), 0);
     return decode_unit_header(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), f.size(), f.path());
 }

@@ -23,6 +23,7 @@ constexpr uint64_t k_unit_align = 4096;   // data section start and size
 constexpr uint64_t k_tensor_align = 256;  // each tensor's offset inside the data section
 constexpr uint32_t k_split_format_version = 1;
 constexpr uint64_t k_unit_fixed_header = 32; // magic, version, JSON length, data offset, data size
+constexpr uint64_t k_max_unit_header = 16ull << 20; // the JSON tensor table of one unit
 
 struct UnitTensor {
     std::string name;

@@ -18,16 +18,21 @@ struct ArchInfo {
     Arch arch;
     const char* architecture;
     const char* model_type;
-    // Defaults of the transformers config class, for keys a config.json may leave out.
+    // Defaults of the transformers config class (5.x), for keys a config.json leaves out.
+    // An explicit null differs: num_key_value_heads null means num_attention_heads, and
+    // sliding_window null means full attention.
     uint64_t default_max_position;
-    uint32_t default_head_dim; // 0: hidden_size / num_attention_heads
+    uint32_t default_head_dim;       // 0: hidden_size / num_attention_heads
+    uint32_t default_kv_heads;       // 0: num_attention_heads
+    uint32_t default_sliding_window; // when the key is absent (Mistral only)
+    int64_t default_bos, default_eos; // -1: none
 };
 
 constexpr ArchInfo k_archs[] = {
-    {Arch::qwen2, "Qwen2ForCausalLM", "qwen2", 32768, 0},
-    {Arch::qwen3, "Qwen3ForCausalLM", "qwen3", 32768, 128},
-    {Arch::llama, "LlamaForCausalLM", "llama", 2048, 0},
-    {Arch::mistral, "MistralForCausalLM", "mistral", 131072, 0},
+    {Arch::qwen2, "Qwen2ForCausalLM", "qwen2", 32768, 0, 32, 0, -1, -1},
+    {Arch::qwen3, "Qwen3ForCausalLM", "qwen3", 32768, 128, 32, 0, -1, -1},
+    {Arch::llama, "LlamaForCausalLM", "llama", 2048, 0, 0, 0, 1, 2},
+    {Arch::mistral, "MistralForCausalLM", "mistral", 131072, 0, 8, 4096, 1, 2},
 };
 
 const ArchInfo* find_arch_by_name(const std::string& name) {
@@ -187,7 +192,10 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
     c.intermediate_size = required_u32(root, "intermediate_size", file);
     c.num_layers = required_u32(root, "num_hidden_layers", file);
     c.num_heads = required_u32(root, "num_attention_heads", file);
-    c.num_kv_heads = optional_u32(root, "num_key_value_heads", file, c.num_heads);
+    if (json_field(root, "num_key_value_heads")) // present; null means "as many as the heads"
+        c.num_kv_heads = optional_u32(root, "num_key_value_heads", file, c.num_heads);
+    else
+        c.num_kv_heads = info->default_kv_heads ? info->default_kv_heads : c.num_heads;
     c.vocab_size = required_u32(root, "vocab_size", file);
     if (c.num_heads == 0) throw bad_input(file, "'num_attention_heads' must be positive");
     uint32_t default_head_dim = info->default_head_dim;
@@ -205,15 +213,16 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
     c.tie_word_embeddings = optional_bool(root, "tie_word_embeddings", file, false);
 
     // RoPE: transformers 4 writes rope_theta + rope_scaling, transformers 5 rope_parameters.
+    // As transformers 5 reads them: a rope_scaling object wins over rope_parameters, and a
+    // rope_theta inside it over the top-level one (default 10000).
     c.rope_theta = optional_double(root, "rope_theta", file, 10000.0);
-    if (auto rp = field(root, "rope_parameters")) {
-        object o = json_to_object(*rp, file, "'rope_parameters'");
+    const char* rope_key = field(root, "rope_scaling") ? "rope_scaling" : "rope_parameters";
+    if (auto rp = field(root, rope_key)) {
+        object o = json_to_object(*rp, file, std::string("'") + rope_key + "'");
         if (!field(o, "rope_type") && !field(o, "type"))
-            throw unsupported(file, "'rope_parameters' per layer type (no rope_type) is not supported");
-        c.rope_scaling = parse_rope_scaling(o, file, "rope_parameters");
+            throw unsupported(file, std::string("'") + rope_key + "' per layer type (no rope_type) is not supported");
+        c.rope_scaling = parse_rope_scaling(o, file, rope_key);
         c.rope_theta = optional_double(o, "rope_theta", file, c.rope_theta);
-    } else if (auto rs = field(root, "rope_scaling")) {
-        c.rope_scaling = parse_rope_scaling(json_to_object(*rs, file, "'rope_scaling'"), file, "rope_scaling");
     }
 
     switch (c.arch) {
@@ -234,10 +243,13 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
         if (optional_bool(root, "use_sliding_window", file, false))
             throw unsupported(file, "sliding-window attention (use_sliding_window: true) is not supported for " + c.architecture);
     } else if (c.arch == Arch::mistral) {
-        c.sliding_window = optional_u32(root, "sliding_window", file, 0);
+        c.sliding_window = json_field(root, "sliding_window") ? optional_u32(root, "sliding_window", file, 0)
+                                                              : info->default_sliding_window;
     }
 
     // Special tokens: generation_config.json, when present, is what generate() uses.
+    if (!json_field(root, "bos_token_id") && info->default_bos >= 0) c.bos_token_id = info->default_bos;
+    if (!json_field(root, "eos_token_id") && info->default_eos >= 0) c.eos_token_ids = {info->default_eos};
     if (auto b = field(root, "bos_token_id")) c.bos_token_id = json_to_int(*b, file, "'bos_token_id'");
     if (auto e = field(root, "eos_token_id")) c.eos_token_ids = parse_token_ids(*e, file, "'eos_token_id'");
     if (generation_json) {

@@ -23,22 +23,8 @@ std::string SplitJournal::to_json() const {
     for (const auto& u : done)
         w.begin_object().member("unit", u.unit).member("file", u.file).member("size", u.size).member("xxh3", hex64(u.xxh3)).end_object();
     w.end_array();
-    w.key("deleted_shards").begin_array();
-    for (const auto& d : deleted) {
-        w.begin_object();
-        w.member("file", d.shard.file).member("size", d.shard.size).member("header_hash", hex64(d.shard.header_hash));
-        w.key("tensors").begin_array();
-        for (const auto& t : d.tensors) {
-            w.begin_object().member("name", t.name).member("dtype", dtype_name(t.dtype));
-            w.key("shape").begin_array(true);
-            for (uint64_t s : t.shape) w.value(s);
-            w.end_array();
-            w.member("offset", t.offset).member("nbytes", t.nbytes).end_object();
-        }
-        w.end_array();
-        w.end_object();
-    }
-    w.end_array();
+    w.key("deleted_shards");
+    write_deleted_shards(w, deleted);
     w.end_object();
     return w.str() + "\n";
 }
@@ -63,28 +49,7 @@ SplitJournal SplitJournal::parse(const std::string& text, const std::string& fil
         j.done.push_back({json_to_string(need(o, "unit"), file, "unit"), json_to_string(need(o, "file"), file, "file"),
                           json_to_uint(need(o, "size"), file, "size"), hex(need(o, "xxh3"), "xxh3")});
     }
-    for (auto el : json_to_array(need(root, "deleted_shards"), file, "deleted_shards")) {
-        auto o = json_to_object(el, file, "deleted shard");
-        DeletedShard d;
-        d.shard.file = json_to_string(need(o, "file"), file, "file");
-        d.shard.size = json_to_uint(need(o, "size"), file, "size");
-        d.shard.header_hash = hex(need(o, "header_hash"), "header_hash");
-        d.shard.present = false;
-        for (auto te : json_to_array(need(o, "tensors"), file, "tensors")) {
-            auto to = json_to_object(te, file, "tensor");
-            SourceTensor t;
-            t.name = json_to_string(need(to, "name"), file, "name");
-            std::string dt = json_to_string(need(to, "dtype"), file, "dtype");
-            auto parsed = dtype_from_name(dt);
-            if (!parsed) throw bad_input(file, "tensor '" + t.name + "' has unknown dtype '" + dt + "'");
-            t.dtype = *parsed;
-            for (auto s : json_to_array(need(to, "shape"), file, "shape")) t.shape.push_back(json_to_uint(s, file, "shape"));
-            t.offset = json_to_uint(need(to, "offset"), file, "offset");
-            t.nbytes = json_to_uint(need(to, "nbytes"), file, "nbytes");
-            d.tensors.push_back(std::move(t));
-        }
-        j.deleted.push_back(std::move(d));
-    }
+    j.deleted = parse_deleted_shards(json_to_array(need(root, "deleted_shards"), file, "deleted_shards"), file);
     return j;
 }
 

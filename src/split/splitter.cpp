@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -40,15 +39,22 @@ bool is_split_output_name(const std::string& name) {
     return std::find(companions.begin(), companions.end(), base) != companions.end();
 }
 
-// The file that holds the bytes: a symlinked shard (a Hugging Face cache) resolves to its blob.
-std::string resolved(const std::string& path) {
-    char buf[PATH_MAX];
-    return ::realpath(path.c_str(), buf) ? std::string(buf) : path;
-}
-
 dev_t device_of(const std::string& path) {
     struct stat st;
     return ::stat(path.c_str(), &st) == 0 ? st.st_dev : dev_t(-1);
+}
+
+// Whether removing this path gives its bytes back: a regular file with no other hard link
+// on OUT's file system. A symlink (a Hugging Face cache snapshot) frees nothing: only the
+// link is removed, its target may serve other snapshots.
+bool removal_frees_space(const std::string& path, dev_t out_dev) {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_dev == out_dev;
+}
+
+bool is_symlink(const std::string& path) {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
 }
 
 // Opens source shards on first use and keeps them open for the run.
@@ -131,12 +137,14 @@ uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders
 }
 
 // True when `path` holds exactly this unit: its size, header and checksum.
-bool unit_file_matches(const PlannedUnit& pu, const std::string& path, uint64_t xxh3) {
+// True when `path` holds exactly this unit: its size, header and checksum. from_disk: the
+// checksum is of what the disk returns, not the page cache (before sources are deleted).
+bool unit_file_matches(const PlannedUnit& pu, const std::string& path, uint64_t xxh3, bool from_disk) {
     try {
         if (!path_exists(path) || file_size(path) != pu.layout.file_size()) return false;
         InputFile f(path);
         if (!(read_unit_header(f) == pu.layout)) return false;
-        return hash_file(path) == xxh3;
+        return hash_file(path, from_disk) == xxh3;
     } catch (const Error& e) {
         if (e.code() == ExitCode::interrupted) throw;
         return false;
@@ -147,38 +155,123 @@ void remove_file(const std::string& path) {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw output_error(path, "cannot remove: " + errno_text(errno));
 }
 
+// The companion files to copy, checked before any unit is written. config.json and
+// generation_config.json are written from the text that was parsed and fingerprinted.
+struct Companion {
+    std::string name;
+    std::string source;   // path to copy from, or "" when `contents` is used
+    std::string contents;
+};
+
+std::vector<Companion> companions_of(const HfCheckpoint& ck) {
+    std::vector<Companion> out;
+    for (const auto& name : hf_companion_files()) {
+        if (name == "config.json") {
+            out.push_back({name, "", ck.config_text});
+        } else if (name == "generation_config.json") {
+            if (ck.generation_text) out.push_back({name, "", *ck.generation_text});
+        } else {
+            const std::string path = join_path(ck.dir, name);
+            if (!path_exists(path)) continue;
+            InputFile check(path); // a regular, readable file, or bad_input now rather than at the end
+            out.push_back({name, path, ""});
+        }
+    }
+    return out;
+}
+
+// The source shards a run removes with --delete-original, and when.
+class ShardDeleter {
+public:
+    ShardDeleter(HfCheckpoint& ck, bool enabled) : ck_(ck), enabled_(enabled) {}
+
+    // Removes every present shard no unit still needs. `record` is called with the shard's
+    // description before it is removed: a run killed after the unlink must still find it.
+    template <typename Record>
+    void remove_finished(const std::vector<size_t>& users, ShardReaders& readers, Record record,
+                         std::vector<std::string>* removed) {
+        if (!enabled_) return;
+        for (uint32_t s = 0; s < ck_.shards.size(); ++s) {
+            if (users[s] != 0 || !ck_.shards[s].present) continue;
+            DeletedShard d{ck_.shards[s], {}};
+            for (const auto& [name, t] : ck_.tensors)
+                if (t.shard == s) d.tensors.push_back(t);
+            record(std::move(d));
+            readers.close(s);
+            const std::string path = ck_.shard_path(s);
+            const bool link = is_symlink(path);
+            remove_file(path);
+            fsync_directory(ck_.dir);
+            ck_.shards[s].present = false;
+            removed->push_back(path);
+            if (link)
+                spdlog::warn("removed the symbolic link {}; its target stays (another snapshot may use it), so no space "
+                             "was freed", path);
+            else
+                spdlog::info("deleted {} ({}): every unit read from it is written and verified", path,
+                             format_bytes(ck_.shards[s].size));
+        }
+    }
+
+private:
+    HfCheckpoint& ck_;
+    bool enabled_;
+};
+
 } // namespace
 
 SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string& out = opt.out_dir;
     SplitResult result;
+    auto finish = [&] {
+        progress.finish();
+        result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return result;
+    };
 
     // ---- check the output directory; read the source and plan before writing anything ----
     if (path_exists(out) && !is_directory(out)) throw output_error(out, "exists and is not a directory");
     if (!is_directory(opt.model_dir))
         throw bad_input(opt.model_dir, path_exists(opt.model_dir) ? "is not a directory" : "no such directory");
     if (same_file(out, opt.model_dir)) throw Error(ExitCode::usage, "the output directory must differ from MODEL_DIR");
+    if (opt.delete_original && ::access(opt.model_dir.c_str(), W_OK) != 0)
+        throw output_error(opt.model_dir, "--delete-original must remove files here, but the directory is not writable");
     const std::string manifest_path = join_path(out, k_manifest_file);
+    const std::string journal_path = join_path(out, k_journal_file);
     std::optional<SplitJournal> journal;
+    std::optional<Manifest> manifest;
     if (is_directory(out)) {
-        const bool ours = path_exists(manifest_path) || path_exists(join_path(out, k_journal_file));
+        const bool ours = path_exists(manifest_path) || path_exists(journal_path);
         for (const auto& name : list_directory(out))
-            if (!ours && !is_split_output_name(name))
+            if (!ours && !(opt.force && is_split_output_name(name)))
                 throw output_error(out, "is not empty and holds no rabbit split (found '" + name +
                                             "'); choose an empty or new directory");
         std::string journal_problem;
         journal = read_journal(out, &journal_problem);
         if (!journal_problem.empty()) spdlog::warn("ignoring the unreadable split journal: {}", journal_problem);
+        if (path_exists(manifest_path)) {
+            try {
+                manifest = Manifest::parse(read_text_file(manifest_path), manifest_path);
+            } catch (const Error& e) {
+                if (!opt.force)
+                    throw output_error(manifest_path, std::string("is unreadable (") + e.what() +
+                                                          "); use --force to split again into this directory");
+            }
+        }
     }
 
-    HfCheckpoint ck = open_hf_checkpoint(opt.model_dir, journal ? journal->deleted : std::vector<DeletedShard>{});
+    // Shards an earlier --delete-original run removed: the journal knows while a split runs,
+    // the manifest once it is done.
+    std::vector<DeletedShard> deleted = journal ? journal->deleted : manifest ? manifest->deleted_sources
+                                                                               : std::vector<DeletedShard>{};
+    HfCheckpoint ck = open_hf_checkpoint(opt.model_dir, deleted);
     SplitPlan plan = plan_split(ck, opt.dtype);
     for (const auto& note : plan.notes) spdlog::debug("{}", note);
+    const std::vector<Companion> companions = companions_of(ck);
     result.units_total = plan.units.size();
     result.bytes_total = plan.total_bytes();
     result.dtype = plan.dtype;
-
     if (!path_exists(join_path(opt.model_dir, "tokenizer.json")) && !path_exists(join_path(opt.model_dir, "tokenizer.model")))
         spdlog::warn("{} has no tokenizer (tokenizer.json or tokenizer.model): the split can be inspected and "
                      "benchmarked, but `rabbit run` will have no tokenizer for text",
@@ -188,26 +281,20 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     for (const auto& name : list_directory(out)) // temporary files of a killed run
         if (ends_with(name, ".tmp") && is_split_output_name(name)) remove_file(join_path(out, name));
 
-    std::map<std::string, JournalUnit> candidates; // units an earlier run finished, to verify
-    bool from_manifest = false;
-    if (path_exists(manifest_path)) {
-        if (opt.force) {
-            remove_file(manifest_path);
-            fsync_directory(out);
-        } else {
-            Manifest m;
-            try {
-                m = Manifest::parse(read_text_file(manifest_path), manifest_path);
-            } catch (const Error& e) {
-                throw output_error(manifest_path, std::string("is unreadable (") + e.what() +
-                                                      "); use --force to split again into this directory");
-            }
-            if (m.source_fingerprint != plan.fingerprint)
-                throw output_error(out, "already holds a split of another model or with other options; "
-                                        "use --force to replace it, or choose another directory");
-            for (const auto& u : m.units) candidates[u.layout.name] = {u.layout.name, u.file, u.size(), u.xxh3};
-            from_manifest = true;
-        }
+    // ---- what an earlier run finished, to verify and keep ----
+    std::map<std::string, JournalUnit> candidates;
+    if (manifest && !opt.force) {
+        if (manifest->source_fingerprint != plan.fingerprint)
+            throw output_error(out, "already holds a split of another model or with other options; "
+                                    "use --force to replace it, or choose another directory");
+        for (const auto& u : manifest->units) candidates[u.layout.name] = {u.layout.name, u.file, u.size(), u.xxh3};
+    }
+    if (path_exists(manifest_path) && opt.force) {
+        if (!deleted.empty())
+            throw output_error(out, "--force cannot redo this split: --delete-original removed its source shards");
+        remove_file(manifest_path);
+        fsync_directory(out);
+        manifest.reset();
     }
     if (journal && journal->fingerprint != plan.fingerprint) {
         if (!journal->deleted.empty())
@@ -217,7 +304,7 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
         journal.reset();
     }
     if (journal && opt.force && !journal->deleted.empty())
-        throw output_error(out, "--force cannot redo this split: an earlier --delete-original run removed source shards");
+        throw output_error(out, "--force cannot redo this split: --delete-original removed its source shards");
     if (journal && !opt.force)
         for (const auto& u : journal->done) candidates[u.unit] = u;
 
@@ -227,7 +314,7 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
         const PlannedUnit& pu = plan.units[i];
         auto c = candidates.find(pu.layout.name);
         if (c != candidates.end() && c->second.file == pu.file &&
-            unit_file_matches(pu, join_path(out, pu.file), c->second.xxh3)) {
+            unit_file_matches(pu, join_path(out, pu.file), c->second.xxh3, opt.delete_original)) {
             done[i] = true;
             ++result.units_reused;
             progress.advance(pu.layout.file_size());
@@ -239,13 +326,29 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
                 throw bad_input(join_path(out, pu.file), "must be written again (missing or damaged), but its source " +
                                                              ck.shard_path(s) + " was deleted by --delete-original");
     }
-    if (from_manifest && result.units_reused == plan.units.size()) {
+
+    std::vector<size_t> users(ck.shards.size(), 0); // units still to write, per source shard
+    for (size_t i = 0; i < plan.units.size(); ++i)
+        if (!done[i])
+            for (uint32_t s : plan.units[i].shards) ++users[s];
+    ShardReaders readers(ck);
+    ShardDeleter deleter(ck, opt.delete_original);
+
+    if (manifest && result.units_reused == plan.units.size()) {
+        // Already split. With --delete-original, remove what an earlier run kept, recording
+        // it in the manifest first.
+        deleter.remove_finished(
+            users, readers,
+            [&](DeletedShard d) {
+                manifest->deleted_sources.push_back(std::move(d));
+                write_file_atomic(manifest_path, manifest->to_json());
+            },
+            &result.deleted_shards);
+        if (path_exists(journal_path)) remove_file(journal_path); // left by a run killed after its manifest
         result.up_to_date = true;
-        progress.finish();
-        result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return result;
+        return finish();
     }
-    if (from_manifest) { // some unit is damaged: the manifest must not point at it while we rewrite
+    if (manifest) { // some unit is damaged: the manifest must not point at it while we rewrite
         remove_file(manifest_path);
         fsync_directory(out);
     }
@@ -253,10 +356,7 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     // ---- enough space? With --delete-original, shards freed on the same disk count. ----
     {
         const dev_t out_dev = device_of(out);
-        std::vector<size_t> users(ck.shards.size(), 0);
-        for (size_t i = 0; i < plan.units.size(); ++i)
-            if (!done[i])
-                for (uint32_t s : plan.units[i].shards) ++users[s];
+        std::vector<size_t> left = users;
         uint64_t need = 0, peak = 0;
         for (size_t i = 0; i < plan.units.size(); ++i) {
             if (done[i]) continue;
@@ -264,13 +364,10 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
             peak = std::max(peak, need);
             if (!opt.delete_original) continue;
             for (uint32_t s : plan.units[i].shards)
-                if (--users[s] == 0 && ck.shards[s].present && device_of(resolved(ck.shard_path(s))) == out_dev)
+                if (--left[s] == 0 && ck.shards[s].present && removal_frees_space(ck.shard_path(s), out_dev))
                     need -= std::min(need, ck.shards[s].size);
         }
-        for (const auto& name : hf_companion_files()) {
-            const std::string p = join_path(opt.model_dir, name);
-            if (path_exists(p)) peak += file_size(p);
-        }
+        for (const auto& c : companions) peak += c.source.empty() ? c.contents.size() : file_size(c.source);
         peak += k_space_margin;
         const uint64_t avail = free_space(out);
         if (peak > avail)
@@ -281,17 +378,17 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     // ---- write the units ----
     SplitJournal j;
     j.fingerprint = plan.fingerprint;
-    if (journal) j.deleted = journal->deleted;
+    j.deleted = deleted;
     for (size_t i = 0; i < plan.units.size(); ++i)
         if (done[i]) j.done.push_back(candidates.at(plan.units[i].layout.name));
     write_journal(out, j);
+    auto record_in_journal = [&](DeletedShard d) {
+        j.deleted.push_back(std::move(d));
+        write_journal(out, j);
+    };
+    // Units an earlier run finished may have freed shards it did not get to remove.
+    deleter.remove_finished(users, readers, record_in_journal, &result.deleted_shards);
 
-    std::vector<size_t> users(ck.shards.size(), 0);
-    for (size_t i = 0; i < plan.units.size(); ++i)
-        if (!done[i])
-            for (uint32_t s : plan.units[i].shards) ++users[s];
-
-    ShardReaders readers(ck);
     std::vector<uint8_t> in_buf(opt.chunk_bytes), out_buf(opt.chunk_bytes);
     for (size_t i = 0; i < plan.units.size(); ++i) {
         if (done[i]) continue;
@@ -310,26 +407,8 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
         result.bytes_written += pu.layout.file_size();
         j.done.push_back({pu.layout.name, pu.file, pu.layout.file_size(), h});
         write_journal(out, j);
-        if (opt.delete_original) {
-            for (uint32_t s : pu.shards) {
-                if (--users[s] != 0 || !ck.shards[s].present) continue;
-                // Record first: a run killed after the unlink must still be able to plan.
-                DeletedShard d{ck.shards[s], {}};
-                for (const auto& [name, t] : ck.tensors)
-                    if (t.shard == s) d.tensors.push_back(t);
-                j.deleted.push_back(std::move(d));
-                write_journal(out, j);
-                readers.close(s);
-                const std::string path_s = ck.shard_path(s);
-                const std::string target = resolved(path_s);
-                remove_file(path_s);
-                if (target != path_s) remove_file(target);
-                ck.shards[s].present = false;
-                result.deleted_shards.push_back(path_s);
-                spdlog::info("deleted {} ({}): every unit read from it is written and verified", path_s,
-                             format_bytes(ck.shards[s].size));
-            }
-        }
+        for (uint32_t s : pu.shards) --users[s];
+        deleter.remove_finished(users, readers, record_in_journal, &result.deleted_shards);
         progress.unit_done(pu.layout.name, pu.layout.file_size(), false);
     }
 
@@ -339,11 +418,12 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     m.source_fingerprint = plan.fingerprint;
     m.dtype = plan.dtype;
     m.config = plan.config;
-    for (const auto& name : hf_companion_files()) {
-        const std::string p = join_path(opt.model_dir, name);
-        if (!path_exists(p)) continue;
-        copy_file_atomic(p, join_path(out, name));
-        m.files.push_back(name);
+    m.deleted_sources = j.deleted;
+    for (const auto& c : companions) {
+        const std::string to = join_path(out, c.name);
+        if (c.source.empty()) write_file_atomic(to, c.contents);
+        else copy_file_atomic(c.source, to);
+        m.files.push_back(c.name);
     }
     for (size_t i = 0; i < plan.units.size(); ++i) {
         const PlannedUnit& pu = plan.units[i];
@@ -352,12 +432,10 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
         m.units.push_back({pu.layout, pu.kind, pu.layer, pu.file, ju->xxh3});
     }
     write_file_atomic(manifest_path, m.to_json());
-    remove_file(join_path(out, k_journal_file));
+    remove_file(journal_path);
     fsync_directory(out);
     result.files = m.files;
-    progress.finish();
-    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return result;
+    return finish();
 }
 
 } // namespace rabbit
