@@ -42,14 +42,17 @@ void remove_path(const std::string& path) {
 }
 
 RunResult run_program(const std::string& program, const std::vector<std::string>& args,
-                      const std::map<std::string, std::string>& env) {
+                      const std::map<std::string, std::string>& env, const std::string& stdin_text) {
     TempDir io;
-    const std::string out_path = io / "stdout", err_path = io / "stderr";
+    const std::string out_path = io / "stdout", err_path = io / "stderr", in_path = io / "stdin";
+    write_file(in_path, stdin_text);
     pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
         int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int in = ::open(in_path.c_str(), O_RDONLY);
+        ::dup2(in, 0);
         ::dup2(out, 1);
         ::dup2(err, 2);
         for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
@@ -73,8 +76,9 @@ RunResult run_program(const std::string& program, const std::vector<std::string>
     return r;
 }
 
-RunResult run_rabbit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
-    return run_program(RABBIT_BIN, args, env);
+RunResult run_rabbit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+                     const std::string& stdin_text) {
+    return run_program(RABBIT_BIN, args, env, stdin_text);
 }
 
 std::string shared_dir() { return RABBIT_SHARED_DIR; }

@@ -30,10 +30,12 @@ struct RunResult {
     std::string out, err;
 };
 
-// Runs a program with arguments (no shell) and extra environment variables.
+// Runs a program with arguments (no shell), extra environment variables and what it reads
+// on stdin.
 RunResult run_program(const std::string& program, const std::vector<std::string>& args,
-                      const std::map<std::string, std::string>& env = {});
-RunResult run_rabbit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+                      const std::map<std::string, std::string>& env = {}, const std::string& stdin_text = "");
+RunResult run_rabbit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
+                     const std::string& stdin_text = "");
 
 std::string shared_dir();          // ../shared beside the repository
 std::string tinystories_dir();     // shared/models/tinystories-656k

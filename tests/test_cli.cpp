@@ -158,3 +158,62 @@ TEST_CASE("on a terminal, split draws a progress bar on stderr", "[cli]") {
     REQUIRE_THAT(screen, Contains("\r\033[K[") && Contains("ETA") && Contains("4/4 units"));
     REQUIRE_THAT(screen, !Contains("[1/4] wrote")); // the bar replaces the plain lines
 }
+
+TEST_CASE("tokenize prints ids, pieces, special tokens and decodes back", "[cli][tokenizer]") {
+    const std::string qwen = test::shared_dir() + "/tokenizers/qwen3";
+    test::RunResult r = test::run_rabbit({"tokenize", "-m", qwen}, {}, "Hello, my dog is cute\n\nsecond line\n");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE(r.out == "[9707, 11, 847, 5562, 374, 18838]\n[]\n[5569, 1555]\n");
+
+    test::RunResult p = test::run_rabbit({"tokenize", "-m", qwen, "--pieces"}, {}, "Hello, my dog\n");
+    REQUIRE(p.out == "[\"Hello\", \",\", \"\u0120my\", \"\u0120dog\"]\n");
+
+    // The golden prompt of tinystories-656k, BOS added by its post-processor.
+    test::RunResult s = test::run_rabbit({"tokenize", "-m", test::tinystories_dir(), "--special"}, {},
+                                         "Once upon a time, there was a dog named\n");
+    REQUIRE(s.out == "[1, 80, 147, 201, 282, 215, 286, 401, 236, 192]\n");
+
+    // --jsonl: texts that hold newlines.
+    test::RunResult j = test::run_rabbit({"tokenize", "-m", qwen, "--jsonl"}, {}, "\"a\\nb\"\n\"<|im_end|>\"\n");
+    REQUIRE(j.out == "[64, 198, 65]\n[151645]\n");
+
+    // --decode: the way back, special tokens dropped unless --special.
+    test::RunResult d = test::run_rabbit({"tokenize", "-m", qwen, "--decode"}, {}, "[64, 198, 65]\n[151645, 9707]\n");
+    REQUIRE(d.out == "\"a\\nb\"\n\"Hello\"\n");
+    test::RunResult ds = test::run_rabbit({"tokenize", "-m", qwen, "--decode", "--special"}, {}, "[151645, 9707]\n");
+    REQUIRE(ds.out == "\"<|im_end|>Hello\"\n");
+}
+
+TEST_CASE("tokenize --chat wraps lines in the model's chat format", "[cli][tokenizer][chat]") {
+    const std::string qwen = test::shared_dir() + "/tokenizers/qwen3";
+    test::RunResult r = test::run_rabbit({"tokenize", "-m", qwen, "--chat", "--system", "You are a poet."}, {},
+                                         "Write a haiku about rabbits.\n");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    // Equal to the Qwen3 template rendered by jinja2 (tests/data/tokenizer/qwen3.chat.jsonl).
+    REQUIRE(r.out == "[151644, 8948, 198, 2610, 525, 264, 39260, 13, 151645, 198, 151644, 872, 198, 7985, 264, 6386, "
+                     "38242, 911, 69144, 13, 151645, 198, 151644, 77091, 198]\n");
+    REQUIRE_THAT(r.err, Contains("chat format: ChatML (Qwen)"));
+
+    test::RunResult none = test::run_rabbit({"-q", "tokenize", "-m", test::tinystories_dir(), "--chat"}, {}, "hi\n");
+    REQUIRE(none.exit_code == int(ExitCode::unsupported));
+    REQUIRE_THAT(none.err, Contains("has no chat template"));
+    test::RunResult sys = test::run_rabbit({"tokenize", "-m", qwen, "--system", "x"}, {}, "hi\n");
+    REQUIRE(sys.exit_code == int(ExitCode::usage));
+}
+
+TEST_CASE("tokenize without a tokenizer, or with bad input lines, fails clearly", "[cli][tokenizer]") {
+    test::TempDir dir;
+    test::RunResult r = test::run_rabbit({"tokenize", "-m", dir.path()}, {}, "hi\n");
+    REQUIRE(r.exit_code == int(ExitCode::bad_input));
+    REQUIRE_THAT(r.err, Contains(dir / "tokenizer.json") && Contains("no tokenizer.model either"));
+    test::RunResult j = test::run_rabbit({"tokenize", "-m", test::tinystories_dir(), "--jsonl"}, {}, "not json\n");
+    REQUIRE(j.exit_code == int(ExitCode::bad_input));
+    REQUIRE_THAT(j.err, Contains("stdin line 1: is not valid JSON"));
+    // Invalid UTF-8 is read as U+FFFD, with a warning.
+    test::RunResult u = test::run_rabbit({"tokenize", "-m", test::shared_dir() + "/tokenizers/qwen3"}, {}, "a\xff" "b\n");
+    REQUIRE(u.exit_code == 0);
+    REQUIRE(u.out == "[64, 5691, 65]\n");
+    REQUIRE_THAT(u.err, Contains("not valid UTF-8"));
+}

@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -33,9 +34,46 @@ void check_unique_keys(element e, const std::string& file, int depth) {
 
 } // namespace
 
+// Integers beyond 64 bits (tokenizer_config.json's model_max_length of 1e30, written out)
+// are valid JSON that simdjson's DOM refuses; read them as floats, as Python would round them.
+std::string widen_big_integers(std::string_view text) {
+    std::string out;
+    out.reserve(text.size() + 16);
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        out += c;
+        if (in_string) {
+            if (c == '\\' && i + 1 < text.size()) out += text[++i];
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+            continue;
+        }
+        if (c >= '0' && c <= '9' && (i == 0 || !(std::isalnum((unsigned char)text[i - 1]) || text[i - 1] == '.'))) {
+            size_t j = i + 1;
+            while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
+            out.append(text.substr(i + 1, j - i - 1));
+            const bool fraction = j < text.size() && (text[j] == '.' || text[j] == 'e' || text[j] == 'E');
+            if (j - i > 19 && !fraction) out += ".0";
+            i = j - 1;
+        }
+    }
+    return out;
+}
+
 JsonDocument::JsonDocument(std::string_view text, std::string file) : file_(std::move(file)) {
     simdjson::padded_string padded(text);
     auto err = parser_.parse(padded).get(root_);
+    if (err == simdjson::NUMBER_ERROR) {
+        std::string widened = widen_big_integers(text);
+        if (widened.size() != text.size()) {
+            padded = simdjson::padded_string(widened);
+            err = parser_.parse(padded).get(root_);
+        }
+    }
     if (err) throw bad_input(file_, std::string("is not valid JSON: ") + simdjson::error_message(err));
     check_unique_keys(root_, file_, 0);
 }

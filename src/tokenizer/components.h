@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+// The stages of a tokenizer.json pipeline, each built from its JSON object:
+//   normalizer      text -> text (NFC, Prepend, Replace, Sequence)
+//   pre-tokenizer   pieces -> smaller pieces (Split, ByteLevel, Metaspace, Digits, Sequence)
+//   decoder         token strings -> text (ByteLevel, Replace, ByteFallback, Fuse, Strip,
+//                   Metaspace, Sequence)
+// Semantics follow the Hugging Face `tokenizers` library, the reference rabbit's ids must
+// equal; where it has quirks, they are kept and said so.
+#pragma once
+
+#include <simdjson.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rabbit {
+
+class Normalizer {
+public:
+    virtual ~Normalizer() = default;
+    virtual void normalize(std::string& text) const = 0;
+};
+
+// A piece of the input on its way to the model. at_start: it begins at the start of the
+// original input (Metaspace's prepend_scheme "first" looks at that).
+struct Piece {
+    std::string text;
+    bool at_start = false;
+};
+
+class PreTokenizer {
+public:
+    virtual ~PreTokenizer() = default;
+    // Replaces each piece by the pieces it splits into; empty pieces are dropped.
+    virtual void pre_tokenize(std::vector<Piece>& pieces) const = 0;
+};
+
+class Decoder {
+public:
+    virtual ~Decoder() = default;
+    // Transforms the token strings in place; the decoded text is their concatenation.
+    virtual void decode_chain(std::vector<std::string>& tokens) const = 0;
+};
+
+// nullptr for a JSON null. Throws bad_input for malformed objects and unsupported for types
+// rabbit does not implement, naming `file`.
+std::unique_ptr<Normalizer> make_normalizer(simdjson::dom::element e, const std::string& file);
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(simdjson::dom::element e, const std::string& file);
+std::unique_ptr<Decoder> make_decoder(simdjson::dom::element e, const std::string& file);
+
+// The GPT-2 byte-level alphabet: each byte as the UTF-8 of the code point standing for it.
+const std::string& byte_to_unicode(unsigned char b);
+// The byte a code point stands for, or -1.
+int unicode_to_byte(char32_t cp);
+
+} // namespace rabbit

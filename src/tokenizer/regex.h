@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// Regular expressions of tokenizer.json (Split pre-tokenizers, Replace normalizers), written
+// for Oniguruma, the engine of the reference implementation, and run here by PCRE2 with its
+// JIT. The two agree on these patterns once a few escapes are translated (see regex.cpp).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+struct pcre2_real_code_8;
+struct pcre2_real_jit_stack_8;
+struct pcre2_real_match_context_8;
+
+namespace rabbit {
+
+class Regex {
+public:
+    // Throws bad_input(context, ...) when the pattern does not compile.
+    Regex(std::string_view oniguruma_pattern, const std::string& context);
+    static Regex literal(std::string_view text, const std::string& context);
+    // A pattern already in PCRE2 syntax (rabbit's own, not a tokenizer.json's).
+    static Regex pcre2(const std::string& pattern, const std::string& context);
+    // Whether the whole of `s` matches.
+    bool full_match(std::string_view s) const;
+    ~Regex();
+    Regex(Regex&& other) noexcept;
+    Regex& operator=(Regex&&) = delete;
+    Regex(const Regex&) = delete;
+    Regex& operator=(const Regex&) = delete;
+
+    // Every match, left to right, as byte ranges [begin, end). After an empty match the
+    // search resumes one character later. `subject` must be valid UTF-8.
+    void find_all(std::string_view subject, std::vector<std::pair<size_t, size_t>>& out) const;
+
+private:
+    Regex() = default;
+    void compile(const std::string& pcre_pattern, const std::string& context);
+
+    pcre2_real_code_8* code_ = nullptr;
+    pcre2_real_jit_stack_8* jit_stack_ = nullptr;
+    pcre2_real_match_context_8* match_context_ = nullptr;
+    bool jit_ = false;
+};
+
+// Oniguruma syntax to PCRE2 syntax. Under Unicode, Oniguruma's \s is the White_Space property
+// (PCRE2's lacks U+0085) and its \w is Alphabetic, marks, decimal digits, connector
+// punctuation, every number (PCRE2 10.42's is letters, numbers and _); \h is a hex digit.
+// The translation spells out Oniguruma's meaning with PCRE2's Unicode properties.
+std::string oniguruma_to_pcre2(std::string_view pattern);
+
+} // namespace rabbit
