@@ -13,7 +13,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <sstream>
+#include <thread>
 
 using namespace rabbit;
 using Catch::Contains;
@@ -63,6 +65,28 @@ TEST_CASE("regexes mean what they mean in Oniguruma, the reference's engine", "[
     REQUIRE(m == std::vector<std::pair<size_t, size_t>>{{0, 0}, {1, 3}});
     REQUIRE(pieces(Regex::literal("a.b\\E(", "test"), "xa.b\\E(y a.b") == std::vector<std::string>{"a.b\\E("});
     REQUIRE_THROWS_WITH(Regex("(unclosed", "tok.json"), Contains("tok.json: regex '(unclosed' does not compile"));
+}
+
+TEST_CASE("Ruby-syntax regex features are translated, or refused", "[tokenizer][regex]") {
+    // Each expectation was read off the reference (tokenizers 0.23.3, Oniguruma).
+    REQUIRE(pieces(Regex("^\\s+", "t"), "a\n  b") == std::vector<std::string>{"  "}); // ^ at every line start
+    REQUIRE(pieces(Regex("x$", "t"), "ax\nbx") == std::vector<std::string>{"x", "x"});
+    REQUIRE(pieces(Regex("\\Ax", "t"), "xax") == std::vector<std::string>{"x"});
+    REQUIRE(pieces(Regex("(?m).+", "t"), "a\nb") == std::vector<std::string>{"a\nb"}); // Ruby's m is dotall
+    REQUIRE(pieces(Regex(".+", "t"), "a\nb") == std::vector<std::string>{"a", "b"});
+    REQUIRE(pieces(Regex("\\u0041+", "t"), "xAAy") == std::vector<std::string>{"AA"});
+    REQUIRE(pieces(Regex("a{,2}", "t"), "aaaa") == std::vector<std::string>{"aa", "aa"});
+    // \w takes "²" (No) outside a class, not inside one.
+    REQUIRE(pieces(Regex("\\w+", "t"), "a\u00b2b") == std::vector<std::string>{"a\u00b2b"});
+    REQUIRE(pieces(Regex("[\\w]+", "t"), "a\u00b2b") == std::vector<std::string>{"a", "b"});
+    REQUIRE(pieces(Regex("[\\w]+", "t"), "a\u2160b") == std::vector<std::string>{"a\u2160b"});
+    REQUIRE(pieces(Regex("[[:digit:]x]+", "t"), "a12xb") == std::vector<std::string>{"12x"});
+    REQUIRE_THROWS_WITH(Regex("[a-z&&[^b]]", "t"), Contains("class intersection (&&) is not supported"));
+    REQUIRE_THROWS_WITH(Regex("[a[0-9]]", "t"), Contains("a nested character class is not supported"));
+    // A repeated group over a long input outgrows the JIT stack; the interpreter finishes it.
+    std::string long_input;
+    for (int i = 0; i < 200000; ++i) long_input += " x";
+    REQUIRE(pieces(Regex("(?:\\s|x)+|[^\\s]+", "t"), long_input).size() == 1);
 }
 
 TEST_CASE("UTF-8 helpers: lossy conversion as Rust does it, incomplete tails", "[tokenizer][utf8]") {
@@ -142,6 +166,72 @@ TEST_CASE("streaming decode holds back a character split over two tokens", "[tok
     REQUIRE(stream.finish().empty());
 }
 
+TEST_CASE("streaming decode survives a byte run that proves invalid after it was emitted", "[tokenizer][stream]") {
+    // <0x61> <0xE2> <0x82> ▁T ▁for▁ ▁م: "a" is emitted, then E2 82 never completes and the whole
+    // run decodes as U+FFFD per byte, changing text already out. The reference raises an error;
+    // rabbit keeps what it emitted and goes on from the token that broke the run.
+    auto tok = load_tokenizer(data_dir() + "/synthetic/metaspace-first");
+    const std::vector<int32_t> ids{897, 1026, 930, 341, 578, 493};
+    StreamDecoder stream(*tok, true);
+    std::string all;
+    for (int32_t id : ids) {
+        const std::string piece = stream.push(id);
+        REQUIRE(utf8_valid(piece));
+        all += piece;
+    }
+    all += stream.finish();
+    REQUIRE(all == "a\uFFFD\uFFFD T for  \u0645");
+    REQUIRE(tok->decode(ids, true) == "\uFFFD\uFFFD\uFFFD T for  \u0645");
+}
+
+TEST_CASE("Metaspace's first scheme follows the input's start through normalizers that delete", "[tokenizer]") {
+    // Expectations read off the reference (tokenizers 0.23.3) with these normalizers added to
+    // the synthetic metaspace-first tokenizer.
+    const std::string base = read_text_file(data_dir() + "/synthetic/metaspace-first/tokenizer.json");
+    auto with_normalizer = [&](const std::string& normalizer) {
+        std::string json = base;
+        const std::string key = "\"normalizer\": null";
+        REQUIRE(json.find(key) != std::string::npos);
+        json.replace(json.find(key), key.size(), "\"normalizer\": " + normalizer);
+        test::TempDir* dir = new test::TempDir; // lives for the test's tokenizer loads below
+        test::write_file(*dir / "tokenizer.json", json);
+        auto tok = load_tokenizer(dir->path());
+        delete dir;
+        return tok;
+    };
+    using Ids = std::vector<int32_t>;
+    auto strip = with_normalizer(R"({"type": "Replace", "pattern": {"Regex": "^\\s+"}, "content": ""})");
+    REQUIRE(strip->encode("  abc", false) == Ids{402, 72}); // the first character now comes from offset 2
+    REQUIRE(strip->encode("abc", false) == Ids{218, 402, 72});
+    REQUIRE(strip->encode("x<s>  abc", false) == Ids{218, 93, 1, 402, 72});
+    auto hash = with_normalizer(R"({"type": "Replace", "pattern": {"String": "#"}, "content": ""})");
+    REQUIRE(hash->encode("#abc", false) == Ids{402, 72});
+    REQUIRE(hash->encode("  abc", false) == Ids{304, 402, 72});
+    // Deleting only what a Prepend inserted keeps the start.
+    auto both = with_normalizer(R"({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"Regex": "^\u2581"}, "content": ""}]})");
+    REQUIRE(both->encode("  abc", false) == Ids{304, 402, 72});
+    REQUIRE(both->encode("abc", false) == Ids{218, 402, 72});
+}
+
+TEST_CASE("an added token squeezed to nothing by its neighbours' stripping is dropped", "[tokenizer]") {
+    // gpt2-added with one more token, "\n\n" with lstrip: after "<think>" (rstrip) took the
+    // newlines, its match is empty, and the reference drops it.
+    std::string json = read_text_file(data_dir() + "/synthetic/gpt2-added/tokenizer.json");
+    const size_t list = json.find("\"added_tokens\": [");
+    const size_t end = json.find("\n  ],", list); // the list's closing bracket
+    REQUIRE(end != std::string::npos);
+    json.insert(end, R"(, {"id": 9999, "content": "\n\n", "single_word": false, "lstrip": true,
+        "rstrip": false, "normalized": true, "special": false})");
+    test::TempDir dir;
+    test::write_file(dir / "tokenizer.json", json);
+    auto tok = load_tokenizer(dir.path());
+    using Ids = std::vector<int32_t>;
+    REQUIRE(tok->encode("<think>\n\n", false) == Ids{802});
+    REQUIRE(tok->encode("a<think>\n\nb", false) == Ids{206, 802, 223});
+    REQUIRE(tok->encode("a \n\nb", false) == Ids{206, 804, 223});
+}
+
 TEST_CASE("special tokens are left out of decoded text unless asked", "[tokenizer]") {
     auto tok = load_tokenizer(test::shared_dir() + "/tokenizers/qwen3");
     const std::vector<int32_t> ids = tok->encode("<|im_start|>user\nhi<|im_end|>", false);
@@ -180,10 +270,16 @@ TEST_CASE("chat formats are recognised from the template and written out", "[tok
             "Today Date: 26 Jul 2024\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
 
+    // Llama 3 trims the messages (Jinja's trim), Llama 2 strips the turn (Python's strip).
+    REQUIRE(apply_chat_template(l3, " \tHi \n", std::string(" S\n")) ==
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+
     ChatTemplate l2 = detect_chat_template_text("[INST] <<SYS>>\\n", "t");
     REQUIRE(l2.format == ChatFormat::llama2);
     REQUIRE(apply_chat_template(l2, "Hi", std::string("S")) == "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nHi [/INST]");
     REQUIRE(apply_chat_template(l2, "Hi", std::nullopt) == "<s>[INST] Hi [/INST]");
+    REQUIRE(apply_chat_template(l2, "  Hi\u3000\n", std::nullopt) == "<s>[INST] Hi [/INST]");
     ChatTemplate m = detect_chat_template_text("{{ '[INST] ' + message['content'] + ' [/INST]' }}", "t");
     REQUIRE(m.format == ChatFormat::mistral);
     REQUIRE(apply_chat_template(m, "Hi", std::nullopt) == "<s>[INST] Hi [/INST]");
@@ -218,8 +314,8 @@ TEST_CASE("malformed or missing tokenizers get errors that name the file", "[tok
     fails(ExitCode::bad_input, "names a token not in the vocabulary ('ab')");
     write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a a"]}})");
     fails(ExitCode::bad_input, "is not two tokens separated by one space");
-    write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "unk_token": "<unk>"}})");
-    fails(ExitCode::bad_input, "unk_token '<unk>' is not in the vocabulary");
+    write(R"({"version": "2.0", "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
+    fails(ExitCode::unsupported, "tokenizer.json version '2.0'; rabbit reads 1.0");
     write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": {"type": "Lowercase"}})");
     fails(ExitCode::unsupported, "normalizer type 'Lowercase' is not supported");
     write(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Whitespace"}})");
@@ -237,6 +333,29 @@ TEST_CASE("malformed or missing tokenizers get errors that name the file", "[tok
     auto tok = load_tokenizer(dir.path());
     REQUIRE(tok->encode("abab", false) == std::vector<int32_t>{2, 2});
     REQUIRE(tok->encode("abc", false) == std::vector<int32_t>{2}); // no unk token: unknown characters vanish, as in the reference
+    // An unk_token missing from the vocabulary matters only when a character needs it.
+    write(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]], "unk_token": "<unk>"}})");
+    auto tok2 = load_tokenizer(dir.path());
+    REQUIRE(tok2->encode("abab", false) == std::vector<int32_t>{2, 2});
+    REQUIRE_THROWS_WITH(tok2->encode("abc", false), Contains("unk_token '<unk>' is not in the vocabulary, and the text needs it"));
+}
+
+TEST_CASE("added tokens get the ids the reference gives them, not the ones the file declares", "[tokenizer]") {
+    test::TempDir dir;
+    // Declared ids are ignored: "is" is in the vocabulary (3), "<x>" takes the next id after
+    // the vocabulary's size (4 entries), "<y>" the one after; "<x>" again keeps its id.
+    test::write_file(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"i": 0, "s": 1, "x": 2, "is": 3},
+        "merges": [["i", "s"]]},
+      "added_tokens": [
+        {"id": 950, "content": "is", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false},
+        {"id": 900, "content": "<x>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 7, "content": "<y>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false},
+        {"id": 901, "content": "<x>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false}]})");
+    auto tok = load_tokenizer(dir.path());
+    REQUIRE(tok->encode("is<x>x<y>", false) == std::vector<int32_t>{3, 4, 2, 5});
+    REQUIRE(tok->is_special(4)); // once special, always: the reference keeps contents in a special set
+    REQUIRE(tok->decode({4, 5}, true) == "<y>");
+    REQUIRE(tok->vocab_size() == 6);
 }
 
 TEST_CASE("tokenizer_config.json's add_bos_token and add_eos_token rule a Llama tokenizer's template",
@@ -259,4 +378,23 @@ TEST_CASE("tokenizer_config.json's add_bos_token and add_eos_token rule a Llama 
     REQUIRE(config(", \"add_bos_token\": false") == with({}, {}));
     REQUIRE(config(", \"add_eos_token\": true") == with({1}, {2}));
     REQUIRE(config(", \"add_bos_token\": false, \"add_eos_token\": true") == with({}, {2}));
+}
+
+TEST_CASE("one tokenizer encodes from several threads at once", "[tokenizer]") {
+    auto tok = load_tokenizer(test::shared_dir() + "/tokenizers/qwen3");
+    std::vector<std::string> texts = corpus();
+    texts.resize(400);
+    texts.push_back(std::string(20000, ' ') + "x" + std::string(20000, '\n')); // long runs: deep regex matches
+    std::vector<std::vector<int32_t>> want;
+    for (const auto& t : texts) want.push_back(tok->encode(t, false));
+    std::vector<std::thread> threads;
+    std::atomic<int> mismatches{0};
+    for (int k = 0; k < 4; ++k)
+        threads.emplace_back([&, k] {
+            for (int round = 0; round < 3; ++round)
+                for (size_t i = size_t(k); i < texts.size(); i += 2)
+                    if (tok->encode(texts[i], false) != want[i]) ++mismatches;
+        });
+    for (auto& t : threads) t.join();
+    REQUIRE(mismatches == 0);
 }

@@ -137,7 +137,9 @@ void AddedVocabulary::split(std::vector<Split>& splits, bool normalized) const {
                 stop = e;
             }
             if (start_offset < start) emit_text(start_offset, start);
-            out.push_back({s.substr(start, stop - start), hit->id, false});
+            // A token squeezed to nothing (its lstrip reached into what the previous token's
+            // rstrip took) is an empty split, which the reference drops.
+            if (stop > start) out.push_back({s.substr(start, stop - start), hit->id, false});
             start_offset = stop;
         }
         emit_text(start_offset, s.size());

@@ -120,9 +120,10 @@ void BpeModel::load(object m, const std::string& file) {
     }
 
     if (auto unk = str_or_null("unk_token")) {
+        // The reference loads such a file and fails only when a character needs the unk.
         auto id = bpe.vocab_.find(*unk);
-        if (!id) throw bad_input(file, "unk_token '" + *unk + "' is not in the vocabulary");
-        bpe.unk_id_ = *id;
+        if (id) bpe.unk_id_ = *id;
+        else bpe.missing_unk_ = file + ": unk_token '" + *unk + "' is not in the vocabulary";
     }
     for (int b = 0; b < 256; ++b) {
         char name[8];
@@ -224,6 +225,7 @@ void BpeModel::merge_word(std::string_view w, std::vector<int32_t>& out) const {
                 continue;
             }
         }
+        if (!missing_unk_.empty()) throw Error(ExitCode::bad_input, missing_unk_ + ", and the text needs it");
         if (unk_id_) {
             if (unk >= 0 && !fuse_unk_) add(unk);
             if (unk < 0 || !fuse_unk_) unk = *unk_id_;

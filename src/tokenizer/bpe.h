@@ -65,6 +65,7 @@ private:
     std::vector<bool> has_id_;
     std::unordered_map<uint64_t, Merge> merges_; // (left id << 32 | right id)
     std::optional<int32_t> unk_id_;
+    std::string missing_unk_; // set when unk_token names no vocabulary entry
     bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
     std::array<int32_t, 256> byte_ids_{}; // "<0xXX>" tokens for byte fallback, -1 when absent
 

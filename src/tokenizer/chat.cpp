@@ -4,6 +4,8 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
+#include "tokenizer/added_vocab.h"
+#include "tokenizer/utf8.h"
 
 #include <ctime>
 
@@ -85,7 +87,37 @@ ChatTemplate detect_chat_template(const std::string& dir) {
     return {};
 }
 
-std::string apply_chat_template(const ChatTemplate& t, const std::string& user, const std::optional<std::string>& system) {
+namespace {
+
+// Python's str.strip() (and Jinja's trim), which the Llama templates apply: Unicode
+// whitespace and the separators U+001C..U+001F.
+std::string python_strip(const std::string& s) {
+    auto space = [](char32_t c) { return is_unicode_white_space(c) || (c >= 0x1C && c <= 0x1F); };
+    size_t b = 0, e = s.size();
+    while (b < e) {
+        size_t i = b;
+        if (!space(utf8_next(s, i))) break;
+        b = i;
+    }
+    while (e > b) {
+        size_t k = e - 1;
+        while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+        size_t i = k;
+        if (!space(utf8_next(s, i))) break;
+        e = k;
+    }
+    return s.substr(b, e - b);
+}
+
+} // namespace
+
+std::string apply_chat_template(const ChatTemplate& t, const std::string& user_text,
+                                const std::optional<std::string>& system_text) {
+    // Llama's templates trim the messages; ChatML and Mistral's keep them as they are.
+    const bool trims = t.format == ChatFormat::llama3;
+    const std::string user = trims ? python_strip(user_text) : user_text;
+    std::optional<std::string> system = system_text;
+    if (trims && system) system = python_strip(*system);
     switch (t.format) {
     case ChatFormat::chatml: {
         std::string out;
@@ -112,9 +144,11 @@ std::string apply_chat_template(const ChatTemplate& t, const std::string& user, 
         return out + "<|start_header_id|>user<|end_header_id|>\n\n" + user +
                "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
     }
-    case ChatFormat::llama2:
-        if (system) return "<s>[INST] <<SYS>>\n" + *system + "\n<</SYS>>\n\n" + user + " [/INST]";
-        return "<s>[INST] " + user + " [/INST]";
+    case ChatFormat::llama2: {
+        // The template strips the whole turn, system block included.
+        const std::string turn = system ? "<<SYS>>\n" + *system + "\n<</SYS>>\n\n" + user : user;
+        return "<s>[INST] " + python_strip(turn) + " [/INST]";
+    }
     case ChatFormat::mistral:
         return "<s>[INST] " + (system ? *system + "\n\n" : std::string()) + user + " [/INST]";
     case ChatFormat::none: break;

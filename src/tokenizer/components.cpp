@@ -168,7 +168,7 @@ const ByteAlphabet& alphabet() {
 class UnicodeNormalizer : public Normalizer {
 public:
     explicit UnicodeNormalizer(utf8proc_option_t options) : options_(options) {}
-    void normalize(std::string& text) const override {
+    void normalize(std::string& text, NormalizeState&) const override {
         bool ascii = true;
         for (unsigned char c : text) ascii &= c < 0x80;
         if (ascii) return; // unchanged by every normalization form
@@ -187,17 +187,18 @@ private:
 class PrependNormalizer : public Normalizer {
 public:
     explicit PrependNormalizer(std::string prefix) : prefix_(std::move(prefix)) {}
-    void normalize(std::string& text) const override {
-        if (!text.empty()) text.insert(0, prefix_);
+    void normalize(std::string& text, NormalizeState& st) const override {
+        if (text.empty()) return;
+        text.insert(0, prefix_);
+        st.inserted_prefix += prefix_.size();
     }
 
 private:
     std::string prefix_;
 };
 
-std::string replace_all(const Regex& re, const std::string& content, const std::string& text) {
-    std::vector<std::pair<size_t, size_t>> m;
-    re.find_all(text, m);
+std::string replace_matches(const std::vector<std::pair<size_t, size_t>>& m, const std::string& content,
+                            const std::string& text) {
     if (m.empty()) return text;
     std::string out;
     out.reserve(text.size());
@@ -211,10 +212,26 @@ std::string replace_all(const Regex& re, const std::string& content, const std::
     return out;
 }
 
+std::string replace_all(const Regex& re, const std::string& content, const std::string& text) {
+    std::vector<std::pair<size_t, size_t>> m;
+    re.find_all(text, m);
+    return replace_matches(m, content, text);
+}
+
 class ReplaceNormalizer : public Normalizer {
 public:
     ReplaceNormalizer(Regex re, std::string content) : re_(std::move(re)), content_(std::move(content)) {}
-    void normalize(std::string& text) const override { text = replace_all(re_, content_, text); }
+    void normalize(std::string& text, NormalizeState& st) const override {
+        std::vector<std::pair<size_t, size_t>> m;
+        re_.find_all(text, m);
+        if (m.empty()) return;
+        // Deleting a prefix that reaches past what was inserted loses the input's first
+        // character: the new first one comes from further in.
+        if (m[0].first == 0 && content_.empty() && m[0].second > st.inserted_prefix) st.at_start = false;
+        if (m[0].first == 0) st.inserted_prefix = content_.empty() ? 0 : content_.size();
+        else st.inserted_prefix = std::min(st.inserted_prefix, m[0].first);
+        text = replace_matches(m, content_, text);
+    }
 
 private:
     Regex re_;
@@ -224,8 +241,8 @@ private:
 class SequenceNormalizer : public Normalizer {
 public:
     explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> parts) : parts_(std::move(parts)) {}
-    void normalize(std::string& text) const override {
-        for (const auto& p : parts_) p->normalize(text);
+    void normalize(std::string& text, NormalizeState& st) const override {
+        for (const auto& p : parts_) p->normalize(text, st);
     }
 
 private:

@@ -16,10 +16,22 @@
 
 namespace rabbit {
 
+// What the pipeline needs to know of the normalized text's alignment to the input: whether
+// its first character still comes from the start of the input (Metaspace's "first" scheme
+// asks), and how many leading bytes a normalizer inserted rather than kept.
+struct NormalizeState {
+    bool at_start = false;
+    size_t inserted_prefix = 0;
+};
+
 class Normalizer {
 public:
     virtual ~Normalizer() = default;
-    virtual void normalize(std::string& text) const = 0;
+    virtual void normalize(std::string& text, NormalizeState& state) const = 0;
+    void normalize(std::string& text) const {
+        NormalizeState ignored;
+        normalize(text, ignored);
+    }
 };
 
 // A piece of the input on its way to the model. at_start: it begins at the start of the

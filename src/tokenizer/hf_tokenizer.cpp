@@ -8,7 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <functional>
+#include <unordered_map>
 
 namespace rabbit {
 
@@ -65,8 +67,16 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path, const st
         if (auto e = maybe(key); e && !e->is_null())
             spdlog::debug("{}: ignoring its {} settings (rabbit neither truncates nor pads)", path, key);
 
+    if (auto v = maybe("version"); v && !v->is_null() && json_to_string(*v, path, "version") != "1.0")
+        throw unsupported(path, "tokenizer.json version '" + json_to_string(*v, path, "version") + "'; rabbit reads 1.0");
+
+    // Added tokens get their ids as the reference gives them, whatever "id" says: the model's
+    // id when the content is in its vocabulary, else the next one after the vocabulary's
+    // size, in file order. A repeated content keeps its first id (and takes the later flags).
     int32_t max_id = tok->model_.max_id();
-    std::vector<AddedToken> added;
+    std::vector<AddedToken> added;                 // one per id
+    std::unordered_map<std::string, int32_t> content_ids;
+    int32_t next_id = int32_t(tok->model_.vocab_size());
     if (auto a = maybe("added_tokens"); a && !a->is_null()) {
         for (auto el : json_to_array(*a, path, "added_tokens")) {
             object o = json_to_object(el, path, "added token");
@@ -74,9 +84,7 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path, const st
             auto id = json_field(o, "id");
             auto content = json_field(o, "content");
             if (!id || !content) throw bad_input(path, "an added token lacks id or content");
-            const uint64_t v = json_to_uint(*id, path, "added token id");
-            if (v > 0x7fffffff) throw bad_input(path, "added token id " + std::to_string(v) + " is too large");
-            t.id = int32_t(v);
+            const uint64_t declared = json_to_uint(*id, path, "added token id");
             t.content = json_to_string(*content, path, "added token content");
             t.single_word = flag(o, "single_word", false, path);
             t.lstrip = flag(o, "lstrip", false, path);
@@ -84,8 +92,21 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path, const st
             t.normalized = flag(o, "normalized", true, path);
             t.special = flag(o, "special", false, path);
             if (t.content.empty()) continue; // the reference ignores empty tokens
+            if (auto known = content_ids.find(t.content); known != content_ids.end()) t.id = known->second;
+            else if (auto in_model = tok->model_.token_to_id(t.content)) t.id = *in_model;
+            else t.id = next_id++;
+            if (uint64_t(t.id) != declared)
+                spdlog::debug("{}: added token '{}' declares id {} but gets {}, as in the reference", path, t.content,
+                              declared, t.id);
+            content_ids.emplace(t.content, t.id);
             max_id = std::max(max_id, t.id);
-            added.push_back(std::move(t));
+            auto same = std::find_if(added.begin(), added.end(), [&](const AddedToken& x) { return x.id == t.id; });
+            if (same != added.end()) {
+                t.special = t.special || same->special; // the reference never forgets a special content
+                *same = std::move(t);
+            } else {
+                added.push_back(std::move(t));
+            }
         }
     }
     tok->added_.build(std::move(added), tok->normalizer_.get());
@@ -178,8 +199,12 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text, bool add_special
     // The pipeline works on valid UTF-8; invalid bytes become U+FFFD, as a Python str would hold them.
     if (!text.empty()) splits.push_back({utf8_valid(text) ? std::string(text) : utf8_lossy(text), -1, true});
     added_.split(splits, false);
-    for (auto& sp : splits)
-        if (sp.token < 0 && normalizer_) normalizer_->normalize(sp.text);
+    for (auto& sp : splits) {
+        if (sp.token >= 0 || !normalizer_) continue;
+        NormalizeState st{sp.at_start, 0};
+        normalizer_->normalize(sp.text, st);
+        sp.at_start = st.at_start;
+    }
     added_.split(splits, true);
     std::vector<Piece> pieces;
     for (auto& sp : splits) {

@@ -11,7 +11,6 @@
 #include <vector>
 
 struct pcre2_real_code_8;
-struct pcre2_real_jit_stack_8;
 struct pcre2_real_match_context_8;
 
 namespace rabbit {
@@ -40,15 +39,17 @@ private:
     void compile(const std::string& pcre_pattern, const std::string& context);
 
     pcre2_real_code_8* code_ = nullptr;
-    pcre2_real_jit_stack_8* jit_stack_ = nullptr;
-    pcre2_real_match_context_8* match_context_ = nullptr;
+    pcre2_real_match_context_8* match_context_ = nullptr; // read-only while matching: shared by threads
     bool jit_ = false;
 };
 
-// Oniguruma syntax to PCRE2 syntax. Under Unicode, Oniguruma's \s is the White_Space property
-// (PCRE2's lacks U+0085) and its \w is Alphabetic, marks, decimal digits, connector
-// punctuation, every number (PCRE2 10.42's is letters, numbers and _); \h is a hex digit.
-// The translation spells out Oniguruma's meaning with PCRE2's Unicode properties.
+// Oniguruma (Ruby syntax) to PCRE2 syntax: \s is the White_Space property (PCRE2's lacks
+// U+0085), \w is Alphabetic, marks, numbers, connector punctuation (PCRE2 10.42's is letters,
+// numbers and _), \h a hex digit, \uHHHH a code point, {,n} is {0,n}, the option m is PCRE2's
+// s (dot matches newline), and ^ $ always match at line boundaries (compiled MULTILINE).
+// Class intersection (&&) and nested classes are refused. Known differences that remain:
+// PCRE2 10.42 knows Unicode 14 (Oniguruma in the reference 16), and (?i) folds one character
+// to one (ß does not match SS).
 std::string oniguruma_to_pcre2(std::string_view pattern);
 
 } // namespace rabbit
