@@ -33,11 +33,7 @@ std::vector<int32_t> ids_of(simdjson::dom::element e, const std::string& file) {
     return ids;
 }
 
-std::string show(const std::vector<int32_t>& ids) {
-    std::string s = "[";
-    for (size_t i = 0; i < ids.size(); ++i) s += (i ? ", " : "") + std::to_string(ids[i]);
-    return s + "]";
-}
+std::string show(const std::vector<int32_t>& ids) { return json_int_list(ids); }
 
 void check_against_reference(const std::string& name, const std::string& tokenizer_dir) {
     const std::vector<std::string> corpus = read_lines(data_dir() + "/corpus.jsonl");

@@ -16,19 +16,6 @@
 
 namespace rabbit {
 
-namespace {
-
-std::string ids_json(const std::vector<int32_t>& ids) {
-    std::string out = "[";
-    for (size_t i = 0; i < ids.size(); ++i) {
-        if (i) out += ", ";
-        out += std::to_string(ids[i]);
-    }
-    return out + "]";
-}
-
-} // namespace
-
 Command add_tokenize_command(CLI::App& app, const GlobalOptions&) {
     struct Options {
         std::string dir, system;
@@ -99,7 +86,7 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions&) {
                 for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + json_escape(tok->piece(ids[i]));
                 std::printf("%s]\n", out.c_str());
             } else {
-                std::printf("%s\n", ids_json(ids).c_str());
+                std::printf("%s\n", json_int_list(ids).c_str());
             }
             std::fflush(stdout);
         }

@@ -58,4 +58,15 @@ private:
 
 std::string json_escape(std::string_view s); // with the surrounding quotes
 
+// "[1, 2, 3]": a list of integers as one line of JSON (shapes in messages, ids on stdout).
+template <typename Int>
+std::string json_int_list(const std::vector<Int>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+        if (i) s += ", ";
+        s += std::to_string(v[i]);
+    }
+    return s + "]";
+}
+
 } // namespace rabbit

@@ -5,6 +5,7 @@
 #include "common/file_io.h"
 #include "common/hash.h"
 #include "common/json_read.h"
+#include "common/json_writer.h"
 
 #include <algorithm>
 
@@ -18,14 +19,7 @@ const TensorEntry* SafetensorsHeader::find(const std::string& name) const {
     return nullptr;
 }
 
-std::string shape_text(const std::vector<uint64_t>& shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) {
-        if (i) s += ", ";
-        s += std::to_string(shape[i]);
-    }
-    return s + "]";
-}
+std::string shape_text(const std::vector<uint64_t>& shape) { return json_int_list(shape); }
 
 namespace {
 

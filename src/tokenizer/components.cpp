@@ -536,6 +536,15 @@ std::pair<std::string, PrependScheme> metaspace_settings(object o, const std::st
     return {rep, scheme};
 }
 
+// The parts of a Sequence, each built by `make` (which gives nullptr for a JSON null).
+template <typename Part, typename Make>
+std::vector<std::unique_ptr<Part>> sequence_parts(object o, const char* key, const std::string& file, Make make) {
+    std::vector<std::unique_ptr<Part>> parts;
+    for (auto p : json_to_array(need(o, key, file, std::string("Sequence ") + key), file, key))
+        if (auto part = make(p, file)) parts.push_back(std::move(part));
+    return parts;
+}
+
 } // namespace
 
 const std::string& byte_to_unicode(unsigned char b) { return alphabet().to_unicode[b]; }
@@ -555,12 +564,8 @@ std::unique_ptr<Normalizer> make_normalizer(element e, const std::string& file) 
     if (type == "Replace")
         return std::make_unique<ReplaceNormalizer>(make_pattern(need(o, "pattern", file, "Replace"), file, "Replace"),
                                                    json_to_string(need(o, "content", file, "Replace"), file, "content"));
-    if (type == "Sequence") {
-        std::vector<std::unique_ptr<Normalizer>> parts;
-        for (auto p : json_to_array(need(o, "normalizers", file, "Sequence normalizer"), file, "normalizers"))
-            if (auto n = make_normalizer(p, file)) parts.push_back(std::move(n));
-        return std::make_unique<SequenceNormalizer>(std::move(parts));
-    }
+    if (type == "Sequence")
+        return std::make_unique<SequenceNormalizer>(sequence_parts<Normalizer>(o, "normalizers", file, make_normalizer));
     throw unsupported(file, "normalizer type '" + type + "' is not supported (rabbit supports NFC, NFD, NFKC, NFKD, "
                                                         "Prepend, Replace and Sequence)");
 }
@@ -583,12 +588,9 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(element e, const std::string& f
         return std::make_unique<MetaspacePreTokenizer>(rep, scheme, optional_bool(o, "split", true, file));
     }
     if (type == "Digits") return std::make_unique<DigitsPreTokenizer>(optional_bool(o, "individual_digits", false, file));
-    if (type == "Sequence") {
-        std::vector<std::unique_ptr<PreTokenizer>> parts;
-        for (auto p : json_to_array(need(o, "pretokenizers", file, "Sequence pre_tokenizer"), file, "pretokenizers"))
-            if (auto t = make_pre_tokenizer(p, file)) parts.push_back(std::move(t));
-        return std::make_unique<SequencePreTokenizer>(std::move(parts));
-    }
+    if (type == "Sequence")
+        return std::make_unique<SequencePreTokenizer>(
+            sequence_parts<PreTokenizer>(o, "pretokenizers", file, make_pre_tokenizer));
     throw unsupported(file, "pre_tokenizer type '" + type + "' is not supported (rabbit supports Split, ByteLevel, "
                                                            "Metaspace, Digits and Sequence)");
 }
@@ -616,12 +618,8 @@ std::unique_ptr<Decoder> make_decoder(element e, const std::string& file) {
         auto [rep, scheme] = metaspace_settings(o, file);
         return std::make_unique<MetaspaceDecoder>(rep, scheme);
     }
-    if (type == "Sequence") {
-        std::vector<std::unique_ptr<Decoder>> parts;
-        for (auto p : json_to_array(need(o, "decoders", file, "Sequence decoder"), file, "decoders"))
-            if (auto d = make_decoder(p, file)) parts.push_back(std::move(d));
-        return std::make_unique<SequenceDecoder>(std::move(parts));
-    }
+    if (type == "Sequence")
+        return std::make_unique<SequenceDecoder>(sequence_parts<Decoder>(o, "decoders", file, make_decoder));
     throw unsupported(file, "decoder type '" + type + "' is not supported (rabbit supports ByteLevel, Replace, "
                                                      "ByteFallback, Fuse, Strip, Metaspace and Sequence)");
 }
