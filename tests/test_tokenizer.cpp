@@ -232,6 +232,25 @@ TEST_CASE("an added token squeezed to nothing by its neighbours' stripping is dr
     REQUIRE(tok->encode("a \n\nb", false) == Ids{206, 804, 223});
 }
 
+TEST_CASE("streaming decode gives real U+FFFD characters whole, and only once complete", "[tokenizer][stream]") {
+    // The synthetic byte-fallback tokenizer has no U+FFFD token: each one is three byte tokens,
+    // and a run of them decodes as U+FFFD per byte until its last byte arrives.
+    for (const std::string& dir : {data_dir() + "/synthetic/metaspace-first", test::shared_dir() + "/tokenizers/qwen3"}) {
+        auto tok = load_tokenizer(dir);
+        std::string run;
+        for (int i = 0; i < 100; ++i) run += "\uFFFD";
+        for (const std::string& text : std::vector<std::string>{"x\uFFFD\uFFFDy", run, run + "\u20AC" + run + " end", "\uFFFD"}) {
+            const std::vector<int32_t> ids = tok->encode(text, false);
+            StreamDecoder stream(*tok, true);
+            std::string all;
+            for (int32_t id : ids) all += stream.push(id);
+            all += stream.finish();
+            INFO(dir << ": " << json_escape(text));
+            REQUIRE(all == tok->decode(ids, true));
+        }
+    }
+}
+
 TEST_CASE("special tokens are left out of decoded text unless asked", "[tokenizer]") {
     auto tok = load_tokenizer(test::shared_dir() + "/tokenizers/qwen3");
     const std::vector<int32_t> ids = tok->encode("<|im_start|>user\nhi<|im_end|>", false);

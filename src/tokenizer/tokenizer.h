@@ -50,9 +50,9 @@ public:
 private:
     const Tokenizer& tok_;
     bool skip_special_;
-    std::vector<int32_t> ids_;   // a window: the ids whose text `prefix_` is, then new ones
-    std::string prefix_;         // the decoded text of ids_[0..prefix_index_)
-    size_t prefix_index_ = 0;
+    std::vector<int32_t> ids_;   // the window: context ids, then ids not yet fully emitted
+    std::string prefix_;         // the part of the window's text already emitted (or context)
+    size_t prefix_index_ = 0;    // ids_[0..prefix_index_) are context, dropped at the next restart
 };
 
 } // namespace rabbit
