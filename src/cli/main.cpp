@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
     std::vector<rabbit::Command> commands = {
         rabbit::add_split_command(app, global),
         rabbit::add_inspect_command(app, global),
+        rabbit::add_run_command(app, global),
         rabbit::add_tokenize_command(app, global),
     };
 

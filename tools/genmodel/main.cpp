@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     std::string preset, out, dtype = "f32", tokenizer;
     uint32_t layers = 0, hidden = 0, inter = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0, shards = 1;
     uint64_t seed = 0, max_pos = 0;
+    int64_t sliding_window = -1;
     bool tied = false, untied = false, alias = false, list = false, sparse = false;
     app.add_flag("--list", list, "List the presets and exit");
     app.add_option("-p,--preset", preset, "A named configuration: tiny-qwen2, qwen2.5-7b, ... (--list)");
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     app.add_option("--head-dim", head_dim, "head_dim (default: the preset's, or hidden / heads)");
     app.add_option("--vocab", vocab, "vocab_size");
     app.add_option("--max-pos", max_pos, "max_position_embeddings");
+    app.add_option("--sliding-window", sliding_window, "Mistral: attention window in tokens (0: none)");
     app.add_option("--dtype", dtype, "Tensor dtype")->check(CLI::IsMember({"f32", "f16", "bf16"}));
     app.add_option("--shards", shards, "Number of safetensors files (1: model.safetensors)");
     app.add_option("--seed", seed, "Random seed");
@@ -56,6 +58,10 @@ int main(int argc, char** argv) {
         else if (reshaped && c.arch != Arch::qwen3) c.head_dim = c.hidden_size / c.num_heads;
         if (vocab) c.vocab_size = vocab;
         if (max_pos) c.max_position_embeddings = max_pos;
+        if (sliding_window >= 0) {
+            if (c.arch != Arch::mistral) throw Error(ExitCode::usage, "--sliding-window is for Mistral presets");
+            c.sliding_window = uint32_t(sliding_window);
+        }
         if (tied && untied) throw Error(ExitCode::usage, "--tied and --untied contradict each other");
         if (tied || alias) c.tie_word_embeddings = true;
         if (untied) c.tie_word_embeddings = false;

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Reference logits from Hugging Face transformers, run on the CPU in float32.
+
+Given a model directory and prompt ids, writes JSON with the logits of every prompt position
+and a greedy continuation (and the logits of each of its steps):
+
+    python scripts/hf_reference.py MODEL_DIR --ids 1,5,9 --steps 32 --out FILE.json
+
+`--goldens` regenerates the goldens of tests/data/goldens: it builds each tiny test model with
+build/rabbit-genmodel (deterministic from its preset and seed), runs transformers on it and
+writes tests/data/goldens/<name>.json. Run it in the venv of scripts/venv.sh with torch and
+transformers (scripts/requirements-engine.txt).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, ".."))
+
+# name -> (rabbit-genmodel arguments, prompt ids). Each exercises one architecture's features.
+GOLDENS = {
+    "qwen2-tied-bias": (["--preset", "tiny-qwen2", "--seed", "11"], [1, 17, 99, 250, 3, 77, 402, 8, 160, 61, 300, 12]),
+    "qwen3-qknorm-untied": (["--preset", "tiny-qwen3", "--seed", "12"], [1, 44, 210, 9, 500, 33, 71, 128, 256, 5, 411]),
+    "llama3-rope-scaling": (["--preset", "tiny-llama3", "--seed", "13", "--max-pos", "512"],
+                            [1, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43]),
+    "mistral-sliding-window": (["--preset", "tiny-mistral", "--seed", "14", "--sliding-window", "16"],
+                               [1, 200, 100, 50, 25, 12, 6, 3, 150, 75]),
+}
+
+
+def reference(model_dir, ids, steps):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    with torch.no_grad():
+        input_ids = torch.tensor([ids])
+        prompt_logits = model(input_ids).logits[0].tolist()
+        out = model.generate(input_ids, max_new_tokens=steps, do_sample=False, output_logits=True,
+                             return_dict_in_generate=True, eos_token_id=None, pad_token_id=0,
+                             min_new_tokens=steps)
+    generated = out.sequences[0, len(ids):].tolist()
+    step_logits = [l[0].tolist() for l in out.logits]
+    return {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "prompt_ids": ids,
+        "prompt_logits": prompt_logits,
+        "greedy_ids": generated,
+        "step_logits": step_logits,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir", nargs="?")
+    ap.add_argument("--ids", help="prompt ids, comma-separated")
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--out")
+    ap.add_argument("--goldens", action="store_true", help="regenerate tests/data/goldens")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    if args.goldens:
+        genmodel = os.path.join(REPO, "build", "rabbit-genmodel")
+        out_dir = os.path.join(REPO, "tests", "data", "goldens")
+        os.makedirs(out_dir, exist_ok=True)
+        for name, (gen_args, ids) in GOLDENS.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                subprocess.run([genmodel, *gen_args, "--dtype", "f32", "-o", tmp], check=True, stderr=subprocess.DEVNULL)
+                data = reference(tmp, ids, args.steps)
+            data["genmodel"] = gen_args
+            path = os.path.join(out_dir, name + ".json")
+            with open(path, "w") as f:
+                json.dump(data, f)
+                f.write("\n")
+            print("wrote %s (%d prompt ids, %d greedy steps)" % (os.path.relpath(path, REPO), len(ids), args.steps))
+        return 0
+
+    if not args.model_dir or not args.ids or not args.out:
+        ap.error("MODEL_DIR, --ids and --out are required (or --goldens)")
+    data = reference(args.model_dir, [int(x) for x in args.ids.split(",")], args.steps)
+    with open(args.out, "w") as f:
+        json.dump(data, f)
+        f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU backend's kernels. Activations are f32; weights f32, bf16 or f16, widened on the fly.
+// The inner loops use AVX-512 or AVX2/FMA/F16C where the processor has them (checked at run
+// time) and portable loops elsewhere. Each is the plain reference the CUDA kernels are tested
+// against.
+#pragma once
+
+#include "common/dtype.h"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace rabbit {
+
+class ThreadPool;
+
+// A linear layer's weight, row-major [rows, cols]: y = x W^T.
+struct Matrix {
+    const void* data = nullptr;
+    DType dtype = DType::f32;
+    uint64_t rows = 0, cols = 0;
+};
+
+// The instruction set the kernels use: the best the processor has, capped by RABBIT_ISA
+// (portable, avx2, avx512) for tests and comparisons.
+enum class Isa { portable, avx2, avx512, avx512bf16 };
+Isa cpu_isa();
+const char* isa_name(Isa isa);
+
+// Whether matmul rounds the activations to bf16 for this weight and token count: bf16 weights
+// on a processor with AVX512_BF16, which multiplies bf16 pairs directly (as a bf16 model
+// computes in transformers), at twice the rate or more. Otherwise activations stay f32.
+bool matmul_rounds_activations(const Matrix& w, size_t tokens);
+
+// y[t, r] = sum_k x[t, k] * w[r, k] + bias[r]
+//   x    [tokens, w.cols] f32
+//   bias [w.rows] f32 or null
+//   y    [tokens, w.rows] f32
+void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y);
+
+// One row: y = x / sqrt(mean(x^2) + eps) * weight.   x, y [n] (may alias), weight [n] f32
+void rmsnorm(const float* x, const float* weight, float eps, size_t n, float* y);
+
+// out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]
+//   gate_up [tokens, 2 * inter], out [tokens, inter]
+void swiglu(ThreadPool& pool, const float* gate_up, size_t tokens, size_t inter, float* out);
+
+// Rotary embedding in the rotate-half layout, in place, for one head of one position.
+//   x [head_dim]; cos, sin [head_dim / 2] for that position
+void rope(float* x, const float* cos, const float* sin, size_t head_dim);
+
+// Dot products and axpy the attention kernel uses, exposed for the tests.
+float dot_f32(const float* a, const float* b, size_t n);
+void axpy_f32(float a, const float* x, float* y, size_t n); // y += a x
+
+// Row r of a weight matrix as f32.  out [w.cols]
+void widen_row(const Matrix& w, uint64_t r, float* out);
+
+} // namespace rabbit

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+// rabbit run -m DIR -p TEXT: one-shot generation, text streamed to stdout.
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "common/error.h"
+#include "common/file_io.h"
+#include "common/json_read.h"
+#include "common/units.h"
+#include "engine/generate.h"
+#include "format/hf_checkpoint.h"
+#include "format/split_model.h"
+#include "split/splitter.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <unistd.h>
+
+namespace rabbit {
+
+namespace {
+
+// Where unsplit models are split on first use: $RABBIT_CACHE, else $XDG_CACHE_HOME/rabbit,
+// else ~/.cache/rabbit.
+std::string cache_root() {
+    if (const char* c = std::getenv("RABBIT_CACHE"); c && *c) return c;
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return join_path(x, "rabbit");
+    if (const char* h = std::getenv("HOME"); h && *h) return join_path(join_path(h, ".cache"), "rabbit");
+    throw Error(ExitCode::usage, "no cache directory for the split: set RABBIT_CACHE or HOME");
+}
+
+std::string basename_of(std::string dir) {
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    const size_t slash = dir.find_last_of('/');
+    return slash == std::string::npos ? dir : dir.substr(slash + 1);
+}
+
+// A split directory for DIR: DIR itself, or its split in the cache (made now if needed).
+std::string split_dir_for(const std::string& dir, const GlobalOptions& global) {
+    if (is_split_dir(dir)) return dir;
+    if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
+    if (!looks_like_hf_checkpoint(dir))
+        throw bad_input(dir, "holds neither manifest.json (a rabbit split) nor config.json (a Hugging Face model)");
+    const HfCheckpoint ck = open_hf_checkpoint(dir);
+    const SplitPlan plan = plan_split(ck, DTypeChoice::automatic);
+    const std::string out = join_path(join_path(cache_root(), "splits"), basename_of(dir) + "-" + plan.fingerprint);
+    SplitOptions opt;
+    opt.model_dir = dir;
+    opt.out_dir = out;
+    const bool tty = stderr_is_terminal();
+    ConsoleProgress progress(!global.quiet && tty, false);
+    if (!is_split_dir(out)) spdlog::info("{} is not split yet: splitting it into {} (once)", dir, out);
+    run_split(opt, progress);
+    return out;
+}
+
+// generation_config.json's sampling settings, as transformers' generate() reads them.
+SamplingParams generation_defaults(const std::string& dir) {
+    SamplingParams p;
+    const std::string path = join_path(dir, "generation_config.json");
+    if (!path_exists(path)) return p;
+    JsonDocument doc(read_text_file(path), path);
+    auto o = doc.root_object();
+    auto number = [&](const char* key, double fallback) {
+        auto e = json_field(o, key);
+        return e && !e->is_null() ? json_to_double(*e, path, key) : fallback;
+    };
+    auto sample = json_field(o, "do_sample");
+    const bool do_sample = sample && !sample->is_null() && json_to_bool(*sample, path, "do_sample");
+    p.repetition_penalty = float(number("repetition_penalty", 1.0));
+    if (do_sample) {
+        p.temperature = float(number("temperature", 1.0));
+        p.top_k = int(number("top_k", 50));
+        p.top_p = float(number("top_p", 1.0));
+        p.min_p = float(number("min_p", 0.0));
+    }
+    return p;
+}
+
+// The .npy format: a header naming dtype and shape, then the data, little-endian f32.
+void write_npy(const std::string& path, const std::vector<float>& data, size_t rows, size_t cols) {
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                         std::to_string(cols) + "), }";
+    const size_t total = 10 + header.size() + 1;
+    header.append((64 - total % 64) % 64, ' ');
+    header += '\n';
+    std::string out = "\x93NUMPY";
+    out += char(1);
+    out += char(0);
+    out += char(header.size() & 0xff);
+    out += char(header.size() >> 8);
+    out += header;
+    out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
+    write_file_atomic(path, out);
+}
+
+} // namespace
+
+Command add_run_command(CLI::App& app, const GlobalOptions& global) {
+    struct Options {
+        std::string dir, prompt, system, ram_budget, dump_logits;
+        bool have_prompt = false, raw = false, special = false, verify = false, ignore_eos = false;
+        size_t max_tokens = 256, threads = 0;
+        uint64_t ctx = 0;
+        std::optional<float> temp, top_p, min_p, repeat_penalty;
+        std::optional<int> top_k;
+        uint64_t seed = 0;
+        std::vector<std::string> stops;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt, streamed to stdout");
+    sub->add_option("-m,--model", o->dir, "A split model, or a Hugging Face directory (split into the cache on first use)")
+        ->required();
+    sub->add_option("-p,--prompt", o->prompt, "The prompt (default: read from stdin)");
+    sub->add_flag("--raw", o->raw, "Use the prompt as it is, not wrapped in the model's chat format");
+    sub->add_option("--system", o->system, "A system prompt for the chat format");
+    sub->add_option("-n,--max-tokens", o->max_tokens, "Stop after this many new tokens (default 256)");
+    sub->add_option("--temp", o->temp, "Sampling temperature; 0 is greedy (default: generation_config.json's, else greedy)");
+    sub->add_option("--top-k", o->top_k, "Sample from the k most likely tokens (0: off)");
+    sub->add_option("--top-p", o->top_p, "Sample from the smallest set of tokens whose probability reaches p");
+    sub->add_option("--min-p", o->min_p, "Drop tokens less likely than p times the most likely one");
+    sub->add_option("--repeat-penalty", o->repeat_penalty, "Penalty for tokens already in the context (1: off)");
+    sub->add_option("--seed", o->seed, "Random seed for sampling");
+    sub->add_option("--stop", o->stops, "Stop before this text (repeatable)");
+    sub->add_option("--ctx", o->ctx, "Context length (default: the model's maximum; memory grows as it fills)");
+    sub->add_option("--threads", o->threads, "CPU threads (default: all)");
+    sub->add_option("--ram-budget", o->ram_budget, "Keep this many bytes of weights in memory across tokens, e.g. 8G")
+        ->check(size_validator());
+    sub->add_flag("--verify", o->verify, "Check every unit file's checksum before running");
+    sub->add_flag("--special", o->special, "Print special tokens too");
+    sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
+    sub->add_option("--dump-logits", o->dump_logits,
+                    "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
+
+    auto run = [o, sub, &global]() {
+        const auto t0 = std::chrono::steady_clock::now();
+        const std::string dir = split_dir_for(o->dir, global);
+        SplitModel model = SplitModel::open(dir);
+        if (o->verify)
+            for (const auto& u : model.manifest().units) model.verify_checksum(u);
+        std::unique_ptr<Tokenizer> tok = load_tokenizer(dir);
+
+        // The prompt, wrapped in the chat format unless --raw.
+        std::string prompt = o->prompt;
+        if (sub->count("--prompt") == 0) {
+            if (::isatty(STDIN_FILENO)) throw Error(ExitCode::usage, "no prompt: give --prompt TEXT or pipe it on stdin");
+            prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        }
+        std::vector<int32_t> ids;
+        const bool want_chat = !o->raw;
+        const ChatTemplate chat = detect_chat_template(dir);
+        if (want_chat && chat.format != ChatFormat::none) {
+            spdlog::info("chat format: {} (from {}); --raw feeds the prompt as it is", chat_format_name(chat.format), chat.source);
+            std::optional<std::string> system;
+            if (sub->count("--system")) system = o->system;
+            ids = tok->encode(apply_chat_template(chat, prompt, system), false);
+        } else {
+            if (want_chat && !chat.source.empty())
+                throw unsupported(chat.source, "holds a chat template rabbit does not recognise (it knows ChatML, Llama 3, "
+                                               "Llama 2 and Mistral); use --raw to feed the prompt as it is");
+            if (sub->count("--system"))
+                throw Error(ExitCode::usage, o->raw ? "--system and --raw do not go together"
+                                                    : "this model has no chat template, so --system has nowhere to go");
+            ids = tok->encode(prompt, true);
+            if (ids.empty() && model.config().bos_token_id) ids.push_back(int32_t(*model.config().bos_token_id));
+        }
+
+        GenerateOptions g;
+        g.max_tokens = o->max_tokens;
+        g.stop_strings = o->stops;
+        g.print_special = o->special;
+        if (!o->ignore_eos)
+            for (int64_t id : model.config().eos_token_ids) g.stop_ids.push_back(int32_t(id));
+        g.sampling = generation_defaults(dir);
+        if (o->temp) g.sampling.temperature = *o->temp;
+        if (o->top_k) g.sampling.top_k = *o->top_k;
+        if (o->top_p) g.sampling.top_p = *o->top_p;
+        if (o->min_p) g.sampling.min_p = *o->min_p;
+        if (o->repeat_penalty) g.sampling.repetition_penalty = *o->repeat_penalty;
+        // --temp on a model whose generation_config does not sample: transformers' defaults
+        // for sampling apply (top_k 50).
+        if (o->temp && *o->temp > 0 && !o->top_k && g.sampling.top_k == 0) g.sampling.top_k = 50;
+        g.sampling.seed = o->seed;
+
+        EngineOptions eo;
+        eo.threads = o->threads;
+        eo.ctx = o->ctx;
+        if (!o->ram_budget.empty()) eo.ram_budget = *parse_size(o->ram_budget);
+        CpuEngine engine(model, eo);
+        const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
+                      ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,
+                      g.sampling.repetition_penalty);
+
+        g.keep_logits = !o->dump_logits.empty();
+        GenerateResult r = generate(engine, *tok, ids, g, [](const std::string& text) {
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            std::fflush(stdout);
+        });
+        if (g.keep_logits) {
+            const size_t vocab = model.config().vocab_size;
+            write_npy(o->dump_logits, r.logits, r.logits.size() / vocab, vocab);
+        }
+        std::fputs("\n", stdout);
+        std::fflush(stdout);
+        const size_t n = r.tokens.size();
+        spdlog::info("{} prompt tokens at {:.1f} tok/s; {} generated at {:.2f} tok/s ({}); load {:.2f}s",
+                     r.prompt_tokens, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9), n,
+                     n > 1 ? double(n - 1) / std::max(r.decode_seconds, 1e-9) : 0.0, r.stop_reason, load_s);
+        return 0;
+    };
+    return {sub, run};
+}
+
+} // namespace rabbit

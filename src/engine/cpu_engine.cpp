@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/cpu_engine.h"
+
+#include "common/error.h"
+#include "engine/rope.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace rabbit {
+
+CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
+    : model_(model), pool_(options.threads) {
+    const ModelConfig& c = model.config();
+    ctx_ = options.ctx ? options.ctx : c.max_position_embeddings;
+    source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
+    const auto& units = model.manifest().units;
+    bool have_head = false;
+    for (size_t i = 0; i < units.size(); ++i) {
+        switch (units[i].kind) {
+        case UnitKind::embed: embed_unit_ = i; break;
+        case UnitKind::layer: layer_units_.push_back(i); break;
+        case UnitKind::final_norm: norm_unit_ = i; break;
+        case UnitKind::lm_head:
+            head_unit_ = i;
+            have_head = true;
+            break;
+        }
+    }
+    if (!have_head) head_unit_ = embed_unit_; // tied: the embedding is the output projection
+    inv_freq_ = rope_inv_freq(c);
+    k_cache_.resize(c.num_layers);
+    v_cache_.resize(c.num_layers);
+}
+
+void CpuEngine::grow_cache(size_t positions) {
+    if (positions <= cache_positions_) return;
+    // Grow geometrically, but never past the context.
+    size_t target = std::max<size_t>(positions, std::min<size_t>(size_t(ctx_), std::max<size_t>(256, cache_positions_ * 2)));
+    const size_t kv = size_t(config().kv_dim());
+    try {
+        for (size_t l = 0; l < k_cache_.size(); ++l) {
+            k_cache_[l].resize(target * kv);
+            v_cache_[l].resize(target * kv);
+        }
+    } catch (const std::bad_alloc&) {
+        throw Error(ExitCode::resources, "out of memory for the KV cache at " + std::to_string(target) +
+                                             " positions; lower --ctx");
+    }
+    cache_positions_ = target;
+}
+
+void CpuEngine::embed(const int32_t* tokens, size_t n) {
+    const ModelConfig& c = config();
+    const ManifestUnit& u = model_.manifest().units[embed_unit_];
+    const uint8_t* data = source_->acquire(embed_unit_, Access::sparse);
+    const Matrix table = unit_matrix(u, data, "embed");
+    for (size_t t = 0; t < n; ++t) {
+        if (tokens[t] < 0 || uint64_t(tokens[t]) >= table.rows)
+            throw Error(ExitCode::usage, "token id " + std::to_string(tokens[t]) + " is outside the vocabulary (" +
+                                             std::to_string(table.rows) + " tokens)");
+        widen_row(table, uint64_t(tokens[t]), x_.data() + t * c.hidden_size);
+    }
+    source_->release(embed_unit_);
+}
+
+void CpuEngine::attention(size_t layer, size_t n) {
+    const ModelConfig& c = config();
+    const size_t hd = c.head_dim, heads = c.num_heads, kv_heads = c.num_kv_heads, group = heads / kv_heads;
+    const size_t kv = size_t(c.kv_dim()), q_dim = size_t(c.q_dim());
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const float* K = k_cache_[layer].data();
+    const float* V = v_cache_[layer].data();
+    const size_t row = q_dim + 2 * kv;
+    pool_.parallel_for(n * heads, [&](size_t b, size_t e) {
+        thread_local std::vector<float> scores;
+        for (size_t item = b; item < e; ++item) {
+            const size_t t = item / heads, h = item % heads, g = h / group;
+            const size_t pos = pos_ + t;
+            // Causal, and within the sliding window when the model has one.
+            const size_t first = c.sliding_window && pos + 1 > c.sliding_window ? pos + 1 - c.sliding_window : 0;
+            const float* q = qkv_.data() + t * row + h * hd;
+            scores.resize(pos + 1);
+            float max = -std::numeric_limits<float>::infinity();
+            for (size_t j = first; j <= pos; ++j) {
+                scores[j] = dot_f32(q, K + j * kv + g * hd, hd) * scale;
+                max = std::max(max, scores[j]);
+            }
+            float sum = 0;
+            for (size_t j = first; j <= pos; ++j) {
+                scores[j] = std::exp(scores[j] - max);
+                sum += scores[j];
+            }
+            float* out = attn_.data() + t * q_dim + h * hd;
+            std::fill(out, out + hd, 0.0f);
+            const float inv = 1.0f / sum;
+            for (size_t j = first; j <= pos; ++j) axpy_f32(scores[j] * inv, V + j * kv + g * hd, out, hd);
+        }
+    });
+}
+
+void CpuEngine::run_layer(size_t layer, const LayerWeights& w, size_t n) {
+    const ModelConfig& c = config();
+    const size_t hidden = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
+    const size_t q_dim = size_t(c.q_dim()), kv = size_t(c.kv_dim()), row = q_dim + 2 * kv, half = hd / 2;
+    const float eps = float(c.rms_norm_eps);
+
+    // Attention.
+    for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.attn_norm, eps, hidden, xn_.data() + t * hidden);
+    matmul(pool_, xn_.data(), n, w.qkv, w.qkv_bias, qkv_.data());
+    for (size_t t = 0; t < n; ++t) {
+        float* q = qkv_.data() + t * row;
+        float* k = q + q_dim;
+        const float* v = k + kv;
+        const float* cs = cos_.data() + t * half;
+        const float* sn = sin_.data() + t * half;
+        for (size_t h = 0; h < c.num_heads; ++h) {
+            if (w.q_norm) rmsnorm(q + h * hd, w.q_norm, eps, hd, q + h * hd);
+            rope(q + h * hd, cs, sn, hd);
+        }
+        for (size_t h = 0; h < c.num_kv_heads; ++h) {
+            if (w.k_norm) rmsnorm(k + h * hd, w.k_norm, eps, hd, k + h * hd);
+            rope(k + h * hd, cs, sn, hd);
+        }
+        std::copy(k, k + kv, k_cache_[layer].begin() + long((pos_ + t) * kv));
+        std::copy(v, v + kv, v_cache_[layer].begin() + long((pos_ + t) * kv));
+    }
+    attention(layer, n);
+    matmul(pool_, attn_.data(), n, w.o, w.o_bias, out_.data());
+    for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
+
+    // MLP.
+    for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.ffn_norm, eps, hidden, xn_.data() + t * hidden);
+    matmul(pool_, xn_.data(), n, w.gate_up, nullptr, gate_up_.data());
+    swiglu(pool_, gate_up_.data(), n, inter, act_.data());
+    matmul(pool_, act_.data(), n, w.down, nullptr, out_.data());
+    for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
+}
+
+void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
+    const ModelConfig& c = config();
+    RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
+    if (pos_ + n > ctx_)
+        throw Error(ExitCode::usage, "the context is full: " + std::to_string(pos_ + n) + " positions needed, " +
+                                         std::to_string(ctx_) + " available (--ctx, at most the model's " +
+                                         std::to_string(c.max_position_embeddings) + ")");
+    const size_t hidden = c.hidden_size, half = c.head_dim / 2;
+    x_.resize(n * hidden);
+    xn_.resize(n * hidden);
+    qkv_.resize(n * size_t(c.q_dim() + 2 * c.kv_dim()));
+    attn_.resize(n * size_t(c.q_dim()));
+    out_.resize(n * hidden);
+    gate_up_.resize(n * 2 * size_t(c.intermediate_size));
+    act_.resize(n * size_t(c.intermediate_size));
+    cos_.resize(n * half);
+    sin_.resize(n * half);
+    for (size_t t = 0; t < n; ++t) rope_cos_sin(inv_freq_, int64_t(pos_ + t), cos_.data() + t * half, sin_.data() + t * half);
+    grow_cache(pos_ + n);
+
+    embed(tokens, n);
+    const auto& units = model_.manifest().units;
+    for (size_t l = 0; l < layer_units_.size(); ++l) {
+        const size_t u = layer_units_[l];
+        const LayerWeights w = layer_weights(units[u], source_->acquire(u));
+        run_layer(l, w, n);
+        source_->release(u);
+    }
+
+    // The final norm and the output projection, for the positions asked for.
+    const size_t first = n - n_logits;
+    const float* norm = unit_vector(units[norm_unit_], source_->acquire(norm_unit_), "norm");
+    for (size_t t = first; t < n; ++t)
+        rmsnorm(x_.data() + t * hidden, norm, float(c.rms_norm_eps), hidden, xn_.data() + (t - first) * hidden);
+    source_->release(norm_unit_);
+    const Matrix head = unit_matrix(units[head_unit_], source_->acquire(head_unit_),
+                                    head_unit_ == embed_unit_ ? "embed" : "lm_head");
+    logits.resize(n_logits * size_t(head.rows));
+    matmul(pool_, xn_.data(), n_logits, head, nullptr, logits.data());
+    source_->release(head_unit_);
+    pos_ += n;
+}
+
+} // namespace rabbit

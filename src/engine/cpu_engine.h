@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+// The forward pass on the CPU, streamed: for each unit in order, acquire it, run it, release
+// it. One code path for every architecture rabbit runs; the config's flags (biases, q/k norm,
+// head_dim, tied embeddings, RoPE scaling, sliding window) decide what it does.
+#pragma once
+
+#include "backend/cpu/thread_pool.h"
+#include "engine/unit_source.h"
+#include "engine/weights.h"
+#include "format/split_model.h"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace rabbit {
+
+struct EngineOptions {
+    size_t threads = 0;      // 0: every hardware thread
+    uint64_t ram_budget = 0; // bytes of units kept in memory across tokens
+    uint64_t ctx = 0;        // positions the KV cache may hold; 0: the model's maximum
+};
+
+class CpuEngine {
+public:
+    CpuEngine(const SplitModel& model, const EngineOptions& options);
+
+    const ModelConfig& config() const { return model_.config(); }
+    uint64_t context() const { return ctx_; }
+    size_t position() const { return pos_; } // tokens in the KV cache
+    void reset() { pos_ = 0; }
+    const MmapUnitSource& units() const { return *source_; }
+
+    // Runs `n` tokens at positions [position(), position() + n), all at once, matrix by
+    // matrix (a prompt) or one (a decode step), and appends them to the KV cache. Writes the
+    // logits of the last `n_logits` of them.
+    //   logits [n_logits, vocab_size] f32
+    void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits);
+
+private:
+    void embed(const int32_t* tokens, size_t n);
+    void run_layer(size_t layer, const LayerWeights& w, size_t n);
+    void attention(size_t layer, size_t n);
+    void grow_cache(size_t positions);
+
+    const SplitModel& model_;
+    std::unique_ptr<MmapUnitSource> source_;
+    ThreadPool pool_;
+    uint64_t ctx_ = 0;
+    size_t pos_ = 0;
+    size_t embed_unit_ = 0, norm_unit_ = 0, head_unit_ = 0; // head: lm_head, or embed when tied
+    std::vector<size_t> layer_units_;
+    std::vector<float> inv_freq_;
+
+    // Activations of the tokens in flight.
+    std::vector<float> x_;       // [n, hidden] the residual stream
+    std::vector<float> xn_;      // [n, hidden] normed input of a sublayer
+    std::vector<float> qkv_;     // [n, q_dim + 2 kv_dim]
+    std::vector<float> attn_;    // [n, q_dim]
+    std::vector<float> out_;     // [n, hidden] a sublayer's output
+    std::vector<float> gate_up_; // [n, 2 intermediate]
+    std::vector<float> act_;     // [n, intermediate]
+    std::vector<float> cos_, sin_; // [n, head_dim / 2]
+    // The KV cache, per layer, grown as positions come: [positions, kv_heads, head_dim] f32.
+    std::vector<std::vector<float>> k_cache_, v_cache_;
+    size_t cache_positions_ = 0;
+};
+
+} // namespace rabbit

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/generate.h"
+
+#include "common/error.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace rabbit {
+
+namespace {
+
+// Holds back text that could still turn into a stop string.
+class StopFilter {
+public:
+    explicit StopFilter(const std::vector<std::string>& stops) : stops_(stops) {}
+    // Appends text; returns what can be printed now. `stopped` is set when a stop string appeared.
+    std::string push(const std::string& text, bool* stopped) {
+        pending_ += text;
+        for (const auto& s : stops_) {
+            if (s.empty()) continue;
+            const size_t at = pending_.find(s);
+            if (at != std::string::npos) {
+                *stopped = true;
+                std::string out = pending_.substr(0, at);
+                pending_.clear();
+                return out;
+            }
+        }
+        // Keep the longest tail that is a prefix of some stop string.
+        size_t keep = 0;
+        for (const auto& s : stops_)
+            for (size_t k = std::min(s.size() - (s.empty() ? 0 : 1), pending_.size()); k > keep; --k)
+                if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
+                    keep = k;
+                    break;
+                }
+        std::string out = pending_.substr(0, pending_.size() - keep);
+        pending_.erase(0, pending_.size() - keep);
+        return out;
+    }
+    std::string flush() {
+        std::string out;
+        out.swap(pending_);
+        return out;
+    }
+
+private:
+    const std::vector<std::string>& stops_;
+    std::string pending_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+} // namespace
+
+GenerateResult generate(CpuEngine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                        const GenerateOptions& options, const std::function<void(const std::string&)>& on_text) {
+    GenerateResult r;
+    r.prompt_tokens = prompt.size();
+    if (prompt.empty()) throw Error(ExitCode::usage, "the prompt holds no tokens");
+    if (prompt.size() > engine.context())
+        throw Error(ExitCode::usage, "the prompt is " + std::to_string(prompt.size()) + " tokens, longer than the context (" +
+                                         std::to_string(engine.context()) + "); shorten it or raise --ctx");
+    Sampler sampler(options.sampling);
+    StreamDecoder stream(tok, !options.print_special);
+    StopFilter stop(options.stop_strings);
+    std::vector<int32_t> history = prompt;
+    std::vector<float> logits;
+
+    auto t0 = std::chrono::steady_clock::now();
+    engine.forward(prompt.data(), prompt.size(), options.keep_logits ? prompt.size() : 1, logits);
+    r.prefill_seconds = seconds_since(t0);
+    if (options.keep_logits) {
+        r.logits = logits;
+        logits.erase(logits.begin(), logits.end() - long(logits.size() / prompt.size())); // the last position's
+    }
+    t0 = std::chrono::steady_clock::now();
+    bool stopped = false;
+    while (true) {
+        const int32_t next = sampler.sample(logits, history);
+        r.tokens.push_back(next);
+        history.push_back(next);
+        if (std::find(options.stop_ids.begin(), options.stop_ids.end(), next) != options.stop_ids.end()) {
+            r.stop_reason = "eos";
+            break;
+        }
+        const std::string text = stop.push(stream.push(next), &stopped);
+        if (!text.empty()) on_text(text);
+        if (stopped) {
+            r.stop_reason = "stop string";
+            break;
+        }
+        if (r.tokens.size() >= options.max_tokens) {
+            r.stop_reason = "max tokens";
+            break;
+        }
+        if (engine.position() >= engine.context()) {
+            r.stop_reason = "context full";
+            break;
+        }
+        engine.forward(&next, 1, 1, logits);
+        if (options.keep_logits) r.logits.insert(r.logits.end(), logits.begin(), logits.end());
+    }
+    if (!stopped) {
+        const std::string rest = stop.push(stream.finish(), &stopped);
+        const std::string text = rest + (stopped ? std::string() : stop.flush());
+        if (!text.empty()) on_text(text);
+        if (stopped) r.stop_reason = "stop string";
+    }
+    r.decode_seconds = seconds_since(t0);
+    return r;
+}
+
+} // namespace rabbit

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+// Choosing the next token from logits, as transformers' generate() does: repetition penalty,
+// then temperature, top-k, top-p and min-p, then a draw from the softmax (or argmax for
+// greedy decoding).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace rabbit {
+
+struct SamplingParams {
+    float temperature = 0.0f;        // 0: greedy
+    int top_k = 0;                   // 0: off
+    float top_p = 1.0f;              // 1: off
+    float min_p = 0.0f;              // 0: off
+    float repetition_penalty = 1.0f; // 1: off; applies to every token of the context so far
+    uint64_t seed = 0;
+};
+
+class Sampler {
+public:
+    explicit Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
+    // logits [vocab] (modified); history: the prompt and the tokens generated so far.
+    int32_t sample(std::vector<float>& logits, const std::vector<int32_t>& history);
+    const SamplingParams& params() const { return p_; }
+
+private:
+    SamplingParams p_;
+    std::mt19937_64 rng_;
+};
+
+// The first index of the largest value, as torch.argmax.
+int32_t argmax(const std::vector<float>& v);
+
+} // namespace rabbit

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/unit_source.h"
+
+#include "common/error.h"
+#include "common/file_io.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace rabbit {
+
+MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
+    const auto& units = model.manifest().units;
+    maps_.resize(units.size());
+    resident_.assign(units.size(), false);
+    for (size_t i = 0; i < units.size(); ++i) {
+        const std::string path = model.unit_path(units[i]);
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) throw bad_input(path, "cannot open: " + errno_text(errno));
+        void* p = ::mmap(nullptr, units[i].size(), PROT_READ, MAP_SHARED, fd, 0);
+        const int e = errno;
+        ::close(fd);
+        if (p == MAP_FAILED) throw bad_input(path, "cannot map: " + errno_text(e));
+        maps_[i] = {static_cast<uint8_t*>(p), units[i].size(), units[i].layout.data_offset, units[i].layout.data_size};
+    }
+    // Resident units, in streaming order, while the budget lasts: those every token reads
+    // whole. An untied embedding is only looked up a row at a time, so it never is.
+    const bool tied = model.config().tie_word_embeddings;
+    for (size_t i = 0; i < units.size(); ++i) {
+        if (units[i].kind == UnitKind::embed && !tied) continue;
+        if (resident_bytes_ + units[i].layout.data_size > ram_budget) break;
+        resident_[i] = true;
+        resident_bytes_ += units[i].layout.data_size;
+    }
+}
+
+MmapUnitSource::~MmapUnitSource() {
+    for (auto& m : maps_)
+        if (m.base) ::munmap(m.base, m.size);
+}
+
+void MmapUnitSource::advise(size_t i, int advice) const {
+    const Mapping& m = maps_[i];
+    ::madvise(m.base + m.data_offset, m.data_size, advice);
+}
+
+const uint8_t* MmapUnitSource::acquire(size_t i, Access access) {
+    RABBIT_CHECK(i < maps_.size(), "acquire of an unknown unit");
+    if (access == Access::whole) advise(i, MADV_WILLNEED);
+    if (i + 1 < maps_.size()) advise(i + 1, MADV_WILLNEED); // read ahead while this one computes
+    return maps_[i].base + maps_[i].data_offset;
+}
+
+void MmapUnitSource::release(size_t i) {
+    // Unmapping the pages keeps resident memory near the budget: the page cache may still
+    // hold them, but they no longer count against this process.
+    if (!resident_[i]) advise(i, MADV_DONTNEED);
+}
+
+} // namespace rabbit

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// The streaming interface the engines share: ask for unit i, use it, release it. The CPU
+// implementation maps the unit files and lets the kernel page them in, reading the next
+// unit ahead and dropping each released unit from memory unless the RAM budget keeps it.
+#pragma once
+
+#include "format/split_model.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace rabbit {
+
+enum class Access {
+    whole,  // every byte will be read (a layer, lm_head)
+    sparse, // a few rows will be read (the embedding lookup): do not read it all ahead
+};
+
+class UnitSource {
+public:
+    virtual ~UnitSource() = default;
+    // The unit's data section, valid until release(i).
+    virtual const uint8_t* acquire(size_t i, Access access = Access::whole) = 0;
+    virtual void release(size_t i) = 0;
+};
+
+class MmapUnitSource : public UnitSource {
+public:
+    // ram_budget: bytes of units to keep resident once read (0: none; streamed every time).
+    MmapUnitSource(const SplitModel& model, uint64_t ram_budget);
+    ~MmapUnitSource() override;
+    MmapUnitSource(const MmapUnitSource&) = delete;
+    MmapUnitSource& operator=(const MmapUnitSource&) = delete;
+
+    const uint8_t* acquire(size_t i, Access access = Access::whole) override;
+    void release(size_t i) override;
+
+    bool resident(size_t i) const { return resident_[i]; }
+    uint64_t resident_bytes() const { return resident_bytes_; }
+
+private:
+    struct Mapping {
+        uint8_t* base = nullptr; // the whole file
+        uint64_t size = 0;
+        uint64_t data_offset = 0, data_size = 0;
+    };
+    void advise(size_t i, int advice) const;
+
+    std::vector<Mapping> maps_;
+    std::vector<bool> resident_;
+    uint64_t resident_bytes_ = 0;
+};
+
+} // namespace rabbit

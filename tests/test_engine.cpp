@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU engine end to end: the tinystories-656k goldens (an independent float64 forward
+// pass), logits and greedy tokens against Hugging Face transformers for every architecture,
+// and generation's stop conditions.
+#include "common/error.h"
+#include "common/file_io.h"
+#include "common/json_read.h"
+#include "engine/cpu_engine.h"
+#include "engine/generate.h"
+#include "format/split_model.h"
+#include "helpers.h"
+#include "split/splitter.h"
+#include "tokenizer/tokenizer.h"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+using namespace rabbit;
+using Catch::Contains;
+
+namespace {
+
+// From ../shared/models/tinystories-656k/GOLDEN.md.
+const std::vector<int32_t> k_golden_bos = {
+    1, 147, 201, 282, 215, 286, 598, 1662, 356, 499, 826, 1363, 1145, 1652, 615, 242, 1482, 951, 628, 499, 826, 872, 921,
+    318, 385, 628, 499, 826, 617, 242, 198, 1047, 425, 1939, 122, 1924, 1171, 94, 303, 328, 229, 521, 776, 115, 1139, 312,
+    447, 1456, 319, 115, 133, 114, 100, 167, 753, 1665, 361, 303, 1900, 319, 467, 730, 717, 532, 856, 645, 1188, 108, 319,
+    135, 1629, 319, 53, 382, 122, 1765, 1398, 313, 1150, 1095, 1250};
+const std::vector<int32_t> k_golden_prompt = {
+    1, 80, 147, 201, 282, 215, 286, 401, 236, 192, 1094, 463, 622, 100, 258, 461, 715, 299, 93, 401, 1444, 1808, 872, 1094,
+    614, 1198, 265, 876, 108, 307, 831, 344, 93, 401, 115, 720, 152, 401, 115, 720, 152, 401, 204, 1221, 298, 720, 94, 229,
+    604, 1343, 401, 204, 1803, 94, 604, 1658, 1881, 1056, 401, 115, 720, 144, 494, 100, 494, 1379, 401, 115, 1381, 446, 401};
+
+std::string split_into(const std::string& src, const std::string& out, DTypeChoice dtype = DTypeChoice::automatic) {
+    SplitOptions opt;
+    opt.model_dir = src;
+    opt.out_dir = out;
+    opt.dtype = dtype;
+    SplitProgress quiet;
+    run_split(opt, quiet);
+    return out;
+}
+
+// Greedy continuation of `prompt` until `total` tokens in all (prompt included).
+std::vector<int32_t> greedy(CpuEngine& engine, const std::vector<int32_t>& prompt, size_t total) {
+    std::vector<int32_t> seq = prompt;
+    std::vector<float> logits;
+    engine.reset();
+    engine.forward(seq.data(), seq.size(), 1, logits);
+    while (seq.size() < total) {
+        const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        seq.push_back(next);
+        if (seq.size() == total) break;
+        engine.forward(&next, 1, 1, logits);
+    }
+    return seq;
+}
+
+size_t agreeing_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("tinystories-656k reproduces both goldens with f32 weights", "[engine][golden]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(split_into(test::tinystories_dir(), dir / "f32"));
+    REQUIRE(model.manifest().dtype == "f32");
+    for (size_t threads : {size_t(1), size_t(0)}) {
+        INFO("threads " << threads);
+        EngineOptions opt;
+        opt.threads = threads;
+        CpuEngine engine(model, opt);
+        REQUIRE(greedy(engine, {1}, k_golden_bos.size()) == k_golden_bos);
+        REQUIRE(greedy(engine, std::vector<int32_t>(k_golden_prompt.begin(), k_golden_prompt.begin() + 10),
+                       k_golden_prompt.size()) == k_golden_prompt);
+    }
+}
+
+TEST_CASE("tinystories-656k with bf16 weights: how many golden tokens agree", "[engine][golden]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(split_into(test::tinystories_dir(), dir / "bf16", DTypeChoice::bf16));
+    CpuEngine engine(model, {});
+    const size_t a = agreeing_prefix(greedy(engine, {1}, k_golden_bos.size()), k_golden_bos);
+    const size_t b = agreeing_prefix(
+        greedy(engine, std::vector<int32_t>(k_golden_prompt.begin(), k_golden_prompt.begin() + 10), k_golden_prompt.size()),
+        k_golden_prompt);
+    WARN("bf16 weights: " << a << " of " << k_golden_bos.size() << " ids agree from BOS, " << b << " of "
+                          << k_golden_prompt.size() << " from the prompt");
+    REQUIRE(a > 10); // the first tokens are far from any tie
+    REQUIRE(b > 12);
+}
+
+TEST_CASE("logits and greedy tokens match Hugging Face transformers for every architecture", "[engine][hf]") {
+    // tests/data/goldens/*.json, written by scripts/hf_reference.py --goldens: transformers on
+    // the CPU in float32, eager attention, on models rabbit-genmodel makes from a preset and seed.
+    const std::string golden_dir = std::string(RABBIT_SOURCE_DIR) + "/tests/data/goldens";
+    // f32 arithmetic in a different order than torch: the tolerance of the logits, documented
+    // in docs/ARCHITECTURE.md.
+    const double atol = 1e-4, rtol = 1e-4;
+    for (const char* name : {"qwen2-tied-bias", "qwen3-qknorm-untied", "llama3-rope-scaling", "mistral-sliding-window"}) {
+        INFO(name);
+        const std::string path = golden_dir + "/" + name + ".json";
+        JsonDocument doc(read_text_file(path), path);
+        auto o = doc.root_object();
+        std::vector<std::string> args;
+        for (auto a : json_to_array(*json_field(o, "genmodel"), path, "genmodel")) args.push_back(json_to_string(a, path, "arg"));
+        test::TempDir dir;
+        args.insert(args.end(), {"--dtype", "f32", "-o", dir / "hf"});
+        REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, args).exit_code == 0);
+        SplitModel model = SplitModel::open(split_into(dir / "hf", dir / "split"));
+        CpuEngine engine(model, {});
+
+        std::vector<int32_t> prompt;
+        for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) prompt.push_back(int32_t(json_to_int(v, path, "")));
+        std::vector<float> logits;
+        engine.forward(prompt.data(), prompt.size(), prompt.size(), logits);
+        const size_t vocab = model.config().vocab_size;
+        double worst = 0;
+        size_t row = 0;
+        for (auto r : json_to_array(*json_field(o, "prompt_logits"), path, "")) {
+            size_t col = 0;
+            for (auto v : json_to_array(r, path, "")) {
+                const double want = json_to_double(v, path, ""), got = logits[row * vocab + col];
+                const double err = std::fabs(got - want) / (atol + rtol * std::fabs(want));
+                worst = std::max(worst, err);
+                ++col;
+            }
+            REQUIRE(col == vocab);
+            ++row;
+        }
+        REQUIRE(row == prompt.size());
+        WARN(name << ": largest logit difference " << worst << " of the tolerance (atol " << atol << ", rtol " << rtol << ")");
+        CHECK(worst <= 1.0);
+
+        std::vector<int32_t> want;
+        for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) want.push_back(int32_t(json_to_int(v, path, "")));
+        REQUIRE(want.size() == 32);
+        std::vector<int32_t> seq = greedy(engine, prompt, prompt.size() + want.size());
+        REQUIRE(std::vector<int32_t>(seq.begin() + long(prompt.size()), seq.end()) == want);
+    }
+}
+
+TEST_CASE("generation stops at eos, at a stop string, at the token limit", "[engine][generate]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(split_into(test::tinystories_dir(), dir / "ts"));
+    auto tok = load_tokenizer(model.dir());
+    CpuEngine engine(model, {});
+    const std::vector<int32_t> prompt = {1};
+    auto run = [&](GenerateOptions g) {
+        engine.reset();
+        std::string text;
+        GenerateResult r = generate(engine, *tok, prompt, g, [&](const std::string& t) { text += t; });
+        return std::make_pair(r, text);
+    };
+    GenerateOptions g;
+    g.max_tokens = 80;
+    auto [full, full_text] = run(g);
+    REQUIRE(full.stop_reason == "max tokens");
+    REQUIRE(full.tokens == std::vector<int32_t>(k_golden_bos.begin() + 1, k_golden_bos.end()));
+    REQUIRE(full_text == tok->decode(full.tokens, true));
+
+    // "Lily" is generated as tokens 598 ("L"?) ... stop before its first appearance.
+    GenerateOptions s = g;
+    s.stop_strings = {"Lily"};
+    auto [stopped, text] = run(s);
+    REQUIRE(stopped.stop_reason == "stop string");
+    REQUIRE(text == full_text.substr(0, full_text.find("Lily")));
+
+    GenerateOptions e = g;
+    e.stop_ids = {499}; // a token of the golden: generation stops right after producing it
+    auto [eos, eos_text] = run(e);
+    REQUIRE(eos.stop_reason == "eos");
+    REQUIRE(eos.tokens.back() == 499);
+    REQUIRE(eos.tokens.size() < full.tokens.size());
+
+    GenerateOptions n = g;
+    n.max_tokens = 5;
+    REQUIRE(run(n).first.tokens.size() == 5);
+
+    // The context bounds generation, and a prompt longer than it is an error.
+    EngineOptions small;
+    small.ctx = 8;
+    CpuEngine tiny(model, small);
+    std::string t;
+    GenerateResult r = generate(tiny, *tok, prompt, g, [&](const std::string& x) { t += x; });
+    REQUIRE(r.stop_reason == "context full");
+    REQUIRE(r.tokens.size() == 8);
+    tiny.reset();
+    REQUIRE_THROWS_WITH(generate(tiny, *tok, std::vector<int32_t>(9, 1), g, [](const std::string&) {}),
+                        Contains("the prompt is 9 tokens, longer than the context (8)"));
+}
+
+TEST_CASE("rabbit run reproduces the tinystories-656k goldens on the command line", "[engine][cli][golden]") {
+    test::TempDir dir;
+    const std::string split = split_into(test::tinystories_dir(), dir / "ts");
+    auto tok = load_tokenizer(split);
+    // From BOS alone: an empty raw prompt, 80 steps.
+    test::RunResult a = test::run_rabbit({"run", "-m", split, "--raw", "-p", "", "-n", "80"});
+    INFO(a.err);
+    REQUIRE(a.exit_code == 0);
+    REQUIRE(a.out == tok->decode(std::vector<int32_t>(k_golden_bos.begin() + 1, k_golden_bos.end()), true) + "\n");
+    REQUIRE_THAT(a.err, Contains("1 prompt tokens") && Contains("80 generated"));
+    // From the prompt, BOS added by the tokenizer, read from stdin this time: 10 prompt ids and
+    // 61 generated (GOLDEN.md lists 71 ids).
+    const std::string n = std::to_string(k_golden_prompt.size() - 10);
+    test::RunResult b = test::run_rabbit({"-q", "run", "-m", split, "-n", n}, {}, "Once upon a time, there was a dog named");
+    REQUIRE(b.exit_code == 0);
+    REQUIRE(b.out == tok->decode(std::vector<int32_t>(k_golden_prompt.begin() + 10, k_golden_prompt.end()), true) + "\n");
+    REQUIRE(b.err.empty());
+    // An unsplit directory is split into the cache on first use.
+    test::RunResult c = test::run_rabbit({"run", "-m", test::tinystories_dir(), "-p", "Once upon a time, there was a dog named",
+                                          "-n", n},
+                                         {{"RABBIT_CACHE", dir / "cache"}});
+    INFO(c.err);
+    REQUIRE(c.exit_code == 0);
+    REQUIRE(c.out == b.out);
+    REQUIRE_THAT(c.err, Contains("is not split yet: splitting it into " + dir / "cache/splits/tinystories-656k-"));
+    test::RunResult again = test::run_rabbit({"run", "-m", test::tinystories_dir(), "-p", "Once", "-n", "3"},
+                                             {{"RABBIT_CACHE", dir / "cache"}});
+    REQUIRE(again.exit_code == 0);
+    REQUIRE(again.err.find("is not split yet") == std::string::npos); // the second time it is
+}
+
+TEST_CASE("rabbit run refuses what it cannot run, clearly", "[engine][cli][bad-input]") {
+    test::TempDir dir;
+    const std::string split = split_into(test::tinystories_dir(), dir / "ts");
+    // A prompt longer than the context.
+    test::RunResult r = test::run_rabbit({"run", "-m", split, "-p", "Once upon a time, there was a dog named", "--ctx", "5"});
+    REQUIRE(r.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(r.err, Contains("the prompt is 10 tokens, longer than the context (5)"));
+    // --system without a chat template.
+    REQUIRE(test::run_rabbit({"run", "-m", split, "-p", "x", "--system", "s"}).exit_code == int(ExitCode::usage));
+    // A unit whose content changed but not its size: found with --verify, naming the unit.
+    std::string layer = test::read_file(dir / "ts/layer.001.rbt");
+    layer[layer.size() / 2] ^= 0x10;
+    test::write_file(dir / "ts/layer.001.rbt", layer);
+    test::RunResult v = test::run_rabbit({"run", "-m", split, "-p", "x", "-n", "2", "--verify"});
+    REQUIRE(v.exit_code == int(ExitCode::bad_input));
+    REQUIRE_THAT(v.err, Contains("layer.001.rbt: checksum") && Contains("(unit layer.1)"));
+    // A unit whose size changed: always found.
+    test::write_file(dir / "ts/layer.001.rbt", layer.substr(0, layer.size() - 4096));
+    test::RunResult s = test::run_rabbit({"run", "-m", split, "-p", "x", "-n", "2"});
+    REQUIRE(s.exit_code == int(ExitCode::bad_input));
+    REQUIRE_THAT(s.err, Contains("layer.001.rbt: is") && Contains("the manifest says") && Contains("(unit layer.1)"));
+    // A model directory without a tokenizer.
+    test::TempDir bare;
+    REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, {"-p", "tiny-qwen2", "-o", bare / "m"}).exit_code == 0);
+    split_into(bare / "m", bare / "s");
+    test::RunResult t = test::run_rabbit({"run", "-m", bare / "s", "-p", "x"});
+    REQUIRE(t.exit_code == int(ExitCode::bad_input));
+    REQUIRE_THAT(t.err, Contains("tokenizer.json: no such file"));
+}
+
+TEST_CASE("resident memory follows the RAM budget, not the model", "[engine][memory]") {
+    test::TempDir dir;
+    // 8 layers of about 29 MiB in bf16: a 230 MiB model.
+    REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, {"-p", "tiny-llama3", "--layers", "8", "--hidden", "1024", "--heads", "8",
+                                                    "--kv-heads", "2", "--intermediate", "4096", "--vocab", "4096",
+                                                    "--dtype", "bf16", "--tokenizer", test::tinystories_dir(), "-o", dir / "m"})
+                .exit_code == 0);
+    const std::string split = split_into(dir / "m", dir / "s");
+    const uint64_t layer = SplitModel::open(split).manifest().units[1].layout.data_size;
+    auto peak = [&](const std::string& budget) {
+        test::RunResult r = test::run_rabbit({"-q", "run", "-m", split, "--raw", "-p", "Once upon a time", "-n", "4",
+                                              "--temp", "0", "--ram-budget", budget});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        return uint64_t(r.max_rss_kib) * 1024;
+    };
+    const uint64_t idle = uint64_t(test::run_rabbit({"inspect", split}).max_rss_kib) * 1024;
+    const uint64_t none = peak("0"), some = peak("64M"), all = peak("1G");
+    INFO("layer " << layer / 1048576.0 << " MiB; peak RSS: idle " << idle / 1048576.0 << ", budget 0 " << none / 1048576.0
+                  << ", 64M " << some / 1048576.0 << ", 1G " << all / 1048576.0 << " MiB");
+    const uint64_t slack = 24ull << 20; // activations, KV cache, allocator
+    REQUIRE(none < idle + 2 * layer + slack);                  // one unit at a time (and the next read ahead)
+    REQUIRE(some < idle + (64ull << 20) + 2 * layer + slack);  // plus what the budget keeps
+    REQUIRE(all > idle + 6 * layer);                           // a budget that holds the model keeps it
+}
