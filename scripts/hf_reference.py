@@ -9,8 +9,8 @@ and a greedy continuation (and the logits of each of its steps):
 
 `--goldens` regenerates the goldens of tests/data/goldens: it builds each tiny test model with
 build/rabbit-genmodel (deterministic from its preset and seed), runs transformers on it and
-writes tests/data/goldens/<name>.json. Run it in the venv of scripts/venv.sh with torch and
-transformers (scripts/requirements-engine.txt).
+writes tests/data/goldens/<name>.json. Run it in the venv of `scripts/venv.sh engine` (torch and
+transformers, pinned in scripts/requirements-engine.txt).
 """
 import argparse
 import json

@@ -86,7 +86,58 @@ TEST_CASE("matmul equals the plain loop for every weight dtype, shape and token 
     }
 }
 
-TEST_CASE("rmsnorm, swiglu, rope, dot and axpy equal their plain loops", "[kernels]") {
+TEST_CASE("attention's products over the blocked cache equal their plain loops", "[kernels]") {
+    std::mt19937 rng(5);
+    const size_t B = k_attn_block;
+    // Head sizes with and without a register-resident path; ranges that start and end inside
+    // blocks, span one block or many, and a window that skips whole blocks.
+    for (size_t hd : {8, 24, 32, 64, 96, 128, 256}) {
+        for (auto [first, end] : {std::pair<size_t, size_t>{0, 1}, {0, 16}, {3, 14}, {0, 77}, {40, 131}, {17, 200}}) {
+            INFO("head_dim " << hd << ", positions [" << first << ", " << end << ")");
+            const size_t blocks = (end + B - 1) / B;
+            std::vector<float> keys = random_vector(blocks * B * hd, rng), v = random_vector(blocks * B * hd, rng);
+            std::vector<float> q = random_vector(hd, rng), kb(keys.size());
+            for (size_t j = 0; j < blocks * B; ++j)
+                for (size_t d = 0; d < hd; ++d) kb[j / B * hd * B + d * B + j % B] = keys[j * hd + d];
+            std::vector<float> scores(blocks * B, -1.0f);
+            attention_scores(q.data(), kb.data(), hd, first, end, 0.125f, scores.data());
+            std::vector<float> got(scores.begin() + long(first), scores.begin() + long(end));
+            std::vector<double> want(end - first);
+            for (size_t j = first; j < end; ++j) {
+                double dot = 0;
+                for (size_t d = 0; d < hd; ++d) dot += double(q[d]) * keys[j * hd + d];
+                want[j - first] = 0.125 * dot;
+            }
+            require_close(got, want, 1e-5, 1e-5);
+
+            std::vector<float> p = random_vector(blocks * B, rng), out(hd, 7.0f);
+            attention_values(p.data(), v.data(), hd, first, end, out.data());
+            std::vector<double> sum(hd, 0.0);
+            for (size_t j = first; j < end; ++j)
+                for (size_t d = 0; d < hd; ++d) sum[d] += double(p[j]) * v[j * hd + d];
+            require_close(out, sum, 1e-5, 1e-5);
+        }
+    }
+}
+
+TEST_CASE("softmax equals its plain loop, from tiny to huge spreads", "[kernels]") {
+    std::mt19937 rng(8);
+    for (size_t n : {1, 5, 16, 17, 100, 4099}) {
+        for (float spread : {0.01f, 3.0f, 40.0f, 300.0f}) {
+            INFO("n " << n << ", spread " << spread);
+            std::vector<float> x = random_vector(n, rng, spread);
+            std::vector<double> want(n);
+            double max = -1e300, sum = 0;
+            for (float v : x) max = std::max(max, double(v));
+            for (size_t i = 0; i < n; ++i) sum += want[i] = std::exp(double(x[i]) - max);
+            for (double& w : want) w /= sum;
+            softmax(x.data(), n);
+            require_close(x, want, 1e-7, 1e-5); // f32 sums of thousands of terms
+        }
+    }
+}
+
+TEST_CASE("rmsnorm, swiglu, rope and dot equal their plain loops", "[kernels]") {
     std::mt19937 rng(99);
     for (size_t n : {1, 7, 64, 769, 5125}) {
         INFO("n " << n);
@@ -104,14 +155,10 @@ TEST_CASE("rmsnorm, swiglu, rope, dot and axpy equal their plain loops", "[kerne
         double dot = 0;
         for (size_t i = 0; i < n; ++i) dot += double(x[i]) * b[i];
         REQUIRE(std::fabs(dot_f32(x.data(), b.data(), n) - dot) <= 1e-4 + 1e-5 * std::fabs(dot) * std::sqrt(double(n)));
-        std::vector<float> acc = b;
-        axpy_f32(0.37f, x.data(), acc.data(), n);
-        std::vector<double> axpy(n);
-        for (size_t i = 0; i < n; ++i) axpy[i] = double(b[i]) + 0.37 * x[i];
-        require_close(acc, axpy, 1e-6, 1e-6);
     }
     for (size_t inter : {1, 5, 176, 4864}) {
         std::vector<float> gu = random_vector(3 * 2 * inter, rng, 4.0f), out(3 * inter);
+        for (size_t i = 0; i < gu.size(); i += 7) gu[i] *= 30.0f; // far into both tails
         ThreadPool pool(3);
         swiglu(pool, gu.data(), 3, inter, out.data());
         std::vector<double> want(out.size());

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/system.h"
 #include "common/units.h"
 
 #include <catch2/catch.hpp>
+
+#include <unistd.h>
 
 using namespace rabbit;
 
@@ -34,4 +37,12 @@ TEST_CASE("sizes, rates and durations print for people", "[units]") {
     REQUIRE(format_duration(12.34) == "12.3s");
     REQUIRE(format_duration(100) == "1m40s");
     REQUIRE(format_duration(7500) == "2h05m");
+}
+
+TEST_CASE("available memory is known and no more than the machine has", "[units]") {
+    const uint64_t avail = available_memory();
+    const uint64_t total = uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE));
+    INFO("available " << avail << " of " << total);
+    REQUIRE(avail > 0);
+    REQUIRE(avail <= total);
 }

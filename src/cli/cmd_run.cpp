@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
+#include "common/system.h"
 #include "common/units.h"
 #include "engine/generate.h"
 #include "format/hf_checkpoint.h"
@@ -101,6 +102,25 @@ void write_npy(const std::string& path, const std::vector<float>& data, size_t r
     write_file_atomic(path, out);
 }
 
+// Says how much of the model stays in memory, and what every token reads from the files.
+void report_residency(const SplitModel& model, const MmapUnitSource& units, uint64_t budget) {
+    const auto& all = model.manifest().units;
+    const bool tied = model.config().tie_word_embeddings;
+    uint64_t streamed = 0; // an untied embedding is read a row per token, never whole
+    size_t kept = 0;
+    for (size_t i = 0; i < all.size(); ++i) {
+        kept += units.resident(i);
+        if (!units.resident(i) && (tied || all[i].kind != UnitKind::embed)) streamed += all[i].layout.data_size;
+    }
+    if (streamed == 0)
+        spdlog::debug("RAM budget {}: the model stays in memory ({})", format_bytes(budget),
+                      format_bytes(units.resident_bytes()));
+    else
+        spdlog::info("RAM budget {}: {} of {} units ({}) stay in memory; {} is read from {} for every token",
+                     format_bytes(budget), kept, all.size(), format_bytes(units.resident_bytes()), format_bytes(streamed),
+                     model.dir());
+}
+
 } // namespace
 
 Command add_run_command(CLI::App& app, const GlobalOptions& global) {
@@ -131,7 +151,9 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     sub->add_option("--stop", o->stops, "Stop before this text (repeatable)");
     sub->add_option("--ctx", o->ctx, "Context length (default: the model's maximum; memory grows as it fills)");
     sub->add_option("--threads", o->threads, "CPU threads (default: all)");
-    sub->add_option("--ram-budget", o->ram_budget, "Keep this many bytes of weights in memory across tokens, e.g. 8G")
+    sub->add_option("--ram-budget", o->ram_budget,
+                    "Keep up to this many bytes of weights in memory across tokens, e.g. 8G; 0 reads every unit "
+                    "from the files for every token (default: 3/4 of the memory available at start)")
         ->check(size_validator());
     sub->add_flag("--verify", o->verify, "Check every unit file's checksum before running");
     sub->add_flag("--special", o->special, "Print special tokens too");
@@ -192,8 +214,9 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         EngineOptions eo;
         eo.threads = o->threads;
         eo.ctx = o->ctx;
-        if (!o->ram_budget.empty()) eo.ram_budget = *parse_size(o->ram_budget);
+        eo.ram_budget = o->ram_budget.empty() ? available_memory() / 4 * 3 : *parse_size(o->ram_budget);
         CpuEngine engine(model, eo);
+        report_residency(model, engine.units(), eo.ram_budget);
         const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,

@@ -14,6 +14,7 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     : model_(model), pool_(options.threads) {
     const ModelConfig& c = model.config();
     ctx_ = options.ctx ? options.ctx : c.max_position_embeddings;
+    stream_block_ = std::max<size_t>(1, options.stream_block);
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
     const auto& units = model.manifest().units;
     bool have_head = false;
@@ -30,19 +31,20 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     }
     if (!have_head) head_unit_ = embed_unit_; // tied: the embedding is the output projection
     inv_freq_ = rope_inv_freq(c);
-    k_cache_.resize(c.num_layers);
-    v_cache_.resize(c.num_layers);
+    k_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
+    v_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
 }
 
 void CpuEngine::grow_cache(size_t positions) {
     if (positions <= cache_positions_) return;
-    // Grow geometrically, but never past the context.
+    // Grow geometrically, in whole key blocks, but never (much) past the context.
     size_t target = std::max<size_t>(positions, std::min<size_t>(size_t(ctx_), std::max<size_t>(256, cache_positions_ * 2)));
-    const size_t kv = size_t(config().kv_dim());
+    target = (target + k_attn_block - 1) / k_attn_block * k_attn_block;
+    const size_t hd = config().head_dim;
     try {
-        for (size_t l = 0; l < k_cache_.size(); ++l) {
-            k_cache_[l].resize(target * kv);
-            v_cache_[l].resize(target * kv);
+        for (size_t i = 0; i < k_cache_.size(); ++i) {
+            k_cache_[i].resize(target * hd);
+            v_cache_[i].resize(target * hd);
         }
     } catch (const std::bad_alloc&) {
         throw Error(ExitCode::resources, "out of memory for the KV cache at " + std::to_string(target) +
@@ -68,39 +70,40 @@ void CpuEngine::embed(const int32_t* tokens, size_t n) {
 void CpuEngine::attention(size_t layer, size_t n) {
     const ModelConfig& c = config();
     const size_t hd = c.head_dim, heads = c.num_heads, kv_heads = c.num_kv_heads, group = heads / kv_heads;
-    const size_t kv = size_t(c.kv_dim()), q_dim = size_t(c.q_dim());
+    const size_t q_dim = size_t(c.q_dim()), row = q_dim + 2 * size_t(c.kv_dim());
     const float scale = 1.0f / std::sqrt(float(hd));
-    const float* K = k_cache_[layer].data();
-    const float* V = v_cache_[layer].data();
-    const size_t row = q_dim + 2 * kv;
     pool_.parallel_for(n * heads, [&](size_t b, size_t e) {
-        thread_local std::vector<float> scores;
+        thread_local std::vector<float> p;
         for (size_t item = b; item < e; ++item) {
             const size_t t = item / heads, h = item % heads, g = h / group;
-            const size_t pos = pos_ + t;
+            const size_t pos = pos_ + t, end = pos + 1;
             // Causal, and within the sliding window when the model has one.
-            const size_t first = c.sliding_window && pos + 1 > c.sliding_window ? pos + 1 - c.sliding_window : 0;
-            const float* q = qkv_.data() + t * row + h * hd;
-            scores.resize(pos + 1);
-            float max = -std::numeric_limits<float>::infinity();
-            for (size_t j = first; j <= pos; ++j) {
-                scores[j] = dot_f32(q, K + j * kv + g * hd, hd) * scale;
-                max = std::max(max, scores[j]);
-            }
-            float sum = 0;
-            for (size_t j = first; j <= pos; ++j) {
-                scores[j] = std::exp(scores[j] - max);
-                sum += scores[j];
-            }
-            float* out = attn_.data() + t * q_dim + h * hd;
-            std::fill(out, out + hd, 0.0f);
-            const float inv = 1.0f / sum;
-            for (size_t j = first; j <= pos; ++j) axpy_f32(scores[j] * inv, V + j * kv + g * hd, out, hd);
+            const size_t first = c.sliding_window && end > c.sliding_window ? end - c.sliding_window : 0;
+            const size_t cache = layer * kv_heads + g;
+            p.resize((end + k_attn_block - 1) / k_attn_block * k_attn_block);
+            attention_scores(qkv_.data() + t * row + h * hd, k_cache_[cache].data(), hd, first, end, scale, p.data());
+            softmax(p.data() + first, end - first);
+            attention_values(p.data(), v_cache_[cache].data(), hd, first, end, attn_.data() + t * q_dim + h * hd);
         }
     });
 }
 
-void CpuEngine::run_layer(size_t layer, const LayerWeights& w, size_t n) {
+void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y) {
+    if (source_->resident(unit)) return matmul(pool_, x, n, w, bias, y);
+    // A streamed weight is in memory only while its rows are used: resident memory grows by
+    // one block, not by the unit (a 72B model's lm_head is 2.5 GB).
+    const size_t row_bytes = size_t(w.cols) * dtype_size(w.dtype);
+    const size_t rows_per_block = std::max<size_t>(1, stream_block_ / row_bytes);
+    for (size_t r0 = 0; r0 < w.rows; r0 += rows_per_block) {
+        Matrix part = w;
+        part.rows = std::min<uint64_t>(rows_per_block, w.rows - r0);
+        part.data = static_cast<const uint8_t*>(w.data) + r0 * row_bytes;
+        matmul(pool_, x, n, part, bias ? bias + r0 : nullptr, y + r0, size_t(w.rows));
+        source_->done_with(unit, part.data, part.rows * row_bytes);
+    }
+}
+
+void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n) {
     const ModelConfig& c = config();
     const size_t hidden = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
     const size_t q_dim = size_t(c.q_dim()), kv = size_t(c.kv_dim()), row = q_dim + 2 * kv, half = hd / 2;
@@ -108,7 +111,7 @@ void CpuEngine::run_layer(size_t layer, const LayerWeights& w, size_t n) {
 
     // Attention.
     for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.attn_norm, eps, hidden, xn_.data() + t * hidden);
-    matmul(pool_, xn_.data(), n, w.qkv, w.qkv_bias, qkv_.data());
+    linear(unit, w.qkv, w.qkv_bias, xn_.data(), n, qkv_.data());
     for (size_t t = 0; t < n; ++t) {
         float* q = qkv_.data() + t * row;
         float* k = q + q_dim;
@@ -123,18 +126,22 @@ void CpuEngine::run_layer(size_t layer, const LayerWeights& w, size_t n) {
             if (w.k_norm) rmsnorm(k + h * hd, w.k_norm, eps, hd, k + h * hd);
             rope(k + h * hd, cs, sn, hd);
         }
-        std::copy(k, k + kv, k_cache_[layer].begin() + long((pos_ + t) * kv));
-        std::copy(v, v + kv, v_cache_[layer].begin() + long((pos_ + t) * kv));
+        const size_t pos = pos_ + t, blk = pos / k_attn_block * k_attn_block * hd, col = pos % k_attn_block;
+        for (size_t g = 0; g < c.num_kv_heads; ++g) {
+            float* kc = k_cache_[layer * c.num_kv_heads + g].data() + blk + col;
+            for (size_t d = 0; d < hd; ++d) kc[d * k_attn_block] = k[g * hd + d];
+            std::copy(v + g * hd, v + (g + 1) * hd, v_cache_[layer * c.num_kv_heads + g].begin() + long(pos * hd));
+        }
     }
     attention(layer, n);
-    matmul(pool_, attn_.data(), n, w.o, w.o_bias, out_.data());
+    linear(unit, w.o, w.o_bias, attn_.data(), n, out_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
 
     // MLP.
     for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.ffn_norm, eps, hidden, xn_.data() + t * hidden);
-    matmul(pool_, xn_.data(), n, w.gate_up, nullptr, gate_up_.data());
+    linear(unit, w.gate_up, nullptr, xn_.data(), n, gate_up_.data());
     swiglu(pool_, gate_up_.data(), n, inter, act_.data());
-    matmul(pool_, act_.data(), n, w.down, nullptr, out_.data());
+    linear(unit, w.down, nullptr, act_.data(), n, out_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
 }
 
@@ -163,7 +170,7 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
     for (size_t l = 0; l < layer_units_.size(); ++l) {
         const size_t u = layer_units_[l];
         const LayerWeights w = layer_weights(units[u], source_->acquire(u));
-        run_layer(l, w, n);
+        run_layer(l, u, w, n);
         source_->release(u);
     }
 
@@ -176,7 +183,7 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
     const Matrix head = unit_matrix(units[head_unit_], source_->acquire(head_unit_),
                                     head_unit_ == embed_unit_ ? "embed" : "lm_head");
     logits.resize(n_logits * size_t(head.rows));
-    matmul(pool_, xn_.data(), n_logits, head, nullptr, logits.data());
+    linear(head_unit_, head, nullptr, xn_.data(), n_logits, logits.data());
     source_->release(head_unit_);
     pos_ += n;
 }

@@ -15,10 +15,14 @@
 
 namespace rabbit {
 
+// The most bytes of a streamed (not resident) weight in memory at once.
+constexpr size_t k_stream_block = 64ull << 20;
+
 struct EngineOptions {
     size_t threads = 0;      // 0: every hardware thread
     uint64_t ram_budget = 0; // bytes of units kept in memory across tokens
     uint64_t ctx = 0;        // positions the KV cache may hold; 0: the model's maximum
+    size_t stream_block = k_stream_block; // bytes of a streamed weight used (and dropped) at once
 };
 
 class CpuEngine {
@@ -39,7 +43,10 @@ public:
 
 private:
     void embed(const int32_t* tokens, size_t n);
-    void run_layer(size_t layer, const LayerWeights& w, size_t n);
+    // matmul over a weight of unit `unit`; a streamed unit's weight goes in row blocks of at
+    // most options.stream_block bytes, each dropped from memory once used.
+    void linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y);
+    void run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n);
     void attention(size_t layer, size_t n);
     void grow_cache(size_t positions);
 
@@ -47,6 +54,7 @@ private:
     std::unique_ptr<MmapUnitSource> source_;
     ThreadPool pool_;
     uint64_t ctx_ = 0;
+    size_t stream_block_ = k_stream_block;
     size_t pos_ = 0;
     size_t embed_unit_ = 0, norm_unit_ = 0, head_unit_ = 0; // head: lm_head, or embed when tied
     std::vector<size_t> layer_units_;
@@ -61,7 +69,9 @@ private:
     std::vector<float> gate_up_; // [n, 2 intermediate]
     std::vector<float> act_;     // [n, intermediate]
     std::vector<float> cos_, sin_; // [n, head_dim / 2]
-    // The KV cache, per layer, grown as positions come: [positions, kv_heads, head_dim] f32.
+    // The KV cache, per layer and KV head ([layer * kv_heads + g]), grown as positions come,
+    // laid out as attention_scores and attention_values read it: keys in transposed blocks
+    // [positions / k_attn_block][head_dim][k_attn_block], values [positions][head_dim]; f32.
     std::vector<std::vector<float>> k_cache_, v_cache_;
     size_t cache_positions_ = 0;
 };

@@ -33,6 +33,20 @@ MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
         resident_[i] = true;
         resident_bytes_ += units[i].layout.data_size;
     }
+    // Read the resident units in now, at load time, so the first token does not pay for it.
+    for (size_t i = 0; i < units.size(); ++i)
+        if (resident_[i]) populate(i);
+}
+
+void MmapUnitSource::populate(size_t i) const {
+    const Mapping& m = maps_[i];
+#ifdef MADV_POPULATE_READ
+    if (::madvise(m.base + m.data_offset, m.data_size, MADV_POPULATE_READ) == 0) return;
+#endif
+    // Kernels before 5.14: touch a byte of every page.
+    const long page = ::sysconf(_SC_PAGESIZE);
+    volatile uint8_t sink = 0;
+    for (uint64_t off = 0; off < m.data_size; off += uint64_t(page)) sink = sink + m.base[m.data_offset + off];
 }
 
 MmapUnitSource::~MmapUnitSource() {
@@ -47,9 +61,19 @@ void MmapUnitSource::advise(size_t i, int advice) const {
 
 const uint8_t* MmapUnitSource::acquire(size_t i, Access access) {
     RABBIT_CHECK(i < maps_.size(), "acquire of an unknown unit");
-    if (access == Access::whole) advise(i, MADV_WILLNEED);
-    if (i + 1 < maps_.size()) advise(i + 1, MADV_WILLNEED); // read ahead while this one computes
+    // Resident units were read in at load; asking again would only walk the page cache.
+    if (access == Access::whole && !resident_[i]) advise(i, MADV_WILLNEED);
+    if (i + 1 < maps_.size() && !resident_[i + 1]) advise(i + 1, MADV_WILLNEED); // read ahead while this one computes
     return maps_[i].base + maps_[i].data_offset;
+}
+
+void MmapUnitSource::done_with(size_t i, const void* p, uint64_t bytes) {
+    if (resident_[i] || bytes == 0) return;
+    // The whole pages inside the range; the edges are shared with neighbouring tensors.
+    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) / page * page;
+    if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 void MmapUnitSource::release(size_t i) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The streaming interface the engines share: ask for unit i, use it, release it. The CPU
 // implementation maps the unit files and lets the kernel page them in, reading the next
-// unit ahead and dropping each released unit from memory unless the RAM budget keeps it.
+// unit ahead and dropping each released unit from memory unless the RAM budget keeps it;
+// the units the budget keeps are read in when the source is made.
 #pragma once
 
 #include "format/split_model.h"
@@ -22,6 +23,11 @@ public:
     // The unit's data section, valid until release(i).
     virtual const uint8_t* acquire(size_t i, Access access = Access::whole) = 0;
     virtual void release(size_t i) = 0;
+    // Whether unit i stays in memory across tokens (else it is read again for every token).
+    virtual bool resident(size_t i) const = 0;
+    // The engine has finished with bytes [p, p + bytes) of acquired unit i: a source that
+    // streams the unit may drop them now rather than at release.
+    virtual void done_with(size_t i, const void* p, uint64_t bytes) = 0;
 };
 
 class MmapUnitSource : public UnitSource {
@@ -34,8 +40,9 @@ public:
 
     const uint8_t* acquire(size_t i, Access access = Access::whole) override;
     void release(size_t i) override;
+    bool resident(size_t i) const override { return resident_[i]; }
+    void done_with(size_t i, const void* p, uint64_t bytes) override;
 
-    bool resident(size_t i) const { return resident_[i]; }
     uint64_t resident_bytes() const { return resident_bytes_; }
 
 private:
@@ -45,6 +52,7 @@ private:
         uint64_t data_offset = 0, data_size = 0;
     };
     void advise(size_t i, int advice) const;
+    void populate(size_t i) const;
 
     std::vector<Mapping> maps_;
     std::vector<bool> resident_;

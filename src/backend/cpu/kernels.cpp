@@ -114,13 +114,6 @@ RABBIT_AVX2 void widen_avx2(const void* src, DType t, float* out, size_t n) {
     convert_elements(static_cast<const uint16_t*>(src) + i, t, out + i, DType::f32, n - i);
 }
 
-RABBIT_AVX2 void axpy_avx2(float a, const float* x, float* y, size_t n) {
-    const __m256 av = _mm256_set1_ps(a);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; ++i) y[i] += a * x[i];
-}
-
 // The prefill tile: 2 weight rows x 4 tokens, f32, n a multiple of 8 (padded).
 //   w [2, ld] f32, x [4, ld] f32, out [4][2]
 RABBIT_AVX2 void tile_avx2(const float* w, const float* x, size_t n, size_t ld, float out[4][2]) {
@@ -203,6 +196,17 @@ RABBIT_AVX512 void dot4_avx512(const void* w, size_t stride, const float* x, siz
     }
 }
 
+// The four sums of four vectors, by a tree that shares its shuffles among them.
+RABBIT_AVX512 RABBIT_INLINE __m128 reduce4_avx512(const __m512 v[4]) {
+    // Per 128-bit lane: [v0 pairs, v1 pairs, ...] then [v0, v1, v2, v3] partial sums.
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+    const __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 w = _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1));
+}
+
 // The prefill tile: 4 weight rows x 4 tokens, f32, n a multiple of 16 (padded).
 RABBIT_AVX512 void tile_avx512(const float* w, const float* x, size_t n, size_t ld, float out[4][4]) {
     __m512 acc[4][4];
@@ -216,8 +220,7 @@ RABBIT_AVX512 void tile_avx512(const float* w, const float* x, size_t n, size_t 
             for (int r = 0; r < 4; ++r) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
         }
     }
-    for (int t = 0; t < 4; ++t)
-        for (int r = 0; r < 4; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
+    for (int t = 0; t < 4; ++t) _mm_storeu_ps(out[t], reduce4_avx512(acc[t]));
 }
 
 // The bf16 prefill tile: 4 weight rows (bf16, read in place) x 4 tokens (rounded to bf16),
@@ -238,8 +241,7 @@ RABBIT_AVX512BF16 void tile_bf16(const uint16_t* const w[4], const uint16_t* x, 
             for (int r = 0; r < 4; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv[r], xv);
         }
     }
-    for (int t = 0; t < 4; ++t)
-        for (int r = 0; r < 4; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
+    for (int t = 0; t < 4; ++t) _mm_storeu_ps(out[t], reduce4_avx512(acc[t]));
 }
 
 // Decode with bf16 weights and activations: four weight rows (read in place) dotted with one
@@ -258,7 +260,7 @@ RABBIT_AVX512BF16 void dot4_bf16(const uint16_t* w, size_t cols, const uint16_t*
         for (int r = 0; r < 4; ++r)
             acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_maskz_loadu_epi16(tail, w + size_t(r) * cols + i), xv);
     }
-    for (int r = 0; r < 4; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+    _mm_storeu_ps(out, reduce4_avx512(acc));
 }
 
 // Rounds f32 to bf16, to nearest even, 32 at a time.
@@ -299,7 +301,8 @@ size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 // Prefill with f32 activations: blocks of weight rows widened once into a padded tile
 // buffer, multiplied with tokens four at a time.
-void matmul_tiled_f32(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y) {
+void matmul_tiled_f32(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y,
+                      size_t ldy) {
     const size_t rows = size_t(w.rows), cols = size_t(w.cols);
     const bool avx512 = g_isa >= Isa::avx512;
     const size_t rblock = avx512 ? 4 : 2, lane = avx512 ? 16 : 8;
@@ -332,7 +335,7 @@ void matmul_tiled_f32(ThreadPool& pool, const float* x, size_t tokens, const Mat
                 (void)out;
 #endif
                 for (size_t t = t0; t < std::min(tokens, t0 + 4); ++t)
-                    for (size_t k = 0; k < nr; ++k) y[t * rows + r0 + k] = out[t - t0][k] + (bias ? bias[r0 + k] : 0.0f);
+                    for (size_t k = 0; k < nr; ++k) y[t * ldy + r0 + k] = out[t - t0][k] + (bias ? bias[r0 + k] : 0.0f);
             }
         }
     });
@@ -341,7 +344,8 @@ void matmul_tiled_f32(ThreadPool& pool, const float* x, size_t tokens, const Mat
 #ifdef RABBIT_X86
 // Prefill of bf16 weights on processors with AVX512_BF16: activations rounded to bf16 (as a
 // bf16 model computes), weights read in place, products summed in f32.
-void matmul_tiled_bf16(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y) {
+void matmul_tiled_bf16(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y,
+                       size_t ldy) {
     const size_t rows = size_t(w.rows), cols = size_t(w.cols);
     const size_t ld = round_up(cols, 32), tpad = round_up(tokens, 4);
     const size_t full = cols / 32 * 32;
@@ -360,14 +364,248 @@ void matmul_tiled_bf16(ThreadPool& pool, const float* x, size_t tokens, const Ma
                 float out[4][4];
                 tile_bf16(wr, xb.data() + t0 * ld, ld, ld, full, wtail, out);
                 for (size_t t = t0; t < std::min(tokens, t0 + 4); ++t)
-                    for (size_t k = 0; k < nr; ++k) y[t * rows + r0 + k] = out[t - t0][k] + (bias ? bias[r0 + k] : 0.0f);
+                    for (size_t k = 0; k < nr; ++k) y[t * ldy + r0 + k] = out[t - t0][k] + (bias ? bias[r0 + k] : 0.0f);
             }
         }
     });
 }
 #endif
 
+// ---- attention's products --------------------------------------------------------------------
+
+constexpr size_t B = k_attn_block;
+
+void scores_portable(const float* q, const float* kb, size_t hd, size_t b0, size_t b1, float scale, float* s) {
+    for (size_t b = b0; b < b1; ++b) {
+        float acc[B] = {};
+        const float* k = kb + b * hd * B;
+        for (size_t d = 0; d < hd; ++d)
+            for (size_t i = 0; i < B; ++i) acc[i] += q[d] * k[d * B + i];
+        for (size_t i = 0; i < B; ++i) s[b * B + i] = acc[i] * scale;
+    }
+}
+
+void values_portable(const float* p, const float* v, size_t hd, size_t first, size_t end, float* out) {
+    std::fill(out, out + hd, 0.0f);
+    for (size_t j = first; j < end; ++j)
+        for (size_t d = 0; d < hd; ++d) out[d] += p[j] * v[j * hd + d];
+}
+
+#ifdef RABBIT_X86
+// A block's 16 scores are two vectors of 8; two blocks at a time keep four sums in flight.
+RABBIT_AVX2 void scores_avx2(const float* q, const float* kb, size_t hd, size_t b0, size_t b1, float scale, float* s) {
+    const __m256 sc = _mm256_set1_ps(scale);
+    size_t b = b0;
+    for (; b + 2 <= b1; b += 2) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float* k0 = kb + b * hd * B;
+        const float* k1 = k0 + hd * B;
+        for (size_t d = 0; d < hd; ++d) {
+            const __m256 qd = _mm256_broadcast_ss(q + d);
+            a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k0 + d * B), a0);
+            a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k0 + d * B + 8), a1);
+            a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k1 + d * B), a2);
+            a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k1 + d * B + 8), a3);
+        }
+        _mm256_storeu_ps(s + b * B, _mm256_mul_ps(a0, sc));
+        _mm256_storeu_ps(s + b * B + 8, _mm256_mul_ps(a1, sc));
+        _mm256_storeu_ps(s + b * B + 16, _mm256_mul_ps(a2, sc));
+        _mm256_storeu_ps(s + b * B + 24, _mm256_mul_ps(a3, sc));
+    }
+    if (b < b1) scores_portable(q, kb, hd, b, b1, scale, s);
+}
+
+// Four blocks at a time: one broadcast of q[d] feeds four multiply-adds.
+RABBIT_AVX512 void scores_avx512(const float* q, const float* kb, size_t hd, size_t b0, size_t b1, float scale, float* s) {
+    const __m512 sc = _mm512_set1_ps(scale);
+    size_t b = b0;
+    for (; b + 4 <= b1; b += 4) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float* k = kb + b * hd * B;
+        const size_t stride = hd * B;
+        for (size_t d = 0; d < hd; ++d) {
+            const __m512 qd = _mm512_set1_ps(q[d]);
+            a0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + d * B), a0);
+            a1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + stride + d * B), a1);
+            a2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 2 * stride + d * B), a2);
+            a3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(k + 3 * stride + d * B), a3);
+        }
+        _mm512_storeu_ps(s + b * B, _mm512_mul_ps(a0, sc));
+        _mm512_storeu_ps(s + (b + 1) * B, _mm512_mul_ps(a1, sc));
+        _mm512_storeu_ps(s + (b + 2) * B, _mm512_mul_ps(a2, sc));
+        _mm512_storeu_ps(s + (b + 3) * B, _mm512_mul_ps(a3, sc));
+    }
+    for (; b < b1; ++b) {
+        __m512 a = _mm512_setzero_ps();
+        const float* k = kb + b * hd * B;
+        for (size_t d = 0; d < hd; ++d) a = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(k + d * B), a);
+        _mm512_storeu_ps(s + b * B, _mm512_mul_ps(a, sc));
+    }
+}
+
+// exp(x) for a vector: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^7
+// (relative error under 2e-7, about an ulp), times 2^n. Inputs below -87.3 give about 1e-38
+// (the softmax and silu uses only need that to vanish), above 88.7 give 2^128 = inf.
+RABBIT_AVX512 RABBIT_INLINE __m512 exp_avx512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-87.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+RABBIT_AVX2 RABBIT_INLINE __m256 exp_avx2(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.7f)), _mm256_set1_ps(-87.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    // 2^n in two steps, so that n = 128 (x near 88.7) does not overflow the exponent field.
+    const __m256i e = _mm256_cvtps_epi32(n);
+    const __m256i h = _mm256_srai_epi32(e, 1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(e, h), _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+// x = exp(x - max); returns the sum.
+RABBIT_AVX512 float exp_sub_sum_avx512(float* x, size_t n, float max) {
+    const __m512 m = _mm512_set1_ps(max);
+    __m512 sum = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+        _mm512_storeu_ps(x + i, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (i < n) {
+        const __mmask16 k = __mmask16((1u << (n - i)) - 1);
+        const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+RABBIT_AVX2 float exp_sub_sum_avx2(float* x, size_t n, float max) {
+    const __m256 m = _mm256_set1_ps(max);
+    __m256 sum = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float s = hsum8(sum);
+    for (; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        s += x[i];
+    }
+    return s;
+}
+
+// out = silu(g) * u = g / (1 + exp(-g)) * u
+RABBIT_AVX512 void swiglu_avx512(const float* g, const float* u, size_t n, float* out) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 gv = _mm512_loadu_ps(g + i);
+        const __m512 den = _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(gv, den), _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+RABBIT_AVX2 void swiglu_avx2(const float* g, const float* u, size_t n, float* out) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        const __m256 den = _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(gv, den), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+// The output row stays in registers: C vectors of 16 for head_dim 16 C.
+template <size_t C>
+RABBIT_AVX512 void values_avx512(const float* p, const float* v, size_t first, size_t end, float* out) {
+    __m512 acc[C];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    for (size_t j = first; j < end; ++j) {
+        const __m512 pj = _mm512_set1_ps(p[j]);
+        const float* row = v + j * C * 16;
+        for (size_t c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + c * 16), acc[c]);
+    }
+    for (size_t c = 0; c < C; ++c) _mm512_storeu_ps(out + c * 16, acc[c]);
+}
+
+template <size_t C>
+RABBIT_AVX2 void values_avx2(const float* p, const float* v, size_t first, size_t end, float* out) {
+    __m256 acc[C];
+    for (auto& a : acc) a = _mm256_setzero_ps();
+    for (size_t j = first; j < end; ++j) {
+        const __m256 pj = _mm256_broadcast_ss(p + j);
+        const float* row = v + j * C * 8;
+        for (size_t c = 0; c < C; ++c) acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + c * 8), acc[c]);
+    }
+    for (size_t c = 0; c < C; ++c) _mm256_storeu_ps(out + c * 8, acc[c]);
+}
+#endif
+
 } // namespace
+
+void attention_scores(const float* q, const float* k_blocks, size_t head_dim, size_t first, size_t end, float scale,
+                      float* scores) {
+    if (first >= end) return;
+    const size_t b0 = first / B, b1 = (end + B - 1) / B;
+#ifdef RABBIT_X86
+    if (g_isa >= Isa::avx512) return scores_avx512(q, k_blocks, head_dim, b0, b1, scale, scores);
+    if (g_isa == Isa::avx2) return scores_avx2(q, k_blocks, head_dim, b0, b1, scale, scores);
+#endif
+    scores_portable(q, k_blocks, head_dim, b0, b1, scale, scores);
+}
+
+void attention_values(const float* p, const float* v, size_t head_dim, size_t first, size_t end, float* out) {
+#ifdef RABBIT_X86
+    if (g_isa >= Isa::avx512) {
+        switch (head_dim) {
+        case 32: return values_avx512<2>(p, v, first, end, out);
+        case 64: return values_avx512<4>(p, v, first, end, out);
+        case 80: return values_avx512<5>(p, v, first, end, out);
+        case 96: return values_avx512<6>(p, v, first, end, out);
+        case 128: return values_avx512<8>(p, v, first, end, out);
+        case 256: return values_avx512<16>(p, v, first, end, out);
+        default: break;
+        }
+    }
+    if (g_isa >= Isa::avx2) {
+        switch (head_dim) {
+        case 32: return values_avx2<4>(p, v, first, end, out);
+        case 64: return values_avx2<8>(p, v, first, end, out);
+        case 96: return values_avx2<12>(p, v, first, end, out);
+        case 128: return values_avx2<16>(p, v, first, end, out);
+        default: break;
+        }
+    }
+#endif
+    values_portable(p, v, head_dim, first, end, out);
+}
 
 Isa cpu_isa() { return g_isa; }
 
@@ -393,13 +631,6 @@ float dot_f32(const float* a, const float* b, size_t n) {
     return dot_f32_portable(a, b, n);
 }
 
-void axpy_f32(float a, const float* x, float* y, size_t n) {
-#ifdef RABBIT_X86
-    if (g_isa >= Isa::avx2) return axpy_avx2(a, x, y, n);
-#endif
-    for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
 void widen_row(const Matrix& w, uint64_t r, float* out) {
     const size_t n = size_t(w.cols);
     const auto* row = static_cast<const uint8_t*>(w.data) + r * w.cols * dtype_size(w.dtype);
@@ -413,7 +644,8 @@ void widen_row(const Matrix& w, uint64_t r, float* out) {
     convert_elements(row, w.dtype, out, DType::f32, n);
 }
 
-void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y) {
+void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y, size_t ldy) {
+    if (ldy == 0) ldy = size_t(w.rows);
     RABBIT_CHECK(is_weight_dtype(w.dtype), "matmul on a non-weight dtype");
     const size_t rows = size_t(w.rows);
 #ifdef RABBIT_X86
@@ -473,14 +705,14 @@ void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, co
         pool.parallel_for(rows, [&](size_t b, size_t e) {
             for (size_t t = 0; t < tokens; ++t)
                 for (size_t r = b; r < e; ++r)
-                    y[t * rows + r] = dot_row(w, r, x + t * size_t(w.cols)) + (bias ? bias[r] : 0.0f);
+                    y[t * ldy + r] = dot_row(w, r, x + t * size_t(w.cols)) + (bias ? bias[r] : 0.0f);
         }, 64);
         return;
     }
 #ifdef RABBIT_X86
-    if (matmul_rounds_activations(w, tokens)) return matmul_tiled_bf16(pool, x, tokens, w, bias, y);
+    if (matmul_rounds_activations(w, tokens)) return matmul_tiled_bf16(pool, x, tokens, w, bias, y, ldy);
 #endif
-    matmul_tiled_f32(pool, x, tokens, w, bias, y);
+    matmul_tiled_f32(pool, x, tokens, w, bias, y, ldy);
 }
 
 void rmsnorm(const float* x, const float* weight, float eps, size_t n, float* y) {
@@ -491,13 +723,44 @@ void rmsnorm(const float* x, const float* weight, float eps, size_t n, float* y)
 }
 
 void swiglu(ThreadPool& pool, const float* gate_up, size_t tokens, size_t inter, float* out) {
-    pool.parallel_for(tokens * inter, [&](size_t b, size_t e) {
+    // Blocks of a token's row, so that the inner loops run over contiguous elements.
+    const size_t chunk = 1024, per_row = (inter + chunk - 1) / chunk;
+    pool.parallel_for(tokens * per_row, [&](size_t b, size_t e) {
         for (size_t k = b; k < e; ++k) {
-            const size_t t = k / inter, i = k % inter;
-            const float g = gate_up[t * 2 * inter + i], u = gate_up[t * 2 * inter + inter + i];
-            out[k] = g / (1.0f + std::exp(-g)) * u;
+            const size_t t = k / per_row, i0 = k % per_row * chunk, n = std::min(chunk, inter - i0);
+            const float* g = gate_up + t * 2 * inter + i0;
+            const float* u = g + inter;
+            float* o = out + t * inter + i0;
+#ifdef RABBIT_X86
+            if (g_isa >= Isa::avx512) {
+                swiglu_avx512(g, u, n, o);
+                continue;
+            }
+            if (g_isa == Isa::avx2) {
+                swiglu_avx2(g, u, n, o);
+                continue;
+            }
+#endif
+            for (size_t i = 0; i < n; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
         }
-    }, 4096);
+    }, 4);
+}
+
+void softmax(float* x, size_t n) {
+    if (n == 0) return;
+    const float max = *std::max_element(x, x + n);
+    float sum = 0;
+#ifdef RABBIT_X86
+    if (g_isa >= Isa::avx512) sum = exp_sub_sum_avx512(x, n, max);
+    else if (g_isa == Isa::avx2) sum = exp_sub_sum_avx2(x, n, max);
+    else
+#endif
+        for (size_t i = 0; i < n; ++i) {
+            x[i] = std::exp(x[i] - max);
+            sum += x[i];
+        }
+    const float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
 void rope(float* x, const float* cos, const float* sin, size_t head_dim) {

@@ -35,8 +35,9 @@ bool matmul_rounds_activations(const Matrix& w, size_t tokens);
 // y[t, r] = sum_k x[t, k] * w[r, k] + bias[r]
 //   x    [tokens, w.cols] f32
 //   bias [w.rows] f32 or null
-//   y    [tokens, w.rows] f32
-void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y);
+//   y    [tokens, ldy] f32, of which columns [0, w.rows) are written; ldy 0 means w.rows
+void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y,
+            size_t ldy = 0);
 
 // One row: y = x / sqrt(mean(x^2) + eps) * weight.   x, y [n] (may alias), weight [n] f32
 void rmsnorm(const float* x, const float* weight, float eps, size_t n, float* y);
@@ -45,13 +46,27 @@ void rmsnorm(const float* x, const float* weight, float eps, size_t n, float* y)
 //   gate_up [tokens, 2 * inter], out [tokens, inter]
 void swiglu(ThreadPool& pool, const float* gate_up, size_t tokens, size_t inter, float* out);
 
+// In place: x = exp(x - max(x)) / sum.   x [n]
+void softmax(float* x, size_t n);
+
 // Rotary embedding in the rotate-half layout, in place, for one head of one position.
 //   x [head_dim]; cos, sin [head_dim / 2] for that position
 void rope(float* x, const float* cos, const float* sin, size_t head_dim);
 
-// Dot products and axpy the attention kernel uses, exposed for the tests.
+// The dot product rmsnorm uses, exposed for the tests.
 float dot_f32(const float* a, const float* b, size_t n);
-void axpy_f32(float a, const float* x, float* y, size_t n); // y += a x
+
+// Attention's two products for one query head, over a cache laid out for them: keys in blocks
+// of k_attn_block positions, each transposed ([blocks][head_dim][k_attn_block]), so that a
+// block's scores are head_dim multiply-adds of whole vectors with no horizontal sums; values
+// row by row ([positions][head_dim]). Both index positions absolutely.
+constexpr size_t k_attn_block = 16;
+// scores[j] = scale * (q . key j) for every j in the blocks that cover [first, end)
+//   q [head_dim]; scores [round_up(end, k_attn_block)]
+void attention_scores(const float* q, const float* k_blocks, size_t head_dim, size_t first, size_t end, float scale,
+                      float* scores);
+// out = sum over j in [first, end) of p[j] * value j.   out [head_dim]
+void attention_values(const float* p, const float* v, size_t head_dim, size_t first, size_t end, float* out);
 
 // Row r of a weight matrix as f32.  out [w.cols]
 void widen_row(const Matrix& w, uint64_t r, float* out);

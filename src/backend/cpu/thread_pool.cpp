@@ -21,7 +21,7 @@ constexpr auto k_spin = std::chrono::microseconds(2000);
 
 ThreadPool::ThreadPool(size_t threads) {
     if (threads == 0) threads = std::max<size_t>(1, std::thread::hardware_concurrency());
-    for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+    for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -33,7 +33,7 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker(size_t index) {
+void ThreadPool::worker() {
     size_t seen = 0;
     for (;;) {
         // Spin, then sleep, until a new job (or the end) appears.
@@ -49,25 +49,31 @@ void ThreadPool::worker(size_t index) {
         }
         if (stop_.load()) return;
         seen = gen;
-        if (index < chunks_) {
-            const size_t b = index * chunk_, e = std::min(job_n_, b + chunk_);
-            if (b < e) (*job_)(b, e);
-        }
+        run_blocks();
         pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
 }
 
+void ThreadPool::run_blocks() {
+    for (size_t b; (b = next_.fetch_add(1, std::memory_order_relaxed)) < blocks_;)
+        (*job_)(b * block_, std::min(job_n_, (b + 1) * block_));
+}
+
 void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t grain) {
     if (n == 0) return;
-    const size_t chunks = std::min(size(), std::max<size_t>(1, n / std::max<size_t>(1, grain)));
-    if (chunks <= 1 || workers_.empty()) {
+    // Several blocks per thread, taken in turn: items of unequal cost (causal attention) and
+    // a thread that runs slow (a shared machine) even out.
+    const size_t block = std::max(std::max<size_t>(1, grain), (n + size() * 8 - 1) / (size() * 8));
+    const size_t blocks = (n + block - 1) / block;
+    if (blocks <= 1 || workers_.empty()) {
         fn(0, n);
         return;
     }
     job_ = &fn;
     job_n_ = n;
-    chunk_ = (n + chunks - 1) / chunks;
-    chunks_ = chunks;
+    block_ = block;
+    blocks_ = blocks;
+    next_.store(0, std::memory_order_relaxed);
     pending_.store(workers_.size(), std::memory_order_relaxed);
     {
         // Under the mutex, so that a worker about to sleep sees the new generation.
@@ -75,7 +81,7 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
         generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    fn(0, std::min(n, chunk_)); // chunk 0 on the calling thread
+    run_blocks(); // the calling thread works too
     while (pending_.load(std::memory_order_acquire) != 0) RABBIT_PAUSE();
 }
 

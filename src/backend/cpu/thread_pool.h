@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // A fixed pool of worker threads for the CPU backend's loops: parallel_for splits [0, n) into
-// contiguous chunks, one per thread, and returns when all are done. A decode step runs
+// contiguous blocks, a few per thread, that the threads take in turn, and returns when all
+// are done. A decode step runs
 // about a hundred of them, so handing out work must cost microseconds: workers spin a
 // while on the job counter before they sleep.
 #pragma once
@@ -24,16 +25,18 @@ public:
 
     size_t size() const { return workers_.size() + 1; } // the caller works too
 
-    // fn(begin, end) over disjoint chunks covering [0, n); chunks hold at least `grain` items.
+    // fn(begin, end) over disjoint blocks covering [0, n); blocks hold at least `grain` items.
     void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t grain = 1);
 
 private:
-    void worker(size_t index);
+    void worker();
+    void run_blocks();
 
     std::vector<std::thread> workers_;
     // The job: published by bumping generation_ (release), read after seeing it (acquire).
     const std::function<void(size_t, size_t)>* job_ = nullptr;
-    size_t job_n_ = 0, chunk_ = 0, chunks_ = 0;
+    size_t job_n_ = 0, block_ = 0, blocks_ = 0;
+    std::atomic<size_t> next_{0}; // the next block to take
     std::atomic<size_t> generation_{0};
     std::atomic<size_t> pending_{0};
     std::atomic<bool> stop_{false};

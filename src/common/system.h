@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the machine offers this process: memory it can take without pushing others out.
+#pragma once
+
+#include <cstdint>
+
+namespace rabbit {
+
+// Bytes of memory this process could still use: /proc/meminfo's MemAvailable (free memory
+// plus the page cache and other memory the kernel can reclaim), lowered to what the cgroup's
+// memory.max leaves when the process runs in a limited container. 0 when unknown.
+uint64_t available_memory();
+
+} // namespace rabbit
