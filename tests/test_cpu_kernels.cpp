@@ -239,24 +239,17 @@ TEST_CASE("sampling: greedy, filters, repetition penalty, seeds", "[sampler]") {
     std::vector<float> base = random_vector(1000, rng, 3.0f);
     const int32_t top = argmax(base);
     for (int i = 0; i < 3; ++i) {
-        SamplingParams k1;
-        k1.temperature = 5.0f;
-        k1.top_k = 1;
-        k1.seed = uint64_t(i);
-        std::vector<float> v = base;
-        REQUIRE(Sampler(k1).sample(v, {}) == top);
-        SamplingParams p0;
-        p0.temperature = 5.0f;
-        p0.top_p = 1e-6f;
-        p0.seed = uint64_t(i);
-        v = base;
-        REQUIRE(Sampler(p0).sample(v, {}) == top);
-        SamplingParams m1;
-        m1.temperature = 5.0f;
-        m1.min_p = 1.0f;
-        m1.seed = uint64_t(i);
-        v = base;
-        REQUIRE(Sampler(m1).sample(v, {}) == top);
+        auto draw = [&](void (*filter)(SamplingParams&)) {
+            SamplingParams p;
+            p.temperature = 5.0f;
+            p.seed = uint64_t(i);
+            filter(p);
+            std::vector<float> v = base;
+            return Sampler(p).sample(v, {});
+        };
+        REQUIRE(draw([](SamplingParams& p) { p.top_k = 1; }) == top);
+        REQUIRE(draw([](SamplingParams& p) { p.top_p = 1e-6f; }) == top);
+        REQUIRE(draw([](SamplingParams& p) { p.min_p = 1.0f; }) == top);
     }
     // Draws follow the softmax: three tokens with probabilities 0.5, 0.3, 0.2.
     SamplingParams t1;

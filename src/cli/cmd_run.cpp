@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // rabbit run -m DIR -p TEXT: one-shot generation, text streamed to stdout.
 #include "cli/commands.h"
+#include "backend/cpu/kernels.h"
 #include "cli/progress.h"
 #include "common/error.h"
 #include "common/file_io.h"
@@ -217,6 +218,8 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         eo.ram_budget = o->ram_budget.empty() ? available_memory() / 4 * 3 : *parse_size(o->ram_budget);
         CpuEngine engine(model, eo);
         report_residency(model, engine.units(), eo.ram_budget);
+        spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions", engine.threads(), isa_name(cpu_isa()),
+                      engine.context());
         const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,

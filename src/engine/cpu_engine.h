@@ -34,6 +34,7 @@ public:
     size_t position() const { return pos_; } // tokens in the KV cache
     void reset() { pos_ = 0; }
     const MmapUnitSource& units() const { return *source_; }
+    size_t threads() const { return pool_.size(); }
 
     // Runs `n` tokens at positions [position(), position() + n), all at once, matrix by
     // matrix (a prompt) or one (a decode step), and appends them to the KV cache. Writes the

@@ -12,10 +12,13 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
+#if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 headers trip its own uninitialized-use warnings (the "undefined" vectors
 // some intrinsics start from); they are not about this file's code.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <cpuid.h>
 #include <immintrin.h>
 #define RABBIT_X86 1
 #endif
@@ -29,12 +32,22 @@ namespace {
 Isa detect_isa() {
     Isa best = Isa::portable;
 #ifdef RABBIT_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) best = Isa::avx2;
-    if (best == Isa::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl"))
-        best = Isa::avx512;
-    if (best == Isa::avx512 && __builtin_cpu_supports("avx512bf16")) best = Isa::avx512bf16;
+    // CPUID says what the processor has; XGETBV whether the operating system saves the
+    // registers (YMM for AVX2, opmask and ZMM too for AVX-512).
+    unsigned eax, ebx, ecx, edx;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_OSXSAVE)) {
+        const bool fma = ecx & bit_FMA, f16c = ecx & bit_F16C;
+        unsigned lo, hi;
+        __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        const bool ymm = (lo & 0x6) == 0x6, zmm = (lo & 0xe6) == 0xe6;
+        unsigned b7 = 0, c7 = 0, d7 = 0, a7 = 0, a71 = 0, unused = 0;
+        if (__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7)) __get_cpuid_count(7, 1, &a71, &unused, &unused, &unused);
+        const bool avx2 = b7 & (1u << 5), avx512f = b7 & (1u << 16), avx512bw = b7 & (1u << 30),
+                   avx512vl = b7 & (1u << 31), avx512bf16 = a71 & (1u << 5);
+        if (ymm && avx2 && fma && f16c) best = Isa::avx2;
+        if (best == Isa::avx2 && zmm && avx512f && avx512bw && avx512vl) best = Isa::avx512;
+        if (best == Isa::avx512 && avx512bf16) best = Isa::avx512bf16;
+    }
 #endif
     // RABBIT_ISA=portable|avx2|avx512 caps it (the tests run every level the machine has).
     if (const char* cap = std::getenv("RABBIT_ISA"); cap && *cap) {
