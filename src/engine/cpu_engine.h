@@ -5,6 +5,7 @@
 #pragma once
 
 #include "backend/cpu/thread_pool.h"
+#include "engine/engine.h"
 #include "engine/unit_source.h"
 #include "engine/weights.h"
 #include "format/split_model.h"
@@ -25,22 +26,18 @@ struct EngineOptions {
     size_t stream_block = k_stream_block; // bytes of a streamed weight used (and dropped) at once
 };
 
-class CpuEngine {
+class CpuEngine : public Engine {
 public:
     CpuEngine(const SplitModel& model, const EngineOptions& options);
 
-    const ModelConfig& config() const { return model_.config(); }
-    uint64_t context() const { return ctx_; }
-    size_t position() const { return pos_; } // tokens in the KV cache
-    void reset() { pos_ = 0; }
+    const ModelConfig& config() const override { return model_.config(); }
+    uint64_t context() const override { return ctx_; }
+    size_t position() const override { return pos_; }
+    void reset() override { pos_ = 0; }
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
 
-    // Runs `n` tokens at positions [position(), position() + n), all at once, matrix by
-    // matrix (a prompt) or one (a decode step), and appends them to the KV cache. Writes the
-    // logits of the last `n_logits` of them.
-    //   logits [n_logits, vocab_size] f32
-    void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits);
+    void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
 
 private:
     void embed(const int32_t* tokens, size_t n);

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <unordered_set>
 
 namespace rabbit {
 
@@ -13,30 +12,50 @@ int32_t argmax(const std::vector<float>& v) {
     return int32_t(std::max_element(v.begin(), v.end()) - v.begin()); // first of equal maxima
 }
 
+std::vector<int32_t> penalised_ids(const std::vector<int32_t>& history, size_t vocab) {
+    std::vector<int32_t> ids;
+    for (int32_t id : history)
+        if (id >= 0 && size_t(id) < vocab) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return ids;
+}
+
 int32_t Sampler::sample(std::vector<float>& logits, const std::vector<int32_t>& history) {
-    const float neg_inf = -std::numeric_limits<float>::infinity();
-    if (p_.repetition_penalty != 1.0f) {
-        std::unordered_set<int32_t> seen(history.begin(), history.end());
-        for (int32_t id : seen) {
-            if (id < 0 || size_t(id) >= logits.size()) continue;
+    if (p_.repetition_penalty != 1.0f)
+        for (int32_t id : penalised_ids(history, logits.size())) {
             float& l = logits[size_t(id)];
             l = l > 0 ? l / p_.repetition_penalty : l * p_.repetition_penalty;
         }
-    }
     if (p_.temperature <= 0.0f) return argmax(logits);
     for (auto& l : logits) l /= p_.temperature;
 
     std::vector<int32_t> order(logits.size());
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
-    size_t keep = order.size();
+    // Only the first top_k are looked at: a partial sort is enough, stable by id among equals.
+    auto before = [&](int32_t a, int32_t b) {
+        return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+    };
+    if (p_.top_k > 0 && size_t(p_.top_k) < order.size()) {
+        std::partial_sort(order.begin(), order.begin() + p_.top_k, order.end(), before);
+        order.resize(size_t(p_.top_k));
+    } else {
+        std::sort(order.begin(), order.end(), before);
+    }
+    std::vector<float> values(order.size());
+    for (size_t i = 0; i < order.size(); ++i) values[i] = logits[size_t(order[i])];
+    return sample_sorted(values, order);
+}
+
+int32_t Sampler::sample_sorted(const std::vector<float>& values, const std::vector<int32_t>& ids) {
+    size_t keep = values.size();
     if (p_.top_k > 0) keep = std::min(keep, size_t(p_.top_k));
     // Probabilities over what is kept so far (softmax of the filtered logits).
     auto probs_of = [&](size_t n) {
         std::vector<double> p(n);
-        const double max = logits[size_t(order[0])];
+        const double max = values[0];
         double sum = 0;
-        for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(double(logits[size_t(order[i])]) - max);
+        for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(double(values[i]) - max);
         for (auto& x : p) x /= sum;
         return p;
     };
@@ -58,10 +77,9 @@ int32_t Sampler::sample(std::vector<float>& logits, const std::vector<int32_t>& 
         while (n < keep && p[n] >= threshold) ++n;
         keep = std::max<size_t>(1, n);
     }
-    for (size_t i = keep; i < order.size(); ++i) logits[size_t(order[i])] = neg_inf;
     std::vector<double> p = probs_of(keep);
     std::discrete_distribution<size_t> pick(p.begin(), p.end());
-    return order[pick(rng_)];
+    return ids[pick(rng_)];
 }
 
 } // namespace rabbit

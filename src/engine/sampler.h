@@ -24,6 +24,10 @@ public:
     explicit Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
     // logits [vocab] (modified); history: the prompt and the tokens generated so far.
     int32_t sample(std::vector<float>& logits, const std::vector<int32_t>& history);
+    // The rest of sample() for candidates chosen elsewhere (the GPU's top-k): logits already
+    // penalised and divided by the temperature, sorted larger first (the lower id first among
+    // equals), at least min(top_k, vocab) of them when top_k is on, else the whole vocabulary.
+    int32_t sample_sorted(const std::vector<float>& values, const std::vector<int32_t>& ids);
     const SamplingParams& params() const { return p_; }
 
 private:
@@ -33,5 +37,8 @@ private:
 
 // The first index of the largest value, as torch.argmax.
 int32_t argmax(const std::vector<float>& v);
+
+// The ids a repetition penalty applies to: the distinct ones of history inside [0, vocab).
+std::vector<int32_t> penalised_ids(const std::vector<int32_t>& history, size_t vocab);
 
 } // namespace rabbit

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the generation loop needs of a backend: run tokens through the model, appending them
+// to its KV cache, and give back logits or the next token. The CPU engine and the CUDA engine
+// implement it over the same split files and the same streaming order.
+#pragma once
+
+#include "engine/sampler.h"
+#include "model/config.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace rabbit {
+
+class Engine {
+public:
+    virtual ~Engine() = default;
+
+    virtual const ModelConfig& config() const = 0;
+    virtual uint64_t context() const = 0; // positions the KV cache may hold
+    virtual size_t position() const = 0;  // tokens in the KV cache
+    virtual void reset() = 0;             // empties the KV cache
+
+    // Runs `n` tokens at positions [position(), position() + n), all at once, matrix by
+    // matrix (a prompt) or one (a decode step), and appends them to the KV cache. Writes the
+    // logits of the last `n_logits` of them.
+    //   logits [n_logits, vocab_size] f32
+    virtual void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) = 0;
+
+    // Runs `n` tokens as forward does and chooses the next token from the last one's logits.
+    // With all_logits, the logits of all n are appended to it. A backend may choose without
+    // bringing the vocabulary's logits back (the CUDA engine's greedy and top-k paths).
+    //   history: the tokens so far, these n included (for the repetition penalty)
+    virtual int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
+                         std::vector<float>* all_logits);
+};
+
+} // namespace rabbit
