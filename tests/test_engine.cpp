@@ -95,7 +95,7 @@ TEST_CASE("tinystories-656k with bf16 weights: how many golden tokens agree", "[
     REQUIRE(b > 12);
 }
 
-TEST_CASE("streaming weights in row blocks changes no logit", "[engine][memory]") {
+TEST_CASE("streaming weights in row blocks, or a prompt in parts, changes no logit", "[engine][memory]") {
     // Resident (read once, used whole) against streamed in blocks of a few rows (each matmul
     // split, with the output written at a stride, and the rows dropped after use), for a
     // prompt and decode steps, with f32 and bf16 weights and an untied lm_head.
@@ -105,10 +105,11 @@ TEST_CASE("streaming weights in row blocks changes no logit", "[engine][memory]"
         REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, {"-p", "tiny-qwen3", "--seed", "3", "--dtype", dtype, "-o", dir / "hf"})
                     .exit_code == 0);
         SplitModel model = SplitModel::open(split_into(dir / "hf", dir / "split"));
-        auto run = [&](uint64_t ram_budget, size_t block) {
+        auto run = [&](uint64_t ram_budget, size_t block, size_t batch) {
             EngineOptions o;
             o.ram_budget = ram_budget;
             o.stream_block = block;
+            o.batch = batch;
             CpuEngine engine(model, o);
             const std::vector<int32_t> prompt = {1, 50, 7, 300, 21, 9, 64};
             std::vector<float> all, logits;
@@ -120,10 +121,17 @@ TEST_CASE("streaming weights in row blocks changes no logit", "[engine][memory]"
             }
             return all;
         };
-        const std::vector<float> resident = run(1ull << 30, k_stream_block), streamed = run(0, 1000);
+        const std::vector<float> resident = run(1ull << 30, k_stream_block, 512), streamed = run(0, 1000, 512);
         REQUIRE(resident.size() == streamed.size());
         for (size_t i = 0; i < resident.size(); ++i)
             REQUIRE(std::fabs(resident[i] - streamed[i]) <= 1e-5f * (1 + std::fabs(resident[i])));
+        // A prompt in parts of 3 and 2 tokens: the same logits for every position.
+        for (size_t batch : {size_t(3), size_t(2)}) {
+            const std::vector<float> parts = run(1ull << 30, k_stream_block, batch);
+            REQUIRE(parts.size() == resident.size());
+            for (size_t i = 0; i < resident.size(); ++i)
+                REQUIRE(std::fabs(resident[i] - parts[i]) <= 1e-5f * (1 + std::fabs(resident[i])));
+        }
     }
 }
 
@@ -210,9 +218,23 @@ TEST_CASE("generation stops at eos, at a stop string, at the token limit", "[eng
     REQUIRE(eos.tokens.back() == 499);
     REQUIRE(eos.tokens.size() < full.tokens.size());
 
+    // Of two stop strings, the one that appears first ends the text, whichever was given first.
+    const size_t lily = full_text.find("Lily"), later = full_text.find(' ', lily + 6);
+    REQUIRE(later != std::string::npos);
+    const std::string after = full_text.substr(later, 3);
+    for (auto stops : {std::vector<std::string>{after, "Lily"}, std::vector<std::string>{"Lily", after}}) {
+        GenerateOptions two = g;
+        two.stop_strings = stops;
+        REQUIRE(run(two).second == full_text.substr(0, lily));
+    }
+
     GenerateOptions n = g;
     n.max_tokens = 5;
     REQUIRE(run(n).first.tokens.size() == 5);
+    n.max_tokens = 0;
+    auto [none, none_text] = run(n);
+    REQUIRE(none.tokens.empty());
+    REQUIRE(none_text.empty());
 
     // The context bounds generation, and a prompt longer than it is an error.
     EngineOptions small;
@@ -265,6 +287,18 @@ TEST_CASE("rabbit run refuses what it cannot run, clearly", "[engine][cli][bad-i
     test::RunResult r = test::run_rabbit({"run", "-m", split, "-p", "Once upon a time, there was a dog named", "--ctx", "5"});
     REQUIRE(r.exit_code == int(ExitCode::usage));
     REQUIRE_THAT(r.err, Contains("the prompt is 10 tokens, longer than the context (5)"));
+    // A context longer than the model's.
+    test::RunResult c = test::run_rabbit({"run", "-m", split, "-p", "x", "--ctx", "100000"});
+    REQUIRE(c.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(c.err, Contains("--ctx 100000 is more than the model's 512 positions"));
+    // Sampling settings out of range.
+    for (auto bad : {std::vector<std::string>{"--repeat-penalty", "0"}, {"--top-p", "1.5"}, {"--temp", "-1"}})
+        REQUIRE(test::run_rabbit({"run", "-m", split, "-p", "x", bad[0], bad[1]}).exit_code == int(ExitCode::usage));
+    // --dump-logits where nothing can be written: refused before generating anything.
+    test::RunResult d = test::run_rabbit({"run", "-m", split, "-p", "x", "--dump-logits", dir / "no/such/dir/l.npy"});
+    REQUIRE(d.exit_code == int(ExitCode::output));
+    REQUIRE(d.out.empty());
+    REQUIRE_THAT(d.err, Contains("l.npy: its directory"));
     // --system without a chat template.
     REQUIRE(test::run_rabbit({"run", "-m", split, "-p", "x", "--system", "s"}).exit_code == int(ExitCode::usage));
     // A unit whose content changed but not its size: found with --verify, naming the unit.

@@ -53,12 +53,18 @@ std::string split_dir_for(const std::string& dir, const GlobalOptions& global) {
     const HfCheckpoint ck = open_hf_checkpoint(dir);
     const SplitPlan plan = plan_split(ck, DTypeChoice::automatic);
     const std::string out = join_path(join_path(cache_root(), "splits"), basename_of(dir) + "-" + plan.fingerprint);
+    // The fingerprint in the name covers the source files and the split options; a finished
+    // split is used as it is (run_split would verify every unit again, reading it whole).
+    if (is_split_dir(out)) {
+        spdlog::debug("{}: using its split in {}", dir, out);
+        return out;
+    }
     SplitOptions opt;
     opt.model_dir = dir;
     opt.out_dir = out;
     const bool tty = stderr_is_terminal();
     ConsoleProgress progress(!global.quiet && tty, false);
-    if (!is_split_dir(out)) spdlog::info("{} is not split yet: splitting it into {} (once)", dir, out);
+    spdlog::info("{} is not split yet: splitting it into {} (once)", dir, out);
     run_split(opt, progress);
     return out;
 }
@@ -131,6 +137,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         size_t max_tokens = 256, threads = 0;
         uint64_t ctx = 0;
         std::optional<float> temp, top_p, min_p, repeat_penalty;
+        size_t batch = 512;
         std::optional<int> top_k;
         uint64_t seed = 0;
         std::vector<std::string> stops;
@@ -143,15 +150,21 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     sub->add_flag("--raw", o->raw, "Use the prompt as it is, not wrapped in the model's chat format");
     sub->add_option("--system", o->system, "A system prompt for the chat format");
     sub->add_option("-n,--max-tokens", o->max_tokens, "Stop after this many new tokens (default 256)");
-    sub->add_option("--temp", o->temp, "Sampling temperature; 0 is greedy (default: generation_config.json's, else greedy)");
-    sub->add_option("--top-k", o->top_k, "Sample from the k most likely tokens (0: off)");
-    sub->add_option("--top-p", o->top_p, "Sample from the smallest set of tokens whose probability reaches p");
-    sub->add_option("--min-p", o->min_p, "Drop tokens less likely than p times the most likely one");
-    sub->add_option("--repeat-penalty", o->repeat_penalty, "Penalty for tokens already in the context (1: off)");
+    sub->add_option("--temp", o->temp, "Sampling temperature; 0 is greedy (default: generation_config.json's, else greedy)")
+        ->check(CLI::Range(0.0f, 100.0f));
+    sub->add_option("--top-k", o->top_k, "Sample from the k most likely tokens (0: off)")->check(CLI::NonNegativeNumber);
+    sub->add_option("--top-p", o->top_p, "Sample from the smallest set of tokens whose probability reaches p")
+        ->check(CLI::Range(0.0f, 1.0f));
+    sub->add_option("--min-p", o->min_p, "Drop tokens less likely than p times the most likely one")
+        ->check(CLI::Range(0.0f, 1.0f));
+    sub->add_option("--repeat-penalty", o->repeat_penalty, "Penalty for tokens already in the context (1: off)")
+        ->check(CLI::PositiveNumber);
     sub->add_option("--seed", o->seed, "Random seed for sampling");
     sub->add_option("--stop", o->stops, "Stop before this text (repeatable)");
     sub->add_option("--ctx", o->ctx, "Context length (default: the model's maximum; memory grows as it fills)");
-    sub->add_option("--threads", o->threads, "CPU threads (default: all)");
+    sub->add_option("--threads", o->threads, "CPU threads (default: the processors this process may use)");
+    sub->add_option("--batch", o->batch, "Most prompt tokens run through the layers at once (default 512)")
+        ->check(CLI::Range(size_t(1), size_t(1) << 20));
     sub->add_option("--ram-budget", o->ram_budget,
                     "Keep up to this many bytes of weights in memory across tokens, e.g. 8G; 0 reads every unit "
                     "from the files for every token (default: 3/4 of the memory available at start)")
@@ -164,6 +177,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
 
     auto run = [o, sub, &global]() {
         const auto t0 = std::chrono::steady_clock::now();
+        if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
         if (o->verify)
@@ -207,6 +221,8 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         if (o->top_p) g.sampling.top_p = *o->top_p;
         if (o->min_p) g.sampling.min_p = *o->min_p;
         if (o->repeat_penalty) g.sampling.repetition_penalty = *o->repeat_penalty;
+        // A temperature so small that logits / temperature overflows is greedy decoding.
+        if (g.sampling.temperature > 0 && g.sampling.temperature < 1e-4f) g.sampling.temperature = 0;
         // --temp on a model whose generation_config does not sample: transformers' defaults
         // for sampling apply (top_k 50).
         if (o->temp && *o->temp > 0 && !o->top_k && g.sampling.top_k == 0) g.sampling.top_k = 50;
@@ -215,6 +231,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         EngineOptions eo;
         eo.threads = o->threads;
         eo.ctx = o->ctx;
+        eo.batch = o->batch;
         eo.ram_budget = o->ram_budget.empty() ? available_memory() / 4 * 3 : *parse_size(o->ram_budget);
         CpuEngine engine(model, eo);
         report_residency(model, engine.units(), eo.ram_budget);

@@ -230,6 +230,14 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
     out.commit();
 }
 
+void check_writable_path(const std::string& path) {
+    if (is_directory(path)) throw output_error(path, "is a directory, not a file");
+    const size_t slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    if (!is_directory(dir)) throw output_error(path, "its directory " + dir + " does not exist");
+    if (::access(dir.c_str(), W_OK) != 0) throw output_error(path, "cannot write in " + dir + ": " + errno_text(errno));
+}
+
 void copy_file_atomic(const std::string& from, const std::string& to) {
     InputFile in(from);
     OutputFile out(to);

@@ -93,6 +93,9 @@ private:
 
 std::string read_text_file(const std::string& path, uint64_t max_bytes = 64ull << 20);
 void write_file_atomic(const std::string& path, const std::string& contents);
+// Throws output_error unless a file could be written at path (its directory exists and is
+// writable, and path is not a directory): for outputs written only after long work.
+void check_writable_path(const std::string& path);
 void copy_file_atomic(const std::string& from, const std::string& to);
 
 // The names in a directory, sorted, without "." and "..".

@@ -2,8 +2,11 @@
 #include "common/system.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
+#include <sched.h>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 namespace rabbit {
@@ -45,6 +48,25 @@ std::string cgroup_dir() {
 }
 
 } // namespace
+
+unsigned usable_cpus() {
+    unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) == 0) n = std::max(1, CPU_COUNT(&set));
+    const std::string cg = cgroup_dir();
+    if (!cg.empty()) {
+        // "max 100000" (no limit) or "<quota> <period>" in microseconds.
+        std::ifstream in(cg + "/cpu.max");
+        std::string quota;
+        uint64_t period = 0;
+        if (in >> quota >> period && quota != "max" && period > 0) {
+            const uint64_t q = std::strtoull(quota.c_str(), nullptr, 10);
+            if (q > 0) n = std::min<unsigned>(n, unsigned(std::max<uint64_t>(1, (q + period - 1) / period)));
+        }
+    }
+    return n;
+}
 
 uint64_t available_memory() {
     uint64_t avail = meminfo_available();

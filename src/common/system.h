@@ -11,4 +11,8 @@ namespace rabbit {
 // memory.max leaves when the process runs in a limited container. 0 when unknown.
 uint64_t available_memory();
 
+// Processors this process may run on: its CPU affinity (taskset), lowered to the cgroup's
+// cpu.max quota (a container's --cpus), rounded up. At least 1.
+unsigned usable_cpus();
+
 } // namespace rabbit

@@ -2,6 +2,7 @@
 #include "engine/cpu_engine.h"
 
 #include "common/error.h"
+#include "common/interrupt.h"
 #include "engine/rope.h"
 
 #include <algorithm>
@@ -13,8 +14,12 @@ namespace rabbit {
 CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     : model_(model), pool_(options.threads) {
     const ModelConfig& c = model.config();
+    if (options.ctx > c.max_position_embeddings)
+        throw Error(ExitCode::usage, "--ctx " + std::to_string(options.ctx) + " is more than the model's " +
+                                         std::to_string(c.max_position_embeddings) + " positions");
     ctx_ = options.ctx ? options.ctx : c.max_position_embeddings;
     stream_block_ = std::max<size_t>(1, options.stream_block);
+    batch_ = std::max<size_t>(1, options.batch);
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
     const auto& units = model.manifest().units;
     bool have_head = false;
@@ -60,8 +65,8 @@ void CpuEngine::embed(const int32_t* tokens, size_t n) {
     const Matrix table = unit_matrix(u, data, "embed");
     for (size_t t = 0; t < n; ++t) {
         if (tokens[t] < 0 || uint64_t(tokens[t]) >= table.rows)
-            throw Error(ExitCode::usage, "token id " + std::to_string(tokens[t]) + " is outside the vocabulary (" +
-                                             std::to_string(table.rows) + " tokens)");
+            throw bad_input(model_.dir(), "token id " + std::to_string(tokens[t]) + " is outside the embedding (" +
+                                              std::to_string(table.rows) + " rows): tokenizer and model disagree");
         widen_row(table, uint64_t(tokens[t]), x_.data() + t * c.hidden_size);
     }
     source_->release(embed_unit_);
@@ -152,6 +157,21 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
         throw Error(ExitCode::usage, "the context is full: " + std::to_string(pos_ + n) + " positions needed, " +
                                          std::to_string(ctx_) + " available (--ctx, at most the model's " +
                                          std::to_string(c.max_position_embeddings) + ")");
+    if (n <= batch_) return pass(tokens, n, n_logits, logits);
+    // In parts, so that activations stay the size of one part whatever the prompt's length.
+    logits.clear();
+    std::vector<float> part;
+    const size_t first_wanted = n - n_logits;
+    for (size_t done = 0; done < n;) {
+        const size_t m = std::min(batch_, n - done), end = done + m;
+        pass(tokens + done, m, end > first_wanted ? end - std::max(done, first_wanted) : 0, part);
+        logits.insert(logits.end(), part.begin(), part.end());
+        done = end;
+    }
+}
+
+void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
+    const ModelConfig& c = config();
     const size_t hidden = c.hidden_size, half = c.head_dim / 2;
     x_.resize(n * hidden);
     xn_.resize(n * hidden);
@@ -168,6 +188,7 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
     embed(tokens, n);
     const auto& units = model_.manifest().units;
     for (size_t l = 0; l < layer_units_.size(); ++l) {
+        throw_if_interrupted(); // a long prompt on a big model takes minutes
         const size_t u = layer_units_[l];
         const LayerWeights w = layer_weights(units[u], source_->acquire(u));
         run_layer(l, u, w, n);
@@ -180,12 +201,14 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
     for (size_t t = first; t < n; ++t)
         rmsnorm(x_.data() + t * hidden, norm, float(c.rms_norm_eps), hidden, xn_.data() + (t - first) * hidden);
     source_->release(norm_unit_);
+    pos_ += n;
+    logits.clear();
+    if (n_logits == 0) return;
     const Matrix head = unit_matrix(units[head_unit_], source_->acquire(head_unit_),
                                     head_unit_ == embed_unit_ ? "embed" : "lm_head");
     logits.resize(n_logits * size_t(head.rows));
     linear(head_unit_, head, nullptr, xn_.data(), n_logits, logits.data());
     source_->release(head_unit_);
-    pos_ += n;
 }
 
 } // namespace rabbit

@@ -24,6 +24,7 @@ struct EngineOptions {
     uint64_t ram_budget = 0; // bytes of units kept in memory across tokens
     uint64_t ctx = 0;        // positions the KV cache may hold; 0: the model's maximum
     size_t stream_block = k_stream_block; // bytes of a streamed weight used (and dropped) at once
+    size_t batch = 512;      // most tokens run through the layers at once: a longer prompt goes in parts
 };
 
 class CpuEngine : public Engine {
@@ -40,6 +41,8 @@ public:
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
 
 private:
+    // One part of forward(): at most options.batch tokens through every layer.
+    void pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits);
     void embed(const int32_t* tokens, size_t n);
     // matmul over a weight of unit `unit`; a streamed unit's weight goes in row blocks of at
     // most options.stream_block bytes, each dropped from memory once used.
@@ -53,6 +56,7 @@ private:
     ThreadPool pool_;
     uint64_t ctx_ = 0;
     size_t stream_block_ = k_stream_block;
+    size_t batch_ = 512;
     size_t pos_ = 0;
     size_t embed_unit_ = 0, norm_unit_ = 0, head_unit_ = 0; // head: lm_head, or embed when tied
     std::vector<size_t> layer_units_;

@@ -2,6 +2,7 @@
 #include "engine/generate.h"
 
 #include "common/error.h"
+#include "common/interrupt.h"
 
 #include <algorithm>
 #include <chrono>
@@ -17,15 +18,15 @@ public:
     // Appends text; returns what can be printed now. `stopped` is set when a stop string appeared.
     std::string push(const std::string& text, bool* stopped) {
         pending_ += text;
-        for (const auto& s : stops_) {
-            if (s.empty()) continue;
-            const size_t at = pending_.find(s);
-            if (at != std::string::npos) {
-                *stopped = true;
-                std::string out = pending_.substr(0, at);
-                pending_.clear();
-                return out;
-            }
+        // The earliest stop string in the text, whichever was given first.
+        size_t first = std::string::npos;
+        for (const auto& s : stops_)
+            if (!s.empty()) first = std::min(first, pending_.find(s));
+        if (first != std::string::npos) {
+            *stopped = true;
+            std::string out = pending_.substr(0, first);
+            pending_.clear();
+            return out;
         }
         // Keep the longest tail that is a prefix of some stop string.
         size_t keep = 0;
@@ -79,7 +80,12 @@ GenerateResult generate(CpuEngine& engine, const Tokenizer& tok, const std::vect
     }
     t0 = std::chrono::steady_clock::now();
     bool stopped = false;
+    if (options.max_tokens == 0) {
+        r.stop_reason = "max tokens";
+        return r;
+    }
     while (true) {
+        throw_if_interrupted();
         const int32_t next = sampler.sample(logits, history);
         r.tokens.push_back(next);
         history.push_back(next);

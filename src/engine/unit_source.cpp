@@ -29,7 +29,7 @@ MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
     const bool tied = model.config().tie_word_embeddings;
     for (size_t i = 0; i < units.size(); ++i) {
         if (units[i].kind == UnitKind::embed && !tied) continue;
-        if (resident_bytes_ + units[i].layout.data_size > ram_budget) break;
+        if (resident_bytes_ + units[i].layout.data_size > ram_budget) continue; // a smaller one may still fit
         resident_[i] = true;
         resident_bytes_ += units[i].layout.data_size;
     }
@@ -55,8 +55,12 @@ MmapUnitSource::~MmapUnitSource() {
 }
 
 void MmapUnitSource::advise(size_t i, int advice) const {
+    // madvise wants a page-aligned start; data sections are aligned to 4 KiB, which is not a
+    // page on kernels with 16 or 64 KiB pages. The mapping itself starts on a page.
     const Mapping& m = maps_[i];
-    ::madvise(m.base + m.data_offset, m.data_size, advice);
+    const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+    const uint64_t begin = m.data_offset / page * page;
+    ::madvise(m.base + begin, m.data_offset + m.data_size - begin, advice);
 }
 
 const uint8_t* MmapUnitSource::acquire(size_t i, Access access) {

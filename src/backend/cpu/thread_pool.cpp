@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "backend/cpu/thread_pool.h"
 
+#include "common/system.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -17,10 +19,21 @@ namespace {
 // How long an idle worker spins before it sleeps: long enough to span the gaps between the
 // products of one layer, short enough not to burn a core between tokens for long.
 constexpr auto k_spin = std::chrono::microseconds(2000);
+// Pauses between yields of a spinning thread: when there are more threads than processors
+// (--threads above the cores, a busy machine) the thread waited for may be the one that is
+// descheduled, and only giving the processor up lets it run.
+constexpr int k_spins_per_yield = 64;
+
+void spin_once(int& spins) {
+    if (++spins % k_spins_per_yield == 0)
+        std::this_thread::yield();
+    else
+        RABBIT_PAUSE();
+}
 } // namespace
 
 ThreadPool::ThreadPool(size_t threads) {
-    if (threads == 0) threads = std::max<size_t>(1, std::thread::hardware_concurrency());
+    if (threads == 0) threads = usable_cpus();
     for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
 
@@ -41,8 +54,8 @@ void ThreadPool::worker() {
         size_t gen;
         int spins = 0;
         while ((gen = generation_.load(std::memory_order_acquire)) == seen && !stop_.load(std::memory_order_relaxed)) {
-            RABBIT_PAUSE();
-            if (++spins % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
+            spin_once(spins);
+            if (spins % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
                 std::unique_lock<std::mutex> lock(mutex_);
                 wake_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
             }
@@ -82,7 +95,8 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     }
     wake_.notify_all();
     run_blocks(); // the calling thread works too
-    while (pending_.load(std::memory_order_acquire) != 0) RABBIT_PAUSE();
+    int spins = 0;
+    while (pending_.load(std::memory_order_acquire) != 0) spin_once(spins);
 }
 
 } // namespace rabbit

@@ -18,7 +18,7 @@ namespace rabbit {
 
 class ThreadPool {
 public:
-    explicit ThreadPool(size_t threads); // 0: one per hardware thread
+    explicit ThreadPool(size_t threads); // 0: one per usable processor (usable_cpus)
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
