@@ -94,24 +94,32 @@ TEST_CASE("inspect plans a VRAM budget for a 14B-shaped model without its weight
                            (5120 + (5120 + 2 * 1024) + 5120) * 4;
     REQUIRE(json_to_bool(*json_field(plan, "fits"), "", ""));
     REQUIRE(json_to_uint(*json_field(plan, "kv_cache_bytes"), "", "") == 2ull * 48 * 4096 * 1024 * 2);
-    // Streaming the 1.45 GiB lm_head would need two ring slots of its size and leave no room
-    // for any layer; keeping it resident shrinks the slots to a layer's and leaves room for one.
-    REQUIRE(json_to_uint(*json_field(plan, "resident_layers"), "", "") == 1);
+    // Streaming the 1.45 GiB lm_head whole would need two ring slots of its size and leave no
+    // room for any layer. Keeping it resident and streaming the layers in 16 MiB row blocks
+    // leaves room for three.
+    REQUIRE(json_to_uint(*json_field(plan, "resident_layers"), "", "") == 3);
     std::vector<std::string> resident;
     for (auto u : json_to_array(*json_field(plan, "resident_units"), "", "")) resident.push_back(json_to_string(u, "", ""));
-    REQUIRE(resident == std::vector<std::string>{"layer.0", "norm", "lm_head"});
+    REQUIRE(resident == std::vector<std::string>{"layer.0", "layer.1", "layer.2", "norm", "lm_head"});
+    REQUIRE(json_to_bool(*json_field(plan, "chunked"), "", ""));
+    REQUIRE(!json_to_bool(*json_field(plan, "kv_on_host"), "", ""));
     uint64_t layer_data = 0;
     for (auto u : json_to_array(*json_field(doc.root_object(), "units"), "", ""))
         if (json_to_string(*json_field(json_to_object(u, "", ""), "name"), "", "") == "layer.1")
             layer_data = json_to_uint(*json_field(json_to_object(u, "", ""), "data_bytes"), "", "");
     REQUIRE(layer_data == layer);
-    REQUIRE(json_to_uint(*json_field(plan, "ring_bytes"), "", "") == 2 * layer_data);
+    REQUIRE(json_to_uint(*json_field(plan, "ring_bytes"), "", "") == 2 * (16ull << 20));
     REQUIRE(json_to_uint(*json_field(doc.root_object(), "bytes_per_token"), "", "") > 48 * layer);
 
     test::RunResult big = test::run_rabbit({"inspect", dir / "m", "--vram-budget", "16G", "--ctx", "4096"});
     REQUIRE(big.exit_code == 0);
     REQUIRE_THAT(big.out, Contains("Qwen2ForCausalLM") && Contains("qkv bias") && Contains("resident"));
-    test::RunResult small = test::run_rabbit({"inspect", dir / "m", "--vram-budget", "1G"});
+    // 1G: the 768 MiB KV cache still fits on the GPU beside the smallest ring, and every
+    // layer streams in row blocks.
+    test::RunResult one = test::run_rabbit({"inspect", dir / "m", "--vram-budget", "1G"});
+    REQUIRE(one.exit_code == 0);
+    REQUIRE_THAT(one.out, Contains("KV cache 768 MiB") && Contains("in row blocks") && Contains("0 of 48 layers"));
+    test::RunResult small = test::run_rabbit({"inspect", dir / "m", "--vram-budget", "100M"});
     REQUIRE(small.exit_code == 0);
     REQUIRE_THAT(small.out, Contains("too small: the minimum is"));
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // rabbit inspect DIR: what a model is, how it streams, and what a VRAM budget would hold.
 #include "cli/commands.h"
+#include "cli/plan_report.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_writer.h"
@@ -149,8 +150,9 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
         }
 #endif
         std::optional<MemoryPlan> plan;
+        MemoryPlanInput plan_in;
         if (budget) {
-            MemoryPlanInput in;
+            MemoryPlanInput& in = plan_in;
             in.config = c;
             for (const auto& u : m.units) in.units.push_back({u.name, u.kind, u.data_bytes});
             in.weight_dtype = weight_dtype(m.dtype);
@@ -189,6 +191,10 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
                 w.member("fits", plan->fits);
                 w.member("minimum_budget", plan->minimum_budget);
                 w.member("kv_cache_bytes", plan->kv_cache_bytes);
+                w.member("kv_on_host", plan->kv_on_host);
+                w.member("vector_bytes", plan->vector_bytes);
+                w.member("ring_slot_bytes", plan->ring_slot_bytes);
+                w.member("chunked", plan->chunked);
                 w.member("activation_bytes", plan->activation_bytes);
                 w.member("workspace_bytes", plan->workspace_bytes);
                 w.member("ring_bytes", plan->ring_bytes);
@@ -236,21 +242,7 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
         if (plan) {
             line("VRAM budget", format_bytes(*budget) + " (" + budget_source + "), context " + std::to_string(ctx) + ", " +
                                     std::to_string(o->ring_slots) + " ring slots");
-            line("  always", "KV cache " + format_bytes(plan->kv_cache_bytes) + ", activations " +
-                                 format_bytes(plan->activation_bytes) + ", workspace " + format_bytes(plan->workspace_bytes) +
-                                 (plan->ring_bytes ? ", ring " + std::to_string(o->ring_slots) + " x " +
-                                                         format_bytes(plan->ring_slot_bytes)
-                                                   : std::string(", no ring (everything resident)")));
-            if (!plan->fits) {
-                line("  verdict", "too small: the minimum is " + format_bytes(plan->minimum_budget) +
-                                      " (lower --ctx or --ring-slots to need less)");
-            } else {
-                std::string res = std::to_string(plan->resident_layers) + " of " + std::to_string(c.num_layers) + " layers";
-                for (size_t i = 0; i < m.units.size(); ++i)
-                    if (plan->resident[i] && m.units[i].kind != UnitKind::layer) res += ", " + m.units[i].name;
-                line("  resident", res + " (" + format_bytes(plan->resident_bytes) + ")");
-                line("  streamed", format_bytes(plan->streamed_per_token) + " per decoded token");
-            }
+            for (const auto& [key, text] : plan_lines(*plan, plan_in)) line(key.c_str(), text);
         }
         return 0;
     };

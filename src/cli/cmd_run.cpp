@@ -8,6 +8,8 @@
 #include "common/json_read.h"
 #include "common/system.h"
 #include "common/units.h"
+#include "cli/plan_report.h"
+#include "engine/cpu_engine.h"
 #include "engine/generate.h"
 #include "format/hf_checkpoint.h"
 #include "format/split_model.h"
@@ -17,7 +19,14 @@
 
 #include <spdlog/spdlog.h>
 
+#ifdef RABBIT_HAVE_CUDA
+#include "backend/cuda/cuda_engine.h"
+#include "backend/cuda/device.h"
+#endif
+
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -109,6 +118,46 @@ void write_npy(const std::string& path, const std::vector<float>& data, size_t r
     write_file_atomic(path, out);
 }
 
+struct DeviceChoice {
+    bool cuda = false;
+    int index = 0;
+};
+
+// --device: cpu, cuda, cuda:N; by default the first usable GPU, else the CPU with a notice.
+DeviceChoice choose_device(const std::string& device) {
+    if (device == "cpu") return {};
+    if (!device.empty() && device != "cuda" && device.rfind("cuda:", 0) != 0)
+        throw Error(ExitCode::usage, "--device " + device + ": expected cpu, cuda or cuda:N");
+    int index = 0;
+    if (device.size() > 5) {
+        const std::string n = device.substr(5);
+        if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3)
+            throw Error(ExitCode::usage, "--device " + device + ": expected cuda:N with N a GPU number");
+        index = std::stoi(n);
+    }
+#ifdef RABBIT_HAVE_CUDA
+    std::string problem;
+    const auto devices = cuda_devices(&problem);
+    const bool any_usable = std::any_of(devices.begin(), devices.end(), [](const CudaDevice& d) { return d.usable; });
+    if (device.empty()) {
+        for (const auto& d : devices)
+            if (d.usable) return {true, d.index};
+        spdlog::info("no usable GPU ({}): running on the CPU", devices.empty() ? problem : devices[0].problem);
+        return {};
+    }
+    if (!any_usable)
+        throw Error(ExitCode::usage, "--device " + device + ": no usable GPU (" +
+                                         (devices.empty() ? problem : devices[0].problem) + "); use --device cpu");
+    return {true, index};
+#else
+    if (device.empty()) {
+        spdlog::info("this rabbit was built without CUDA: running on the CPU");
+        return {};
+    }
+    throw Error(ExitCode::usage, "--device " + device + ": this rabbit was built without the CUDA backend; use --device cpu");
+#endif
+}
+
 // Says how much of the model stays in memory, and what every token reads from the files.
 void report_residency(const SplitModel& model, const MmapUnitSource& units, uint64_t budget) {
     const auto& all = model.manifest().units;
@@ -132,7 +181,8 @@ void report_residency(const SplitModel& model, const MmapUnitSource& units, uint
 
 Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     struct Options {
-        std::string dir, prompt, system, ram_budget, dump_logits;
+        std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto";
+        uint32_t ring_slots = 2;
         bool have_prompt = false, raw = false, special = false, verify = false, ignore_eos = false;
         size_t max_tokens = 256, threads = 0;
         uint64_t ctx = 0;
@@ -169,6 +219,14 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
                     "Keep up to this many bytes of weights in memory across tokens, e.g. 8G; 0 reads every unit "
                     "from the files for every token (default: 3/4 of the memory available at start)")
         ->check(size_validator());
+    sub->add_option("--device", o->device,
+                    "cpu, cuda or cuda:N (default: cuda when a usable GPU is present, else cpu with a notice)");
+    sub->add_option("--vram-budget", o->vram_budget,
+                    "GPU memory to use, e.g. 4G (default: the device's free memory less a margin)")
+        ->check(size_validator());
+    sub->add_option("--ring-slots", o->ring_slots, "Pinned slots in the streaming ring (default 2)")->check(CLI::Range(1, 16));
+    sub->add_option("--kv-cache", o->kv_cache, "Where the GPU engine keeps the KV cache: auto, gpu or host (default auto)")
+        ->check(CLI::IsMember({"auto", "gpu", "host"}));
     sub->add_flag("--verify", o->verify, "Check every unit file's checksum before running");
     sub->add_flag("--special", o->special, "Print special tokens too");
     sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
@@ -228,15 +286,49 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         if (o->temp && *o->temp > 0 && !o->top_k && g.sampling.top_k == 0) g.sampling.top_k = 50;
         g.sampling.seed = o->seed;
 
-        EngineOptions eo;
-        eo.threads = o->threads;
-        eo.ctx = o->ctx;
-        eo.batch = o->batch;
-        eo.ram_budget = o->ram_budget.empty() ? available_memory() / 4 * 3 : *parse_size(o->ram_budget);
-        CpuEngine engine(model, eo);
-        report_residency(model, engine.units(), eo.ram_budget);
-        spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions", engine.threads(), isa_name(cpu_isa()),
-                      engine.context());
+        const DeviceChoice device = choose_device(o->device);
+        const uint64_t ram_budget = o->ram_budget.empty() ? available_memory() / 4 * 3 : *parse_size(o->ram_budget);
+        std::unique_ptr<Engine> engine_ptr;
+        std::function<void()> report_memory = [] {};
+        if (device.cuda) {
+#ifdef RABBIT_HAVE_CUDA
+            CudaEngineOptions co;
+            co.device = device.index;
+            co.vram_budget = o->vram_budget.empty() ? 0 : *parse_size(o->vram_budget);
+            co.ram_budget = ram_budget;
+            co.ctx = o->ctx;
+            co.ring_slots = o->ring_slots;
+            co.kv = o->kv_cache == "gpu" ? KvPlace::gpu : o->kv_cache == "host" ? KvPlace::host : KvPlace::automatic;
+            co.batch = o->batch;
+            auto cuda = std::make_unique<CudaEngine>(model, co);
+            const CudaEngineStats st = cuda->stats();
+            spdlog::info("{}: VRAM budget {}, context {} positions", st.device, format_bytes(st.budget), cuda->context());
+            for (const auto& [key, text] : plan_lines(cuda->plan(), cuda->plan_input())) spdlog::debug("{}:{}", key, text);
+            CudaEngine* c = cuda.get();
+            report_memory = [c] {
+                const CudaEngineStats s = c->stats();
+                spdlog::info("GPU memory: peak {} of the {} budget (device use grew by {}); {} pinned; ring: {} pieces, "
+                             "{} copied, {:.2f}s waiting for weights",
+                             format_bytes(s.peak_device_bytes), format_bytes(s.budget), format_bytes(s.device_used_growth),
+                             format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s);
+            };
+            engine_ptr = std::move(cuda);
+#endif
+        } else {
+            if (!o->vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache"))
+                spdlog::warn("--vram-budget, --ring-slots and --kv-cache apply to the GPU; running on the CPU");
+            EngineOptions eo;
+            eo.threads = o->threads;
+            eo.ctx = o->ctx;
+            eo.batch = o->batch;
+            eo.ram_budget = ram_budget;
+            auto cpu = std::make_unique<CpuEngine>(model, eo);
+            report_residency(model, cpu->units(), eo.ram_budget);
+            spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions", cpu->threads(), isa_name(cpu_isa()),
+                          cpu->context());
+            engine_ptr = std::move(cpu);
+        }
+        Engine& engine = *engine_ptr;
         const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,
@@ -257,6 +349,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         spdlog::info("{} prompt tokens at {:.1f} tok/s; {} generated at {:.2f} tok/s ({}); load {:.2f}s",
                      r.prompt_tokens, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9), n,
                      n > 1 ? double(n - 1) / std::max(r.decode_seconds, 1e-9) : 0.0, r.stop_reason, load_s);
+        report_memory();
         return 0;
     };
     return {sub, run};

@@ -57,7 +57,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 } // namespace
 
-GenerateResult generate(CpuEngine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const GenerateOptions& options, const std::function<void(const std::string&)>& on_text) {
     GenerateResult r;
     r.prompt_tokens = prompt.size();
@@ -69,24 +69,23 @@ GenerateResult generate(CpuEngine& engine, const Tokenizer& tok, const std::vect
     StreamDecoder stream(tok, !options.print_special);
     StopFilter stop(options.stop_strings);
     std::vector<int32_t> history = prompt;
-    std::vector<float> logits;
+    std::vector<float>* keep = options.keep_logits ? &r.logits : nullptr;
 
     auto t0 = std::chrono::steady_clock::now();
-    engine.forward(prompt.data(), prompt.size(), options.keep_logits ? prompt.size() : 1, logits);
-    r.prefill_seconds = seconds_since(t0);
-    if (options.keep_logits) {
-        r.logits = logits;
-        logits.erase(logits.begin(), logits.end() - long(logits.size() / prompt.size())); // the last position's
-    }
-    t0 = std::chrono::steady_clock::now();
     bool stopped = false;
-    if (options.max_tokens == 0) {
+    if (options.max_tokens == 0) { // the prompt alone, for its logits
+        std::vector<float> logits;
+        engine.forward(prompt.data(), prompt.size(), keep ? prompt.size() : 1, logits);
+        if (keep) r.logits = std::move(logits);
+        r.prefill_seconds = seconds_since(t0);
         r.stop_reason = "max tokens";
         return r;
     }
+    int32_t next = engine.step(prompt.data(), prompt.size(), sampler, history, keep);
+    r.prefill_seconds = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
     while (true) {
         throw_if_interrupted();
-        const int32_t next = sampler.sample(logits, history);
         r.tokens.push_back(next);
         history.push_back(next);
         if (std::find(options.stop_ids.begin(), options.stop_ids.end(), next) != options.stop_ids.end()) {
@@ -107,8 +106,8 @@ GenerateResult generate(CpuEngine& engine, const Tokenizer& tok, const std::vect
             r.stop_reason = "context full";
             break;
         }
-        engine.forward(&next, 1, 1, logits);
-        if (options.keep_logits) r.logits.insert(r.logits.end(), logits.begin(), logits.end());
+        const int32_t fed = next;
+        next = engine.step(&fed, 1, sampler, history, keep);
     }
     if (!stopped) {
         const std::string rest = stop.push(stream.finish(), &stopped);

@@ -4,7 +4,7 @@
 // complete.
 #pragma once
 
-#include "engine/cpu_engine.h"
+#include "engine/engine.h"
 #include "engine/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,7 +34,7 @@ struct GenerateResult {
 };
 
 // on_text receives the generated text in pieces, as soon as each is final.
-GenerateResult generate(CpuEngine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const GenerateOptions& options, const std::function<void(const std::string&)>& on_text);
 
 } // namespace rabbit

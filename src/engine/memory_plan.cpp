@@ -8,12 +8,16 @@ namespace rabbit {
 namespace {
 
 constexpr uint64_t k_cublas_workspace = 32ull << 20;
+constexpr uint64_t k_attention_partials = 16ull << 20; // kernels/attention.cuh k_attention_workspace
+constexpr uint64_t k_slot_floor = 16ull << 20;
 
 // Is this unit read by every decoded token (and so worth keeping resident)?
 bool per_token(const PlanUnit& u, bool tied) {
     return u.kind == UnitKind::layer || u.kind == UnitKind::final_norm || u.kind == UnitKind::lm_head ||
            (tied && u.kind == UnitKind::embed);
 }
+
+size_t act_size_of(DType weights) { return weights == DType::f32 ? 4 : 2; }
 
 } // namespace
 
@@ -24,38 +28,68 @@ uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied) {
     return n;
 }
 
+uint64_t activation_bytes(const ModelConfig& c, uint64_t t, size_t act) {
+    const uint64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
+    const uint64_t f32 = 4 * t * (h /* x */ + (q + 2 * kv) /* qkv */ + h /* out */ + 2 * inter /* gate_up */ +
+                                  c.head_dim /* cos, sin */ + 1 /* ids */);
+    const uint64_t compute = act * t * (h /* xn */ + q /* attn */ + inter /* act */);
+    return f32 + compute + 4ull * c.vocab_size /* one row of logits */;
+}
+
+uint64_t workspace_bytes(const ModelConfig& c) {
+    // Sampling: per-block candidates of the top-k and the argmax, a little over the vocabulary.
+    return k_cublas_workspace + k_attention_partials + 8ull * c.vocab_size + (1ull << 20);
+}
+
+uint64_t vector_bytes(const ModelConfig& c) {
+    const uint64_t per_layer = 2ull * c.hidden_size + (c.qkv_bias ? c.q_dim() + 2ull * c.kv_dim() : 0) +
+                               (c.qk_norm ? 2ull * c.head_dim : 0) + (c.o_bias ? c.hidden_size : 0);
+    return 4 * (per_layer * c.num_layers + c.hidden_size);
+}
+
+uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act) {
+    return 2ull * c.num_layers * ctx * c.kv_dim() * act;
+}
+
+uint64_t minimum_slot_bytes(const ModelConfig& c, DType weight_dtype, uint64_t largest_unit) {
+    const uint64_t widest_row = uint64_t(std::max(c.hidden_size, c.intermediate_size)) * dtype_size(weight_dtype);
+    return std::min(largest_unit, std::max(widest_row, k_slot_floor));
+}
+
 MemoryPlan plan_memory(const MemoryPlanInput& in) {
     const ModelConfig& c = in.config;
     const bool tied = c.tie_word_embeddings;
+    const size_t act = act_size_of(in.weight_dtype);
+    const uint64_t slots = std::max<uint32_t>(1, in.ring_slots);
     MemoryPlan p;
     p.resident.assign(in.units.size(), false);
-
-    // KV cache in the activation dtype: f32 for f32 weights, else 16-bit.
-    const uint64_t kv_elem = in.weight_dtype == DType::f32 ? 4 : 2;
-    p.kv_cache_bytes = 2ull * c.num_layers * in.ctx * c.kv_dim() * kv_elem;
-    // Per prefill step, in f32: residual, normed input, attention output, qkv, gate/up, down,
-    // plus one row of logits.
-    const uint64_t t = in.prefill_tokens;
-    p.activation_bytes = 4ull * (t * (3ull * c.hidden_size + c.q_dim() + c.q_dim() + 2 * c.kv_dim() +
-                                      2ull * c.intermediate_size + c.hidden_size) +
-                                 c.vocab_size);
-    p.workspace_bytes = k_cublas_workspace;
-    const uint64_t base = p.kv_cache_bytes + p.activation_bytes + p.workspace_bytes;
+    p.kv_cache_bytes = kv_cache_bytes(c, in.ctx, act);
+    p.activation_bytes = activation_bytes(c, in.prefill_tokens, act);
+    p.workspace_bytes = workspace_bytes(c);
+    p.vector_bytes = vector_bytes(c);
 
     std::vector<size_t> layers, others; // per-token units by kind
+    uint64_t all = 0, largest = 0;
     for (size_t i = 0; i < in.units.size(); ++i) {
         if (!per_token(in.units[i], tied)) continue;
         (in.units[i].kind == UnitKind::layer ? layers : others).push_back(i);
+        all += in.units[i].bytes;
+        largest = std::max(largest, in.units[i].bytes);
     }
-    uint64_t max_unit = 0;
-    for (size_t i : layers) max_unit = std::max(max_unit, in.units[i].bytes);
-    for (size_t i : others) max_unit = std::max(max_unit, in.units[i].bytes);
-    p.minimum_budget = base + uint64_t(in.ring_slots) * max_unit;
+    uint64_t min_slot = minimum_slot_bytes(c, in.weight_dtype, largest);
+    if (in.max_slot) min_slot = std::min(min_slot, in.max_slot);
+
+    // The KV cache goes on the GPU when asked, or (automatic) when it fits beside the
+    // smallest ring; otherwise it stays in pinned host memory and attention reads it there.
+    const uint64_t base_no_kv = p.activation_bytes + p.workspace_bytes + p.vector_bytes;
+    const uint64_t smallest_ring = slots * min_slot;
+    p.kv_on_host = in.kv == KvPlace::host ||
+                   (in.kv == KvPlace::automatic && base_no_kv + p.kv_cache_bytes + smallest_ring > in.budget &&
+                    base_no_kv + p.kv_cache_bytes + all > in.budget);
+    const uint64_t base = base_no_kv + (p.kv_on_host ? 0 : p.kv_cache_bytes);
+    p.minimum_budget = base + smallest_ring;
 
     // Everything resident: no ring at all.
-    uint64_t all = 0;
-    for (size_t i : layers) all += in.units[i].bytes;
-    for (size_t i : others) all += in.units[i].bytes;
     if (base + all <= in.budget) {
         for (size_t i : layers) p.resident[i] = true;
         for (size_t i : others) p.resident[i] = true;
@@ -65,55 +99,81 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
         p.fits = true;
         return p;
     }
-
-    // Otherwise the ring holds the largest streamed unit per slot, and as many units as fit
-    // stay resident. Every per-token byte costs the same to stream, so keep the most bytes:
-    // try each subset of the few non-layer units, then fill with layers.
     p.fits = p.minimum_budget <= in.budget;
     if (!p.fits) {
-        p.ring_slot_bytes = max_unit;
-        p.ring_bytes = uint64_t(in.ring_slots) * max_unit;
+        p.ring_slot_bytes = min_slot;
+        p.ring_bytes = smallest_ring;
+        p.chunked = min_slot < largest;
         p.fixed_bytes = base + p.ring_bytes;
         p.streamed_per_token = all;
         return p;
     }
-    auto slot_for = [&](const std::vector<bool>& res) {
-        uint64_t slot = 0;
-        for (size_t i : layers) slot = res[i] ? slot : std::max(slot, in.units[i].bytes);
-        for (size_t i : others) slot = res[i] ? slot : std::max(slot, in.units[i].bytes);
-        return slot;
+
+    // Otherwise choose the slot size and the resident units together. A slot as large as
+    // the largest streamed unit sends each unit in one copy; a smaller one sends the larger
+    // units in row blocks, which costs no bandwidth and can leave room for more resident
+    // units. Every per-token byte costs the same to stream, so keep the most bytes resident:
+    // for each candidate slot, try each subset of the few non-layer units, then add layers
+    // in order while they fit.
+    std::vector<uint64_t> candidates;
+    for (size_t i : layers) candidates.push_back(in.units[i].bytes);
+    for (size_t i : others) candidates.push_back(in.units[i].bytes);
+    candidates.push_back((in.budget - base) / slots / 4096 * 4096); // the largest slot the budget allows
+    candidates.push_back(min_slot);
+    for (auto& s : candidates) {
+        s = std::max(s, min_slot);
+        if (in.max_slot) s = std::min(s, in.max_slot);
+    }
+    std::sort(candidates.begin(), candidates.end(), std::greater<uint64_t>());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+
+    // The slot a resident set needs: the largest streamed unit, at most `slot`.
+    auto slot_for = [&](const std::vector<bool>& res, uint64_t slot) {
+        uint64_t need = 0;
+        for (size_t i : layers) need = res[i] ? need : std::max(need, in.units[i].bytes);
+        for (size_t i : others) need = res[i] ? need : std::max(need, in.units[i].bytes);
+        return std::min(need, slot);
     };
-    auto used = [&](const std::vector<bool>& res) {
+    auto used = [&](const std::vector<bool>& res, uint64_t slot) {
         uint64_t bytes = 0;
         for (size_t i = 0; i < res.size(); ++i) bytes += res[i] ? in.units[i].bytes : 0;
-        return base + uint64_t(in.ring_slots) * slot_for(res) + bytes;
+        return base + slots * slot_for(res, slot) + bytes;
     };
-    uint64_t best_bytes = 0;
+    uint64_t best_bytes = 0, best_slot = 0;
     std::vector<bool> best(in.units.size(), false);
-    for (size_t mask = 0; mask < (size_t(1) << others.size()); ++mask) {
-        std::vector<bool> res(in.units.size(), false);
-        for (size_t k = 0; k < others.size(); ++k) res[others[k]] = (mask >> k) & 1;
-        if (used(res) > in.budget) continue;
-        for (size_t i : layers) { // layers in order: the first ones resident, the rest streamed
-            res[i] = true;
-            if (used(res) > in.budget) {
-                res[i] = false;
-                break;
+    bool found = false;
+    for (uint64_t slot : candidates) {
+        if (base + slots * slot > in.budget) continue;
+        for (size_t mask = 0; mask < (size_t(1) << others.size()); ++mask) {
+            std::vector<bool> res(in.units.size(), false);
+            for (size_t k = 0; k < others.size(); ++k) res[others[k]] = (mask >> k) & 1;
+            if (used(res, slot) > in.budget) continue;
+            for (size_t i : layers) { // layers in order: the first ones resident, the rest streamed
+                res[i] = true;
+                if (used(res, slot) > in.budget) {
+                    res[i] = false;
+                    break;
+                }
+            }
+            uint64_t bytes = 0;
+            for (size_t i = 0; i < res.size(); ++i) bytes += res[i] ? in.units[i].bytes : 0;
+            const uint64_t need = slot_for(res, slot);
+            // More resident bytes win; between equals, the larger slot (fewer, larger copies).
+            if (!found || bytes > best_bytes || (bytes == best_bytes && need > best_slot)) {
+                found = true;
+                best_bytes = bytes;
+                best_slot = need;
+                best = res;
             }
         }
-        uint64_t bytes = 0;
-        for (size_t i = 0; i < res.size(); ++i) bytes += res[i] ? in.units[i].bytes : 0;
-        if (bytes > best_bytes) {
-            best_bytes = bytes;
-            best = res;
-        }
     }
-    const uint64_t best_ring = slot_for(best);
     p.resident = best;
     p.resident_bytes = best_bytes;
     for (size_t i : layers) p.resident_layers += best[i] ? 1 : 0;
-    p.ring_slot_bytes = best_ring;
-    p.ring_bytes = uint64_t(in.ring_slots) * best_ring;
+    p.ring_slot_bytes = best_slot;
+    p.ring_bytes = slots * best_slot;
+    for (size_t i = 0; i < in.units.size(); ++i)
+        if (per_token(in.units[i], tied) && !best[i] && in.units[i].bytes > best_slot) p.chunked = true;
     p.fixed_bytes = base + p.ring_bytes;
     p.streamed_per_token = all - best_bytes;
     return p;

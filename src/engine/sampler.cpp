@@ -29,7 +29,10 @@ int32_t Sampler::sample(std::vector<float>& logits, const std::vector<int32_t>& 
         }
     if (p_.temperature <= 0.0f) return argmax(logits);
     for (auto& l : logits) l /= p_.temperature;
+    return sample_scaled(logits);
+}
 
+int32_t Sampler::sample_scaled(const std::vector<float>& logits) {
     std::vector<int32_t> order(logits.size());
     std::iota(order.begin(), order.end(), 0);
     // Only the first top_k are looked at: a partial sort is enough, stable by id among equals.

@@ -28,6 +28,8 @@ public:
     // penalised and divided by the temperature, sorted larger first (the lower id first among
     // equals), at least min(top_k, vocab) of them when top_k is on, else the whole vocabulary.
     int32_t sample_sorted(const std::vector<float>& values, const std::vector<int32_t>& ids);
+    // The rest of sample() for logits already penalised and divided by the temperature.
+    int32_t sample_scaled(const std::vector<float>& logits);
     const SamplingParams& params() const { return p_; }
 
 private:

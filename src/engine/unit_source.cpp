@@ -80,6 +80,12 @@ void MmapUnitSource::done_with(size_t i, const void* p, uint64_t bytes) {
     if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
+void MmapUnitSource::will_need(const void* p, uint64_t bytes) const {
+    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
+    ::madvise(reinterpret_cast<void*>(begin), reinterpret_cast<uintptr_t>(p) + bytes - begin, MADV_WILLNEED);
+}
+
 void MmapUnitSource::release(size_t i) {
     // Unmapping the pages keeps resident memory near the budget: the page cache may still
     // hold them, but they no longer count against this process.

@@ -44,6 +44,10 @@ public:
     void done_with(size_t i, const void* p, uint64_t bytes) override;
 
     uint64_t resident_bytes() const { return resident_bytes_; }
+    // The mapped data section of unit i, without advice (the CUDA loader reads it itself).
+    const uint8_t* data(size_t i) const { return maps_[i].base + maps_[i].data_offset; }
+    // Bytes [p, p + bytes) of unit i will be read soon: start reading them from the disk.
+    void will_need(const void* p, uint64_t bytes) const;
 
 private:
     struct Mapping {

@@ -1,0 +1,766 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "backend/cuda/cuda_engine.h"
+
+#include "attention.cuh"
+#include "convert.cuh"
+#include "embed.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "sample.cuh"
+#include "swiglu.cuh"
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/thread_pool.h"
+#include "backend/cuda/check.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/memory.h"
+#include "common/error.h"
+#include "common/interrupt.h"
+#include "common/system.h"
+#include "common/units.h"
+#include "engine/rope.h"
+#include "engine/unit_source.h"
+#include "engine/weights.h"
+#include "stream/cuda_transport.h"
+#include "stream/pieces.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace rabbit {
+
+namespace {
+
+Elem elem_of(DType t) {
+    switch (t) {
+    case DType::f32: return Elem::f32;
+    case DType::f16: return Elem::f16;
+    case DType::bf16: return Elem::bf16;
+    default: break;
+    }
+    RABBIT_CHECK(false, std::string("no kernel element type for ") + dtype_name(t));
+    return Elem::f32;
+}
+
+// The norms and biases of one layer, in the engine's vector buffer on the GPU.
+struct LayerVectors {
+    const float* attn_norm = nullptr; // [hidden]
+    const float* qkv_bias = nullptr;  // [q_dim + 2 kv_dim] or null
+    const float* q_norm = nullptr;    // [head_dim] or null
+    const float* k_norm = nullptr;    // [head_dim] or null
+    const float* o_bias = nullptr;    // [hidden] or null
+    const float* ffn_norm = nullptr;  // [hidden]
+};
+
+// Where the ring reads a piece: the unit's pinned copy when --ram-budget keeps one, else its
+// mapping, which the loader faults in from the disk (read ahead by one piece) and drops after.
+class UnitPieces : public PieceSource {
+public:
+    UnitPieces(const MmapUnitSource& files, const std::vector<PinnedBuffer>& tier) : files_(files), tier_(tier) {}
+    const uint8_t* bytes(const Piece& p) override { return base(p.unit) + p.offset; }
+    bool pinned(const Piece& p) override { return tier_[p.unit].get() != nullptr; }
+    void prefetch(const Piece& p) override {
+        if (!pinned(p)) files_.will_need(bytes(p), p.bytes);
+    }
+    void done(const Piece& p) override {
+        if (!pinned(p)) const_cast<MmapUnitSource&>(files_).done_with(p.unit, bytes(p), p.bytes);
+    }
+
+private:
+    const uint8_t* base(size_t unit) const {
+        return tier_[unit].get() ? tier_[unit].as<uint8_t>() : files_.data(unit);
+    }
+    const MmapUnitSource& files_;
+    const std::vector<PinnedBuffer>& tier_;
+};
+
+constexpr uint64_t k_load_chunk = 64ull << 20; // staging for uploads at load time
+constexpr uint64_t k_cublas_workspace = 32ull << 20;
+
+} // namespace
+
+struct CudaEngine::Impl {
+    Impl(const SplitModel& m, const CudaEngineOptions& o) : model(m), c(m.config()), opt(o) {}
+    ~Impl();
+
+    void init();
+    void plan_memory_and_context();
+    void allocate();
+    void load_vectors();
+    void load_resident();
+    void start_ring();
+    void upload(void* dst, const uint8_t* src, uint64_t bytes);
+    void convert_unit(size_t unit, uint8_t* base);
+
+    void pass(const int32_t* tokens, size_t m, size_t rows);
+    void embed(const int32_t* tokens, size_t m);
+    void layer(size_t l, size_t m);
+    void linear(size_t unit, const uint8_t* base, const char* tensor, const void* x, size_t m, float* y, size_t ldy);
+    void skip_unit(size_t unit);
+    void ensure_logit_rows(size_t rows);
+    void track_memory();
+    uint64_t held() const;
+    void check_tokens(size_t n, const char* what) const;
+
+    const SplitModel& model;
+    const ModelConfig& c;
+    CudaEngineOptions opt;
+    cudaDeviceProp prop{};
+    std::string device_name;
+    Elem act = Elem::f32; // the compute type: matrix inputs and the KV cache
+    bool to_f16 = false;  // bf16 weights on a GPU without bf16: rewritten as f16 on arrival
+    uint64_t budget = 0, ctx = 0;
+    size_t batch = 512, pos = 0;
+    MemoryPlanInput plan_in;
+    MemoryPlan plan;
+
+    cudaStream_t compute = nullptr;
+    cublasHandle_t blas = nullptr;
+    cudaEvent_t staged = nullptr; // the last pass's host-to-device copies of inputs are done
+    size_t free_at_start = 0;
+    uint64_t used_growth = 0, pinned_bytes = 0, peak_held = 0;
+
+    std::unique_ptr<MmapUnitSource> files;
+    std::unique_ptr<ThreadPool> fill;
+    size_t embed_unit = 0, norm_unit = 0, head_unit = 0;
+    const char* head_tensor = "lm_head";
+    std::vector<size_t> layer_units;
+    std::vector<float> inv_freq;
+
+    DeviceBuffer cublas_ws, attn_ws, sample_ws;
+    // Activations for `batch` tokens.
+    DeviceBuffer x, xn, qkv, attn, out, gate_up, act_buf, cos_d, sin_d, ids_d;
+    DeviceBuffer logits, topk_vals, topk_ids, picked, penal_ids;
+    size_t logit_rows = 0, penal_cap = 0;
+    PinnedBuffer h_embed, h_rope, h_ids, h_penal, h_result;
+    DeviceBuffer vectors;
+    std::vector<LayerVectors> lv;
+    const float* final_norm = nullptr;
+    DeviceBuffer kv_dev;
+    PinnedBuffer kv_host;
+    uint8_t* k_base = nullptr; // [layers][kv_heads][ctx][head_dim] act, device-visible
+    uint8_t* v_base = nullptr;
+    uint64_t kv_layer_bytes = 0;
+    std::vector<DeviceBuffer> resident; // per unit: its data section on the GPU, or empty
+    std::vector<bool> streamed_whole;   // per unit: streamed as one piece
+    std::vector<PinnedBuffer> tier;     // per unit: its pinned copy (--ram-budget), or empty
+    std::unique_ptr<UnitPieces> pieces;
+    std::unique_ptr<CudaTransport> transport;
+    std::unique_ptr<Ring> ring; // last: stops its loader before what it reads goes
+};
+
+CudaEngine::Impl::~Impl() {
+    ring.reset();
+    if (compute) cudaStreamSynchronize(compute);
+    transport.reset();
+    if (blas) cublasDestroy(blas);
+    if (staged) cudaEventDestroy(staged);
+    if (compute) cudaStreamDestroy(compute);
+}
+
+void CudaEngine::Impl::init() {
+    // The device.
+    std::string problem;
+    const auto devices = cuda_devices(&problem);
+    if (devices.empty()) throw Error(ExitCode::usage, "--device cuda: no usable GPU (" + problem + "); use --device cpu");
+    const auto d = std::find_if(devices.begin(), devices.end(), [&](const CudaDevice& dev) { return dev.index == opt.device; });
+    if (d == devices.end())
+        throw Error(ExitCode::usage, "--device cuda:" + std::to_string(opt.device) + ": there are " +
+                                         std::to_string(devices.size()) + " GPUs (cuda:0 .. cuda:" +
+                                         std::to_string(devices.size() - 1) + ")");
+    if (!d->usable) throw Error(ExitCode::unsupported, "GPU " + std::to_string(opt.device) + " (" + d->name + "): " + d->problem);
+    RABBIT_CUDA_CHECK(cudaSetDevice(opt.device));
+    RABBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
+    device_name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+    size_t total = 0;
+    RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_at_start, &total));
+
+    // The weights' type decides the compute type.
+    const Manifest& man = model.manifest();
+    const auto wt = dtype_from_name(man.dtype);
+    if (!wt || !is_weight_dtype(*wt))
+        throw unsupported(model.dir() + "/manifest.json",
+                          "weights of mixed types (" + man.dtype + ") run on the CPU only; split with --dtype bf16 for the GPU");
+    act = elem_of(*wt);
+    if (act == Elem::bf16 && prop.major < 8) {
+        act = Elem::f16;
+        to_f16 = true;
+        spdlog::info("{} has no bf16 arithmetic: bf16 weights are converted to f16 as they arrive", device_name);
+    }
+
+    for (size_t i = 0; i < man.units.size(); ++i) {
+        switch (man.units[i].kind) {
+        case UnitKind::embed: embed_unit = i; break;
+        case UnitKind::layer: layer_units.push_back(i); break;
+        case UnitKind::final_norm: norm_unit = i; break;
+        case UnitKind::lm_head: head_unit = i; break;
+        }
+    }
+    if (c.tie_word_embeddings) {
+        head_unit = embed_unit;
+        head_tensor = "embed";
+    }
+    inv_freq = rope_inv_freq(c);
+    batch = std::max<size_t>(1, opt.batch);
+
+    plan_memory_and_context();
+    RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&staged, cudaEventDisableTiming));
+    RABBIT_CUBLAS_CHECK(cublasCreate(&blas));
+    RABBIT_CUBLAS_CHECK(cublasSetStream(blas, compute));
+    RABBIT_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH)); // no TF32: f32 stays f32
+    files = std::make_unique<MmapUnitSource>(model, 0);
+    fill = std::make_unique<ThreadPool>(std::max<size_t>(1, opt.loader_threads));
+    allocate();
+    load_vectors();
+    load_resident();
+    start_ring();
+    track_memory();
+}
+
+void CudaEngine::Impl::plan_memory_and_context() {
+    if (opt.ctx > c.max_position_embeddings)
+        throw Error(ExitCode::usage, "--ctx " + std::to_string(opt.ctx) + " is more than the model's " +
+                                         std::to_string(c.max_position_embeddings) + " positions");
+    if (opt.vram_budget) {
+        budget = opt.vram_budget;
+    } else {
+        size_t free_b = 0, total_b = 0;
+        RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        const uint64_t margin = std::max<uint64_t>(512ull << 20, total_b / 20);
+        budget = free_b > margin ? free_b - margin : 0;
+    }
+    plan_in.config = c;
+    for (const auto& u : model.manifest().units) plan_in.units.push_back({u.layout.name, u.kind, u.layout.data_size});
+    plan_in.weight_dtype = act == Elem::f32 ? DType::f32 : DType::bf16;
+    plan_in.budget = budget;
+    plan_in.ring_slots = std::max<uint32_t>(1, opt.ring_slots);
+    plan_in.prefill_tokens = uint32_t(batch);
+    plan_in.kv = opt.kv;
+    plan_in.max_slot = opt.max_slot;
+    // The context: as asked, else the model's maximum while its KV cache fits on the GPU or
+    // in half the host's available memory, halving it until it does.
+    ctx = opt.ctx ? opt.ctx : c.max_position_embeddings;
+    const uint64_t host_room = available_memory() / 2;
+    for (;;) {
+        plan_in.ctx = ctx;
+        plan = plan_memory(plan_in);
+        if (opt.ctx || ctx <= 512) break;
+        if (plan.fits && (!plan.kv_on_host || plan.kv_cache_bytes <= host_room)) break;
+        ctx /= 2;
+    }
+    if (!opt.ctx && ctx < c.max_position_embeddings)
+        spdlog::info("context {} positions (the model allows {}; the KV cache for more would not fit; --ctx sets it)",
+                     ctx, c.max_position_embeddings);
+    if (!plan.fits)
+        throw Error(ExitCode::resources, "--vram-budget " + format_bytes(budget) + " is too small for " + model.dir() +
+                                             " at context " + std::to_string(ctx) + ": the minimum is " +
+                                             format_bytes(plan.minimum_budget) +
+                                             " (lower --ctx or --ring-slots, or --kv-cache host, to need less)");
+}
+
+void CudaEngine::Impl::allocate() {
+    const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size, half = c.head_dim / 2;
+    const size_t a = elem_size(act), b = batch;
+    cublas_ws = DeviceBuffer(k_cublas_workspace);
+    RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, cublas_ws.get(), cublas_ws.bytes()));
+    attn_ws = DeviceBuffer(k_attention_workspace);
+    sample_ws = DeviceBuffer(sample_workspace_bytes(c.vocab_size));
+    x = DeviceBuffer(4 * b * h);
+    xn = DeviceBuffer(a * b * h);
+    qkv = DeviceBuffer(4 * b * (q + 2 * kv));
+    attn = DeviceBuffer(a * b * q);
+    out = DeviceBuffer(4 * b * h);
+    gate_up = DeviceBuffer(4 * b * 2 * inter);
+    act_buf = DeviceBuffer(a * b * inter);
+    cos_d = DeviceBuffer(4 * b * half);
+    sin_d = DeviceBuffer(4 * b * half);
+    ids_d = DeviceBuffer(4 * b);
+    ensure_logit_rows(1);
+    topk_vals = DeviceBuffer(4 * k_topk_max);
+    topk_ids = DeviceBuffer(4 * k_topk_max);
+    picked = DeviceBuffer(4);
+    h_embed = PinnedBuffer(4 * b * h, false);
+    h_rope = PinnedBuffer(8 * b * half, false);
+    h_ids = PinnedBuffer(4 * b, false);
+    h_result = PinnedBuffer(8 * k_topk_max + 4, false);
+    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes();
+
+    // The KV cache: on the GPU, or in pinned host memory that the kernels reach over the bus.
+    kv_layer_bytes = uint64_t(c.num_kv_heads) * ctx * c.head_dim * a;
+    const uint64_t kv_bytes = 2 * kv_layer_bytes * c.num_layers;
+    if (plan.kv_on_host) {
+        kv_host = PinnedBuffer(kv_bytes, true);
+        pinned_bytes += kv_bytes;
+        k_base = static_cast<uint8_t*>(kv_host.device_pointer());
+        spdlog::info("KV cache in pinned host memory ({} for {} positions)", format_bytes(kv_bytes), ctx);
+    } else {
+        kv_dev = DeviceBuffer(kv_bytes);
+        k_base = kv_dev.as<uint8_t>();
+    }
+    v_base = k_base + kv_layer_bytes * c.num_layers;
+}
+
+void CudaEngine::Impl::ensure_logit_rows(size_t rows) {
+    if (rows <= logit_rows) return;
+    logits = DeviceBuffer(4ull * rows * c.vocab_size);
+    logit_rows = rows;
+}
+
+void CudaEngine::Impl::load_vectors() {
+    // Every f32 vector of every layer and the final norm, packed, copied once.
+    const auto& units = model.manifest().units;
+    std::vector<float> host;
+    std::vector<std::vector<std::pair<std::string, size_t>>> where(units.size()); // (tensor, float offset)
+    auto take = [&](size_t u) {
+        for (const UnitTensor& t : units[u].layout.tensors) {
+            if (t.dtype != DType::f32 || t.shape.size() != 1) continue;
+            where[u].emplace_back(t.name, host.size());
+            const float* src = reinterpret_cast<const float*>(files->data(u) + t.offset);
+            host.insert(host.end(), src, src + t.shape[0]);
+            host.resize((host.size() + 63) / 64 * 64); // 256-byte aligned starts
+        }
+    };
+    for (size_t u : layer_units) take(u);
+    take(norm_unit);
+    vectors = DeviceBuffer(host.size() * 4);
+    RABBIT_CUDA_CHECK(cudaMemcpy(vectors.get(), host.data(), host.size() * 4, cudaMemcpyHostToDevice));
+    auto find = [&](size_t u, const char* name) -> const float* {
+        for (const auto& [n, off] : where[u])
+            if (n == name) return vectors.as<float>() + off;
+        return nullptr;
+    };
+    for (size_t u : layer_units) {
+        LayerVectors v{find(u, "attn_norm"), find(u, "qkv_bias"), find(u, "q_norm"),
+                       find(u, "k_norm"),    find(u, "o_bias"),   find(u, "ffn_norm")};
+        RABBIT_CHECK(v.attn_norm && v.ffn_norm, "layer unit without norms: " + units[u].layout.name);
+        lv.push_back(v);
+    }
+    final_norm = find(norm_unit, "norm");
+    RABBIT_CHECK(final_norm, "the norm unit has no vector \"norm\"");
+}
+
+void CudaEngine::Impl::upload(void* dst, const uint8_t* src, uint64_t bytes) {
+    // Through two pinned buffers, so reading the file overlaps the copy to the GPU.
+    PinnedBuffer stage[2] = {PinnedBuffer(std::min(bytes, k_load_chunk), false),
+                             PinnedBuffer(std::min(bytes, k_load_chunk), false)};
+    cudaEvent_t done[2];
+    for (auto& e : done) RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    for (uint64_t off = 0, k = 0; off < bytes; ++k) {
+        const uint64_t n = std::min(k_load_chunk, bytes - off);
+        const size_t b = k % 2;
+        if (k >= 2) RABBIT_CUDA_CHECK(cudaEventSynchronize(done[b]));
+        uint8_t* s = stage[b].as<uint8_t>();
+        fill->parallel_for(size_t((n + (4 << 20) - 1) >> 22), [&](size_t i0, size_t i1) {
+            const uint64_t from = uint64_t(i0) << 22, to = std::min<uint64_t>(n, uint64_t(i1) << 22);
+            std::memcpy(s + from, src + off + from, to - from);
+        });
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(dst) + off, s, n, cudaMemcpyHostToDevice, compute));
+        RABBIT_CUDA_CHECK(cudaEventRecord(done[b], compute));
+        off += n;
+    }
+    RABBIT_CUDA_CHECK(cudaStreamSynchronize(compute));
+    for (auto& e : done) cudaEventDestroy(e);
+}
+
+void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base) {
+    for (const UnitTensor* t : matrices_in_use_order(model.manifest().units[unit]))
+        RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t->offset, int64_t(t->numel()), compute));
+}
+
+void CudaEngine::Impl::load_resident() {
+    const auto& units = model.manifest().units;
+    resident.resize(units.size());
+    for (size_t i = 0; i < units.size(); ++i) {
+        if (!plan.resident[i] || i == norm_unit) continue;
+        throw_if_interrupted();
+        resident[i] = DeviceBuffer(units[i].layout.data_size);
+        upload(resident[i].get(), files->data(i), units[i].layout.data_size);
+        files->done_with(i, files->data(i), units[i].layout.data_size);
+        if (to_f16) convert_unit(i, resident[i].as<uint8_t>());
+    }
+}
+
+void CudaEngine::Impl::start_ring() {
+    const auto& units = model.manifest().units;
+    streamed_whole.assign(units.size(), false);
+    tier.resize(units.size());
+    std::vector<Piece> sequence;
+    std::vector<size_t> streamed;
+    for (size_t u : layer_units)
+        if (!resident[u].get()) streamed.push_back(u);
+    if (!resident[head_unit].get()) streamed.push_back(head_unit);
+    if (streamed.empty()) return;
+    for (size_t u : streamed) {
+        auto p = plan_pieces(units[u], u, plan.ring_slot_bytes);
+        streamed_whole[u] = p.size() == 1 && p[0].tensor.empty();
+        sequence.insert(sequence.end(), p.begin(), p.end());
+    }
+    // The RAM tier: streamed units kept in pinned memory, in streaming order, while the
+    // budget lasts and the system lets us pin.
+    uint64_t kept = 0;
+    for (size_t u : streamed) {
+        const uint64_t bytes = units[u].layout.data_size;
+        if (kept + bytes > opt.ram_budget) continue;
+        try {
+            tier[u] = PinnedBuffer(bytes, false);
+        } catch (const Error& e) {
+            spdlog::warn("--ram-budget: {} ({} kept in pinned memory)", e.what(), format_bytes(kept));
+            break;
+        }
+        throw_if_interrupted();
+        const uint8_t* src = files->data(u);
+        uint8_t* dst = tier[u].as<uint8_t>();
+        fill->parallel_for(size_t((bytes + (4 << 20) - 1) >> 22), [&](size_t i0, size_t i1) {
+            const uint64_t from = uint64_t(i0) << 22, to = std::min<uint64_t>(bytes, uint64_t(i1) << 22);
+            std::memcpy(dst + from, src + from, to - from);
+        });
+        files->done_with(u, src, bytes);
+        kept += bytes;
+    }
+    pinned_bytes += kept;
+    transport = std::make_unique<CudaTransport>(opt.device, plan_in.ring_slots, plan.ring_slot_bytes, compute);
+    pinned_bytes += uint64_t(plan_in.ring_slots) * plan.ring_slot_bytes;
+    pieces = std::make_unique<UnitPieces>(*files, tier);
+    ring = std::make_unique<Ring>(*transport, *pieces, std::move(sequence), fill.get());
+}
+
+uint64_t CudaEngine::Impl::held() const {
+    uint64_t n = 0;
+    for (const DeviceBuffer* b : {&cublas_ws, &attn_ws, &sample_ws, &x, &xn, &qkv, &attn, &out, &gate_up, &act_buf, &cos_d,
+                                  &sin_d, &ids_d, &logits, &topk_vals, &topk_ids, &picked, &penal_ids, &vectors, &kv_dev})
+        n += b->bytes();
+    for (const DeviceBuffer& b : resident) n += b.bytes();
+    if (transport) n += transport->slots() * transport->slot_bytes();
+    return n;
+}
+
+void CudaEngine::Impl::track_memory() {
+    peak_held = std::max(peak_held, held());
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_at_start > free_b)
+        used_growth = std::max<uint64_t>(used_growth, free_at_start - free_b);
+}
+
+void CudaEngine::Impl::check_tokens(size_t n, const char* what) const {
+    if (pos + n > ctx)
+        throw Error(ExitCode::usage, std::string(what) + ": the context is full: " + std::to_string(pos + n) +
+                                         " positions needed, " + std::to_string(ctx) + " available (--ctx, at most the model's " +
+                                         std::to_string(c.max_position_embeddings) + ")");
+}
+
+void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
+    const ManifestUnit& u = model.manifest().units[embed_unit];
+    const Matrix table = unit_matrix(u, files->data(embed_unit), "embed");
+    for (size_t t = 0; t < m; ++t)
+        if (tokens[t] < 0 || uint64_t(tokens[t]) >= table.rows)
+            throw bad_input(model.dir(), "token id " + std::to_string(tokens[t]) + " is outside the embedding (" +
+                                             std::to_string(table.rows) + " rows): tokenizer and model disagree");
+    if (resident[embed_unit].get()) {
+        // A tied embedding that is resident (as the output projection): gather on the GPU.
+        std::memcpy(h_ids.get(), tokens, 4 * m);
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(ids_d.get(), h_ids.get(), 4 * m, cudaMemcpyHostToDevice, compute));
+        const UnitTensor* t = u.layout.find("embed");
+        EmbedParams p;
+        p.table = resident[embed_unit].as<uint8_t>() + t->offset;
+        p.table_type = to_f16 ? Elem::f16 : elem_of(t->dtype);
+        p.vocab = int64_t(t->shape[0]);
+        p.hidden = int64_t(t->shape[1]);
+        p.ids = ids_d.as<int32_t>();
+        p.tokens = int(m);
+        p.out = x.as<float>();
+        RABBIT_CUDA_CHECK(launch_embed(p, compute));
+        return;
+    }
+    // Otherwise gather the rows on the host, from the mapped file, and copy only them.
+    float* rows = h_embed.as<float>();
+    for (size_t t = 0; t < m; ++t) widen_row(table, uint64_t(tokens[t]), rows + t * c.hidden_size);
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(x.get(), rows, 4 * m * c.hidden_size, cudaMemcpyHostToDevice, compute));
+}
+
+void CudaEngine::Impl::linear(size_t unit, const uint8_t* base, const char* tensor, const void* xin, size_t m, float* y,
+                              size_t ldy) {
+    const UnitTensor* t = model.manifest().units[unit].layout.find(tensor);
+    RABBIT_CHECK(t && t->shape.size() == 2, std::string("no matrix ") + tensor);
+    GemmParams g;
+    g.w_type = to_f16 ? Elem::f16 : elem_of(t->dtype);
+    g.cols = int64_t(t->shape[1]);
+    g.x = xin;
+    g.x_type = act;
+    g.tokens = int64_t(m);
+    g.ldy = int64_t(ldy);
+    if (base) {
+        g.w = base + t->offset;
+        g.rows = int64_t(t->shape[0]);
+        g.y = y;
+        return gemm(blas, g);
+    }
+    // Streamed in row blocks: each block's product as it arrives, then its slot goes back.
+    for (uint64_t done = 0; done < t->shape[0];) {
+        const Piece p = ring->next_piece();
+        RABBIT_CHECK(p.unit == unit && p.tensor == tensor && p.row0 == done, "the ring is out of step with the layer");
+        uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
+        if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
+        g.w = dev;
+        g.rows = int64_t(p.rows);
+        g.y = y + p.row0;
+        gemm(blas, g);
+        ring->release();
+        done += p.rows;
+    }
+}
+
+void CudaEngine::Impl::skip_unit(size_t unit) {
+    // A pass that wants no logits still takes lm_head's pieces off the ring, to stay in step.
+    if (resident[unit].get()) return;
+    do {
+        ring->acquire();
+        ring->release();
+    } while (ring->next_piece().unit == unit && !streamed_whole[unit] && ring->next_piece().row0 != 0);
+}
+
+void CudaEngine::Impl::layer(size_t l, size_t m) {
+    const size_t u = layer_units[l];
+    const LayerVectors& v = lv[l];
+    const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
+    const float eps = float(c.rms_norm_eps);
+    const uint8_t* base = resident[u].get() ? resident[u].as<uint8_t>() : nullptr;
+    bool piece = false;
+    if (!base && streamed_whole[u]) {
+        RABBIT_CHECK(ring->next_piece().unit == u, "the ring is out of step with the layers");
+        uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
+        if (to_f16) convert_unit(u, dev);
+        base = dev;
+        piece = true;
+    }
+    uint8_t* k_layer = k_base + l * kv_layer_bytes;
+    uint8_t* v_layer = v_base + l * kv_layer_bytes;
+
+    // Attention. The residual add of the previous layer's MLP is fused into this norm.
+    RmsNormParams n1;
+    n1.x = x.as<float>();
+    n1.delta = l > 0 ? out.as<float>() : nullptr;
+    n1.weight = v.attn_norm;
+    n1.eps = eps;
+    n1.rows = int(m);
+    n1.n = int(h);
+    n1.out = xn.get();
+    n1.out_type = act;
+    RABBIT_CUDA_CHECK(launch_rmsnorm(n1, compute));
+    linear(u, base, "qkv", xn.get(), m, qkv.as<float>(), q + 2 * kv);
+
+    QkvRopeParams r;
+    r.qkv = qkv.as<float>();
+    r.bias = v.qkv_bias;
+    r.q_norm = v.q_norm;
+    r.k_norm = v.k_norm;
+    r.cos = cos_d.as<float>();
+    r.sin = sin_d.as<float>();
+    r.eps = eps;
+    r.tokens = int(m);
+    r.heads = int(c.num_heads);
+    r.kv_heads = int(c.num_kv_heads);
+    r.head_dim = int(c.head_dim);
+    r.k_cache = k_layer;
+    r.v_cache = v_layer;
+    r.cache_type = act;
+    r.cache_len = int64_t(ctx);
+    r.pos = int64_t(pos);
+    RABBIT_CUDA_CHECK(launch_qkv_rope(r, compute));
+
+    AttentionParams a;
+    a.q = qkv.as<float>();
+    a.q_stride = int64_t(q + 2 * kv);
+    a.k_cache = k_layer;
+    a.v_cache = v_layer;
+    a.cache_type = act;
+    a.cache_len = int64_t(ctx);
+    a.out = attn.get();
+    a.out_type = act;
+    a.tokens = int(m);
+    a.heads = int(c.num_heads);
+    a.kv_heads = int(c.num_kv_heads);
+    a.head_dim = int(c.head_dim);
+    a.pos = int64_t(pos);
+    a.window = int64_t(c.sliding_window);
+    a.scale = 1.0f / std::sqrt(float(c.head_dim));
+    a.workspace = attn_ws.get();
+    a.sm_count = prop.multiProcessorCount;
+    RABBIT_CUDA_CHECK(launch_attention(a, compute));
+    linear(u, base, "o", attn.get(), m, out.as<float>(), h);
+
+    // MLP, after the attention's residual add (and o_proj's bias) fused into its norm.
+    RmsNormParams n2 = n1;
+    n2.delta = out.as<float>();
+    n2.bias = v.o_bias;
+    n2.weight = v.ffn_norm;
+    RABBIT_CUDA_CHECK(launch_rmsnorm(n2, compute));
+    linear(u, base, "gate_up", xn.get(), m, gate_up.as<float>(), 2 * inter);
+    SwigluParams s;
+    s.gate_up = gate_up.as<float>();
+    s.tokens = int(m);
+    s.inter = int(inter);
+    s.out = act_buf.get();
+    s.out_type = act;
+    RABBIT_CUDA_CHECK(launch_swiglu(s, compute));
+    linear(u, base, "down", act_buf.get(), m, out.as<float>(), h);
+    if (piece) ring->release();
+}
+
+void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows) {
+    const size_t h = c.hidden_size, half = c.head_dim / 2;
+    // The staging buffers are reused: wait until the last pass's copies out of them are done
+    // (long since, as a rule: a whole pass of the model ran after them).
+    RABBIT_CUDA_CHECK(cudaEventSynchronize(staged));
+    float* cs = h_rope.as<float>();
+    float* sn = cs + m * half;
+    for (size_t t = 0; t < m; ++t) rope_cos_sin(inv_freq, int64_t(pos + t), cs + t * half, sn + t * half);
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(cos_d.get(), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(sin_d.get(), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
+    embed(tokens, m);
+    RABBIT_CUDA_CHECK(cudaEventRecord(staged, compute));
+
+    for (size_t l = 0; l < layer_units.size(); ++l) {
+        throw_if_interrupted();
+        layer(l, m);
+    }
+    pos += m;
+
+    // The final norm (with the last residual add) and lm_head, for the rows asked for.
+    if (rows == 0) {
+        if (ring) skip_unit(head_unit);
+        return;
+    }
+    const size_t first = m - rows;
+    RmsNormParams n;
+    n.x = x.as<float>() + first * h;
+    n.delta = out.as<float>() + first * h;
+    n.weight = final_norm;
+    n.eps = float(c.rms_norm_eps);
+    n.rows = int(rows);
+    n.n = int(h);
+    n.out = xn.get();
+    n.out_type = act;
+    RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+    ensure_logit_rows(rows);
+    const uint8_t* base = resident[head_unit].get() ? resident[head_unit].as<uint8_t>() : nullptr;
+    bool piece = false;
+    if (!base && streamed_whole[head_unit]) {
+        uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
+        if (to_f16) convert_unit(head_unit, dev);
+        base = dev;
+        piece = true;
+    }
+    linear(head_unit, base, head_tensor, xn.get(), rows, logits.as<float>(), c.vocab_size);
+    if (piece) ring->release();
+}
+
+CudaEngine::CudaEngine(const SplitModel& model, const CudaEngineOptions& options)
+    : impl_(std::make_unique<Impl>(model, options)) {
+    impl_->init();
+}
+
+CudaEngine::~CudaEngine() = default;
+
+const ModelConfig& CudaEngine::config() const { return impl_->c; }
+uint64_t CudaEngine::context() const { return impl_->ctx; }
+size_t CudaEngine::position() const { return impl_->pos; }
+void CudaEngine::reset() { impl_->pos = 0; }
+const MemoryPlanInput& CudaEngine::plan_input() const { return impl_->plan_in; }
+const MemoryPlan& CudaEngine::plan() const { return impl_->plan; }
+
+void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
+    Impl& e = *impl_;
+    RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
+    e.check_tokens(n, "forward");
+    logits.clear();
+    const size_t vocab = e.c.vocab_size, first_wanted = n - n_logits;
+    for (size_t done = 0; done < n;) {
+        const size_t m = std::min(e.batch, n - done), end = done + m;
+        const size_t rows = end > first_wanted ? end - std::max(done, first_wanted) : 0;
+        e.pass(tokens + done, m, rows);
+        if (rows) {
+            const size_t at = logits.size();
+            logits.resize(at + rows * vocab);
+            RABBIT_CUDA_CHECK(cudaMemcpyAsync(logits.data() + at, e.logits.get(), 4 * rows * vocab, cudaMemcpyDeviceToHost,
+                                              e.compute));
+            RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
+        }
+        done = end;
+    }
+    e.track_memory();
+}
+
+int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
+                         std::vector<float>* all_logits) {
+    if (all_logits) return Engine::step(tokens, n, sampler, history, all_logits);
+    Impl& e = *impl_;
+    RABBIT_CHECK(n > 0, "step with no tokens");
+    e.check_tokens(n, "step");
+    for (size_t done = 0; done < n;) {
+        const size_t m = std::min(e.batch, n - done);
+        e.pass(tokens + done, m, done + m == n ? 1 : 0);
+        done += m;
+    }
+    e.track_memory();
+
+    // Choose on the GPU: one id comes back (greedy), or k candidates (top-k); the whole
+    // vocabulary only for top-p or min-p without top-k.
+    const SamplingParams& sp = sampler.params();
+    const int64_t vocab = e.c.vocab_size;
+    float* l = e.logits.as<float>();
+    if (sp.repetition_penalty != 1.0f) {
+        const std::vector<int32_t> ids = penalised_ids(history, size_t(vocab));
+        if (ids.size() > e.penal_cap) {
+            e.penal_cap = std::max<size_t>(ids.size(), 2 * e.penal_cap);
+            e.penal_ids = DeviceBuffer(4 * e.penal_cap);
+            e.h_penal = PinnedBuffer(4 * e.penal_cap, false);
+        }
+        if (!ids.empty()) {
+            std::memcpy(e.h_penal.get(), ids.data(), 4 * ids.size());
+            RABBIT_CUDA_CHECK(cudaMemcpyAsync(e.penal_ids.get(), e.h_penal.get(), 4 * ids.size(), cudaMemcpyHostToDevice,
+                                              e.compute));
+            RABBIT_CUDA_CHECK(launch_penalize(l, vocab, e.penal_ids.as<int32_t>(), int(ids.size()), sp.repetition_penalty,
+                                              e.compute));
+        }
+    }
+    int32_t* result_ids = reinterpret_cast<int32_t*>(e.h_result.as<uint8_t>() + 4 * k_topk_max);
+    if (sp.temperature <= 0.0f) {
+        RABBIT_CUDA_CHECK(launch_argmax(l, vocab, e.picked.as<int32_t>(), e.sample_ws.get(), e.compute));
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.picked.get(), 4, cudaMemcpyDeviceToHost, e.compute));
+        RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
+        return result_ids[0];
+    }
+    RABBIT_CUDA_CHECK(launch_temperature(l, vocab, sp.temperature, e.compute));
+    if (sp.top_k > 0 && sp.top_k <= k_topk_max) {
+        const int k = int(std::min<int64_t>(sp.top_k, vocab));
+        RABBIT_CUDA_CHECK(launch_topk(l, vocab, k, e.topk_vals.as<float>(), e.topk_ids.as<int32_t>(), e.sample_ws.get(),
+                                      e.compute));
+        float* vals = e.h_result.as<float>();
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(vals, e.topk_vals.get(), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.topk_ids.get(), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
+        RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
+        return sampler.sample_sorted(std::vector<float>(vals, vals + k), std::vector<int32_t>(result_ids, result_ids + k));
+    }
+    std::vector<float> host(static_cast<size_t>(vocab));
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(host.data(), l, 4 * size_t(vocab), cudaMemcpyDeviceToHost, e.compute));
+    RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
+    return sampler.sample_scaled(host);
+}
+
+CudaEngineStats CudaEngine::stats() const {
+    CudaEngineStats s;
+    s.device = impl_->device_name;
+    s.budget = impl_->budget;
+    s.peak_device_bytes = impl_->peak_held;
+    s.device_used_growth = impl_->used_growth;
+    s.pinned_bytes = impl_->pinned_bytes;
+    if (impl_->ring) s.ring = impl_->ring->stats();
+    return s;
+}
+
+} // namespace rabbit

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+// The forward pass on a GPU, streamed. The planner (engine/memory_plan.h) splits the VRAM
+// budget between what is always there (activations, workspaces, every layer's norms and
+// biases, the KV cache when it fits, the ring's device slots) and units kept resident; the
+// rest cycles through the ring (stream/ring.h) for every pass, piece k + 1 on its way while
+// piece k computes. --ram-budget keeps streamed units in pinned host memory, so they skip the
+// disk and the staging copy. The same unit files, streaming order and config flags as the CPU
+// engine; the CUDA kernels (kernels/) and cuBLAS do the arithmetic.
+#pragma once
+
+#include "engine/engine.h"
+#include "engine/memory_plan.h"
+#include "format/split_model.h"
+#include "stream/ring.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace rabbit {
+
+struct CudaEngineOptions {
+    int device = 0;
+    uint64_t vram_budget = 0;   // bytes of GPU memory to use; 0: the device's free memory less a margin
+    uint64_t ram_budget = 0;    // bytes of streamed units kept in pinned host memory
+    uint64_t ctx = 0;           // 0: the model's maximum, lowered to what the memory holds
+    uint32_t ring_slots = 2;
+    KvPlace kv = KvPlace::automatic;
+    size_t batch = 512;         // most tokens through the layers at once
+    uint64_t max_slot = 0;      // cap on a ring slot's bytes (0: the planner's choice); for tests
+    size_t loader_threads = 4;  // threads sharing the copy of a piece from the files into pinned memory
+};
+
+struct CudaEngineStats {
+    std::string device;           // "NVIDIA H100 80GB HBM3 (sm_90)"
+    uint64_t budget = 0;
+    uint64_t peak_device_bytes = 0; // the most device memory this engine's buffers held (cudaMalloc)
+    uint64_t device_used_growth = 0; // the most the device's used memory (cudaMemGetInfo) grew since the engine started
+    uint64_t pinned_bytes = 0;      // pinned host memory: RAM tier, ring staging, host KV cache
+    RingStats ring;
+};
+
+class CudaEngine : public Engine {
+public:
+    CudaEngine(const SplitModel& model, const CudaEngineOptions& options);
+    ~CudaEngine() override;
+
+    const ModelConfig& config() const override;
+    uint64_t context() const override;
+    size_t position() const override;
+    void reset() override;
+    void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
+    int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
+                 std::vector<float>* all_logits) override;
+
+    const MemoryPlanInput& plan_input() const;
+    const MemoryPlan& plan() const;
+    CudaEngineStats stats() const;
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace rabbit

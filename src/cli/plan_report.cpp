@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cli/plan_report.h"
+
+#include "common/units.h"
+
+namespace rabbit {
+
+std::vector<std::pair<std::string, std::string>> plan_lines(const MemoryPlan& plan, const MemoryPlanInput& in) {
+    std::vector<std::pair<std::string, std::string>> out;
+    const std::string slots = std::to_string(in.ring_slots);
+    std::string always = "activations " + format_bytes(plan.activation_bytes) + ", workspace " +
+                         format_bytes(plan.workspace_bytes) + ", norms and biases " + format_bytes(plan.vector_bytes);
+    always += plan.kv_on_host ? ", KV cache in pinned host memory (" + format_bytes(plan.kv_cache_bytes) + ")"
+                              : ", KV cache " + format_bytes(plan.kv_cache_bytes);
+    always += plan.ring_bytes ? ", ring " + slots + " x " + format_bytes(plan.ring_slot_bytes) +
+                                    (plan.chunked ? " (larger units in row blocks)" : "")
+                              : std::string(", no ring (everything resident)");
+    out.emplace_back("  always", always);
+    if (!plan.fits) {
+        out.emplace_back("  verdict", "too small: the minimum is " + format_bytes(plan.minimum_budget) +
+                                          " (lower --ctx or --ring-slots, or --kv-cache host, to need less)");
+        return out;
+    }
+    uint32_t layers = 0;
+    std::string others;
+    for (size_t i = 0; i < in.units.size(); ++i) {
+        if (in.units[i].kind == UnitKind::layer) ++layers;
+        else if (plan.resident[i]) others += ", " + in.units[i].name;
+    }
+    out.emplace_back("  resident", std::to_string(plan.resident_layers) + " of " + std::to_string(layers) + " layers" +
+                                       others + " (" + format_bytes(plan.resident_bytes) + ")");
+    out.emplace_back("  streamed", format_bytes(plan.streamed_per_token) + " per decoded token");
+    return out;
+}
+
+} // namespace rabbit

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stream/cuda_transport.h"
+
+#include "backend/cuda/check.h"
+
+namespace rabbit {
+
+CudaTransport::CudaTransport(int device, size_t slots, uint64_t slot_bytes, cudaStream_t compute)
+    : device_(device), slot_bytes_(slot_bytes), compute_(compute) {
+    RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
+    slots_.resize(slots);
+    for (Slot& s : slots_) {
+        s.staging = PinnedBuffer(slot_bytes, false);
+        s.device = DeviceBuffer(slot_bytes);
+        RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+        RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&s.freed, cudaEventDisableTiming));
+    }
+}
+
+CudaTransport::~CudaTransport() {
+    // The ring has stopped; let queued copies land before their buffers go.
+    if (copy_) cudaStreamSynchronize(copy_);
+    for (Slot& s : slots_) {
+        if (s.copied) cudaEventDestroy(s.copied);
+        if (s.freed) cudaEventDestroy(s.freed);
+    }
+    if (copy_) cudaStreamDestroy(copy_);
+}
+
+void CudaTransport::loader_started() { RABBIT_CUDA_CHECK(cudaSetDevice(device_)); }
+
+void CudaTransport::wait_staging_free(size_t s) { RABBIT_CUDA_CHECK(cudaEventSynchronize(slots_[s].copied)); }
+
+void CudaTransport::copy(size_t s, const uint8_t* src, uint64_t bytes) {
+    Slot& slot = slots_[s];
+    RABBIT_CUDA_CHECK(cudaStreamWaitEvent(copy_, slot.freed, 0));
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(slot.device.get(), src, bytes, cudaMemcpyHostToDevice, copy_));
+    RABBIT_CUDA_CHECK(cudaEventRecord(slot.copied, copy_));
+}
+
+void CudaTransport::wait_arrival(size_t s) { RABBIT_CUDA_CHECK(cudaStreamWaitEvent(compute_, slots_[s].copied, 0)); }
+
+void CudaTransport::release(size_t s) { RABBIT_CUDA_CHECK(cudaEventRecord(slots_[s].freed, compute_)); }
+
+} // namespace rabbit

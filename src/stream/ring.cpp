@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stream/ring.h"
+
+#include "backend/cpu/thread_pool.h"
+#include "common/error.h"
+
+#include <chrono>
+#include <cstring>
+
+namespace rabbit {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Blocks of a piece's memcpy handed to the fill threads: large enough to amortise the
+// hand-out, small enough that the threads fault in pages of the file side by side.
+constexpr uint64_t k_fill_block = 4ull << 20;
+
+} // namespace
+
+Ring::Ring(RingTransport& transport, PieceSource& source, std::vector<Piece> sequence, ThreadPool* fill)
+    : transport_(transport), source_(source), sequence_(std::move(sequence)), pool_(fill) {
+    RABBIT_CHECK(!sequence_.empty() && transport_.slots() > 0, "a ring without pieces or slots");
+    for (const Piece& p : sequence_) RABBIT_CHECK(p.bytes <= transport_.slot_bytes(), "a piece larger than a ring slot");
+    thread_ = std::thread([this] { loader(); });
+}
+
+Ring::~Ring() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+}
+
+void Ring::fill(uint8_t* dst, const uint8_t* src, uint64_t bytes) {
+    if (!pool_ || bytes <= k_fill_block) {
+        std::memcpy(dst, src, bytes);
+        return;
+    }
+    const size_t blocks = size_t((bytes + k_fill_block - 1) / k_fill_block);
+    pool_->parallel_for(blocks, [&](size_t b, size_t e) {
+        const uint64_t from = b * k_fill_block, to = std::min<uint64_t>(bytes, e * k_fill_block);
+        std::memcpy(dst + from, src + from, to - from);
+    });
+}
+
+void Ring::loader() {
+    const size_t n = sequence_.size(), slots = transport_.slots();
+    try {
+        transport_.loader_started();
+        for (uint64_t k = 0;; ++k) {
+            const Piece& p = sequence_[k % n];
+            const size_t s = size_t(k % slots);
+            source_.prefetch(sequence_[(k + 1) % n]); // the disk reads it while this one is copied
+            const uint8_t* src = source_.bytes(p);
+            if (!source_.pinned(p)) {
+                // Pageable memory cannot be copied to the GPU asynchronously: stage it in the
+                // slot's pinned buffer, once the slot's previous copy has left it.
+                transport_.wait_staging_free(s);
+                const auto t0 = std::chrono::steady_clock::now();
+                fill(transport_.staging(s), src, p.bytes);
+                const double took = seconds_since(t0);
+                source_.done(p);
+                src = transport_.staging(s);
+                std::lock_guard<std::mutex> lock(mutex_);
+                stats_.fill_s += took;
+            }
+            {
+                // The device side of slot s holds piece k - slots until the consumer releases it.
+                std::unique_lock<std::mutex> lock(mutex_);
+                cv_.wait(lock, [&] { return stop_ || released_ + slots > k; });
+                if (stop_) return;
+            }
+            transport_.copy(s, src, p.bytes);
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                produced_ = k + 1;
+                stats_.bytes += p.bytes;
+                stats_.pieces += 1;
+            }
+            cv_.notify_all();
+        }
+    } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        error_ = std::current_exception();
+        cv_.notify_all();
+    }
+}
+
+const uint8_t* Ring::acquire() {
+    RABBIT_CHECK(released_ == consumed_, "Ring::acquire before the last piece was released");
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (produced_ <= consumed_ && !error_) {
+            const auto t0 = std::chrono::steady_clock::now();
+            cv_.wait(lock, [&] { return error_ || produced_ > consumed_; });
+            stats_.consumer_wait_s += seconds_since(t0);
+        }
+        if (produced_ <= consumed_) std::rethrow_exception(error_);
+    }
+    const size_t s = size_t(consumed_ % transport_.slots());
+    transport_.wait_arrival(s);
+    ++consumed_;
+    return transport_.device(s);
+}
+
+void Ring::release() {
+    RABBIT_CHECK(released_ + 1 == consumed_, "Ring::release without an acquired piece");
+    transport_.release(size_t(released_ % transport_.slots()));
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++released_;
+    }
+    cv_.notify_all();
+}
+
+RingStats Ring::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+}
+
+} // namespace rabbit

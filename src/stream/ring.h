@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+// The ring: N slots, each a pinned host buffer and a device buffer of the same size, through
+// which the pieces of the streamed units cycle, token after token, in the order the forward
+// pass uses them. A loader thread copies piece k from the mapped unit file into host slot
+// k % N (several threads share the memcpy) and queues its copy to the device on the copy
+// stream; the consumer (the forward pass) makes its compute stream wait for that copy,
+// computes, and releases the slot, after which piece k + N may be copied over it. Piece k + 1
+// is read and copied while piece k computes. The consumer never waits on the GPU; it waits
+// on the loader only when the disk is slower than the layers.
+//
+// What moves the bytes is a RingTransport: CUDA's (pinned memory, a copy stream, events), or
+// plain memory in the tests, which exercise exactly this class.
+#pragma once
+
+#include "stream/pieces.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace rabbit {
+
+class ThreadPool;
+
+class RingTransport {
+public:
+    virtual ~RingTransport() = default;
+    virtual size_t slots() const = 0;
+    virtual uint64_t slot_bytes() const = 0;
+    virtual uint8_t* staging(size_t slot) = 0;      // the host side (pinned)
+    virtual uint8_t* device(size_t slot) = 0;       // the device side
+    virtual void loader_started() {}                 // on the loader thread, first (CUDA: select the device)
+    // Loader thread:
+    virtual void wait_staging_free(size_t slot) = 0; // blocks until the last copy out of staging(slot) is done
+    // Queues src -> device(slot), ordered after the consumer's last release of the slot.
+    virtual void copy(size_t slot, const uint8_t* src, uint64_t bytes) = 0;
+    // Consumer thread (never blocks the host):
+    virtual void wait_arrival(size_t slot) = 0;      // the consumer's stream waits for the last copy into the slot
+    virtual void release(size_t slot) = 0;           // the consumer's stream is done with device(slot) after what it has queued
+};
+
+// Where a piece's bytes are on the host, and what to tell the page cache about them.
+class PieceSource {
+public:
+    virtual ~PieceSource() = default;
+    virtual const uint8_t* bytes(const Piece& p) = 0;  // valid while the ring lives
+    virtual bool pinned(const Piece& p) = 0;           // already in pinned memory: copied without staging
+    virtual void prefetch(const Piece& p) = 0;         // will be read soon (read-ahead)
+    virtual void done(const Piece& p) = 0;             // read for this token (may be dropped from memory)
+};
+
+struct RingStats {
+    double consumer_wait_s = 0; // the forward pass waiting for a piece not yet copied
+    double fill_s = 0;          // the loader copying pieces into staging
+    uint64_t bytes = 0;         // bytes queued to the device
+    uint64_t pieces = 0;
+};
+
+class Ring {
+public:
+    // sequence: the pieces of one forward pass, repeated for every pass.
+    // fill: the threads that share a piece's memcpy into staging (may be null: the loader alone).
+    Ring(RingTransport& transport, PieceSource& source, std::vector<Piece> sequence, ThreadPool* fill);
+    ~Ring();
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+
+    const std::vector<Piece>& sequence() const { return sequence_; }
+    // The next piece of the sequence: which it is, and its bytes on the device, which the
+    // consumer's stream will wait for. Rethrows the loader's error, if it failed.
+    const Piece& next_piece() const { return sequence_[consumed_ % sequence_.size()]; }
+    const uint8_t* acquire();
+    void release(); // the piece acquire() returned
+    RingStats stats() const;
+
+private:
+    void loader();
+    void fill(uint8_t* dst, const uint8_t* src, uint64_t bytes);
+
+    RingTransport& transport_;
+    PieceSource& source_;
+    std::vector<Piece> sequence_;
+    ThreadPool* pool_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    uint64_t produced_ = 0;  // pieces whose copy is queued
+    uint64_t released_ = 0;  // pieces the consumer released
+    uint64_t consumed_ = 0;  // pieces the consumer acquired
+    bool stop_ = false;
+    std::exception_ptr error_;
+    RingStats stats_;
+    std::thread thread_;
+};
+
+} // namespace rabbit

@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA engine against the CPU engine (its reference) and Hugging Face's goldens, with
+// every way of placing memory: everything resident, nothing resident, ring slots 1, 2 and 3,
+// units in row blocks, the KV cache in host memory, a RAM tier. And a Qwen2.5-14B-shaped
+// model within a 4 GiB budget. [gpu]: skipped, visibly, without a usable GPU.
+#include "common/error.h"
+#include "gpu.h"
+#include "helpers.h"
+#include "split/splitter.h"
+
+#include <catch2/catch.hpp>
+
+#ifdef RABBIT_HAVE_CUDA
+#include "backend/cuda/cuda_engine.h"
+#include "common/file_io.h"
+#include "common/json_read.h"
+#include "engine/cpu_engine.h"
+#include "format/split_model.h"
+
+#include <cmath>
+#endif
+
+using namespace rabbit;
+
+#ifdef RABBIT_HAVE_CUDA
+namespace {
+
+std::string make_split(const std::vector<std::string>& genmodel_args, const test::TempDir& dir) {
+    std::vector<std::string> args = genmodel_args;
+    args.insert(args.end(), {"-o", dir / "hf"});
+    REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, args).exit_code == 0);
+    SplitOptions opt;
+    opt.model_dir = dir / "hf";
+    opt.out_dir = dir / "split";
+    SplitProgress quiet;
+    run_split(opt, quiet);
+    return dir / "split";
+}
+
+// The logits of a prompt, every position, then of three decode steps.
+std::vector<float> run_logits(Engine& e, const std::vector<int32_t>& prompt) {
+    std::vector<float> all, logits;
+    e.reset();
+    e.forward(prompt.data(), prompt.size(), prompt.size(), logits);
+    all = logits;
+    for (int32_t t : {5, 99, 400}) {
+        e.forward(&t, 1, 1, logits);
+        all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+}
+
+std::vector<int32_t> greedy(Engine& e, std::vector<int32_t> seq, size_t total) {
+    std::vector<float> logits;
+    e.reset();
+    e.forward(seq.data(), seq.size(), 1, logits);
+    while (seq.size() < total) {
+        const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        seq.push_back(next);
+        if (seq.size() == total) break;
+        e.forward(&next, 1, 1, logits);
+    }
+    return seq;
+}
+
+// The largest |a - b| / (atol + rtol |b|).
+double worst(const std::vector<float>& a, const std::vector<float>& b, double atol, double rtol) {
+    REQUIRE(a.size() == b.size());
+    double w = 0;
+    for (size_t i = 0; i < a.size(); ++i) w = std::max(w, std::fabs(double(a[i]) - b[i]) / (atol + rtol * std::fabs(double(b[i]))));
+    return w;
+}
+
+const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17};
+
+} // namespace
+#endif
+
+TEST_CASE("CUDA logits match the CPU engine and Hugging Face for every architecture", "[gpu][cuda-engine]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    const std::string golden_dir = std::string(RABBIT_SOURCE_DIR) + "/tests/data/goldens";
+    for (const char* name : {"qwen2-tied-bias", "qwen3-qknorm-untied", "llama3-rope-scaling", "mistral-sliding-window"}) {
+        INFO(name);
+        const std::string path = golden_dir + "/" + name + ".json";
+        JsonDocument doc(read_text_file(path), path);
+        auto o = doc.root_object();
+        std::vector<std::string> args;
+        for (auto a : json_to_array(*json_field(o, "genmodel"), path, "genmodel")) args.push_back(json_to_string(a, path, "arg"));
+        for (const char* dtype : {"f32", "bf16"}) {
+            INFO(dtype);
+            test::TempDir dir;
+            std::vector<std::string> a = args;
+            a.insert(a.end(), {"--dtype", dtype});
+            SplitModel model = SplitModel::open(make_split(a, dir));
+            CpuEngine cpu(model, {});
+            CudaEngine gpu(model, {});
+            std::vector<int32_t> prompt;
+            for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) prompt.push_back(int32_t(json_to_int(v, path, "")));
+            const std::vector<float> want = run_logits(cpu, prompt), got = run_logits(gpu, prompt);
+            // f32 weights: f32 everywhere, products in another order (and cuBLAS's blocking);
+            // bf16 weights: activations rounded to bf16 before each product, as a bf16 model
+            // computes, where the CPU keeps them in f32.
+            const bool f32 = std::string(dtype) == "f32";
+            const double w = worst(got, want, f32 ? 1e-4 : 3e-2, f32 ? 1e-4 : 3e-2);
+            WARN(name << " " << dtype << ": largest CUDA-CPU logit difference " << w << " of the tolerance");
+            CHECK(w <= 1.0);
+            if (f32) {
+                std::vector<int32_t> want_ids;
+                for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) want_ids.push_back(int32_t(json_to_int(v, path, "")));
+                const std::vector<int32_t> seq = greedy(gpu, prompt, prompt.size() + want_ids.size());
+                CHECK(std::vector<int32_t>(seq.begin() + long(prompt.size()), seq.end()) == want_ids);
+            }
+        }
+    }
+#endif
+}
+
+TEST_CASE("CUDA greedy output equals the CPU's for tinystories-656k", "[gpu][cuda-engine][golden]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    SplitOptions opt;
+    opt.model_dir = test::tinystories_dir();
+    opt.out_dir = dir / "ts";
+    SplitProgress quiet;
+    run_split(opt, quiet);
+    SplitModel model = SplitModel::open(dir / "ts");
+    CpuEngine cpu(model, {});
+    CudaEngine gpu(model, {});
+    REQUIRE(greedy(gpu, {1}, 81) == greedy(cpu, {1}, 81));
+    REQUIRE(greedy(gpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71) ==
+            greedy(cpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71));
+    // On the command line too, with the GPU choosing the tokens.
+    test::RunResult a = test::run_rabbit({"-q", "run", "-m", dir / "ts", "--raw", "-p", "", "-n", "80", "--device", "cpu"});
+    test::RunResult b = test::run_rabbit({"run", "-m", dir / "ts", "--raw", "-p", "", "-n", "80", "--device", "cuda",
+                                          "--vram-budget", "1G"});
+    REQUIRE(a.exit_code == 0);
+    REQUIRE(b.exit_code == 0);
+    REQUIRE(a.out == b.out);
+    // The stats line gives the peak GPU memory against the budget.
+    REQUIRE_THAT(b.err, Catch::Contains("GPU memory: peak") && Catch::Contains("of the 1.00 GiB budget"));
+#endif
+}
+
+TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row blocks, KV on the host", "[gpu][cuda-engine][ring]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    for (const char* dtype : {"f32", "bf16"}) {
+        INFO(dtype);
+        test::TempDir dir;
+        SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "3", "--dtype", dtype}, dir));
+        CudaEngineOptions all;
+        CudaEngine reference(model, all);
+        REQUIRE(reference.plan().streamed_per_token == 0);
+        const std::vector<float> want = run_logits(reference, k_prompt);
+        struct Case {
+            std::string what;
+            CudaEngineOptions o;
+            bool minimum; // at the smallest budget the options allow: nothing resident
+        };
+        std::vector<Case> cases;
+        for (uint32_t slots : {1u, 2u, 3u}) {
+            CudaEngineOptions o;
+            o.ring_slots = slots;
+            cases.push_back({std::to_string(slots) + " slots, nothing resident", o, true});
+            o.max_slot = 4096 * 3 + 256; // row blocks that divide no matrix evenly
+            cases.push_back({std::to_string(slots) + " slots, row blocks", o, true});
+        }
+        CudaEngineOptions kv;
+        kv.kv = KvPlace::host;
+        cases.push_back({"KV cache on the host, everything resident", kv, false});
+        cases.push_back({"KV cache on the host, nothing resident", kv, true});
+        CudaEngineOptions tiered;
+        tiered.max_slot = 8192;
+        tiered.ram_budget = 1ull << 30;
+        tiered.batch = 4; // the prompt in three parts
+        cases.push_back({"RAM tier, row blocks, prompt in parts", tiered, true});
+        for (const Case& cs : cases) {
+            INFO(cs.what);
+            CudaEngineOptions o = cs.o;
+            if (cs.minimum) {
+                CudaEngineOptions plan_only = o;
+                plan_only.vram_budget = 1ull << 40; // the tiny model is resident at once: read the minimum
+                o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;
+            }
+            CudaEngine e(model, o);
+            if (cs.minimum) {
+                REQUIRE(e.plan().resident_bytes == 0);
+                REQUIRE(e.plan().streamed_per_token > 0);
+            }
+            REQUIRE(e.plan().kv_on_host == (o.kv == KvPlace::host));
+            const std::vector<float> got = run_logits(e, k_prompt);
+            CHECK(worst(got, want, 1e-5, 1e-4) <= 1.0);
+            const CudaEngineStats st = e.stats();
+            if (cs.minimum) {
+                REQUIRE(st.ring.pieces > 0);
+                // The prompt's logits rows are the one allocation beyond the plan's single row.
+                REQUIRE(st.peak_device_bytes <= o.vram_budget + 4ull * k_prompt.size() * model.config().vocab_size);
+            }
+        }
+    }
+#endif
+}
+
+TEST_CASE("a budget below the minimum is refused with the minimum; a 14B-shaped model runs in 4 GiB", "[gpu][cuda-engine][budget]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    // Qwen2.5-14B shapes with 4 layers: a 1.45 GiB embedding and lm_head, 525 MiB layers.
+    const std::string split = make_split({"-p", "qwen2.5-14b", "--layers", "4", "--dtype", "bf16"}, dir);
+    SplitModel model = SplitModel::open(split);
+    CudaEngineOptions tiny;
+    tiny.vram_budget = 100ull << 20;
+    tiny.ctx = 4096;
+    try {
+        CudaEngine e(model, tiny);
+        FAIL("100 MiB was accepted");
+    } catch (const Error& e) {
+        REQUIRE(e.code() == ExitCode::resources);
+        REQUIRE_THAT(e.what(), Catch::Contains("the minimum is"));
+    }
+    CudaEngineOptions four;
+    four.vram_budget = 4ull << 30;
+    four.ctx = 4096;
+    CudaEngine e(model, four);
+    REQUIRE(e.plan().streamed_per_token > 0);
+    std::vector<float> logits;
+    e.forward(k_prompt.data(), k_prompt.size(), 1, logits);
+    for (int i = 0; i < 4; ++i) {
+        const int32_t t = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        e.forward(&t, 1, 1, logits);
+    }
+    const CudaEngineStats st = e.stats();
+    WARN("14B-shaped, 4 layers, 4 GiB budget: peak " << st.peak_device_bytes << " bytes held, device use grew by "
+                                                     << st.device_used_growth);
+    REQUIRE(st.peak_device_bytes <= four.vram_budget);
+#endif
+}
+
+TEST_CASE("asking for CUDA without a usable GPU is a clear error", "[cuda-engine][cli]") {
+#ifdef RABBIT_HAVE_CUDA
+    if (test::gpu_available()) return; // the other side of this is the [gpu] tests
+#endif
+    test::TempDir dir;
+    SplitOptions opt;
+    opt.model_dir = test::tinystories_dir();
+    opt.out_dir = dir / "ts";
+    SplitProgress quiet;
+    run_split(opt, quiet);
+    test::RunResult r = test::run_rabbit({"run", "-m", dir / "ts", "-p", "x", "--device", "cuda"});
+    REQUIRE(r.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(r.err, Catch::Contains("--device cuda"));
+    // The default falls back to the CPU, saying so.
+    test::RunResult d = test::run_rabbit({"run", "-m", dir / "ts", "--raw", "-p", "", "-n", "3"});
+    REQUIRE(d.exit_code == 0);
+    REQUIRE_THAT(d.err, Catch::Contains("running on the CPU"));
+}
