@@ -81,3 +81,50 @@ TEST_CASE("the KV cache grows with the context and the kv heads", "[plan]") {
     in.weight_dtype = DType::f32;
     REQUIRE(plan_memory(in).kv_cache_bytes == 2ull * 4 * 1024 * c.kv_dim() * 4);
 }
+
+TEST_CASE("the KV cache moves to the host only when it does not fit beside the smallest ring", "[plan]") {
+    MemoryPlanInput in = input(8, 100 << 20, 300 << 20, 0);
+    in.budget = 2ull << 30;
+    // A context whose KV cache alone is twice the budget.
+    in.ctx = 2 * in.budget / kv_cache_bytes(in.config, 1, 2);
+    MemoryPlan p = plan_memory(in);
+    REQUIRE(p.fits);
+    REQUIRE(p.kv_on_host);
+    REQUIRE(p.fixed_bytes + p.resident_bytes <= in.budget);
+    in.ctx = 256;
+    p = plan_memory(in);
+    REQUIRE(!p.kv_on_host);
+    in.kv = KvPlace::host;
+    REQUIRE(plan_memory(in).kv_on_host);
+    in.kv = KvPlace::gpu;
+    in.ctx = 2 * in.budget / kv_cache_bytes(in.config, 1, 2);
+    REQUIRE(!plan_memory(in).fits); // forced onto the GPU, it cannot fit
+}
+
+TEST_CASE("any budget: within it, every per-token byte resident or streamed, slots hold the pieces", "[plan]") {
+    // Budgets from the minimum up, with and without a slot cap: the plan never uses more than
+    // the budget, and a slot smaller than a streamed unit means that unit goes in row blocks.
+    for (uint64_t cap : {uint64_t(0), uint64_t(40) << 20}) {
+        MemoryPlanInput in = input(12, 90 << 20, 400 << 20, 0);
+        in.max_slot = cap;
+        in.budget = 1ull << 40;
+        const uint64_t total = weight_bytes_per_token(in.units, false);
+        in.budget = 0;
+        const uint64_t minimum = plan_memory(in).minimum_budget;
+        for (uint64_t budget = minimum; budget < minimum + total + (200 << 20); budget += 37ull << 20) {
+            INFO("cap " << cap << ", budget " << budget);
+            in.budget = budget;
+            const MemoryPlan p = plan_memory(in);
+            REQUIRE(p.fits);
+            REQUIRE(p.fixed_bytes + p.resident_bytes <= budget);
+            REQUIRE(p.resident_bytes + p.streamed_per_token == total);
+            if (cap) REQUIRE(p.ring_slot_bytes <= cap);
+            bool larger = false;
+            for (size_t i = 0; i < in.units.size(); ++i)
+                if (!p.resident[i] && in.units[i].kind != UnitKind::embed && in.units[i].bytes > p.ring_slot_bytes) larger = true;
+            REQUIRE(p.chunked == larger);
+        }
+        in.budget = minimum - 1;
+        REQUIRE(!plan_memory(in).fits);
+    }
+}
