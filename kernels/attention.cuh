@@ -33,7 +33,14 @@ struct AttentionParams {
     int sm_count = 0;                // multiprocessors of the device, to size the split
 };
 
-// head_dim: 64, 80, 96, 128, 256 (a loud error otherwise).
+// The head sizes launch_attention has kernels for (a loud error for any other).
+inline bool attention_supports_head_dim(int d) {
+    switch (d) {
+    case 8: case 16: case 24: case 32: case 64: case 80: case 96: case 128: case 256: return true;
+    default: return false;
+    }
+}
+
 cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream);
 
 } // namespace rabbit

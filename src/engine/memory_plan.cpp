@@ -42,9 +42,11 @@ uint64_t workspace_bytes(const ModelConfig& c) {
 }
 
 uint64_t vector_bytes(const ModelConfig& c) {
-    const uint64_t per_layer = 2ull * c.hidden_size + (c.qkv_bias ? c.q_dim() + 2ull * c.kv_dim() : 0) +
-                               (c.qk_norm ? 2ull * c.head_dim : 0) + (c.o_bias ? c.hidden_size : 0);
-    return 4 * (per_layer * c.num_layers + c.hidden_size);
+    // Each vector starts 256-byte aligned (64 floats) in the engine's buffer.
+    auto padded = [](uint64_t n) { return (n + 63) / 64 * 64; };
+    const uint64_t per_layer = 2 * padded(c.hidden_size) + (c.qkv_bias ? padded(c.q_dim() + 2ull * c.kv_dim()) : 0) +
+                               (c.qk_norm ? 2 * padded(c.head_dim) : 0) + (c.o_bias ? padded(c.hidden_size) : 0);
+    return 4 * (per_layer * c.num_layers + padded(c.hidden_size));
 }
 
 uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act) {

@@ -12,7 +12,9 @@ CudaTransport::CudaTransport(int device, size_t slots, uint64_t slot_bytes, cuda
     for (Slot& s : slots_) {
         s.staging = PinnedBuffer(slot_bytes, false);
         s.device = DeviceBuffer(slot_bytes);
-        RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+        // The loader waits on `copied` from the host: sleep in the driver rather than spin a
+        // core that the fill threads need.
+        RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming | cudaEventBlockingSync));
         RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&s.freed, cudaEventDisableTiming));
     }
 }

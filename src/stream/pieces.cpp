@@ -22,8 +22,8 @@ std::vector<const UnitTensor*> matrices_in_use_order(const ManifestUnit& unit) {
     return out;
 }
 
-std::vector<Piece> plan_pieces(const ManifestUnit& unit, size_t unit_index, uint64_t slot_bytes) {
-    std::vector<Piece> pieces;
+std::vector<RingPiece> plan_pieces(const ManifestUnit& unit, size_t unit_index, uint64_t slot_bytes) {
+    std::vector<RingPiece> pieces;
     const uint64_t data = unit.layout.data_size;
     if (data <= slot_bytes) {
         pieces.push_back({unit_index, 0, data, "", 0, 0});

@@ -14,7 +14,7 @@
 
 namespace rabbit {
 
-struct Piece {
+struct RingPiece {
     size_t unit = 0;       // index in the manifest
     uint64_t offset = 0;   // bytes into the unit's data section
     uint64_t bytes = 0;
@@ -28,6 +28,6 @@ std::vector<const UnitTensor*> matrices_in_use_order(const ManifestUnit& unit);
 
 // The pieces of one unit for slots of slot_bytes. Throws Error(resources) when a single row
 // of some matrix is larger than a slot.
-std::vector<Piece> plan_pieces(const ManifestUnit& unit, size_t unit_index, uint64_t slot_bytes);
+std::vector<RingPiece> plan_pieces(const ManifestUnit& unit, size_t unit_index, uint64_t slot_bytes);
 
 } // namespace rabbit

@@ -21,10 +21,10 @@ constexpr uint64_t k_fill_block = 4ull << 20;
 
 } // namespace
 
-Ring::Ring(RingTransport& transport, PieceSource& source, std::vector<Piece> sequence, ThreadPool* fill)
+Ring::Ring(RingTransport& transport, PieceSource& source, std::vector<RingPiece> sequence, ThreadPool* fill)
     : transport_(transport), source_(source), sequence_(std::move(sequence)), pool_(fill) {
     RABBIT_CHECK(!sequence_.empty() && transport_.slots() > 0, "a ring without pieces or slots");
-    for (const Piece& p : sequence_) RABBIT_CHECK(p.bytes <= transport_.slot_bytes(), "a piece larger than a ring slot");
+    for (const RingPiece& p : sequence_) RABBIT_CHECK(p.bytes <= transport_.slot_bytes(), "a piece larger than a ring slot");
     thread_ = std::thread([this] { loader(); });
 }
 
@@ -54,7 +54,7 @@ void Ring::loader() {
     try {
         transport_.loader_started();
         for (uint64_t k = 0;; ++k) {
-            const Piece& p = sequence_[k % n];
+            const RingPiece& p = sequence_[k % n];
             const size_t s = size_t(k % slots);
             source_.prefetch(sequence_[(k + 1) % n]); // the disk reads it while this one is copied
             const uint8_t* src = source_.bytes(p);

@@ -4,7 +4,7 @@
 // pass uses them. A loader thread copies piece k from the mapped unit file into host slot
 // k % N (several threads share the memcpy) and queues its copy to the device on the copy
 // stream; the consumer (the forward pass) makes its compute stream wait for that copy,
-// computes, and releases the slot, after which piece k + N may be copied over it. Piece k + 1
+// computes, and releases the slot, after which piece k + N may be copied over it. RingPiece k + 1
 // is read and copied while piece k computes. The consumer never waits on the GPU; it waits
 // on the loader only when the disk is slower than the layers.
 //
@@ -49,10 +49,10 @@ public:
 class PieceSource {
 public:
     virtual ~PieceSource() = default;
-    virtual const uint8_t* bytes(const Piece& p) = 0;  // valid while the ring lives
-    virtual bool pinned(const Piece& p) = 0;           // already in pinned memory: copied without staging
-    virtual void prefetch(const Piece& p) = 0;         // will be read soon (read-ahead)
-    virtual void done(const Piece& p) = 0;             // read for this token (may be dropped from memory)
+    virtual const uint8_t* bytes(const RingPiece& p) = 0;  // valid while the ring lives
+    virtual bool pinned(const RingPiece& p) = 0;           // already in pinned memory: copied without staging
+    virtual void prefetch(const RingPiece& p) = 0;         // will be read soon (read-ahead)
+    virtual void done(const RingPiece& p) = 0;             // read for this token (may be dropped from memory)
 };
 
 struct RingStats {
@@ -66,15 +66,15 @@ class Ring {
 public:
     // sequence: the pieces of one forward pass, repeated for every pass.
     // fill: the threads that share a piece's memcpy into staging (may be null: the loader alone).
-    Ring(RingTransport& transport, PieceSource& source, std::vector<Piece> sequence, ThreadPool* fill);
+    Ring(RingTransport& transport, PieceSource& source, std::vector<RingPiece> sequence, ThreadPool* fill);
     ~Ring();
     Ring(const Ring&) = delete;
     Ring& operator=(const Ring&) = delete;
 
-    const std::vector<Piece>& sequence() const { return sequence_; }
+    const std::vector<RingPiece>& sequence() const { return sequence_; }
     // The next piece of the sequence: which it is, and its bytes on the device, which the
     // consumer's stream will wait for. Rethrows the loader's error, if it failed.
-    const Piece& next_piece() const { return sequence_[consumed_ % sequence_.size()]; }
+    const RingPiece& next_piece() const { return sequence_[consumed_ % sequence_.size()]; }
     const uint8_t* acquire();
     void release(); // the piece acquire() returned
     RingStats stats() const;
@@ -85,7 +85,7 @@ private:
 
     RingTransport& transport_;
     PieceSource& source_;
-    std::vector<Piece> sequence_;
+    std::vector<RingPiece> sequence_;
     ThreadPool* pool_;
 
     mutable std::mutex mutex_;

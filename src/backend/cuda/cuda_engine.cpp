@@ -61,12 +61,12 @@ struct LayerVectors {
 class UnitPieces : public PieceSource {
 public:
     UnitPieces(const MmapUnitSource& files, const std::vector<PinnedBuffer>& tier) : files_(files), tier_(tier) {}
-    const uint8_t* bytes(const Piece& p) override { return base(p.unit) + p.offset; }
-    bool pinned(const Piece& p) override { return tier_[p.unit].get() != nullptr; }
-    void prefetch(const Piece& p) override {
+    const uint8_t* bytes(const RingPiece& p) override { return base(p.unit) + p.offset; }
+    bool pinned(const RingPiece& p) override { return tier_[p.unit].get() != nullptr; }
+    void prefetch(const RingPiece& p) override {
         if (!pinned(p)) files_.will_need(bytes(p), p.bytes);
     }
-    void done(const Piece& p) override {
+    void done(const RingPiece& p) override {
         if (!pinned(p)) const_cast<MmapUnitSource&>(files_).done_with(p.unit, bytes(p), p.bytes);
     }
 
@@ -115,6 +115,7 @@ struct CudaEngine::Impl {
     bool to_f16 = false;  // bf16 weights on a GPU without bf16: rewritten as f16 on arrival
     uint64_t budget = 0, ctx = 0;
     size_t batch = 512, pos = 0;
+    bool in_pass = false; // set while a pass runs: an exception inside one leaves the ring mid-sequence
     MemoryPlanInput plan_in;
     MemoryPlan plan;
 
@@ -204,6 +205,9 @@ void CudaEngine::Impl::init() {
         head_unit = embed_unit;
         head_tensor = "embed";
     }
+    if (!attention_supports_head_dim(int(c.head_dim)))
+        throw unsupported(model.dir() + "/manifest.json", "head_dim " + std::to_string(c.head_dim) +
+                                                              " has no CUDA attention kernel; use --device cpu");
     inv_freq = rope_inv_freq(c);
     batch = std::max<size_t>(1, opt.batch);
 
@@ -389,7 +393,7 @@ void CudaEngine::Impl::start_ring() {
     const auto& units = model.manifest().units;
     streamed_whole.assign(units.size(), false);
     tier.resize(units.size());
-    std::vector<Piece> sequence;
+    std::vector<RingPiece> sequence;
     std::vector<size_t> streamed;
     for (size_t u : layer_units)
         if (!resident[u].get()) streamed.push_back(u);
@@ -402,10 +406,13 @@ void CudaEngine::Impl::start_ring() {
     }
     // The RAM tier: streamed units kept in pinned memory, in streaming order, while the
     // budget lasts and the system lets us pin.
+    // Pinned pages cannot be reclaimed: never more than 3/4 of what is available now, after
+    // the host KV cache and the staging buffers were pinned.
+    const uint64_t tier_budget = std::min<uint64_t>(opt.ram_budget, available_memory() / 4 * 3);
     uint64_t kept = 0;
     for (size_t u : streamed) {
         const uint64_t bytes = units[u].layout.data_size;
-        if (kept + bytes > opt.ram_budget) continue;
+        if (kept + bytes > tier_budget) continue;
         try {
             tier[u] = PinnedBuffer(bytes, false);
         } catch (const Error& e) {
@@ -501,7 +508,7 @@ void CudaEngine::Impl::linear(size_t unit, const uint8_t* base, const char* tens
     }
     // Streamed in row blocks: each block's product as it arrives, then its slot goes back.
     for (uint64_t done = 0; done < t->shape[0];) {
-        const Piece p = ring->next_piece();
+        const RingPiece p = ring->next_piece();
         RABBIT_CHECK(p.unit == unit && p.tensor == tensor && p.row0 == done, "the ring is out of step with the layer");
         uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
         if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
@@ -612,6 +619,10 @@ void CudaEngine::Impl::layer(size_t l, size_t m) {
 }
 
 void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows) {
+    if (in_pass)
+        throw Error(ExitCode::internal, "the CUDA engine was interrupted in the middle of a pass and cannot go on; "
+                                        "make a new one");
+    in_pass = true;
     const size_t h = c.hidden_size, half = c.head_dim / 2;
     // The staging buffers are reused: wait until the last pass's copies out of them are done
     // (long since, as a rule: a whole pass of the model ran after them).
@@ -633,6 +644,7 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows) {
     // The final norm (with the last residual add) and lm_head, for the rows asked for.
     if (rows == 0) {
         if (ring) skip_unit(head_unit);
+        in_pass = false;
         return;
     }
     const size_t first = m - rows;
@@ -657,6 +669,7 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows) {
     }
     linear(head_unit, base, head_tensor, xn.get(), rows, logits.as<float>(), c.vocab_size);
     if (piece) ring->release();
+    in_pass = false;
 }
 
 CudaEngine::CudaEngine(const SplitModel& model, const CudaEngineOptions& options)
