@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: Apache-2.0
+// Flash-style attention on CUDA cores (f32 arithmetic; no tensor cores, so one code path for
+// every architecture from sm_75).
+//
+// A block: 4 warps and BR = 4 * RW query rows of one KV group g, rows being (token, head of the
+// group) pairs in the order r = token * group + head_in_group, so consecutive rows need nearly
+// the same positions. Row r of the block belongs to warp r % 4 (slot r / 4): with a decode
+// step's handful of rows every warp still gets some. The block walks its positions in tiles of
+// 32: the K and V tiles are copied (16-byte loads, each cache element once per block, as it is,
+// in the cache type) into shared memory, then
+//   scores: lane j of every warp takes position j0 + j against each of its warp's rows (q in
+//           shared memory, pre-scaled by scale * log2 e, so the softmax uses exp2);
+//   softmax: per row, the tile maximum and sum by warp shuffles, online rescaling;
+//   values: the probabilities go through shared memory; lane c accumulates output dimensions
+//           (2c, 2c + 1) (+ 64 i) of each row from the V tile.
+// Shared memory: q [BR, D] f32 + p [BR, 32] f32 + K and V tiles [32, D + 4] cache type (the 4
+// elements of padding make the per-lane row reads of the score phase free of bank conflicts).
+// f32 caches with D = 256 keep one tile buffer for K then V, to stay small.
+//
+// Splits: when the blocks would not fill the GPU (a decode step), blockIdx.z cuts each block's
+// position range into `splits` parts; each writes its rows' (max, sum, unnormalised output) to
+// the workspace, and attention_merge_kernel combines them.
+#include "attention.cuh"
+
+#include "elem_device.cuh"
+
+#include <climits>
+
+namespace rabbit {
+
+namespace {
+
+constexpr int k_attn_warps = 4;
+constexpr int k_attn_threads = 32 * k_attn_warps;
+constexpr int k_tile = 32; // positions per K/V tile: one per lane in the score phase
+constexpr int k_pad = 4;   // elements of padding per shared tile row
+constexpr int k_min_split_positions = 128;
+constexpr float k_log2e = 1.44269504088896340736f;
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
+
+template <int D, typename TC, int RW>
+struct AttnShape {
+    static constexpr int br = RW * k_attn_warps; // query rows per block
+    static constexpr bool shared_kv = D == 256 && sizeof(TC) == 4;
+    static constexpr int row = D + k_pad; // elements per shared tile row
+    static constexpr size_t q_bytes = size_t(br) * D * sizeof(float);
+    static constexpr size_t p_bytes = size_t(br) * k_tile * sizeof(float);
+    static constexpr size_t tile_bytes = size_t(k_tile) * row * sizeof(TC);
+    static constexpr size_t smem = q_bytes + p_bytes + (shared_kv ? 1 : 2) * tile_bytes;
+    static_assert(q_bytes % 16 == 0 && p_bytes % 16 == 0 && tile_bytes % 16 == 0, "shared arrays stay 16-byte aligned");
+    static_assert((row * sizeof(TC)) % 8 == 0, "tile rows are read 8 bytes at a time");
+    static_assert((D * sizeof(TC)) % 16 == 0, "cache rows are whole 16-byte vectors");
+};
+
+struct AttnArgs {
+    const float* q;   // token t, head h at q + t * q_stride + h * D; f32
+    int64_t q_stride;
+    const void* k;    // [kv_heads, cache_len, D] TC
+    const void* v;    // [kv_heads, cache_len, D] TC
+    int64_t cache_len;
+    void* out;        // [tokens, heads * D] out_type (splits == 1)
+    Elem out_type;
+    int tokens, heads, group;
+    int rows;         // tokens * group query rows per KV group
+    int pos, window;  // window 0: none
+    float scale_log2; // scale * log2(e)
+    int splits;
+    float* ws_ml;     // [splits, tokens * heads, 2] f32: running max (log2 units), sum
+    float* ws_acc;    // [splits, tokens * heads, D] f32: unnormalised output
+};
+
+// dst [32, D + pad] TC (shared) <- src [nv, D] TC (global, contiguous, 16-byte aligned); rows
+// from nv on are zeroed, so that stale or never-written shared memory (NaN bits) cannot reach
+// the products (their probabilities are 0, but 0 * NaN is NaN).
+template <int D, typename TC>
+__device__ __forceinline__ void load_tile(TC* dst, const TC* __restrict__ src, int nv) {
+    constexpr int vpr = int(D * sizeof(TC) / 16); // 16-byte vectors per row
+    constexpr int nvec = k_tile * vpr;
+    constexpr int iters = (nvec + k_attn_threads - 1) / k_attn_threads;
+    constexpr int row_bytes = int((D + k_pad) * sizeof(TC));
+    uint4 r[iters];
+#pragma unroll
+    for (int it = 0; it < iters; ++it) {
+        const int v = threadIdx.x + it * k_attn_threads;
+        r[it] = make_uint4(0, 0, 0, 0);
+        if (v < nvec && v / vpr < nv) r[it] = reinterpret_cast<const uint4*>(src)[v];
+    }
+#pragma unroll
+    for (int it = 0; it < iters; ++it) {
+        const int v = threadIdx.x + it * k_attn_threads;
+        if (v < nvec) {
+            // Shared rows are 8-byte aligned only (the padding), hence two 8-byte stores.
+            uint2* d = reinterpret_cast<uint2*>(reinterpret_cast<unsigned char*>(dst) + (v / vpr) * row_bytes +
+                                                (v % vpr) * 16);
+            d[0] = make_uint2(r[it].x, r[it].y);
+            d[1] = make_uint2(r[it].z, r[it].w);
+        }
+    }
+}
+
+template <int D, typename TC, int RW>
+__global__ void __launch_bounds__(k_attn_threads) attention_kernel(const AttnArgs a) {
+    using S = AttnShape<D, TC, RW>;
+    constexpr int br = S::br;
+    constexpr int np = (D / 2 + 31) / 32; // output pairs per lane and row
+
+    extern __shared__ __align__(16) unsigned char smem[];
+    float* q_s = reinterpret_cast<float*>(smem);                // [br, D] f32, pre-scaled
+    float* p_s = reinterpret_cast<float*>(smem + S::q_bytes);   // [warps, RW, 32] f32
+    TC* k_s = reinterpret_cast<TC*>(smem + S::q_bytes + S::p_bytes); // [32, D + pad] TC
+    TC* v_s = S::shared_kv ? k_s : reinterpret_cast<TC*>(smem + S::q_bytes + S::p_bytes + S::tile_bytes);
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = blockIdx.y, split = blockIdx.z;
+    const int row0 = blockIdx.x * br;
+    const int nrows = min(br, a.rows - row0);
+
+    for (int e = threadIdx.x; e < br * D; e += k_attn_threads) {
+        const int r = e / D, d = e - r * D;
+        float x = 0.0f;
+        if (r < nrows) {
+            const int R = row0 + r, t = R / a.group, h = g * a.group + (R - t * a.group);
+            x = a.q[t * a.q_stride + int64_t(h) * D + d] * a.scale_log2;
+        }
+        q_s[e] = x;
+    }
+
+    // Each slot's allowed positions [first, last]; an empty range for rows past the end.
+    int first[RW], last[RW];
+#pragma unroll
+    for (int s = 0; s < RW; ++s) {
+        const int r = s * k_attn_warps + warp;
+        first[s] = 1;
+        last[s] = 0;
+        if (r < nrows) {
+            last[s] = a.pos + (row0 + r) / a.group;
+            first[s] = a.window > 0 ? max(0, last[s] + 1 - a.window) : 0;
+        }
+    }
+    // The block's positions (first and last are monotonic in the row), then this split's part.
+    const int t_lo = row0 / a.group, t_hi = (row0 + nrows - 1) / a.group;
+    const int lo = a.window > 0 ? max(0, a.pos + t_lo + 1 - a.window) : 0;
+    const int hi = a.pos + t_hi + 1; // exclusive
+    const int chunk = ((hi - lo + a.splits - 1) / a.splits + k_tile - 1) / k_tile * k_tile;
+    const int s_lo = lo + split * chunk; // may be past hi: an empty split
+    const int s_hi = min(hi, s_lo + chunk);
+
+    float m[RW], l[RW];
+    float2 o[RW][np];
+#pragma unroll
+    for (int s = 0; s < RW; ++s) {
+        m[s] = neg_inf();
+        l[s] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < np; ++i) o[s][i] = make_float2(0.0f, 0.0f);
+    }
+
+    const TC* kg = static_cast<const TC*>(a.k) + int64_t(g) * a.cache_len * D;
+    const TC* vg = static_cast<const TC*>(a.v) + int64_t(g) * a.cache_len * D;
+    float* p_w = p_s + warp * RW * k_tile;
+
+    for (int j0 = s_lo; j0 < s_hi; j0 += k_tile) {
+        const int nv = min(k_tile, s_hi - j0);
+        load_tile<D, TC>(k_s, kg + int64_t(j0) * D, nv);
+        if (!S::shared_kv) load_tile<D, TC>(v_s, vg + int64_t(j0) * D, nv);
+        __syncthreads();
+
+        // Scores of position j0 + lane against the warp's rows.
+        float sc[RW];
+#pragma unroll
+        for (int s = 0; s < RW; ++s) sc[s] = 0.0f;
+        const TC* krow = k_s + lane * S::row;
+#pragma unroll 4
+        for (int d = 0; d < D; d += 4) {
+            const float4 kk = load4_f32(krow + d);
+#pragma unroll
+            for (int s = 0; s < RW; ++s) {
+                const float4 qq = *reinterpret_cast<const float4*>(q_s + (s * k_attn_warps + warp) * D + d);
+                sc[s] = fmaf(qq.x, kk.x, sc[s]);
+                sc[s] = fmaf(qq.y, kk.y, sc[s]);
+                sc[s] = fmaf(qq.z, kk.z, sc[s]);
+                sc[s] = fmaf(qq.w, kk.w, sc[s]);
+            }
+        }
+        // Online softmax. A row with nothing allowed so far keeps max -inf and adds nothing
+        // (no -inf - -inf); a row with nothing allowed in this tile rescales by exp2(0) = 1.
+        const int j = j0 + lane;
+#pragma unroll
+        for (int s = 0; s < RW; ++s) {
+            const bool ok = lane < nv && j >= first[s] && j <= last[s];
+            const float x = ok ? sc[s] : neg_inf();
+            const float mn = fmaxf(m[s], warp_max(x));
+            float p = 0.0f, alpha = 1.0f;
+            if (mn != neg_inf()) { // the same in every lane
+                alpha = exp2f(m[s] - mn);
+                p = exp2f(x - mn);
+                m[s] = mn;
+            }
+            l[s] = l[s] * alpha + warp_sum(p);
+#pragma unroll
+            for (int i = 0; i < np; ++i) {
+                o[s][i].x *= alpha;
+                o[s][i].y *= alpha;
+            }
+            p_w[s * k_tile + lane] = p;
+        }
+        if (S::shared_kv) {
+            __syncthreads(); // every warp is done with K
+            load_tile<D, TC>(v_s, vg + int64_t(j0) * D, nv);
+            __syncthreads();
+        } else {
+            __syncwarp(); // p_w is read across lanes
+        }
+
+        // Values: rows of the tile past nv have p = 0 and zeroed V.
+        for (int jj = 0; jj < nv; jj += 4) {
+            float4 pp[RW];
+#pragma unroll
+            for (int s = 0; s < RW; ++s) pp[s] = *reinterpret_cast<const float4*>(p_w + s * k_tile + jj);
+#pragma unroll
+            for (int i = 0; i < np; ++i) {
+                const int c = lane + 32 * i;
+                if (c < D / 2) {
+                    const TC* vp = v_s + jj * S::row + 2 * c;
+                    const float2 v0 = load2_f32(vp), v1 = load2_f32(vp + S::row), v2 = load2_f32(vp + 2 * S::row),
+                                 v3 = load2_f32(vp + 3 * S::row);
+#pragma unroll
+                    for (int s = 0; s < RW; ++s) {
+                        float2 acc = o[s][i];
+                        acc.x = fmaf(pp[s].x, v0.x, acc.x);
+                        acc.y = fmaf(pp[s].x, v0.y, acc.y);
+                        acc.x = fmaf(pp[s].y, v1.x, acc.x);
+                        acc.y = fmaf(pp[s].y, v1.y, acc.y);
+                        acc.x = fmaf(pp[s].z, v2.x, acc.x);
+                        acc.y = fmaf(pp[s].z, v2.y, acc.y);
+                        acc.x = fmaf(pp[s].w, v3.x, acc.x);
+                        acc.y = fmaf(pp[s].w, v3.y, acc.y);
+                        o[s][i] = acc;
+                    }
+                }
+            }
+        }
+        __syncthreads(); // before the next tile overwrites K, V and p
+    }
+
+#pragma unroll
+    for (int s = 0; s < RW; ++s) {
+        const int r = s * k_attn_warps + warp;
+        if (r >= nrows) continue;
+        const int R = row0 + r, t = R / a.group, h = g * a.group + (R - t * a.group);
+        const int64_t orow = int64_t(t) * a.heads + h;
+        if (a.splits == 1) {
+            const float inv = l[s] > 0.0f ? 1.0f / l[s] : 0.0f;
+#pragma unroll
+            for (int i = 0; i < np; ++i) {
+                const int c = lane + 32 * i;
+                if (c < D / 2) {
+                    store_elem(a.out, orow * D + 2 * c, o[s][i].x * inv, a.out_type);
+                    store_elem(a.out, orow * D + 2 * c + 1, o[s][i].y * inv, a.out_type);
+                }
+            }
+        } else {
+            const int64_t idx = int64_t(split) * a.tokens * a.heads + orow;
+            if (lane == 0) {
+                a.ws_ml[2 * idx] = m[s];
+                a.ws_ml[2 * idx + 1] = l[s];
+            }
+#pragma unroll
+            for (int i = 0; i < np; ++i) {
+                const int c = lane + 32 * i;
+                if (c < D / 2) *reinterpret_cast<float2*>(a.ws_acc + idx * D + 2 * c) = o[s][i];
+            }
+        }
+    }
+}
+
+// One warp per output row (token, head): out = sum_s w_s acc_s / sum_s w_s l_s with
+// w_s = exp2(m_s - max m); splits that saw no allowed position (m = -inf) weigh 0.
+template <int D>
+__global__ void __launch_bounds__(k_attn_threads)
+    attention_merge_kernel(const float* __restrict__ ws_ml,  // [splits, total, 2] f32
+                           const float* __restrict__ ws_acc, // [splits, total, D] f32
+                           int splits, int64_t total, void* out, Elem out_type) { // out [total, D]
+    constexpr int np = (D / 2 + 31) / 32;
+    const int lane = threadIdx.x & 31;
+    const int64_t R = int64_t(blockIdx.x) * k_attn_warps + (threadIdx.x >> 5);
+    if (R >= total) return; // whole warps; no block barrier follows
+    float mx = neg_inf();
+    for (int s = lane; s < splits; s += 32) mx = fmaxf(mx, ws_ml[2 * (s * total + R)]);
+    mx = warp_max(mx);
+    float L = 0.0f;
+    float2 o[np];
+#pragma unroll
+    for (int i = 0; i < np; ++i) o[i] = make_float2(0.0f, 0.0f);
+    if (mx != neg_inf()) {
+        for (int s = 0; s < splits; ++s) {
+            const int64_t idx = s * total + R;
+            const float ms = ws_ml[2 * idx];
+            if (ms == neg_inf()) continue;
+            const float w = exp2f(ms - mx);
+            L += w * ws_ml[2 * idx + 1];
+#pragma unroll
+            for (int i = 0; i < np; ++i) {
+                const int c = lane + 32 * i;
+                if (c < D / 2) {
+                    const float2 v = *reinterpret_cast<const float2*>(ws_acc + idx * D + 2 * c);
+                    o[i].x = fmaf(w, v.x, o[i].x);
+                    o[i].y = fmaf(w, v.y, o[i].y);
+                }
+            }
+        }
+    }
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+#pragma unroll
+    for (int i = 0; i < np; ++i) {
+        const int c = lane + 32 * i;
+        if (c < D / 2) {
+            store_elem(out, R * D + 2 * c, o[i].x * inv, out_type);
+            store_elem(out, R * D + 2 * c + 1, o[i].y * inv, out_type);
+        }
+    }
+}
+
+// The largest dynamic shared memory a block of the current device may have.
+size_t smem_limit() {
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+        return 48u << 10;
+    return size_t(optin);
+}
+
+template <int D, typename TC, int RW>
+cudaError_t attention_run(const AttentionParams& p, int group, int rows, cudaStream_t stream) {
+    using S = AttnShape<D, TC, RW>;
+    const int64_t row_tiles = (rows + S::br - 1) / S::br;
+    const int64_t total = int64_t(p.tokens) * p.heads;
+
+    // Splits: enough blocks for two per multiprocessor, at least k_min_split_positions
+    // positions each, and the partial results within the workspace.
+    int64_t splits = 1;
+    const int64_t blocks = row_tiles * p.kv_heads;
+    if (p.workspace && p.sm_count > 0 && blocks < p.sm_count) {
+        int64_t span = p.pos + p.tokens;
+        if (p.window > 0 && p.window + p.tokens < span) span = p.window + p.tokens;
+        const int64_t by_blocks = (2 * int64_t(p.sm_count) + blocks - 1) / blocks;
+        const int64_t by_span = (span + k_min_split_positions - 1) / k_min_split_positions;
+        const int64_t by_workspace = int64_t(k_attention_workspace / (size_t(total) * (D + 2) * sizeof(float)));
+        splits = by_blocks < by_span ? by_blocks : by_span;
+        if (by_workspace < splits) splits = by_workspace;
+        if (splits > 65535) splits = 65535;
+        if (splits < 1) splits = 1;
+    }
+
+    AttnArgs a;
+    a.q = p.q;
+    a.q_stride = p.q_stride;
+    a.k = p.k_cache;
+    a.v = p.v_cache;
+    a.cache_len = p.cache_len;
+    a.out = p.out;
+    a.out_type = p.out_type;
+    a.tokens = p.tokens;
+    a.heads = p.heads;
+    a.group = group;
+    a.rows = rows;
+    a.pos = int(p.pos);
+    // A window that reaches position 0 for every token is no window (and fits an int).
+    a.window = p.window > 0 && p.window < p.pos + p.tokens ? int(p.window) : 0;
+    a.scale_log2 = p.scale * k_log2e;
+    a.splits = int(splits);
+    a.ws_ml = static_cast<float*>(p.workspace);
+    a.ws_acc = splits > 1 ? a.ws_ml + splits * total * 2 : nullptr;
+
+    auto kernel = attention_kernel<D, TC, RW>;
+    if (S::smem > (48u << 10)) {
+        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::smem));
+        if (e != cudaSuccess) return e;
+    }
+    const dim3 grid(unsigned(row_tiles), unsigned(p.kv_heads), unsigned(splits));
+    kernel<<<grid, k_attn_threads, S::smem, stream>>>(a);
+    if (splits > 1) {
+        const unsigned merge_blocks = unsigned((total + k_attn_warps - 1) / k_attn_warps);
+        attention_merge_kernel<D><<<merge_blocks, k_attn_threads, 0, stream>>>(a.ws_ml, a.ws_acc, int(splits), total,
+                                                                              p.out, p.out_type);
+    }
+    return cudaGetLastError();
+}
+
+template <int D>
+cudaError_t attention_dim(const AttentionParams& p, cudaStream_t stream) {
+    const int group = p.heads / p.kv_heads;
+    const int64_t rows = int64_t(p.tokens) * group;
+    if (rows * p.kv_heads > INT_MAX) return cudaErrorInvalidValue;
+    return dispatch_elem(p.cache_type, [&](auto tag) {
+        using TC = typename decltype(tag)::type;
+        // 32 rows a block share each K/V tile among more rows (a prompt); 8 waste less for a
+        // decode step's few rows. The larger shapes need the opt-in shared memory, which an
+        // sm_75 (64 KiB) may not have for all of them; the smaller fit in 48 KiB everywhere.
+        static_assert(AttnShape<D, TC, 2>::smem <= (48u << 10), "the small shape fits without opt-in");
+        constexpr size_t big = AttnShape<D, TC, 8>::smem;
+        if (rows > 8 && (big <= (48u << 10) || big <= smem_limit()))
+            return attention_run<D, TC, 8>(p, group, int(rows), stream);
+        return attention_run<D, TC, 2>(p, group, int(rows), stream);
+    });
+}
+
+} // namespace
+
+cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
+    if (!p.q || !p.k_cache || !p.v_cache || !p.out || p.tokens < 0 || p.heads <= 0 || p.kv_heads <= 0 ||
+        p.kv_heads > 65535 || p.heads % p.kv_heads != 0 || p.pos < 0 || p.window < 0 || p.cache_len <= 0 ||
+        p.pos + p.tokens > p.cache_len || p.pos + p.tokens > INT_MAX || p.q_stride < int64_t(p.heads) * p.head_dim ||
+        !valid_elem(p.cache_type) || !valid_elem(p.out_type))
+        return cudaErrorInvalidValue;
+    // The tiles are read 16 bytes at a time.
+    if (reinterpret_cast<uintptr_t>(p.k_cache) % 16 != 0 || reinterpret_cast<uintptr_t>(p.v_cache) % 16 != 0)
+        return cudaErrorInvalidValue;
+    if (p.tokens == 0) return cudaSuccess;
+    switch (p.head_dim) {
+    case 64: return attention_dim<64>(p, stream);
+    case 80: return attention_dim<80>(p, stream);
+    case 96: return attention_dim<96>(p, stream);
+    case 128: return attention_dim<128>(p, stream);
+    case 256: return attention_dim<256>(p, stream);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+} // namespace rabbit
