@@ -17,9 +17,9 @@ __device__ __forceinline__ uint16_t bf16_bits_to_f16_bits(uint32_t b) {
 // the tail, fewer than 8 elements each, go one at a time in the first block.
 __global__ void bf16_to_f16_kernel(uint16_t* data, // [count] bf16 -> f16
                                    int64_t head, int64_t vectors, int64_t count) {
-    uint4* body = reinterpret_cast<uint4*>(data + head);
     const int64_t stride = int64_t(gridDim.x) * blockDim.x;
     for (int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors; v += stride) {
+        uint4* body = reinterpret_cast<uint4*>(data + head); // aligned when there is a body
         uint4 u = body[v];
         uint32_t* w = reinterpret_cast<uint32_t*>(&u);
 #pragma unroll

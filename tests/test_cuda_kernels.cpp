@@ -728,6 +728,8 @@ TEST_CASE("gpu: attention with a sliding window", "[gpu]") {
     check_attention({28, 4, 128, 1, 2999, 1000, Elem::bf16, Elem::bf16}, rng);
     check_attention({64, 8, 128, 3, 5000, 333, Elem::f32, Elem::f16, 10000}, rng);
     check_attention({16, 8, 96, 37, 10, 4096, Elem::f16, Elem::f32}, rng); // wider than everything
+    check_attention({14, 2, 64, 37, 10, 46, Elem::f32, Elem::f32}, rng); // cuts position 0 for the last token only
+    check_attention({14, 2, 64, 37, 10, 47, Elem::f32, Elem::f32}, rng); // cuts nothing
 }
 
 TEST_CASE("gpu: attention reads a cache in mapped pinned host memory", "[gpu]") {
