@@ -15,7 +15,9 @@
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "engine/cpu_engine.h"
+#include "engine/generate.h"
 #include "format/split_model.h"
+#include "tokenizer/tokenizer.h"
 
 #include <cmath>
 #endif
@@ -131,6 +133,21 @@ TEST_CASE("CUDA greedy output equals the CPU's for tinystories-656k", "[gpu][cud
     REQUIRE(greedy(gpu, {1}, 81) == greedy(cpu, {1}, 81));
     REQUIRE(greedy(gpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71) ==
             greedy(cpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71));
+    // Choosing on the GPU (argmax, penalty, temperature, top-k candidates) picks what the CPU
+    // sampler picks from the CPU's logits: f32 weights, so the logits differ by ~1e-5 and no
+    // draw lands that close to a boundary in these 40 steps.
+    auto tok = load_tokenizer(dir / "ts");
+    for (SamplingParams sp : {SamplingParams{0.0f, 0, 1.0f, 0.0f, 1.3f, 0}, SamplingParams{0.8f, 40, 0.9f, 0.05f, 1.1f, 7},
+                              SamplingParams{1.0f, 0, 0.95f, 0.0f, 1.0f, 3}}) {
+        INFO("temperature " << sp.temperature << ", top-k " << sp.top_k);
+        GenerateOptions g;
+        g.max_tokens = 40;
+        g.sampling = sp;
+        cpu.reset();
+        gpu.reset();
+        const auto on_text = [](const std::string&) {};
+        REQUIRE(generate(gpu, *tok, {1}, g, on_text).tokens == generate(cpu, *tok, {1}, g, on_text).tokens);
+    }
     // On the command line too, with the GPU choosing the tokens.
     test::RunResult a = test::run_rabbit({"-q", "run", "-m", dir / "ts", "--raw", "-p", "", "-n", "80", "--device", "cpu"});
     test::RunResult b = test::run_rabbit({"run", "-m", dir / "ts", "--raw", "-p", "", "-n", "80", "--device", "cuda",
@@ -198,8 +215,7 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
             const CudaEngineStats st = e.stats();
             if (cs.minimum) {
                 REQUIRE(st.ring.pieces > 0);
-                // The prompt's logits rows are the one allocation beyond the plan's single row.
-                REQUIRE(st.peak_device_bytes <= o.vram_budget + 4ull * k_prompt.size() * model.config().vocab_size);
+                REQUIRE(st.peak_device_bytes <= o.vram_budget);
             }
         }
     }

@@ -33,7 +33,7 @@ uint64_t activation_bytes(const ModelConfig& c, uint64_t t, size_t act) {
     const uint64_t f32 = 4 * t * (h /* x */ + (q + 2 * kv) /* qkv */ + h /* out */ + 2 * inter /* gate_up */ +
                                   c.head_dim /* cos, sin */ + 1 /* ids */);
     const uint64_t compute = act * t * (h /* xn */ + q /* attn */ + inter /* act */);
-    return f32 + compute + 4ull * c.vocab_size /* one row of logits */;
+    return f32 + compute + 4ull * k_planned_logit_rows * c.vocab_size;
 }
 
 uint64_t workspace_bytes(const ModelConfig& c) {
@@ -67,7 +67,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     p.resident.assign(in.units.size(), false);
     p.kv_cache_bytes = kv_cache_bytes(c, in.ctx, act);
     p.activation_bytes = activation_bytes(c, in.prefill_tokens, act);
-    p.workspace_bytes = workspace_bytes(c);
+    p.workspace_bytes = workspace_bytes(c) + 4 * in.ctx; // + the context's ids, for the repetition penalty
     p.vector_bytes = vector_bytes(c);
 
     std::vector<size_t> layers, others; // per-token units by kind

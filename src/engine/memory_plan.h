@@ -58,10 +58,13 @@ struct MemoryPlan {
 // embedding matrix when tied). The embedding lookup itself gathers one row on the host.
 uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied);
 
+// Rows of logits the CUDA engine holds at once (more go through in groups).
+constexpr uint64_t k_planned_logit_rows = 8;
+
 // Sizes shared by the planner and the CUDA engine, which allocates by them.
 // The activations of `tokens` tokens at once: f32 residual stream and matrix outputs, the
 // matrix inputs in the compute type (act_size bytes per element), RoPE tables, ids, and one
-// row of logits.
+// k_planned_logit_rows rows of logits.
 uint64_t activation_bytes(const ModelConfig& c, uint64_t tokens, size_t act_size);
 // Fixed device workspaces: cuBLAS, attention's split partials, sampling.
 uint64_t workspace_bytes(const ModelConfig& c);

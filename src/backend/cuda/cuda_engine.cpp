@@ -80,6 +80,7 @@ private:
 
 constexpr uint64_t k_load_chunk = 64ull << 20; // staging for uploads at load time
 constexpr uint64_t k_cublas_workspace = 32ull << 20;
+constexpr size_t k_logit_rows = k_planned_logit_rows; // rows of logits on the device at once
 
 } // namespace
 
@@ -96,12 +97,12 @@ struct CudaEngine::Impl {
     void upload(void* dst, const uint8_t* src, uint64_t bytes);
     void convert_unit(size_t unit, uint8_t* base);
 
-    void pass(const int32_t* tokens, size_t m, size_t rows);
+    void pass(const int32_t* tokens, size_t m, size_t rows, float* host);
     void embed(const int32_t* tokens, size_t m);
     void layer(size_t l, size_t m);
     void linear(size_t unit, const uint8_t* base, const char* tensor, const void* x, size_t m, float* y, size_t ldy);
     void skip_unit(size_t unit);
-    void ensure_logit_rows(size_t rows);
+    void head(size_t rows, float* host);
     void track_memory();
     uint64_t held() const;
     void check_tokens(size_t n, const char* what) const;
@@ -136,7 +137,6 @@ struct CudaEngine::Impl {
     // Activations for `batch` tokens.
     DeviceBuffer x, xn, qkv, attn, out, gate_up, act_buf, cos_d, sin_d, ids_d;
     DeviceBuffer logits, topk_vals, topk_ids, picked, penal_ids;
-    size_t logit_rows = 0, penal_cap = 0;
     PinnedBuffer h_embed, h_rope, h_ids, h_penal, h_result;
     DeviceBuffer vectors;
     std::vector<LayerVectors> lv;
@@ -284,15 +284,17 @@ void CudaEngine::Impl::allocate() {
     cos_d = DeviceBuffer(4 * b * half);
     sin_d = DeviceBuffer(4 * b * half);
     ids_d = DeviceBuffer(4 * b);
-    ensure_logit_rows(1);
+    logits = DeviceBuffer(4ull * k_logit_rows * c.vocab_size);
     topk_vals = DeviceBuffer(4 * k_topk_max);
     topk_ids = DeviceBuffer(4 * k_topk_max);
     picked = DeviceBuffer(4);
+    penal_ids = DeviceBuffer(4 * ctx); // the distinct ids of the context, for the repetition penalty
+    h_penal = PinnedBuffer(4 * ctx, false);
     h_embed = PinnedBuffer(4 * b * h, false);
     h_rope = PinnedBuffer(8 * b * half, false);
     h_ids = PinnedBuffer(4 * b, false);
     h_result = PinnedBuffer(8 * k_topk_max + 4, false);
-    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes();
+    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes() + h_penal.bytes();
 
     // The KV cache: on the GPU, or in pinned host memory that the kernels reach over the bus.
     kv_layer_bytes = uint64_t(c.num_kv_heads) * ctx * c.head_dim * a;
@@ -309,11 +311,6 @@ void CudaEngine::Impl::allocate() {
     v_base = k_base + kv_layer_bytes * c.num_layers;
 }
 
-void CudaEngine::Impl::ensure_logit_rows(size_t rows) {
-    if (rows <= logit_rows) return;
-    logits = DeviceBuffer(4ull * rows * c.vocab_size);
-    logit_rows = rows;
-}
 
 void CudaEngine::Impl::load_vectors() {
     // Every f32 vector of every layer and the final norm, packed, copied once.
@@ -618,7 +615,7 @@ void CudaEngine::Impl::layer(size_t l, size_t m) {
     if (piece) ring->release();
 }
 
-void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows) {
+void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float* host) {
     if (in_pass)
         throw Error(ExitCode::internal, "the CUDA engine was interrupted in the middle of a pass and cannot go on; "
                                         "make a new one");
@@ -658,18 +655,52 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows) {
     n.out = xn.get();
     n.out_type = act;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
-    ensure_logit_rows(rows);
-    const uint8_t* base = resident[head_unit].get() ? resident[head_unit].as<uint8_t>() : nullptr;
-    bool piece = false;
-    if (!base && streamed_whole[head_unit]) {
+    head(rows, host);
+    in_pass = false;
+}
+
+void CudaEngine::Impl::head(size_t rows, float* host) {
+    // The device holds k_logit_rows rows of logits: more rows (a prompt's, for --dump-logits)
+    // go through in groups, each group's logits copied out before the next is computed.
+    RABBIT_CHECK(host || rows <= k_logit_rows, "more logit rows than the device holds, and nowhere to put them");
+    const UnitTensor* t = model.manifest().units[head_unit].layout.find(head_tensor);
+    const size_t vocab = c.vocab_size, h = c.hidden_size;
+    GemmParams g;
+    g.w_type = to_f16 ? Elem::f16 : elem_of(t->dtype);
+    g.cols = int64_t(h);
+    g.x_type = act;
+    g.ldy = int64_t(vocab);
+    auto product = [&](const uint8_t* w, uint64_t row0, uint64_t n) {
+        g.w = w;
+        g.rows = int64_t(n);
+        for (size_t g0 = 0; g0 < rows; g0 += k_logit_rows) {
+            const size_t gl = std::min(k_logit_rows, rows - g0);
+            g.x = xn.as<uint8_t>() + g0 * h * elem_size(act);
+            g.tokens = int64_t(gl);
+            g.y = logits.as<float>() + row0;
+            gemm(blas, g);
+            if (host)
+                RABBIT_CUDA_CHECK(cudaMemcpy2DAsync(host + g0 * vocab + row0, 4 * vocab, logits.as<float>() + row0, 4 * vocab,
+                                                    4 * n, gl, cudaMemcpyDeviceToHost, compute));
+        }
+    };
+    if (resident[head_unit].get()) return product(resident[head_unit].as<uint8_t>() + t->offset, 0, vocab);
+    if (streamed_whole[head_unit]) {
         uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
         if (to_f16) convert_unit(head_unit, dev);
-        base = dev;
-        piece = true;
+        product(dev + t->offset, 0, vocab);
+        ring->release();
+        return;
     }
-    linear(head_unit, base, head_tensor, xn.get(), rows, logits.as<float>(), c.vocab_size);
-    if (piece) ring->release();
-    in_pass = false;
+    for (uint64_t done = 0; done < t->shape[0];) {
+        const RingPiece p = ring->next_piece();
+        RABBIT_CHECK(p.unit == head_unit && p.row0 == done, "the ring is out of step with lm_head");
+        uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
+        if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
+        product(dev, p.row0, p.rows);
+        ring->release();
+        done += p.rows;
+    }
 }
 
 CudaEngine::CudaEngine(const SplitModel& model, const CudaEngineOptions& options)
@@ -695,14 +726,10 @@ void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::
     for (size_t done = 0; done < n;) {
         const size_t m = std::min(e.batch, n - done), end = done + m;
         const size_t rows = end > first_wanted ? end - std::max(done, first_wanted) : 0;
-        e.pass(tokens + done, m, rows);
-        if (rows) {
-            const size_t at = logits.size();
-            logits.resize(at + rows * vocab);
-            RABBIT_CUDA_CHECK(cudaMemcpyAsync(logits.data() + at, e.logits.get(), 4 * rows * vocab, cudaMemcpyDeviceToHost,
-                                              e.compute));
-            RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
-        }
+        const size_t at = logits.size();
+        logits.resize(at + rows * vocab);
+        e.pass(tokens + done, m, rows, logits.data() + at);
+        if (rows) RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
         done = end;
     }
     e.track_memory();
@@ -716,7 +743,7 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
     e.check_tokens(n, "step");
     for (size_t done = 0; done < n;) {
         const size_t m = std::min(e.batch, n - done);
-        e.pass(tokens + done, m, done + m == n ? 1 : 0);
+        e.pass(tokens + done, m, done + m == n ? 1 : 0, nullptr);
         done += m;
     }
     e.track_memory();
@@ -728,11 +755,7 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
     float* l = e.logits.as<float>();
     if (sp.repetition_penalty != 1.0f) {
         const std::vector<int32_t> ids = penalised_ids(history, size_t(vocab));
-        if (ids.size() > e.penal_cap) {
-            e.penal_cap = std::max<size_t>(ids.size(), 2 * e.penal_cap);
-            e.penal_ids = DeviceBuffer(4 * e.penal_cap);
-            e.h_penal = PinnedBuffer(4 * e.penal_cap, false);
-        }
+        RABBIT_CHECK(ids.size() <= e.ctx, "more distinct ids in the context than positions");
         if (!ids.empty()) {
             std::memcpy(e.h_penal.get(), ids.data(), 4 * ids.size());
             RABBIT_CUDA_CHECK(cudaMemcpyAsync(e.penal_ids.get(), e.h_penal.get(), 4 * ids.size(), cudaMemcpyHostToDevice,
