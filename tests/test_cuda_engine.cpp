@@ -4,6 +4,7 @@
 // units in row blocks, the KV cache in host memory, a RAM tier. And a Qwen2.5-14B-shaped
 // model within a 4 GiB budget. [gpu]: skipped, visibly, without a usable GPU.
 #include "common/error.h"
+#include "engine_helpers.h"
 #include "gpu.h"
 #include "helpers.h"
 #include "split/splitter.h"
@@ -31,12 +32,7 @@ std::string make_split(const std::vector<std::string>& genmodel_args, const test
     std::vector<std::string> args = genmodel_args;
     args.insert(args.end(), {"-o", dir / "hf"});
     REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, args).exit_code == 0);
-    SplitOptions opt;
-    opt.model_dir = dir / "hf";
-    opt.out_dir = dir / "split";
-    SplitProgress quiet;
-    run_split(opt, quiet);
-    return dir / "split";
+    return test::split_into(dir / "hf", dir / "split");
 }
 
 // The logits of a prompt, every position, then of three decode steps.
@@ -50,19 +46,6 @@ std::vector<float> run_logits(Engine& e, const std::vector<int32_t>& prompt) {
         all.insert(all.end(), logits.begin(), logits.end());
     }
     return all;
-}
-
-std::vector<int32_t> greedy(Engine& e, std::vector<int32_t> seq, size_t total) {
-    std::vector<float> logits;
-    e.reset();
-    e.forward(seq.data(), seq.size(), 1, logits);
-    while (seq.size() < total) {
-        const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-        seq.push_back(next);
-        if (seq.size() == total) break;
-        e.forward(&next, 1, 1, logits);
-    }
-    return seq;
 }
 
 // The largest |a - b| / (atol + rtol |b|).
@@ -110,7 +93,7 @@ TEST_CASE("CUDA logits match the CPU engine and Hugging Face for every architect
             if (f32) {
                 std::vector<int32_t> want_ids;
                 for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) want_ids.push_back(int32_t(json_to_int(v, path, "")));
-                const std::vector<int32_t> seq = greedy(gpu, prompt, prompt.size() + want_ids.size());
+                const std::vector<int32_t> seq = test::greedy(gpu, prompt, prompt.size() + want_ids.size());
                 CHECK(std::vector<int32_t>(seq.begin() + long(prompt.size()), seq.end()) == want_ids);
             }
         }
@@ -122,17 +105,13 @@ TEST_CASE("CUDA greedy output equals the CPU's for tinystories-656k", "[gpu][cud
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
-    SplitOptions opt;
-    opt.model_dir = test::tinystories_dir();
-    opt.out_dir = dir / "ts";
-    SplitProgress quiet;
-    run_split(opt, quiet);
+    test::split_into(test::tinystories_dir(), dir / "ts");
     SplitModel model = SplitModel::open(dir / "ts");
     CpuEngine cpu(model, {});
     CudaEngine gpu(model, {});
-    REQUIRE(greedy(gpu, {1}, 81) == greedy(cpu, {1}, 81));
-    REQUIRE(greedy(gpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71) ==
-            greedy(cpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71));
+    REQUIRE(test::greedy(gpu, {1}, 81) == test::greedy(cpu, {1}, 81));
+    REQUIRE(test::greedy(gpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71) ==
+            test::greedy(cpu, {1, 80, 147, 201, 282, 215, 286, 401, 236, 192}, 71));
     // Choosing on the GPU (argmax, penalty, temperature, top-k candidates) picks what the CPU
     // sampler picks from the CPU's logits: f32 weights, so the logits differ by ~1e-5 and no
     // draw lands that close to a boundary in these 40 steps.
@@ -263,11 +242,7 @@ TEST_CASE("asking for CUDA without a usable GPU is a clear error", "[cuda-engine
     if (test::gpu_available()) return; // the other side of this is the [gpu] tests
 #endif
     test::TempDir dir;
-    SplitOptions opt;
-    opt.model_dir = test::tinystories_dir();
-    opt.out_dir = dir / "ts";
-    SplitProgress quiet;
-    run_split(opt, quiet);
+    test::split_into(test::tinystories_dir(), dir / "ts");
     test::RunResult r = test::run_rabbit({"run", "-m", dir / "ts", "-p", "x", "--device", "cuda"});
     REQUIRE(r.exit_code == int(ExitCode::usage));
     REQUIRE_THAT(r.err, Catch::Contains("--device cuda"));

@@ -9,6 +9,7 @@
 #include "engine/cpu_engine.h"
 #include "engine/generate.h"
 #include "format/split_model.h"
+#include "engine_helpers.h"
 #include "helpers.h"
 #include "split/splitter.h"
 #include "tokenizer/tokenizer.h"
@@ -33,31 +34,6 @@ const std::vector<int32_t> k_golden_prompt = {
     614, 1198, 265, 876, 108, 307, 831, 344, 93, 401, 115, 720, 152, 401, 115, 720, 152, 401, 204, 1221, 298, 720, 94, 229,
     604, 1343, 401, 204, 1803, 94, 604, 1658, 1881, 1056, 401, 115, 720, 144, 494, 100, 494, 1379, 401, 115, 1381, 446, 401};
 
-std::string split_into(const std::string& src, const std::string& out, DTypeChoice dtype = DTypeChoice::automatic) {
-    SplitOptions opt;
-    opt.model_dir = src;
-    opt.out_dir = out;
-    opt.dtype = dtype;
-    SplitProgress quiet;
-    run_split(opt, quiet);
-    return out;
-}
-
-// Greedy continuation of `prompt` until `total` tokens in all (prompt included).
-std::vector<int32_t> greedy(CpuEngine& engine, const std::vector<int32_t>& prompt, size_t total) {
-    std::vector<int32_t> seq = prompt;
-    std::vector<float> logits;
-    engine.reset();
-    engine.forward(seq.data(), seq.size(), 1, logits);
-    while (seq.size() < total) {
-        const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-        seq.push_back(next);
-        if (seq.size() == total) break;
-        engine.forward(&next, 1, 1, logits);
-    }
-    return seq;
-}
-
 size_t agreeing_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
     size_t n = 0;
     while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
@@ -65,6 +41,9 @@ size_t agreeing_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>
 }
 
 } // namespace
+
+using test::greedy;
+using test::split_into;
 
 TEST_CASE("tinystories-656k reproduces both goldens with f32 weights", "[engine][golden]") {
     test::TempDir dir;

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the engine tests share: splitting a model for a test, and greedy decoding through any
+// engine.
+#pragma once
+
+#include "engine/engine.h"
+#include "split/plan.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rabbit::test {
+
+// Splits the Hugging Face directory src into out (quietly); returns out.
+std::string split_into(const std::string& src, const std::string& out, DTypeChoice dtype = DTypeChoice::automatic);
+
+// Greedy continuation of `prompt` until `total` tokens in all (prompt included), from an
+// empty KV cache.
+std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, size_t total);
+
+} // namespace rabbit::test
