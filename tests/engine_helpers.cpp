@@ -31,4 +31,16 @@ std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, 
     return seq;
 }
 
+std::vector<float> prompt_and_steps_logits(Engine& engine, const std::vector<int32_t>& prompt) {
+    std::vector<float> all, logits;
+    engine.reset();
+    engine.forward(prompt.data(), prompt.size(), prompt.size(), logits);
+    all = logits;
+    for (int32_t t : {5, 99, 400}) {
+        engine.forward(&t, 1, 1, logits);
+        all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+}
+
 } // namespace rabbit::test

@@ -19,4 +19,8 @@ std::string split_into(const std::string& src, const std::string& out, DTypeChoi
 // empty KV cache.
 std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, size_t total);
 
+// The logits of every position of `prompt`, then of three decode steps (tokens 5, 99, 400),
+// from an empty KV cache.   [prompt + 3, vocab] f32
+std::vector<float> prompt_and_steps_logits(Engine& engine, const std::vector<int32_t>& prompt);
+
 } // namespace rabbit::test

@@ -35,19 +35,6 @@ std::string make_split(const std::vector<std::string>& genmodel_args, const test
     return test::split_into(dir / "hf", dir / "split");
 }
 
-// The logits of a prompt, every position, then of three decode steps.
-std::vector<float> run_logits(Engine& e, const std::vector<int32_t>& prompt) {
-    std::vector<float> all, logits;
-    e.reset();
-    e.forward(prompt.data(), prompt.size(), prompt.size(), logits);
-    all = logits;
-    for (int32_t t : {5, 99, 400}) {
-        e.forward(&t, 1, 1, logits);
-        all.insert(all.end(), logits.begin(), logits.end());
-    }
-    return all;
-}
-
 // The largest |a - b| / (atol + rtol |b|).
 double worst(const std::vector<float>& a, const std::vector<float>& b, double atol, double rtol) {
     REQUIRE(a.size() == b.size());
@@ -82,7 +69,7 @@ TEST_CASE("CUDA logits match the CPU engine and Hugging Face for every architect
             CudaEngine gpu(model, {});
             std::vector<int32_t> prompt;
             for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) prompt.push_back(int32_t(json_to_int(v, path, "")));
-            const std::vector<float> want = run_logits(cpu, prompt), got = run_logits(gpu, prompt);
+            const std::vector<float> want = test::prompt_and_steps_logits(cpu, prompt), got = test::prompt_and_steps_logits(gpu, prompt);
             // f32 weights: f32 everywhere, products in another order (and cuBLAS's blocking);
             // bf16 weights: activations rounded to bf16 before each product, as a bf16 model
             // computes, where the CPU keeps them in f32.
@@ -149,7 +136,7 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
         CudaEngineOptions all;
         CudaEngine reference(model, all);
         REQUIRE(reference.plan().streamed_per_token == 0);
-        const std::vector<float> want = run_logits(reference, k_prompt);
+        const std::vector<float> want = test::prompt_and_steps_logits(reference, k_prompt);
         struct Case {
             std::string what;
             CudaEngineOptions o;
@@ -186,7 +173,7 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
                 REQUIRE(e.plan().streamed_per_token > 0);
             }
             REQUIRE(e.plan().kv_on_host == (o.kv == KvPlace::host));
-            const std::vector<float> got = run_logits(e, k_prompt);
+            const std::vector<float> got = test::prompt_and_steps_logits(e, k_prompt);
             // Another row split can make cuBLAS choose another kernel: f32 sums in another order,
             // which bf16 rounding of the next activations can magnify.
             const bool f32 = std::string(dtype) == "f32";

@@ -90,15 +90,7 @@ TEST_CASE("streaming weights in row blocks, or a prompt in parts, changes no log
             o.stream_block = block;
             o.batch = batch;
             CpuEngine engine(model, o);
-            const std::vector<int32_t> prompt = {1, 50, 7, 300, 21, 9, 64};
-            std::vector<float> all, logits;
-            engine.forward(prompt.data(), prompt.size(), prompt.size(), logits);
-            all = logits;
-            for (int32_t t : {5, 99, 400}) {
-                engine.forward(&t, 1, 1, logits);
-                all.insert(all.end(), logits.begin(), logits.end());
-            }
-            return all;
+            return test::prompt_and_steps_logits(engine, {1, 50, 7, 300, 21, 9, 64});
         };
         const std::vector<float> resident = run(1ull << 30, k_stream_block, 512), streamed = run(0, 1000, 512);
         REQUIRE(resident.size() == streamed.size());
