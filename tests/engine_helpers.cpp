@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine_helpers.h"
 
+#include "common/file_io.h"
+#include "common/json_read.h"
+#include "helpers.h"
 #include "split/splitter.h"
 
 #include <algorithm>
+#include <cmath>
+#include <stdexcept>
 
 namespace rabbit::test {
 
@@ -41,6 +46,41 @@ std::vector<float> prompt_and_steps_logits(Engine& engine, const std::vector<int
         all.insert(all.end(), logits.begin(), logits.end());
     }
     return all;
+}
+
+const std::vector<std::string>& hf_golden_names() {
+    static const std::vector<std::string> names = {"qwen2-tied-bias", "qwen3-qknorm-untied", "llama3-rope-scaling",
+                                                   "mistral-sliding-window"};
+    return names;
+}
+
+HfGolden read_hf_golden(const std::string& name) {
+    const std::string path = std::string(RABBIT_SOURCE_DIR) + "/tests/data/goldens/" + name + ".json";
+    JsonDocument doc(read_text_file(path), path);
+    auto o = doc.root_object();
+    HfGolden g;
+    g.name = name;
+    for (auto a : json_to_array(*json_field(o, "genmodel"), path, "genmodel")) g.genmodel.push_back(json_to_string(a, path, "arg"));
+    for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) g.prompt.push_back(int32_t(json_to_int(v, path, "")));
+    for (auto r : json_to_array(*json_field(o, "prompt_logits"), path, ""))
+        for (auto v : json_to_array(r, path, "")) g.prompt_logits.push_back(float(json_to_double(v, path, "")));
+    for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) g.greedy.push_back(int32_t(json_to_int(v, path, "")));
+    return g;
+}
+
+std::string make_golden_model(const HfGolden& g, const std::string& dtype, const std::string& dir) {
+    std::vector<std::string> args = g.genmodel;
+    args.insert(args.end(), {"--dtype", dtype, "-o", dir + "/hf"});
+    if (run_program(RABBIT_GENMODEL_BIN, args).exit_code != 0) throw std::runtime_error("rabbit-genmodel failed for " + g.name);
+    return split_into(dir + "/hf", dir + "/split");
+}
+
+double worst_error(const std::vector<float>& got, const std::vector<float>& want, double atol, double rtol) {
+    if (got.size() != want.size()) return INFINITY;
+    double w = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+        w = std::max(w, std::fabs(double(got[i]) - want[i]) / (atol + rtol * std::fabs(double(want[i]))));
+    return w;
 }
 
 } // namespace rabbit::test

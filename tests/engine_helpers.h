@@ -23,4 +23,21 @@ std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, 
 // from an empty KV cache.   [prompt + 3, vocab] f32
 std::vector<float> prompt_and_steps_logits(Engine& engine, const std::vector<int32_t>& prompt);
 
+// A golden of tests/data/goldens (scripts/hf_reference.py --goldens): transformers on the CPU
+// in float32 on a model rabbit-genmodel makes from `genmodel` arguments.
+struct HfGolden {
+    std::string name;
+    std::vector<std::string> genmodel;
+    std::vector<int32_t> prompt;
+    std::vector<float> prompt_logits; // [prompt, vocab]
+    std::vector<int32_t> greedy;      // 32 greedy ids after the prompt
+};
+const std::vector<std::string>& hf_golden_names();
+HfGolden read_hf_golden(const std::string& name);
+// Generates the golden's model with the given dtype under dir and splits it; returns the split.
+std::string make_golden_model(const HfGolden& g, const std::string& dtype, const std::string& dir);
+
+// The largest |got - want| / (atol + rtol |want|).
+double worst_error(const std::vector<float>& got, const std::vector<float>& want, double atol, double rtol);
+
 } // namespace rabbit::test

@@ -35,14 +35,6 @@ std::string make_split(const std::vector<std::string>& genmodel_args, const test
     return test::split_into(dir / "hf", dir / "split");
 }
 
-// The largest |a - b| / (atol + rtol |b|).
-double worst(const std::vector<float>& a, const std::vector<float>& b, double atol, double rtol) {
-    REQUIRE(a.size() == b.size());
-    double w = 0;
-    for (size_t i = 0; i < a.size(); ++i) w = std::max(w, std::fabs(double(a[i]) - b[i]) / (atol + rtol * std::fabs(double(b[i]))));
-    return w;
-}
-
 const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17};
 
 } // namespace
@@ -51,38 +43,30 @@ const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17};
 TEST_CASE("CUDA logits match the CPU engine and Hugging Face for every architecture", "[gpu][cuda-engine]") {
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
-    const std::string golden_dir = std::string(RABBIT_SOURCE_DIR) + "/tests/data/goldens";
-    for (const char* name : {"qwen2-tied-bias", "qwen3-qknorm-untied", "llama3-rope-scaling", "mistral-sliding-window"}) {
+    for (const std::string& name : test::hf_golden_names()) {
         INFO(name);
-        const std::string path = golden_dir + "/" + name + ".json";
-        JsonDocument doc(read_text_file(path), path);
-        auto o = doc.root_object();
-        std::vector<std::string> args;
-        for (auto a : json_to_array(*json_field(o, "genmodel"), path, "genmodel")) args.push_back(json_to_string(a, path, "arg"));
+        const test::HfGolden g = test::read_hf_golden(name);
         for (const char* dtype : {"f32", "bf16"}) {
             INFO(dtype);
             test::TempDir dir;
-            std::vector<std::string> a = args;
-            a.insert(a.end(), {"--dtype", dtype});
-            SplitModel model = SplitModel::open(make_split(a, dir));
+            SplitModel model = SplitModel::open(test::make_golden_model(g, dtype, dir.path()));
             CpuEngine cpu(model, {});
             CudaEngine gpu(model, {});
-            std::vector<int32_t> prompt;
-            for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) prompt.push_back(int32_t(json_to_int(v, path, "")));
-            const std::vector<float> want = test::prompt_and_steps_logits(cpu, prompt), got = test::prompt_and_steps_logits(gpu, prompt);
+            const std::vector<float> want = test::prompt_and_steps_logits(cpu, g.prompt),
+                                     got = test::prompt_and_steps_logits(gpu, g.prompt);
             // f32 weights: f32 everywhere, products in another order (and cuBLAS's blocking);
             // bf16 weights: activations rounded to bf16 before each product, as a bf16 model
             // computes, where the CPU keeps them in f32.
             const bool f32 = std::string(dtype) == "f32";
-            const double w = worst(got, want, f32 ? 1e-4 : 3e-2, f32 ? 1e-4 : 3e-2);
+            const double w = test::worst_error(got, want, f32 ? 1e-4 : 3e-2, f32 ? 1e-4 : 3e-2);
             WARN(name << " " << dtype << ": largest CUDA-CPU logit difference " << w << " of the tolerance");
             CHECK(w <= 1.0);
-            if (f32) {
-                std::vector<int32_t> want_ids;
-                for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) want_ids.push_back(int32_t(json_to_int(v, path, "")));
-                const std::vector<int32_t> seq = test::greedy(gpu, prompt, prompt.size() + want_ids.size());
-                CHECK(std::vector<int32_t>(seq.begin() + long(prompt.size()), seq.end()) == want_ids);
-            }
+            if (!f32) continue;
+            // And against transformers directly, with the CPU engine's tolerance.
+            const std::vector<float> prompt_rows(got.begin(), got.begin() + long(g.prompt_logits.size()));
+            CHECK(test::worst_error(prompt_rows, g.prompt_logits, 1e-4, 1e-4) <= 1.0);
+            const std::vector<int32_t> seq = test::greedy(gpu, g.prompt, g.prompt.size() + g.greedy.size());
+            CHECK(std::vector<int32_t>(seq.begin() + long(g.prompt.size()), seq.end()) == g.greedy);
         }
     }
 #endif
@@ -177,7 +161,7 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
             // Another row split can make cuBLAS choose another kernel: f32 sums in another order,
             // which bf16 rounding of the next activations can magnify.
             const bool f32 = std::string(dtype) == "f32";
-            CHECK(worst(got, want, f32 ? 1e-5 : 1e-2, f32 ? 1e-4 : 1e-2) <= 1.0);
+            CHECK(test::worst_error(got, want, f32 ? 1e-5 : 1e-2, f32 ? 1e-4 : 1e-2) <= 1.0);
             const CudaEngineStats st = e.stats();
             if (cs.minimum) {
                 REQUIRE(st.ring.pieces > 0);

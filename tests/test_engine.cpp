@@ -109,50 +109,24 @@ TEST_CASE("streaming weights in row blocks, or a prompt in parts, changes no log
 TEST_CASE("logits and greedy tokens match Hugging Face transformers for every architecture", "[engine][hf]") {
     // tests/data/goldens/*.json, written by scripts/hf_reference.py --goldens: transformers on
     // the CPU in float32, eager attention, on models rabbit-genmodel makes from a preset and seed.
-    const std::string golden_dir = std::string(RABBIT_SOURCE_DIR) + "/tests/data/goldens";
     // f32 arithmetic in a different order than torch: the tolerance of the logits, documented
     // in docs/ARCHITECTURE.md.
     const double atol = 1e-4, rtol = 1e-4;
-    for (const char* name : {"qwen2-tied-bias", "qwen3-qknorm-untied", "llama3-rope-scaling", "mistral-sliding-window"}) {
+    for (const std::string& name : test::hf_golden_names()) {
         INFO(name);
-        const std::string path = golden_dir + "/" + name + ".json";
-        JsonDocument doc(read_text_file(path), path);
-        auto o = doc.root_object();
-        std::vector<std::string> args;
-        for (auto a : json_to_array(*json_field(o, "genmodel"), path, "genmodel")) args.push_back(json_to_string(a, path, "arg"));
+        const test::HfGolden g = test::read_hf_golden(name);
         test::TempDir dir;
-        args.insert(args.end(), {"--dtype", "f32", "-o", dir / "hf"});
-        REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, args).exit_code == 0);
-        SplitModel model = SplitModel::open(split_into(dir / "hf", dir / "split"));
+        SplitModel model = SplitModel::open(test::make_golden_model(g, "f32", dir.path()));
         CpuEngine engine(model, {});
-
-        std::vector<int32_t> prompt;
-        for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) prompt.push_back(int32_t(json_to_int(v, path, "")));
         std::vector<float> logits;
-        engine.forward(prompt.data(), prompt.size(), prompt.size(), logits);
-        const size_t vocab = model.config().vocab_size;
-        double worst = 0;
-        size_t row = 0;
-        for (auto r : json_to_array(*json_field(o, "prompt_logits"), path, "")) {
-            size_t col = 0;
-            for (auto v : json_to_array(r, path, "")) {
-                const double want = json_to_double(v, path, ""), got = logits[row * vocab + col];
-                const double err = std::fabs(got - want) / (atol + rtol * std::fabs(want));
-                worst = std::max(worst, err);
-                ++col;
-            }
-            REQUIRE(col == vocab);
-            ++row;
-        }
-        REQUIRE(row == prompt.size());
+        engine.forward(g.prompt.data(), g.prompt.size(), g.prompt.size(), logits);
+        REQUIRE(g.prompt_logits.size() == g.prompt.size() * model.config().vocab_size);
+        const double worst = test::worst_error(logits, g.prompt_logits, atol, rtol);
         WARN(name << ": largest logit difference " << worst << " of the tolerance (atol " << atol << ", rtol " << rtol << ")");
         CHECK(worst <= 1.0);
-
-        std::vector<int32_t> want;
-        for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) want.push_back(int32_t(json_to_int(v, path, "")));
-        REQUIRE(want.size() == 32);
-        std::vector<int32_t> seq = greedy(engine, prompt, prompt.size() + want.size());
-        REQUIRE(std::vector<int32_t>(seq.begin() + long(prompt.size()), seq.end()) == want);
+        REQUIRE(g.greedy.size() == 32);
+        std::vector<int32_t> seq = greedy(engine, g.prompt, g.prompt.size() + g.greedy.size());
+        REQUIRE(std::vector<int32_t>(seq.begin() + long(g.prompt.size()), seq.end()) == g.greedy);
     }
 }
 
