@@ -7,6 +7,15 @@ namespace rabbit {
 
 CudaTransport::CudaTransport(int device, size_t slots, uint64_t slot_bytes, cudaStream_t compute)
     : device_(device), slot_bytes_(slot_bytes), compute_(compute) {
+    try {
+        create(slots, slot_bytes);
+    } catch (...) {
+        destroy(); // a destructor does not run after a constructor throws
+        throw;
+    }
+}
+
+void CudaTransport::create(size_t slots, uint64_t slot_bytes) {
     RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
     slots_.resize(slots);
     for (Slot& s : slots_) {
@@ -19,7 +28,9 @@ CudaTransport::CudaTransport(int device, size_t slots, uint64_t slot_bytes, cuda
     }
 }
 
-CudaTransport::~CudaTransport() {
+CudaTransport::~CudaTransport() { destroy(); }
+
+void CudaTransport::destroy() {
     // The ring has stopped; let queued copies land before their buffers go.
     if (copy_) cudaStreamSynchronize(copy_);
     for (Slot& s : slots_) {
@@ -27,6 +38,8 @@ CudaTransport::~CudaTransport() {
         if (s.freed) cudaEventDestroy(s.freed);
     }
     if (copy_) cudaStreamDestroy(copy_);
+    copy_ = nullptr;
+    slots_.clear();
 }
 
 void CudaTransport::loader_started() { RABBIT_CUDA_CHECK(cudaSetDevice(device_)); }

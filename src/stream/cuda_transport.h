@@ -32,6 +32,8 @@ public:
     void release(size_t s) override;
 
 private:
+    void create(size_t slots, uint64_t slot_bytes);
+    void destroy();
     struct Slot {
         PinnedBuffer staging;
         DeviceBuffer device;

@@ -349,8 +349,15 @@ void CudaEngine::Impl::upload(void* dst, const uint8_t* src, uint64_t bytes) {
     // Through two pinned buffers, so reading the file overlaps the copy to the GPU.
     PinnedBuffer stage[2] = {PinnedBuffer(std::min(bytes, k_load_chunk), false),
                              PinnedBuffer(std::min(bytes, k_load_chunk), false)};
-    cudaEvent_t done[2];
-    for (auto& e : done) RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    struct Events { // destroyed however upload leaves
+        cudaEvent_t e[2] = {nullptr, nullptr};
+        ~Events() {
+            for (auto x : e)
+                if (x) cudaEventDestroy(x);
+        }
+    } ev;
+    cudaEvent_t* done = ev.e;
+    for (int i = 0; i < 2; ++i) RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
     for (uint64_t off = 0, k = 0; off < bytes; ++k) {
         const uint64_t n = std::min(k_load_chunk, bytes - off);
         const size_t b = k % 2;
@@ -365,7 +372,6 @@ void CudaEngine::Impl::upload(void* dst, const uint8_t* src, uint64_t bytes) {
         off += n;
     }
     RABBIT_CUDA_CHECK(cudaStreamSynchronize(compute));
-    for (auto& e : done) cudaEventDestroy(e);
 }
 
 void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base) {
