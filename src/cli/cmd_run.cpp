@@ -150,6 +150,7 @@ DeviceChoice choose_device(const std::string& device) {
                                          (devices.empty() ? problem : devices[0].problem) + "); use --device cpu");
     return {true, index};
 #else
+    (void)index;
     if (device.empty()) {
         spdlog::info("this rabbit was built without CUDA: running on the CPU");
         return {};
