@@ -418,7 +418,15 @@ cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
     if (reinterpret_cast<uintptr_t>(p.k_cache) % 16 != 0 || reinterpret_cast<uintptr_t>(p.v_cache) % 16 != 0)
         return cudaErrorInvalidValue;
     if (p.tokens == 0) return cudaSuccess;
+    // Small heads (tiny test models, tinystories-656k's 8) use the same kernel: every D here is
+    // a multiple of 8, so cache rows are whole 16-byte vectors in every cache type, and lanes
+    // past D / 2 output pairs simply hold nothing.
+    static_assert(k_attn_threads % 32 == 0, "whole warps");
     switch (p.head_dim) {
+    case 8: return attention_dim<8>(p, stream);
+    case 16: return attention_dim<16>(p, stream);
+    case 24: return attention_dim<24>(p, stream);
+    case 32: return attention_dim<32>(p, stream);
     case 64: return attention_dim<64>(p, stream);
     case 80: return attention_dim<80>(p, stream);
     case 96: return attention_dim<96>(p, stream);

@@ -670,6 +670,10 @@ void check_attention(const AttnCase& c, std::mt19937& rng) {
 
 } // namespace
 
+struct Shape4 {
+    int heads, kv_heads, head_dim;
+};
+
 TEST_CASE("gpu: attention over a prompt equals the plain loop, every head_dim and group", "[gpu]") {
     if (!gpu_available()) return;
     std::mt19937 rng(909);
@@ -687,6 +691,24 @@ TEST_CASE("gpu: attention over a prompt equals the plain loop, every head_dim an
                                 rng);
             }
         }
+    }
+}
+
+TEST_CASE("gpu: attention with the small heads of tiny models", "[gpu]") {
+    // head_dim 8 (tinystories-656k, tiny-llama3), 16 (tiny-qwen2, tiny-mistral), 24 (tiny-qwen3)
+    // and 32: the lanes past D / 2 output pairs hold nothing.
+    if (!gpu_available()) return;
+    std::mt19937 rng(914);
+    int variant = 0;
+    for (Shape4 s : {Shape4{8, 8, 8}, Shape4{4, 2, 16}, Shape4{6, 2, 24}, Shape4{8, 4, 32}, Shape4{7, 1, 8}}) {
+        for (int tokens : {1, 5, 40}) {
+            for (int64_t pos : {0, 33}) {
+                const int v = variant++;
+                check_attention({s.heads, s.kv_heads, s.head_dim, tokens, pos, 0, k_elems[v % 3], k_elems[v / 3 % 3]}, rng);
+            }
+        }
+        check_attention({s.heads, s.kv_heads, s.head_dim, 1, 2999, 0, Elem::f32, Elem::f32}, rng); // split positions
+        check_attention({s.heads, s.kv_heads, s.head_dim, 9, 100, 7, Elem::bf16, Elem::f32}, rng); // window
     }
 }
 
