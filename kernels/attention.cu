@@ -12,7 +12,11 @@
 //           shared memory, pre-scaled by scale * log2 e, so the softmax uses exp2);
 //   softmax: per row, the tile maximum and sum by warp shuffles, online rescaling;
 //   values: the probabilities go through shared memory; lane c accumulates output dimensions
-//           (2c, 2c + 1) (+ 64 i) of each row from the V tile.
+//           (2c, 2c + 1) (+ 64 i) of each row from the V tile (for D < 64, lanes c >= D / 2 hold
+//           nothing and only take part in the shuffles and barriers).
+// D is any multiple of 8 (the launcher takes 8, 16, 24, 32, 64, 80, 96, 128, 256): a cache row
+// is then whole 16-byte vectors in every cache type (one for a 16-bit D = 8), and the score
+// phase's 4-element reads stay aligned in the padded tile rows; AttnShape checks both.
 // Shared memory: q [BR, D] f32 + p [BR, 32] f32 + K and V tiles [32, D + 4] cache type (the 4
 // elements of padding make the per-lane row reads of the score phase free of bank conflicts).
 // f32 caches with D = 256 keep one tile buffer for K then V, to stay small.
@@ -49,7 +53,10 @@ struct AttnShape {
     static constexpr size_t tile_bytes = size_t(k_tile) * row * sizeof(TC);
     static constexpr size_t smem = q_bytes + p_bytes + (shared_kv ? 1 : 2) * tile_bytes;
     static_assert(q_bytes % 16 == 0 && p_bytes % 16 == 0 && tile_bytes % 16 == 0, "shared arrays stay 16-byte aligned");
+    static_assert(D % 8 == 0 && D <= 256, "head sizes the layout is made for");
     static_assert((row * sizeof(TC)) % 8 == 0, "tile rows are read 8 bytes at a time");
+    static_assert((row * sizeof(TC)) % (4 * sizeof(TC)) == 0 && (D * sizeof(float)) % 16 == 0,
+                  "the score phase reads 4 elements of K and of q at once, aligned to their size");
     static_assert((D * sizeof(TC)) % 16 == 0, "cache rows are whole 16-byte vectors");
 };
 
@@ -420,8 +427,7 @@ cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
     if (p.tokens == 0) return cudaSuccess;
     // Small heads (tiny test models, tinystories-656k's 8) use the same kernel: every D here is
     // a multiple of 8, so cache rows are whole 16-byte vectors in every cache type, and lanes
-    // past D / 2 output pairs simply hold nothing.
-    static_assert(k_attn_threads % 32 == 0, "whole warps");
+    // past D / 2 output pairs simply hold nothing. Keep this list attention_supports_head_dim's.
     switch (p.head_dim) {
     case 8: return attention_dim<8>(p, stream);
     case 16: return attention_dim<16>(p, stream);

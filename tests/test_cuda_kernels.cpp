@@ -670,10 +670,6 @@ void check_attention(const AttnCase& c, std::mt19937& rng) {
 
 } // namespace
 
-struct Shape4 {
-    int heads, kv_heads, head_dim;
-};
-
 TEST_CASE("gpu: attention over a prompt equals the plain loop, every head_dim and group", "[gpu]") {
     if (!gpu_available()) return;
     std::mt19937 rng(909);
@@ -694,21 +690,39 @@ TEST_CASE("gpu: attention over a prompt equals the plain loop, every head_dim an
     }
 }
 
-TEST_CASE("gpu: attention with the small heads of tiny models", "[gpu]") {
+TEST_CASE("gpu: attention with the small heads of tiny models, every cache and output type", "[gpu]") {
     // head_dim 8 (tinystories-656k, tiny-llama3), 16 (tiny-qwen2, tiny-mistral), 24 (tiny-qwen3)
-    // and 32: the lanes past D / 2 output pairs hold nothing.
+    // and 32: fewer output pairs than lanes, so lanes from D / 2 on hold nothing; f32 caches of
+    // D = 8 are two 16-byte vectors a row, 16-bit ones one.
     if (!gpu_available()) return;
     std::mt19937 rng(914);
-    int variant = 0;
-    for (Shape4 s : {Shape4{8, 8, 8}, Shape4{4, 2, 16}, Shape4{6, 2, 24}, Shape4{8, 4, 32}, Shape4{7, 1, 8}}) {
-        for (int tokens : {1, 5, 40}) {
-            for (int64_t pos : {0, 33}) {
-                const int v = variant++;
-                check_attention({s.heads, s.kv_heads, s.head_dim, tokens, pos, 0, k_elems[v % 3], k_elems[v / 3 % 3]}, rng);
+    struct Shape {
+        int heads, kv_heads, head_dim;
+    };
+    // Groups 1, 7, 2, 3, 4 and 8 (32-row blocks for a prompt).
+    for (Shape s : {Shape{8, 8, 8}, Shape{7, 1, 8}, Shape{4, 2, 16}, Shape{6, 2, 24}, Shape{8, 2, 32},
+                    Shape{16, 2, 32}}) {
+        for (Elem cache_type : k_elems)
+            for (Elem out_type : k_elems) {
+                const AttnCase base{s.heads, s.kv_heads, s.head_dim, 1, 0, 0, cache_type, out_type};
+                auto with = [&](int tokens, int64_t pos, int64_t window = 0, int sm = -1, float scale = 1) {
+                    AttnCase c = base;
+                    c.tokens = tokens;
+                    c.pos = pos;
+                    c.window = window;
+                    c.sm_count = sm;
+                    c.scale_mult = scale;
+                    return c;
+                };
+                check_attention(with(5, 0), rng);              // a prompt from position 0
+                check_attention(with(40, 33), rng);            // a prompt after earlier ones (8-row slots)
+                check_attention(with(1, 0), rng);              // the first decode step: one position
+                check_attention(with(1, 2999), rng);           // a decode step split across blocks
+                check_attention(with(1, 700, 0, 0), rng);      // the same, no split: one block walks it all
+                check_attention(with(9, 100, 7, -1, 8.0f), rng); // a window, peaked softmax
             }
-        }
-        check_attention({s.heads, s.kv_heads, s.head_dim, 1, 2999, 0, Elem::f32, Elem::f32}, rng); // split positions
-        check_attention({s.heads, s.kv_heads, s.head_dim, 9, 100, 7, Elem::bf16, Elem::f32}, rng); // window
+        // Splits with many rows: an sm_count that asks for more blocks than the rows give.
+        check_attention({s.heads, s.kv_heads, s.head_dim, 37, 300, 0, Elem::bf16, Elem::f16, 10000}, rng);
     }
 }
 
@@ -775,6 +789,14 @@ TEST_CASE("gpu: launchers refuse what they do not support", "[gpu]") {
     p.kv_heads = 2;
     p.head_dim = 72; // not supported
     REQUIRE(launch_attention(p, nullptr) == cudaErrorInvalidValue);
+    // Exactly the head sizes attention_supports_head_dim lists launch.
+    for (int d = 1; d <= 320; ++d) {
+        INFO("head_dim " << d);
+        p.head_dim = d;
+        p.q_stride = 4 * d;
+        REQUIRE((launch_attention(p, nullptr) == cudaSuccess) == attention_supports_head_dim(d));
+    }
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
     p.head_dim = 64;
     p.q_stride = 4 * 64;
     p.kv_heads = 3; // 4 % 3 != 0
