@@ -14,10 +14,7 @@ namespace rabbit {
 CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     : model_(model), pool_(options.threads) {
     const ModelConfig& c = model.config();
-    if (options.ctx > c.max_position_embeddings)
-        throw Error(ExitCode::usage, "--ctx " + std::to_string(options.ctx) + " is more than the model's " +
-                                         std::to_string(c.max_position_embeddings) + " positions");
-    ctx_ = options.ctx ? options.ctx : c.max_position_embeddings;
+    ctx_ = checked_context(c, options.ctx);
     stream_block_ = std::max<size_t>(1, options.stream_block);
     batch_ = std::max<size_t>(1, options.batch);
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
@@ -63,12 +60,8 @@ void CpuEngine::embed(const int32_t* tokens, size_t n) {
     const ManifestUnit& u = model_.manifest().units[embed_unit_];
     const uint8_t* data = source_->acquire(embed_unit_, Access::sparse);
     const Matrix table = unit_matrix(u, data, "embed");
-    for (size_t t = 0; t < n; ++t) {
-        if (tokens[t] < 0 || uint64_t(tokens[t]) >= table.rows)
-            throw bad_input(model_.dir(), "token id " + std::to_string(tokens[t]) + " is outside the embedding (" +
-                                              std::to_string(table.rows) + " rows): tokenizer and model disagree");
-        widen_row(table, uint64_t(tokens[t]), x_.data() + t * c.hidden_size);
-    }
+    check_token_ids(tokens, n, table.rows, model_.dir());
+    for (size_t t = 0; t < n; ++t) widen_row(table, uint64_t(tokens[t]), x_.data() + t * c.hidden_size);
     source_->release(embed_unit_);
 }
 
@@ -151,23 +144,16 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size
 }
 
 void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
-    const ModelConfig& c = config();
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
-    if (pos_ + n > ctx_)
-        throw Error(ExitCode::usage, "the context is full: " + std::to_string(pos_ + n) + " positions needed, " +
-                                         std::to_string(ctx_) + " available (--ctx, at most the model's " +
-                                         std::to_string(c.max_position_embeddings) + ")");
+    check_room(config(), pos_, n, ctx_);
     if (n <= batch_) return pass(tokens, n, n_logits, logits);
     // In parts, so that activations stay the size of one part whatever the prompt's length.
     logits.clear();
     std::vector<float> part;
-    const size_t first_wanted = n - n_logits;
-    for (size_t done = 0; done < n;) {
-        const size_t m = std::min(batch_, n - done), end = done + m;
-        pass(tokens + done, m, end > first_wanted ? end - std::max(done, first_wanted) : 0, part);
+    for_each_part(n, n_logits, batch_, [&](size_t first, size_t m, size_t rows) {
+        pass(tokens + first, m, rows, part);
         logits.insert(logits.end(), part.begin(), part.end());
-        done = end;
-    }
+    });
 }
 
 void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/engine.h"
 
+#include "common/error.h"
+
+#include <algorithm>
+
 namespace rabbit {
 
 int32_t Engine::step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
@@ -12,6 +16,36 @@ int32_t Engine::step(const int32_t* tokens, size_t n, Sampler& sampler, const st
         logits.erase(logits.begin(), logits.end() - long(logits.size() / n)); // the last token's
     }
     return sampler.sample(logits, history);
+}
+
+uint64_t checked_context(const ModelConfig& c, uint64_t requested) {
+    if (requested > c.max_position_embeddings)
+        throw Error(ExitCode::usage, "--ctx " + std::to_string(requested) + " is more than the model's " +
+                                         std::to_string(c.max_position_embeddings) + " positions");
+    return requested ? requested : c.max_position_embeddings;
+}
+
+void check_room(const ModelConfig& c, size_t pos, size_t n, uint64_t ctx) {
+    if (pos + n > ctx)
+        throw Error(ExitCode::usage, "the context is full: " + std::to_string(pos + n) + " positions needed, " +
+                                         std::to_string(ctx) + " available (--ctx, at most the model's " +
+                                         std::to_string(c.max_position_embeddings) + ")");
+}
+
+void check_token_ids(const int32_t* tokens, size_t n, uint64_t rows, const std::string& dir) {
+    for (size_t t = 0; t < n; ++t)
+        if (tokens[t] < 0 || uint64_t(tokens[t]) >= rows)
+            throw bad_input(dir, "token id " + std::to_string(tokens[t]) + " is outside the embedding (" +
+                                     std::to_string(rows) + " rows): tokenizer and model disagree");
+}
+
+void for_each_part(size_t n, size_t n_logits, size_t batch, const std::function<void(size_t, size_t, size_t)>& fn) {
+    const size_t first_wanted = n - n_logits;
+    for (size_t done = 0; done < n;) {
+        const size_t m = std::min(batch, n - done), end = done + m;
+        fn(done, m, end > first_wanted ? end - std::max(done, first_wanted) : 0);
+        done = end;
+    }
 }
 
 } // namespace rabbit

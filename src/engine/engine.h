@@ -8,6 +8,8 @@
 #include "model/config.h"
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 namespace rabbit {
@@ -34,5 +36,18 @@ public:
     virtual int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
                          std::vector<float>* all_logits);
 };
+
+// What every engine checks, with one wording.
+// --ctx: more than the model's maximum is a usage error; 0 means the maximum.
+uint64_t checked_context(const ModelConfig& c, uint64_t requested);
+// n more tokens at position pos must fit the context ctx.
+void check_room(const ModelConfig& c, size_t pos, size_t n, uint64_t ctx);
+// Every id must be a row of the embedding (rows of them); else the tokenizer and the model
+// in dir disagree.
+void check_token_ids(const int32_t* tokens, size_t n, uint64_t rows, const std::string& dir);
+
+// n tokens in parts of at most `batch`, the logits of the last n_logits wanted:
+// fn(first token of the part, its tokens, its logit rows).
+void for_each_part(size_t n, size_t n_logits, size_t batch, const std::function<void(size_t, size_t, size_t)>& fn);
 
 } // namespace rabbit

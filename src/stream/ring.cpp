@@ -5,7 +5,6 @@
 #include "common/error.h"
 
 #include <chrono>
-#include <cstring>
 
 namespace rabbit {
 
@@ -14,10 +13,6 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
-
-// Blocks of a piece's memcpy handed to the fill threads: large enough to amortise the
-// hand-out, small enough that the threads fault in pages of the file side by side.
-constexpr uint64_t k_fill_block = 4ull << 20;
 
 } // namespace
 
@@ -37,18 +32,6 @@ Ring::~Ring() {
     thread_.join();
 }
 
-void Ring::fill(uint8_t* dst, const uint8_t* src, uint64_t bytes) {
-    if (!pool_ || bytes <= k_fill_block) {
-        std::memcpy(dst, src, bytes);
-        return;
-    }
-    const size_t blocks = size_t((bytes + k_fill_block - 1) / k_fill_block);
-    pool_->parallel_for(blocks, [&](size_t b, size_t e) {
-        const uint64_t from = b * k_fill_block, to = std::min<uint64_t>(bytes, e * k_fill_block);
-        std::memcpy(dst + from, src + from, to - from);
-    });
-}
-
 void Ring::loader() {
     const size_t n = sequence_.size(), slots = transport_.slots();
     try {
@@ -63,7 +46,7 @@ void Ring::loader() {
                 // slot's pinned buffer, once the slot's previous copy has left it.
                 transport_.wait_staging_free(s);
                 const auto t0 = std::chrono::steady_clock::now();
-                fill(transport_.staging(s), src, p.bytes);
+                parallel_memcpy(pool_, transport_.staging(s), src, p.bytes);
                 const double took = seconds_since(t0);
                 source_.done(p);
                 src = transport_.staging(s);

@@ -81,7 +81,6 @@ public:
 
 private:
     void loader();
-    void fill(uint8_t* dst, const uint8_t* src, uint64_t bytes);
 
     RingTransport& transport_;
     PieceSource& source_;

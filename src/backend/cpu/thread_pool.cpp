@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -97,6 +98,20 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     run_blocks(); // the calling thread works too
     int spins = 0;
     while (pending_.load(std::memory_order_acquire) != 0) spin_once(spins);
+}
+
+void parallel_memcpy(ThreadPool* pool, void* dst, const void* src, uint64_t bytes) {
+    constexpr uint64_t block = 4ull << 20;
+    auto* d = static_cast<uint8_t*>(dst);
+    const auto* s = static_cast<const uint8_t*>(src);
+    if (!pool || bytes <= block) {
+        std::memcpy(d, s, bytes);
+        return;
+    }
+    pool->parallel_for(size_t((bytes + block - 1) / block), [&](size_t b, size_t e) {
+        const uint64_t from = b * block, to = std::min<uint64_t>(bytes, e * block);
+        std::memcpy(d + from, s + from, to - from);
+    });
 }
 
 } // namespace rabbit

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <cstddef>
 #include <functional>
 #include <mutex>
@@ -44,5 +45,9 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_;
 };
+
+// memcpy of a large buffer in 4 MiB blocks that the pool's threads take in turn, so that page
+// faults on a mapped file (reads from the disk) run side by side. pool may be null.
+void parallel_memcpy(ThreadPool* pool, void* dst, const void* src, uint64_t bytes);
 
 } // namespace rabbit

@@ -105,7 +105,6 @@ struct CudaEngine::Impl {
     void head(size_t rows, float* host);
     void track_memory();
     uint64_t held() const;
-    void check_tokens(size_t n, const char* what) const;
 
     const SplitModel& model;
     const ModelConfig& c;
@@ -227,9 +226,7 @@ void CudaEngine::Impl::init() {
 }
 
 void CudaEngine::Impl::plan_memory_and_context() {
-    if (opt.ctx > c.max_position_embeddings)
-        throw Error(ExitCode::usage, "--ctx " + std::to_string(opt.ctx) + " is more than the model's " +
-                                         std::to_string(c.max_position_embeddings) + " positions");
+    checked_context(c, opt.ctx);
     if (opt.vram_budget) {
         budget = opt.vram_budget;
     } else {
@@ -363,10 +360,7 @@ void CudaEngine::Impl::upload(void* dst, const uint8_t* src, uint64_t bytes) {
         const size_t b = k % 2;
         if (k >= 2) RABBIT_CUDA_CHECK(cudaEventSynchronize(done[b]));
         uint8_t* s = stage[b].as<uint8_t>();
-        fill->parallel_for(size_t((n + (4 << 20) - 1) >> 22), [&](size_t i0, size_t i1) {
-            const uint64_t from = uint64_t(i0) << 22, to = std::min<uint64_t>(n, uint64_t(i1) << 22);
-            std::memcpy(s + from, src + off + from, to - from);
-        });
+        parallel_memcpy(fill.get(), s, src + off, n);
         RABBIT_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(dst) + off, s, n, cudaMemcpyHostToDevice, compute));
         RABBIT_CUDA_CHECK(cudaEventRecord(done[b], compute));
         off += n;
@@ -423,13 +417,8 @@ void CudaEngine::Impl::start_ring() {
             break;
         }
         throw_if_interrupted();
-        const uint8_t* src = files->data(u);
-        uint8_t* dst = tier[u].as<uint8_t>();
-        fill->parallel_for(size_t((bytes + (4 << 20) - 1) >> 22), [&](size_t i0, size_t i1) {
-            const uint64_t from = uint64_t(i0) << 22, to = std::min<uint64_t>(bytes, uint64_t(i1) << 22);
-            std::memcpy(dst + from, src + from, to - from);
-        });
-        files->done_with(u, src, bytes);
+        parallel_memcpy(fill.get(), tier[u].get(), files->data(u), bytes);
+        files->done_with(u, files->data(u), bytes);
         kept += bytes;
     }
     pinned_bytes += kept;
@@ -456,20 +445,10 @@ void CudaEngine::Impl::track_memory() {
         used_growth = std::max<uint64_t>(used_growth, free_at_start - free_b);
 }
 
-void CudaEngine::Impl::check_tokens(size_t n, const char* what) const {
-    if (pos + n > ctx)
-        throw Error(ExitCode::usage, std::string(what) + ": the context is full: " + std::to_string(pos + n) +
-                                         " positions needed, " + std::to_string(ctx) + " available (--ctx, at most the model's " +
-                                         std::to_string(c.max_position_embeddings) + ")");
-}
-
 void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
     const ManifestUnit& u = model.manifest().units[embed_unit];
     const Matrix table = unit_matrix(u, files->data(embed_unit), "embed");
-    for (size_t t = 0; t < m; ++t)
-        if (tokens[t] < 0 || uint64_t(tokens[t]) >= table.rows)
-            throw bad_input(model.dir(), "token id " + std::to_string(tokens[t]) + " is outside the embedding (" +
-                                             std::to_string(table.rows) + " rows): tokenizer and model disagree");
+    check_token_ids(tokens, m, table.rows, model.dir());
     if (resident[embed_unit].get()) {
         // A tied embedding that is resident (as the output projection): gather on the GPU.
         std::memcpy(h_ids.get(), tokens, 4 * m);
@@ -726,18 +705,14 @@ const MemoryPlan& CudaEngine::plan() const { return impl_->plan; }
 void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
     Impl& e = *impl_;
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
-    e.check_tokens(n, "forward");
-    logits.clear();
-    const size_t vocab = e.c.vocab_size, first_wanted = n - n_logits;
-    for (size_t done = 0; done < n;) {
-        const size_t m = std::min(e.batch, n - done), end = done + m;
-        const size_t rows = end > first_wanted ? end - std::max(done, first_wanted) : 0;
-        const size_t at = logits.size();
-        logits.resize(at + rows * vocab);
-        e.pass(tokens + done, m, rows, logits.data() + at);
-        if (rows) RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
-        done = end;
-    }
+    check_room(e.c, e.pos, n, e.ctx);
+    logits.assign(n_logits * e.c.vocab_size, 0.0f);
+    float* next_row = logits.data();
+    for_each_part(n, n_logits, e.batch, [&](size_t first, size_t m, size_t rows) {
+        e.pass(tokens + first, m, rows, next_row);
+        next_row += rows * e.c.vocab_size;
+    });
+    RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute)); // the logits' copies to the host
     e.track_memory();
 }
 
@@ -746,12 +721,8 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
     if (all_logits) return Engine::step(tokens, n, sampler, history, all_logits);
     Impl& e = *impl_;
     RABBIT_CHECK(n > 0, "step with no tokens");
-    e.check_tokens(n, "step");
-    for (size_t done = 0; done < n;) {
-        const size_t m = std::min(e.batch, n - done);
-        e.pass(tokens + done, m, done + m == n ? 1 : 0, nullptr);
-        done += m;
-    }
+    check_room(e.c, e.pos, n, e.ctx);
+    for_each_part(n, 1, e.batch, [&](size_t first, size_t m, size_t rows) { e.pass(tokens + first, m, rows, nullptr); });
     e.track_memory();
 
     // Choose on the GPU: one id comes back (greedy), or k candidates (top-k); the whole
