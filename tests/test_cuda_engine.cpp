@@ -13,6 +13,7 @@
 
 #ifdef RABBIT_HAVE_CUDA
 #include "backend/cuda/cuda_engine.h"
+#include "backend/cuda/link.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "engine/cpu_engine.h"
@@ -221,4 +222,71 @@ TEST_CASE("asking for CUDA without a usable GPU is a clear error", "[cuda-engine
     test::RunResult d = test::run_rabbit({"run", "-m", dir / "ts", "--raw", "-p", "", "-n", "3"});
     REQUIRE(d.exit_code == 0);
     REQUIRE_THAT(d.err, Catch::Contains("running on the CPU"));
+}
+
+TEST_CASE("the CUDA engine counts and times its streaming stages; the link is measured", "[gpu][cuda-engine][bench]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "5", "--dtype", "bf16"}, dir));
+    uint64_t per_token = 0;
+    {
+        CudaEngineOptions all;
+        CudaEngine e(model, all);
+        per_token = e.plan().resident_bytes;
+        std::vector<float> logits;
+        e.forward(k_prompt.data(), k_prompt.size(), 1, logits);
+        const StreamStats s = e.stream_stats(); // nothing streams
+        REQUIRE((s.link_bytes == 0 && s.file_bytes == 0 && s.h2d_s == 0 && s.wait_s == 0));
+    }
+    for (uint64_t ram : {uint64_t(0), uint64_t(1) << 30}) {
+        INFO("RAM budget " << ram);
+        CudaEngineOptions o;
+        o.max_resident = 0; // bench's "none"
+        o.ram_budget = ram;
+        CudaEngine e(model, o);
+        REQUIRE(e.plan().resident_bytes == 0);
+        REQUIRE(e.plan().streamed_per_token == per_token);
+        std::vector<float> logits;
+        e.forward(k_prompt.data(), k_prompt.size(), 1, logits);
+        const StreamStats a = e.stream_stats();
+        for (int32_t t : {5, 99, 400}) e.forward(&t, 1, 1, logits);
+        const StreamStats d = e.stream_stats() - a;
+        // Three tokens' weights crossed the link (the loader may be some pieces ahead).
+        REQUIRE(d.link_bytes >= 2 * per_token);
+        REQUIRE(d.link_bytes <= 4 * per_token);
+        REQUIRE(d.h2d_s > 0);
+        REQUIRE(d.wait_s >= 0);
+        if (ram == 0) {
+            REQUIRE(d.file_bytes == d.link_bytes); // from the files, through staging
+            REQUIRE(d.host_copy_s > 0);
+        } else {
+            REQUIRE(d.file_bytes == 0); // from the pinned RAM tier, straight to the device
+            REQUIRE(d.host_copy_s == 0);
+        }
+    }
+    const LinkBandwidth l = measure_link(0, 64ull << 20, 3);
+    REQUIRE(l.pinned_bps > 1e8);
+    REQUIRE(l.pageable_bps > 1e8);
+    // bench's GPU rows, beside a CPU row, as JSON.
+    const std::string json = dir / "bench.json";
+    test::RunResult r = test::run_rabbit({"bench", "-m", dir / "split", "--backend", "cuda,cpu", "--vram", "none,all",
+                                          "--ring-slots", "2,3", "--prompt-len", "16", "--gen", "4", "--repeat", "2",
+                                          "--read-bytes", "8M", "--json", json});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.out, Catch::Contains("host to device: pinned"));
+    JsonDocument doc(test::read_file(json), json);
+    auto configs = (*json_field(doc.root_object(), "configs")).get_array().value();
+    REQUIRE(configs.size() == 5); // 2 slots x 2 VRAM settings, and the CPU
+    for (auto c : configs) {
+        auto o = c.get_object().value();
+        REQUIRE(bool((*json_field(o, "ok")).get_bool()));
+        REQUIRE(double((*json_field(o, "decode_tok_s")).get_double()) > 0);
+        const bool cuda = std::string_view((*json_field(o, "backend")).get_string().value()) == "cuda";
+        if (cuda) REQUIRE(uint64_t((*json_field(o, "peak_gpu_bytes")).get_uint64()) > 0);
+        if (cuda && std::string_view((*json_field(o, "vram")).get_string().value()) == "none")
+            REQUIRE(double((*json_field(o, "link_bytes_per_token")).get_double()) > 0);
+    }
+#endif
 }

@@ -2,7 +2,7 @@
 // rabbit run -m DIR -p TEXT: one-shot generation, text streamed to stdout.
 #include "cli/commands.h"
 #include "backend/cpu/kernels.h"
-#include "cli/progress.h"
+#include "cli/model_args.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
@@ -37,46 +37,6 @@
 namespace rabbit {
 
 namespace {
-
-// Where unsplit models are split on first use: $RABBIT_CACHE, else $XDG_CACHE_HOME/rabbit,
-// else ~/.cache/rabbit.
-std::string cache_root() {
-    if (const char* c = std::getenv("RABBIT_CACHE"); c && *c) return c;
-    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return join_path(x, "rabbit");
-    if (const char* h = std::getenv("HOME"); h && *h) return join_path(join_path(h, ".cache"), "rabbit");
-    throw Error(ExitCode::usage, "no cache directory for the split: set RABBIT_CACHE or HOME");
-}
-
-std::string basename_of(std::string dir) {
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    const size_t slash = dir.find_last_of('/');
-    return slash == std::string::npos ? dir : dir.substr(slash + 1);
-}
-
-// A split directory for DIR: DIR itself, or its split in the cache (made now if needed).
-std::string split_dir_for(const std::string& dir, const GlobalOptions& global) {
-    if (is_split_dir(dir)) return dir;
-    if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
-    if (!looks_like_hf_checkpoint(dir))
-        throw bad_input(dir, "holds neither manifest.json (a rabbit split) nor config.json (a Hugging Face model)");
-    const HfCheckpoint ck = open_hf_checkpoint(dir);
-    const SplitPlan plan = plan_split(ck, DTypeChoice::automatic);
-    const std::string out = join_path(join_path(cache_root(), "splits"), basename_of(dir) + "-" + plan.fingerprint);
-    // The fingerprint in the name covers the source files and the split options; a finished
-    // split is used as it is (run_split would verify every unit again, reading it whole).
-    if (is_split_dir(out)) {
-        spdlog::debug("{}: using its split in {}", dir, out);
-        return out;
-    }
-    SplitOptions opt;
-    opt.model_dir = dir;
-    opt.out_dir = out;
-    const bool tty = stderr_is_terminal();
-    ConsoleProgress progress(!global.quiet && tty, false);
-    spdlog::info("{} is not split yet: splitting it into {} (once)", dir, out);
-    run_split(opt, progress);
-    return out;
-}
 
 // generation_config.json's sampling settings, as transformers' generate() reads them.
 SamplingParams generation_defaults(const std::string& dir) {
@@ -116,47 +76,6 @@ void write_npy(const std::string& path, const std::vector<float>& data, size_t r
     out += header;
     out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
     write_file_atomic(path, out);
-}
-
-struct DeviceChoice {
-    bool cuda = false;
-    int index = 0;
-};
-
-// --device: cpu, cuda, cuda:N; by default the first usable GPU, else the CPU with a notice.
-DeviceChoice choose_device(const std::string& device) {
-    if (device == "cpu") return {};
-    if (!device.empty() && device != "cuda" && device.rfind("cuda:", 0) != 0)
-        throw Error(ExitCode::usage, "--device " + device + ": expected cpu, cuda or cuda:N");
-    int index = 0;
-    if (device.size() > 5) {
-        const std::string n = device.substr(5);
-        if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3)
-            throw Error(ExitCode::usage, "--device " + device + ": expected cuda:N with N a GPU number");
-        index = std::stoi(n);
-    }
-#ifdef RABBIT_HAVE_CUDA
-    std::string problem;
-    const auto devices = cuda_devices(&problem);
-    const bool any_usable = std::any_of(devices.begin(), devices.end(), [](const CudaDevice& d) { return d.usable; });
-    if (device.empty()) {
-        for (const auto& d : devices)
-            if (d.usable) return {true, d.index};
-        spdlog::info("no usable GPU ({}): running on the CPU", devices.empty() ? problem : devices[0].problem);
-        return {};
-    }
-    if (!any_usable)
-        throw Error(ExitCode::usage, "--device " + device + ": no usable GPU (" +
-                                         (devices.empty() ? problem : devices[0].problem) + "); use --device cpu");
-    return {true, index};
-#else
-    (void)index;
-    if (device.empty()) {
-        spdlog::info("this rabbit was built without CUDA: running on the CPU");
-        return {};
-    }
-    throw Error(ExitCode::usage, "--device " + device + ": this rabbit was built without the CUDA backend; use --device cpu");
-#endif
 }
 
 // Says how much of the model stays in memory, and what every token reads from the files.

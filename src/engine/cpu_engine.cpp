@@ -6,6 +6,7 @@
 #include "engine/rope.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -96,6 +97,15 @@ void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const fl
         Matrix part = w;
         part.rows = std::min<uint64_t>(rows_per_block, w.rows - r0);
         part.data = static_cast<const uint8_t*>(w.data) + r0 * row_bytes;
+        // Read the block in before the product, so that its threads do not stop on page
+        // faults; the time it takes is the disk's share of the token (read ahead by
+        // acquire() or not, the compute waits for it).
+        const auto t0 = std::chrono::steady_clock::now();
+        read_in(&pool_, part.data, part.rows * row_bytes);
+        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        stats_.disk_s += took;
+        stats_.wait_s += took;
+        stats_.file_bytes += part.rows * row_bytes;
         matmul(pool_, x, n, part, bias ? bias + r0 : nullptr, y + r0, size_t(w.rows));
         source_->done_with(unit, part.data, part.rows * row_bytes);
     }

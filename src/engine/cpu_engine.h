@@ -39,6 +39,8 @@ public:
     size_t threads() const { return pool_.size(); }
 
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
+    // No loader: the compute reads the streamed weights in itself, so its disk time is all wait.
+    StreamStats stream_stats() const override { return stats_; }
 
 private:
     // One part of forward(): at most options.batch tokens through every layer.
@@ -76,6 +78,7 @@ private:
     // [positions / k_attn_block][head_dim][k_attn_block], values [positions][head_dim]; f32.
     std::vector<std::vector<float>> k_cache_, v_cache_;
     size_t cache_positions_ = 0;
+    StreamStats stats_;
 };
 
 } // namespace rabbit

@@ -7,6 +7,17 @@
 
 namespace rabbit {
 
+StreamStats operator-(const StreamStats& a, const StreamStats& b) {
+    StreamStats d;
+    d.disk_s = a.disk_s - b.disk_s;
+    d.host_copy_s = a.host_copy_s - b.host_copy_s;
+    d.h2d_s = a.h2d_s - b.h2d_s;
+    d.wait_s = a.wait_s - b.wait_s;
+    d.file_bytes = a.file_bytes - b.file_bytes;
+    d.link_bytes = a.link_bytes - b.link_bytes;
+    return d;
+}
+
 int32_t Engine::step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
                      std::vector<float>* all_logits) {
     std::vector<float> logits;

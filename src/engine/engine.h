@@ -14,6 +14,20 @@
 
 namespace rabbit {
 
+// Where the time of the weights' journey went, counted since the engine was made; `rabbit
+// bench` takes differences around what it measures. Each is the busy time of one stage of
+// the pipeline, whether or not another stage hid it:
+struct StreamStats {
+    double disk_s = 0;      // bringing streamed weights from the unit files into memory (page cache or drive)
+    double host_copy_s = 0; // copying them into pinned staging buffers (GPU)
+    double h2d_s = 0;       // the copy engine moving weights to the device (GPU)
+    double wait_s = 0;      // the compute idle for want of weights
+    uint64_t file_bytes = 0; // weight bytes read from the unit files (not kept in memory)
+    uint64_t link_bytes = 0; // weight bytes copied to the device
+};
+
+StreamStats operator-(const StreamStats& a, const StreamStats& b);
+
 class Engine {
 public:
     virtual ~Engine() = default;
@@ -35,6 +49,9 @@ public:
     //   history: the tokens so far, these n included (for the repetition penalty)
     virtual int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
                          std::vector<float>* all_logits);
+
+    // Counted since the engine was made; complete for the passes that have returned.
+    virtual StreamStats stream_stats() const = 0;
 };
 
 // What every engine checks, with one wording.

@@ -92,7 +92,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     p.minimum_budget = base + smallest_ring;
 
     // Everything resident: no ring at all.
-    if (base + all <= in.budget) {
+    if (base + all <= in.budget && all <= in.max_resident) {
         for (size_t i : layers) p.resident[i] = true;
         for (size_t i : others) p.resident[i] = true;
         p.resident_bytes = all;
@@ -136,10 +136,13 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
         for (size_t i : others) need = res[i] ? need : std::max(need, in.units[i].bytes);
         return std::min(need, slot);
     };
-    auto used = [&](const std::vector<bool>& res, uint64_t slot) {
+    auto resident_bytes = [&](const std::vector<bool>& res) {
         uint64_t bytes = 0;
         for (size_t i = 0; i < res.size(); ++i) bytes += res[i] ? in.units[i].bytes : 0;
-        return base + slots * slot_for(res, slot) + bytes;
+        return bytes;
+    };
+    auto used = [&](const std::vector<bool>& res, uint64_t slot) {
+        return base + slots * slot_for(res, slot) + resident_bytes(res);
     };
     uint64_t best_bytes = 0, best_slot = 0;
     std::vector<bool> best(in.units.size(), false);
@@ -149,16 +152,15 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
         for (size_t mask = 0; mask < (size_t(1) << others.size()); ++mask) {
             std::vector<bool> res(in.units.size(), false);
             for (size_t k = 0; k < others.size(); ++k) res[others[k]] = (mask >> k) & 1;
-            if (used(res, slot) > in.budget) continue;
+            if (used(res, slot) > in.budget || resident_bytes(res) > in.max_resident) continue;
             for (size_t i : layers) { // layers in order: the first ones resident, the rest streamed
                 res[i] = true;
-                if (used(res, slot) > in.budget) {
+                if (used(res, slot) > in.budget || resident_bytes(res) > in.max_resident) {
                     res[i] = false;
                     break;
                 }
             }
-            uint64_t bytes = 0;
-            for (size_t i = 0; i < res.size(); ++i) bytes += res[i] ? in.units[i].bytes : 0;
+            const uint64_t bytes = resident_bytes(res);
             const uint64_t need = slot_for(res, slot);
             // More resident bytes win; between equals, the larger slot (fewer, larger copies).
             if (!found || bytes > best_bytes || (bytes == best_bytes && need > best_slot)) {

@@ -34,6 +34,7 @@ struct MemoryPlanInput {
     uint32_t prefill_tokens = 512; // tokens per prefill step: sizes the activations
     KvPlace kv = KvPlace::automatic; // automatic: on the GPU when it fits beside the smallest ring
     uint64_t max_slot = 0;         // a ring slot holds at most this many bytes (0: no cap)
+    uint64_t max_resident = UINT64_MAX; // at most this many bytes of weights resident, whatever the budget allows
 };
 
 struct MemoryPlan {

@@ -1,14 +1,44 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/unit_source.h"
 
+#include "backend/cpu/thread_pool.h"
 #include "common/error.h"
 #include "common/file_io.h"
+
+#include <algorithm>
 
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 namespace rabbit {
+
+namespace {
+
+void read_in_range(const uint8_t* p, uint64_t bytes) {
+    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+#ifdef MADV_POPULATE_READ
+    if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
+#endif
+    // Kernels before 5.14: touch a byte of every page.
+    volatile uint8_t sink = 0;
+    for (uintptr_t a = begin; a < end; a += page)
+        sink = sink + *reinterpret_cast<const uint8_t*>(std::max(a, reinterpret_cast<uintptr_t>(p)));
+}
+
+} // namespace
+
+void read_in(ThreadPool* pool, const void* p, uint64_t bytes) {
+    constexpr uint64_t block = 4ull << 20;
+    const auto* b = static_cast<const uint8_t*>(p);
+    if (!pool || bytes <= block) return read_in_range(b, bytes);
+    pool->parallel_for(size_t((bytes + block - 1) / block), [&](size_t first, size_t last) {
+        const uint64_t from = first * block, to = std::min<uint64_t>(bytes, last * block);
+        read_in_range(b + from, to - from);
+    });
+}
 
 MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
     const auto& units = model.manifest().units;
@@ -40,13 +70,7 @@ MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
 
 void MmapUnitSource::populate(size_t i) const {
     const Mapping& m = maps_[i];
-#ifdef MADV_POPULATE_READ
-    if (::madvise(m.base + m.data_offset, m.data_size, MADV_POPULATE_READ) == 0) return;
-#endif
-    // Kernels before 5.14: touch a byte of every page.
-    const long page = ::sysconf(_SC_PAGESIZE);
-    volatile uint8_t sink = 0;
-    for (uint64_t off = 0; off < m.data_size; off += uint64_t(page)) sink = sink + m.base[m.data_offset + off];
+    read_in(nullptr, m.base + m.data_offset, m.data_size);
 }
 
 MmapUnitSource::~MmapUnitSource() {

@@ -49,11 +49,18 @@ void CudaTransport::wait_staging_free(size_t s) { RABBIT_CUDA_CHECK(cudaEventSyn
 void CudaTransport::copy(size_t s, const uint8_t* src, uint64_t bytes) {
     Slot& slot = slots_[s];
     RABBIT_CUDA_CHECK(cudaStreamWaitEvent(copy_, slot.freed, 0));
+    copies_.begin(copy_); // after the wait for the slot: the span is the copy alone
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(slot.device.get(), src, bytes, cudaMemcpyHostToDevice, copy_));
+    copies_.end(copy_);
     RABBIT_CUDA_CHECK(cudaEventRecord(slot.copied, copy_));
 }
 
-void CudaTransport::wait_arrival(size_t s) { RABBIT_CUDA_CHECK(cudaStreamWaitEvent(compute_, slots_[s].copied, 0)); }
+void CudaTransport::arrival_wanted() { stalls_.begin(compute_); }
+
+void CudaTransport::wait_arrival(size_t s) {
+    RABBIT_CUDA_CHECK(cudaStreamWaitEvent(compute_, slots_[s].copied, 0));
+    stalls_.end(compute_);
+}
 
 void CudaTransport::release(size_t s) { RABBIT_CUDA_CHECK(cudaEventRecord(slots_[s].freed, compute_)); }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "backend/cuda/memory.h"
+#include "backend/cuda/spans.h"
 #include "stream/ring.h"
 
 #include <cuda_runtime.h>
@@ -28,8 +29,14 @@ public:
     void loader_started() override;
     void wait_staging_free(size_t s) override;
     void copy(size_t s, const uint8_t* src, uint64_t bytes) override;
+    void arrival_wanted() override;
     void wait_arrival(size_t s) override;
     void release(size_t s) override;
+
+    // GPU time so far, in copies that have landed: the copy engine busy with weights, and the
+    // compute stream idle from the moment it wanted a piece until the piece was there.
+    double copy_seconds() const { return copies_.seconds(); }
+    double stall_seconds() const { return stalls_.seconds(); }
 
 private:
     void create(size_t slots, uint64_t slot_bytes);
@@ -44,6 +51,7 @@ private:
     uint64_t slot_bytes_;
     cudaStream_t compute_, copy_ = nullptr;
     std::vector<Slot> slots_;
+    GpuSpans copies_, stalls_;
 };
 
 } // namespace rabbit

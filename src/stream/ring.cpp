@@ -3,6 +3,7 @@
 
 #include "backend/cpu/thread_pool.h"
 #include "common/error.h"
+#include "engine/unit_source.h"
 
 #include <chrono>
 
@@ -44,14 +45,20 @@ void Ring::loader() {
             if (!source_.pinned(p)) {
                 // Pageable memory cannot be copied to the GPU asynchronously: stage it in the
                 // slot's pinned buffer, once the slot's previous copy has left it.
-                transport_.wait_staging_free(s);
+                // First the pages from the file (the disk's time), then the copy (the host's).
                 const auto t0 = std::chrono::steady_clock::now();
+                read_in(pool_, src, p.bytes);
+                const double read = seconds_since(t0);
+                transport_.wait_staging_free(s);
+                const auto t1 = std::chrono::steady_clock::now();
                 parallel_memcpy(pool_, transport_.staging(s), src, p.bytes);
-                const double took = seconds_since(t0);
+                const double copied = seconds_since(t1);
                 source_.done(p);
                 src = transport_.staging(s);
                 std::lock_guard<std::mutex> lock(mutex_);
-                stats_.fill_s += took;
+                stats_.disk_s += read;
+                stats_.fill_s += copied;
+                stats_.file_bytes += p.bytes;
             }
             {
                 // The device side of slot s holds piece k - slots until the consumer releases it.
@@ -77,6 +84,7 @@ void Ring::loader() {
 
 const uint8_t* Ring::acquire() {
     RABBIT_CHECK(released_ == consumed_, "Ring::acquire before the last piece was released");
+    transport_.arrival_wanted(); // before any wait for the loader: the compute may run dry during it
     {
         std::unique_lock<std::mutex> lock(mutex_);
         if (produced_ <= consumed_ && !error_) {

@@ -41,6 +41,7 @@ public:
     // Queues src -> device(slot), ordered after the consumer's last release of the slot.
     virtual void copy(size_t slot, const uint8_t* src, uint64_t bytes) = 0;
     // Consumer thread (never blocks the host):
+    virtual void arrival_wanted() {}                 // first: the compute will need the next piece after what it has queued
     virtual void wait_arrival(size_t slot) = 0;      // the consumer's stream waits for the last copy into the slot
     virtual void release(size_t slot) = 0;           // the consumer's stream is done with device(slot) after what it has queued
 };
@@ -56,8 +57,10 @@ public:
 };
 
 struct RingStats {
-    double consumer_wait_s = 0; // the forward pass waiting for a piece not yet copied
+    double consumer_wait_s = 0; // the forward pass waiting for the loader to queue a piece
+    double disk_s = 0;          // the loader reading pieces in from the unit files (page cache or drive)
     double fill_s = 0;          // the loader copying pieces into staging
+    uint64_t file_bytes = 0;    // bytes read from the unit files (not in pinned memory already)
     uint64_t bytes = 0;         // bytes queued to the device
     uint64_t pieces = 0;
 };

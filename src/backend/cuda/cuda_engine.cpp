@@ -243,6 +243,7 @@ void CudaEngine::Impl::plan_memory_and_context() {
     plan_in.prefill_tokens = uint32_t(batch);
     plan_in.kv = opt.kv;
     plan_in.max_slot = opt.max_slot;
+    plan_in.max_resident = opt.max_resident;
     // The context: as asked, else the model's maximum while its KV cache fits on the GPU or
     // in half the host's available memory, halving it until it does.
     ctx = opt.ctx ? opt.ctx : c.max_position_embeddings;
@@ -773,6 +774,19 @@ CudaEngineStats CudaEngine::stats() const {
     s.device_used_growth = impl_->used_growth;
     s.pinned_bytes = impl_->pinned_bytes;
     if (impl_->ring) s.ring = impl_->ring->stats();
+    return s;
+}
+
+StreamStats CudaEngine::stream_stats() const {
+    StreamStats s;
+    if (!impl_->ring) return s; // everything resident: nothing streams
+    const RingStats r = impl_->ring->stats();
+    s.disk_s = r.disk_s;
+    s.host_copy_s = r.fill_s;
+    s.h2d_s = impl_->transport->copy_seconds();
+    s.wait_s = impl_->transport->stall_seconds();
+    s.file_bytes = r.file_bytes;
+    s.link_bytes = r.bytes;
     return s;
 }
 

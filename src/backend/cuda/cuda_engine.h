@@ -28,6 +28,7 @@ struct CudaEngineOptions {
     KvPlace kv = KvPlace::automatic;
     size_t batch = 512;         // most tokens through the layers at once
     uint64_t max_slot = 0;      // cap on a ring slot's bytes (0: the planner's choice); for tests
+    uint64_t max_resident = UINT64_MAX; // most bytes of weights kept resident in VRAM (rabbit bench's "none", "half")
     size_t loader_threads = 4;  // threads sharing the copy of a piece from the files into pinned memory
 };
 
@@ -56,6 +57,7 @@ public:
     const MemoryPlanInput& plan_input() const;
     const MemoryPlan& plan() const;
     CudaEngineStats stats() const;
+    StreamStats stream_stats() const override;
 
     struct Impl;
 

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// GPU time spans: a pair of events recorded on a stream around some of its work (a copy, a
+// wait), whose elapsed times are added up once both have happened. The host never waits for
+// them while work is queued: finished spans are collected as later ones begin, and when the
+// total is asked for.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <deque>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace rabbit {
+
+class GpuSpans {
+public:
+    GpuSpans() = default;
+    ~GpuSpans();
+    GpuSpans(const GpuSpans&) = delete;
+    GpuSpans& operator=(const GpuSpans&) = delete;
+
+    // On one thread at a time, in pairs: begin, then the work on `stream`, then end.
+    void begin(cudaStream_t stream);
+    void end(cudaStream_t stream);
+    // Seconds in the spans that have ended on the GPU so far.
+    double seconds() const;
+
+private:
+    void collect(bool all) const; // with the mutex held
+    cudaEvent_t take();
+
+    mutable std::mutex mutex_;
+    mutable std::deque<std::pair<cudaEvent_t, cudaEvent_t>> pending_;
+    mutable std::vector<cudaEvent_t> spare_;
+    mutable double total_ = 0;
+    cudaEvent_t open_ = nullptr; // begun, not yet ended
+};
+
+} // namespace rabbit

@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: Apache-2.0
+// rabbit bench -m DIR: throughput against the hardware bound, configurations side by side.
+// First the machine's own rates (the shard files read cold and warm, the host-to-device link
+// from pinned and pageable memory); then, for every configuration asked for (backend, ring
+// slots, VRAM, RAM budget, batch), one engine: a warm-up run, then --repeat runs of a prompt
+// of --prompt-len tokens and --gen greedy decode steps, with the medians reported: tokens per
+// second, each decoded token's time split by stage, the streaming bound and the share of it
+// reached, the overlap, and peak memory. A table on stdout, and JSON with --json.
+#include "bench/measure.h"
+#include "cli/commands.h"
+#include "cli/model_args.h"
+#include "common/error.h"
+#include "common/file_io.h"
+#include "common/interrupt.h"
+#include "common/json_writer.h"
+#include "common/system.h"
+#include "common/units.h"
+#include "engine/cpu_engine.h"
+#include "engine/memory_plan.h"
+#include "format/split_model.h"
+
+#include <spdlog/spdlog.h>
+
+#ifdef RABBIT_HAVE_CUDA
+#include "backend/cuda/cuda_engine.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/link.h"
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+namespace rabbit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// One configuration of the matrix.
+struct BenchConfig {
+    bool cuda = false;
+    uint32_t slots = 2;
+    std::string vram = "all"; // none, half, all (resident weights in VRAM), or a budget such as 4G
+    std::string ram = "default"; // default (3/4 of available memory), or a size (0: nothing kept)
+    size_t batch = 512;
+};
+
+struct Sample {
+    double prefill_s = 0, decode_s = 0;
+    StreamStats decode; // over the decode steps
+};
+
+struct ConfigResult {
+    BenchConfig config;
+    std::string error;
+    ExitCode code = ExitCode::ok;
+    double load_s = 0;
+    uint64_t ram_budget = 0;
+    uint64_t vram_budget = 0;     // GPU: the budget the engine used
+    uint64_t resident_bytes = 0;  // weights kept (CPU: in memory; GPU: in VRAM)
+    std::vector<double> prefill_tps, decode_tps; // every measured run
+    TokenSplit token;             // medians, per decoded token
+    double file_bytes = 0, link_bytes = 0; // per decoded token (medians)
+    double cached = 0;            // page-cache fraction of the unit files after the warm-up
+    std::string read_basis;       // where the streamed weights came from: "cold" (the drive), "page cache", "none"
+    std::optional<double> bound, overlap;
+    uint64_t peak_host = 0, peak_gpu = 0;
+    bool ok() const { return error.empty(); }
+};
+
+struct Rates {
+    std::optional<ReadBandwidth> cold, warm;
+    double pinned_bps = 0, pageable_bps = 0; // 0: not measured (no GPU configuration)
+    uint64_t link_bytes = 0;
+};
+
+// Comma-separated lists, as the options take them.
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+template <typename T>
+std::vector<T> number_list(const std::string& text, const char* option, T lo, T hi) {
+    std::vector<T> out;
+    for (const auto& item : split_list(text)) {
+        if (item.find_first_not_of("0123456789") != std::string::npos || item.size() > 9)
+            throw Error(ExitCode::usage, std::string(option) + " " + text + ": expected numbers separated by commas");
+        const auto v = T(std::stoull(item));
+        if (v < lo || v > hi)
+            throw Error(ExitCode::usage, std::string(option) + " " + item + ": expected " + std::to_string(lo) + " to " +
+                                             std::to_string(hi));
+        out.push_back(v);
+    }
+    if (out.empty()) throw Error(ExitCode::usage, std::string(option) + ": expected at least one value");
+    return out;
+}
+
+std::string ms(double seconds) {
+    char buf[32];
+    const double v = seconds * 1e3;
+    std::snprintf(buf, sizeof buf, v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : v >= 1 ? "%.2f" : "%.3f", v);
+    return buf;
+}
+
+std::string rate(double per_second) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, per_second >= 100 ? "%.0f" : per_second >= 10 ? "%.1f" : "%.2f", per_second);
+    return buf;
+}
+
+std::string percent(double fraction) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f%%", fraction * 100);
+    return buf;
+}
+
+std::string gbps(double bps) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f GB/s", bps / 1e9);
+    return buf;
+}
+
+std::string iso_date() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+// A prompt of random ids, the same for every configuration: the speed of a pass does not
+// depend on which ids they are, and random ids make no special case of any.
+std::vector<int32_t> bench_prompt(const ModelConfig& c, size_t n) {
+    std::vector<int32_t> ids(n);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (auto& id : ids) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        id = int32_t(x % c.vocab_size);
+    }
+    return ids;
+}
+
+Sample run_once(Engine& engine, const std::vector<int32_t>& prompt, size_t gen) {
+    SamplingParams greedy;
+    Sampler sampler(greedy);
+    std::vector<int32_t> history = prompt;
+    Sample s;
+    engine.reset();
+    const auto t0 = Clock::now();
+    int32_t next = engine.step(prompt.data(), prompt.size(), sampler, history, nullptr);
+    s.prefill_s = seconds_since(t0);
+    const StreamStats before = engine.stream_stats();
+    const auto t1 = Clock::now();
+    for (size_t g = 0; g < gen; ++g) {
+        throw_if_interrupted();
+        history.push_back(next);
+        next = engine.step(&history.back(), 1, sampler, history, nullptr);
+    }
+    s.decode_s = seconds_since(t1);
+    s.decode = engine.stream_stats() - before;
+    return s;
+}
+
+struct Settings {
+    size_t prompt_len = 512, gen = 32, repeat = 3, warmup = 1, threads = 0;
+    uint64_t ctx = 0;
+    int gpu = 0;
+};
+
+uint64_t ram_budget_of(const std::string& ram) {
+    if (ram == "default") return available_memory() / 4 * 3;
+    const auto v = parse_size(ram);
+    if (!v) throw Error(ExitCode::usage, "--ram-budget " + ram + ": expected default or a size such as 8G");
+    return *v;
+}
+
+// --backend cuda needs GPU --gpu, usable by this binary.
+void check_gpu(int gpu) {
+#ifdef RABBIT_HAVE_CUDA
+    std::string problem;
+    const auto devices = cuda_devices(&problem);
+    for (const auto& d : devices)
+        if (d.index == gpu) {
+            if (d.usable) return;
+            problem = d.name + ": " + d.problem;
+        }
+    if (devices.empty() || problem.empty())
+        problem = devices.empty() ? problem : "there are " + std::to_string(devices.size()) + " GPUs";
+    throw Error(ExitCode::usage, "--backend cuda: no usable GPU " + std::to_string(gpu) + " (" + problem + ")");
+#else
+    (void)gpu;
+    throw Error(ExitCode::usage, "--backend cuda: this rabbit was built without the CUDA backend");
+#endif
+}
+
+std::unique_ptr<Engine> make_engine(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r) {
+    r.ram_budget = ram_budget_of(b.ram);
+    const uint64_t ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.prompt_len + s.gen + 1, model.config().max_position_embeddings);
+    if (!b.cuda) {
+        EngineOptions eo;
+        eo.threads = s.threads;
+        eo.ram_budget = r.ram_budget;
+        eo.ctx = ctx;
+        eo.batch = b.batch;
+        auto e = std::make_unique<CpuEngine>(model, eo);
+        r.resident_bytes = e->units().resident_bytes();
+        return e;
+    }
+#ifdef RABBIT_HAVE_CUDA
+    CudaEngineOptions co;
+    co.device = s.gpu;
+    co.ram_budget = r.ram_budget;
+    co.ctx = ctx;
+    co.ring_slots = b.slots;
+    co.batch = b.batch;
+    if (b.vram == "none") {
+        co.max_resident = 0;
+    } else if (b.vram == "half") {
+        std::vector<PlanUnit> units;
+        for (const auto& u : model.manifest().units) units.push_back({u.layout.name, u.kind, u.layout.data_size});
+        co.max_resident = weight_bytes_per_token(units, model.config().tie_word_embeddings) / 2;
+    } else if (b.vram != "all") {
+        co.vram_budget = *parse_size(b.vram);
+    }
+    auto e = std::make_unique<CudaEngine>(model, co);
+    r.vram_budget = e->stats().budget;
+    r.resident_bytes = e->plan().resident_bytes;
+    return e;
+#else
+    throw Error(ExitCode::usage, "--backend cuda: this rabbit was built without the CUDA backend");
+#endif
+}
+
+void measure_config(const SplitModel& model, const BenchConfig& b, const Settings& s, const Rates& rates,
+                    const std::vector<std::string>& files, ConfigResult& r) {
+    const bool own_peak = reset_peak_rss();
+    const auto t0 = Clock::now();
+    std::unique_ptr<Engine> engine = make_engine(model, b, s, r);
+    r.load_s = seconds_since(t0);
+    const std::vector<int32_t> prompt = bench_prompt(model.config(), s.prompt_len);
+    for (size_t w = 0; w < s.warmup; ++w) run_once(*engine, prompt, s.gen);
+    r.cached = page_cache_fraction(files);
+    std::vector<double> wall, disk, copy, h2d, wait, file_bytes, link_bytes;
+    for (size_t k = 0; k < s.repeat; ++k) {
+        const Sample x = run_once(*engine, prompt, s.gen);
+        const double g = double(std::max<size_t>(1, s.gen));
+        r.prefill_tps.push_back(double(s.prompt_len) / std::max(x.prefill_s, 1e-12));
+        r.decode_tps.push_back(double(s.gen) / std::max(x.decode_s, 1e-12));
+        wall.push_back(x.decode_s / g);
+        disk.push_back(x.decode.disk_s / g);
+        copy.push_back(x.decode.host_copy_s / g);
+        h2d.push_back(x.decode.h2d_s / g);
+        wait.push_back(x.decode.wait_s / g);
+        file_bytes.push_back(double(x.decode.file_bytes) / g);
+        link_bytes.push_back(double(x.decode.link_bytes) / g);
+    }
+    r.token = {median(wall), median(disk), median(copy), median(h2d), median(wait)};
+    r.file_bytes = median(file_bytes);
+    r.link_bytes = median(link_bytes);
+    // The drive bounds a token only when the weights come from it: when the page cache held
+    // the files after the warm-up (a model the memory holds), reading them is mapping memory,
+    // and the link (if any) is the bound.
+    const bool from_drive = r.file_bytes > 0 && r.cached < 0.9 && rates.cold;
+    r.read_basis = r.file_bytes == 0 ? "none" : from_drive ? "cold" : "page cache";
+    const double read_bps = from_drive ? rates.cold->bytes_per_second() : 0;
+    r.bound = streaming_bound(r.file_bytes, read_bps, r.link_bytes, rates.pinned_bps);
+    // The CPU engine has no loader: it reads the weights itself, so nothing overlaps its
+    // reads but the kernel's read-ahead, which no clock here sees.
+    if (b.cuda) r.overlap = overlap_efficiency(r.token);
+    r.peak_host = peak_rss();
+    if (!own_peak) spdlog::debug("the peak memory is the process's (the kernel did not let it be reset)");
+#ifdef RABBIT_HAVE_CUDA
+    if (b.cuda) {
+        const CudaEngineStats st = static_cast<CudaEngine&>(*engine).stats();
+        r.peak_gpu = std::max(st.peak_device_bytes, st.device_used_growth);
+    }
+#endif
+}
+
+std::string config_label(const BenchConfig& b) {
+    if (!b.cuda) return "cpu, RAM " + b.ram + ", batch " + std::to_string(b.batch);
+    return "cuda, " + std::to_string(b.slots) + " slots, VRAM " + b.vram + ", RAM " + b.ram + ", batch " +
+           std::to_string(b.batch);
+}
+
+void print_table(const std::vector<ConfigResult>& results) {
+    std::printf("| backend | slots | VRAM | RAM | batch | load s | prefill tok/s | decode tok/s | ms/token | disk | copy | "
+                "h2d | compute | wait | overlap | bound ms | of bound | GPU peak | host peak |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (const auto& r : results) {
+        const BenchConfig& b = r.config;
+        const std::string dash = "-";
+        std::printf("| %s | %s | %s | %s | %zu ", b.cuda ? "cuda" : "cpu", b.cuda ? std::to_string(b.slots).c_str() : "-",
+                    b.cuda ? b.vram.c_str() : "-", b.ram.c_str(), b.batch);
+        if (!r.ok()) {
+            std::printf("| failed: %s |\n", r.error.c_str());
+            continue;
+        }
+        const TokenSplit& t = r.token;
+        std::printf("| %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.load_s,
+                    rate(median(r.prefill_tps)).c_str(), rate(median(r.decode_tps)).c_str(), ms(t.wall).c_str(),
+                    r.file_bytes > 0 ? ms(t.disk).c_str() : dash.c_str(), b.cuda ? ms(t.host_copy).c_str() : dash.c_str(),
+                    b.cuda ? ms(t.h2d).c_str() : dash.c_str(), ms(t.compute()).c_str(), ms(t.wait).c_str(),
+                    r.overlap ? percent(*r.overlap).c_str() : dash.c_str(), r.bound ? ms(*r.bound).c_str() : dash.c_str(),
+                    r.bound ? percent(*r.bound / std::max(t.wall, 1e-12)).c_str() : dash.c_str(),
+                    b.cuda ? format_bytes(r.peak_gpu).c_str() : dash.c_str(), format_bytes(r.peak_host).c_str());
+    }
+}
+
+void write_json(const std::string& path, const SplitModel& model, const Settings& s, const Rates& rates,
+                const std::vector<ConfigResult>& results, const std::string& gpu_name) {
+    const ModelConfig& c = model.config();
+    const MachineInfo m = machine_info();
+    uint64_t weights = 0;
+    for (const auto& u : model.manifest().units) weights += u.layout.data_size;
+    JsonWriter j;
+    j.begin_object();
+    j.member("rabbit", std::string(RABBIT_VERSION));
+    j.member("date", iso_date());
+    j.key("machine").begin_object();
+    j.member("cpu", m.cpu).member("cpus", uint64_t(m.cpus)).member("memory_bytes", m.memory).member("kernel", m.kernel);
+    j.key("gpu");
+    gpu_name.empty() ? j.null() : j.value(gpu_name);
+    j.end_object();
+    j.key("model").begin_object();
+    j.member("dir", model.dir()).member("arch", c.architecture).member("layers", uint64_t(c.num_layers));
+    j.member("dtype", model.manifest().dtype).member("weight_bytes", weights);
+    j.end_object();
+    j.key("settings").begin_object();
+    j.member("prompt_len", uint64_t(s.prompt_len)).member("gen", uint64_t(s.gen)).member("repeat", uint64_t(s.repeat));
+    j.member("warmup", uint64_t(s.warmup)).member("threads", uint64_t(s.threads));
+    j.end_object();
+    j.key("bandwidth").begin_object();
+    auto read = [&](const char* name, const std::optional<ReadBandwidth>& r) {
+        j.key(name);
+        if (!r) {
+            j.null();
+            return;
+        }
+        j.begin_object();
+        j.member("bytes", r->bytes).member("seconds", r->seconds).member("bytes_per_second", r->bytes_per_second());
+        j.member("cached_before", r->cached_before);
+        j.end_object();
+    };
+    read("read_cold", rates.cold);
+    read("read_warm", rates.warm);
+    j.key("h2d_pinned_bytes_per_second");
+    rates.pinned_bps > 0 ? j.value(rates.pinned_bps) : j.null();
+    j.key("h2d_pageable_bytes_per_second");
+    rates.pageable_bps > 0 ? j.value(rates.pageable_bps) : j.null();
+    j.end_object();
+    j.key("configs").begin_array();
+    for (const auto& r : results) {
+        const BenchConfig& b = r.config;
+        j.begin_object();
+        j.member("backend", std::string(b.cuda ? "cuda" : "cpu"));
+        j.key("ring_slots");
+        b.cuda ? j.value(uint64_t(b.slots)) : j.null();
+        j.key("vram");
+        b.cuda ? j.value(b.vram) : j.null();
+        j.member("ram", b.ram).member("batch", uint64_t(b.batch));
+        j.member("ok", r.ok());
+        if (!r.ok()) {
+            j.member("error", r.error).member("exit_code", int64_t(r.code));
+            j.end_object();
+            continue;
+        }
+        j.member("load_s", r.load_s).member("ram_budget_bytes", r.ram_budget).member("resident_bytes", r.resident_bytes);
+        j.key("vram_budget_bytes");
+        b.cuda ? j.value(r.vram_budget) : j.null();
+        j.member("prefill_tok_s", median(r.prefill_tps)).member("decode_tok_s", median(r.decode_tps));
+        j.key("prefill_tok_s_runs").begin_array(true);
+        for (double v : r.prefill_tps) j.value(v);
+        j.end_array();
+        j.key("decode_tok_s_runs").begin_array(true);
+        for (double v : r.decode_tps) j.value(v);
+        j.end_array();
+        j.key("token_s").begin_object();
+        j.member("wall", r.token.wall).member("disk", r.token.disk).member("host_copy", r.token.host_copy);
+        j.member("h2d", r.token.h2d).member("compute", r.token.compute()).member("wait", r.token.wait);
+        j.end_object();
+        j.member("file_bytes_per_token", r.file_bytes).member("link_bytes_per_token", r.link_bytes);
+        j.member("page_cache_fraction", r.cached).member("weights_from", r.read_basis);
+        j.key("bound_s");
+        r.bound ? j.value(*r.bound) : j.null();
+        j.key("bound_fraction");
+        r.bound ? j.value(*r.bound / std::max(r.token.wall, 1e-12)) : j.null();
+        j.key("overlap_efficiency");
+        r.overlap ? j.value(*r.overlap) : j.null();
+        j.member("peak_host_bytes", r.peak_host);
+        j.key("peak_gpu_bytes");
+        b.cuda ? j.value(r.peak_gpu) : j.null();
+        j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+    const std::string text = j.str() + "\n";
+    if (path == "-") {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+    } else {
+        write_file_atomic(path, text);
+    }
+}
+
+} // namespace
+
+Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
+    struct Options {
+        std::string dir, backends, slots = "2", vram = "none,half,all", ram = "default", batch = "512", json, read_bytes = "1G";
+        Settings s;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* sub = app.add_subcommand("bench", "Measure throughput against the hardware bound, configurations side by side");
+    sub->add_option("-m,--model", o->dir, "A split model, or a Hugging Face directory (split into the cache on first use)")
+        ->required();
+    sub->add_option("--backend", o->backends, "cpu, cuda or both, comma-separated (default: cuda when a usable GPU is present, "
+                                              "else cpu)");
+    sub->add_option("--ring-slots", o->slots, "GPU: ring slots to compare, e.g. 2,3 (default 2)");
+    sub->add_option("--vram", o->vram,
+                    "GPU: weights kept in VRAM, compared: none, half, all (as the budget allows) or budgets such as 4G "
+                    "(default none,half,all)");
+    sub->add_option("--ram-budget", o->ram, "RAM budgets to compare: default (3/4 of the available memory) or sizes, e.g. 0,8G");
+    sub->add_option("--batch", o->batch, "Most prompt tokens through the layers at once, compared (default 512)");
+    sub->add_option("--prompt-len", o->s.prompt_len, "Prompt tokens (default 512)")->check(CLI::Range(size_t(1), size_t(1) << 20));
+    sub->add_option("--gen", o->s.gen, "Decoded tokens per run (default 32)")->check(CLI::Range(size_t(1), size_t(1) << 20));
+    sub->add_option("--repeat", o->s.repeat, "Measured runs per configuration; medians are reported (default 3)")
+        ->check(CLI::Range(size_t(1), size_t(1000)));
+    sub->add_option("--warmup", o->s.warmup, "Runs before the measured ones, not counted (default 1)")
+        ->check(CLI::Range(size_t(0), size_t(100)));
+    sub->add_option("--threads", o->s.threads, "CPU threads (default: the processors this process may use)");
+    sub->add_option("--ctx", o->s.ctx, "Context length (default: prompt and generated tokens)");
+    sub->add_option("--gpu", o->s.gpu, "Which GPU (default 0)")->check(CLI::Range(0, 255));
+    sub->add_option("--read-bytes", o->read_bytes, "Bytes of the shard files read to time the disk (0: skip; default 1G)")
+        ->check(size_validator());
+    sub->add_option("--json", o->json, "Also write the results as JSON to FILE (- for stdout, instead of the table)");
+
+    auto run = [o, &global]() {
+        if (!o->json.empty() && o->json != "-") check_writable_path(o->json);
+        Settings& s = o->s;
+        // The matrix, checked before any work.
+        std::vector<std::string> backends = split_list(o->backends);
+        if (backends.empty()) backends.push_back(choose_device("").cuda ? "cuda" : "cpu");
+        for (const auto& b : backends) {
+            if (b != "cpu" && b != "cuda") throw Error(ExitCode::usage, "--backend " + b + ": expected cpu or cuda");
+            if (b == "cuda") check_gpu(s.gpu);
+        }
+        const auto slots = number_list<uint32_t>(o->slots, "--ring-slots", 1, 16);
+        const auto batches = number_list<size_t>(o->batch, "--batch", 1, size_t(1) << 20);
+        const auto vrams = split_list(o->vram);
+        const auto rams = split_list(o->ram);
+        if (vrams.empty() || rams.empty()) throw Error(ExitCode::usage, "--vram and --ram-budget need at least one value");
+        for (const auto& v : vrams)
+            if (v != "none" && v != "half" && v != "all" && !parse_size(v))
+                throw Error(ExitCode::usage, "--vram " + v + ": expected none, half, all or a size such as 4G");
+        for (const auto& r : rams) ram_budget_of(r);
+
+        std::vector<BenchConfig> configs;
+        for (const auto& b : backends)
+            for (const auto& ram : rams)
+                for (size_t batch : batches) {
+                    if (b == "cpu") {
+                        configs.push_back({false, 0, "-", ram, batch});
+                        continue;
+                    }
+                    for (uint32_t n : slots)
+                        for (const auto& v : vrams) configs.push_back({true, n, v, ram, batch});
+                }
+
+        const std::string dir = split_dir_for(o->dir, global);
+        SplitModel model = SplitModel::open(dir);
+        if (s.prompt_len + s.gen > model.config().max_position_embeddings)
+            throw Error(ExitCode::usage, "--prompt-len and --gen: " + std::to_string(s.prompt_len + s.gen) +
+                                             " positions, more than the model's " +
+                                             std::to_string(model.config().max_position_embeddings) +
+                                             "; lower them");
+        std::vector<std::string> files;
+        for (const auto& u : model.manifest().units) files.push_back(model.unit_path(u));
+
+        const MachineInfo m = machine_info();
+        std::string gpu_name;
+        Rates rates;
+        const uint64_t read_bytes = *parse_size(o->read_bytes);
+        if (read_bytes > 0) {
+            spdlog::info("reading up to {} of {} cold, then warm", format_bytes(read_bytes), dir);
+            rates.cold = measure_file_read(files, read_bytes, true);
+            std::vector<ReadBandwidth> warm;
+            for (int k = 0; k < 3; ++k) warm.push_back(measure_file_read(files, read_bytes, false));
+            std::sort(warm.begin(), warm.end(),
+                      [](const ReadBandwidth& a, const ReadBandwidth& b) { return a.bytes_per_second() < b.bytes_per_second(); });
+            rates.warm = warm[1];
+        }
+#ifdef RABBIT_HAVE_CUDA
+        if (std::find(backends.begin(), backends.end(), "cuda") != backends.end()) {
+            std::string problem;
+            for (const auto& d : cuda_devices(&problem))
+                if (d.index == s.gpu) gpu_name = d.name + " (sm_" + std::to_string(d.cc_major) + std::to_string(d.cc_minor) +
+                                                 ", " + format_bytes(d.total_bytes) + ")";
+            const LinkBandwidth l = measure_link(s.gpu, 256ull << 20, 5);
+            rates.pinned_bps = l.pinned_bps;
+            rates.pageable_bps = l.pageable_bps;
+            rates.link_bytes = l.bytes;
+        }
+#endif
+        const bool table = o->json != "-";
+        if (table) {
+            uint64_t weights = 0;
+            for (const auto& u : model.manifest().units) weights += u.layout.data_size;
+            std::printf("model: %s (%s, %u layers, %s of %s weights)\n", dir.c_str(), model.config().architecture.c_str(),
+                        unsigned(model.config().num_layers), format_bytes(weights).c_str(), model.manifest().dtype.c_str());
+            std::printf("machine: %s, %u CPUs, %s memory, Linux %s%s%s\n", m.cpu.c_str(), m.cpus,
+                        format_bytes(m.memory).c_str(), m.kernel.c_str(), gpu_name.empty() ? "" : "; GPU: ",
+                        gpu_name.c_str());
+            if (rates.cold)
+                std::printf("shard read: cold %s (%s, %s cached before), warm %s\n",
+                            gbps(rates.cold->bytes_per_second()).c_str(), format_bytes(rates.cold->bytes).c_str(),
+                            percent(rates.cold->cached_before).c_str(), gbps(rates.warm->bytes_per_second()).c_str());
+            if (rates.pinned_bps > 0)
+                std::printf("host to device: pinned %s, pageable %s (%s copies)\n", gbps(rates.pinned_bps).c_str(),
+                            gbps(rates.pageable_bps).c_str(), format_bytes(rates.link_bytes).c_str());
+            std::printf("runs: %zu-token prompt, %zu decoded tokens; median of %zu after %zu warm-up\n\n", s.prompt_len, s.gen,
+                        s.repeat, s.warmup);
+            std::fflush(stdout);
+        }
+
+        std::vector<ConfigResult> results;
+        for (const BenchConfig& b : configs) {
+            ConfigResult r;
+            r.config = b;
+            spdlog::info("{}", config_label(b));
+            try {
+                measure_config(model, b, s, rates, files, r);
+                spdlog::info("  prefill {} tok/s, decode {} tok/s", rate(median(r.prefill_tps)), rate(median(r.decode_tps)));
+            } catch (const Error& e) {
+                if (e.code() == ExitCode::interrupted || e.code() == ExitCode::internal) throw;
+                r.error = e.what();
+                r.code = e.code();
+                spdlog::warn("{}: {}", config_label(b), e.what());
+            }
+            results.push_back(std::move(r));
+        }
+        if (table) print_table(results);
+        if (!o->json.empty()) write_json(o->json, model, s, rates, results, gpu_name);
+        for (const auto& r : results)
+            if (!r.ok()) return int(r.code);
+        return 0;
+    };
+    return {sub, run};
+}
+
+} // namespace rabbit
