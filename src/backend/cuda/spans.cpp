@@ -35,6 +35,11 @@ cudaEvent_t GpuSpans::take() {
 }
 
 void GpuSpans::begin(cudaStream_t stream) {
+    if (open_) { // a span begun and never ended (an error came between): not counted
+        std::lock_guard<std::mutex> lock(mutex_);
+        spare_.push_back(open_);
+        open_ = nullptr;
+    }
     cudaEvent_t e = take();
     if (const cudaError_t err = cudaEventRecord(e, stream); err != cudaSuccess) {
         std::lock_guard<std::mutex> lock(mutex_);
