@@ -162,27 +162,31 @@ class Peer:
         setattr(obj, attr, counted)
 
 
-class RabbitLLMPeer(Peer):
-    name = "rabbitllm"
+class SplittingPeer(Peer):
+    """RabbitLLM and AirLLM: the same AutoModel.from_pretrained, splitting the checkpoint into
+    per-layer files under the cache dir on first use, then streaming them on every forward."""
+
+    package = "?"
 
     def _make(self):
-        import rabbitllm
-        from rabbitllm import AutoModel
-
-        split_dir = os.path.join(self.args.cache_dir, "rabbitllm")
-        os.makedirs(split_dir, exist_ok=True)  # it statvfs()es the path before making it
+        module = __import__(self.package)
+        split_dir = os.path.join(self.args.cache_dir, self.package)
+        os.makedirs(split_dir, exist_ok=True)  # RabbitLLM statvfs()es the path before making it
         kw = dict(
             device=self.device,
             max_seq_len=self.args.prompt_len + self.args.gen + 1,
             layer_shards_saving_path=split_dir,
-            show_layer_progress=False,
             compression=None,
         )
+        kw.update(self.extra_kwargs())
         if self.args.torch_dtype is not None:
             kw["dtype"] = self.args.torch_dtype
-        m = AutoModel.from_pretrained(self.args.model, **kw)
-        self.version = getattr(rabbitllm, "__version__", None) or pkg_version("rabbitllm")
+        m = module.AutoModel.from_pretrained(self.args.model, **kw)
+        self.version = getattr(module, "__version__", None) or pkg_version(self.package)
         return m
+
+    def extra_kwargs(self):
+        return {}
 
     def prepare(self):
         self._make()
@@ -195,56 +199,38 @@ class RabbitLLMPeer(Peer):
             cls=type(m).__name__,
             device=str(m.running_device),
             dtype=str(m.running_dtype).replace("torch.", ""),
-            attn=getattr(m, "_active_attn_implementation", None) or m.attn_implementation,
-            max_seq_len=m.max_seq_len,
             prefetching=m.prefetching,
-            cache_layers=m._cache_layers_limit,
-            gds=m.use_gds,
             compression=m.compression,
-            streamed_units=len(m.layer_names),
         )
+        self.config.update(self.describe(m))
         self.dtype = m.running_dtype
 
 
-class AirLLMPeer(Peer):
-    name = "airllm"
+class RabbitLLMPeer(SplittingPeer):
+    name = package = "rabbitllm"
 
-    def _make(self):
-        import airllm  # noqa: F401
-        from airllm import AutoModel
+    def extra_kwargs(self):
+        return dict(show_layer_progress=False)
 
-        split_dir = os.path.join(self.args.cache_dir, "airllm")
-        os.makedirs(split_dir, exist_ok=True)
-        kw = dict(
-            device=self.device,
-            max_seq_len=self.args.prompt_len + self.args.gen + 1,
-            layer_shards_saving_path=split_dir,
-            compression=None,
+    def describe(self, m):
+        return dict(
+            attn=getattr(m, "_active_attn_implementation", None) or m.attn_implementation,
+            max_seq_len=m.max_seq_len,
+            cache_layers=m._cache_layers_limit,
+            gds=m.use_gds,
+            streamed_units=len(m.layer_names),
         )
-        if self.args.torch_dtype is not None:
-            kw["dtype"] = self.args.torch_dtype
-        m = AutoModel.from_pretrained(self.args.model, **kw)
-        self.version = pkg_version("airllm")
-        return m
 
-    def prepare(self):
-        self._make()
 
-    def load(self):
-        m = self._make()
-        self.model = m
-        self._count_loads(m, "load_layer_to_cpu")
-        self.config.update(
-            cls=type(m).__name__,
-            device=str(m.running_device),
-            dtype=str(m.running_dtype).replace("torch.", ""),
+class AirLLMPeer(SplittingPeer):
+    name = package = "airllm"
+
+    def describe(self, m):
+        return dict(
             attn=getattr(m.model.config, "_attn_implementation", None),
-            prefetching=m.prefetching,
-            compression=m.compression,
             tied_embedding_resident=bool(getattr(m, "tie_word_embeddings", False)),
             streamed_units=len(getattr(m, "_streamed_indices", [])),
         )
-        self.dtype = m.running_dtype
 
 
 class AcceleratePeer(Peer):
