@@ -6,8 +6,8 @@
 namespace rabbit {
 
 namespace {
-// Spans waiting to be read beyond this make the host wait for the oldest: a bound on events
-// that never stops a pipeline (the ring has at most 16 slots in flight).
+// Spans not yet read beyond this make the host wait for the oldest half to end: a bound on
+// events. The host is then still 128 pieces ahead of the GPU, more than the ring ever needs.
 constexpr size_t k_most_pending = 256;
 } // namespace
 
