@@ -66,15 +66,18 @@ if bw.get("h2d_pinned_bytes_per_second"):
     line.append("host to device %s GB/s pinned, %s GB/s pageable" % (
         gb(bw["h2d_pinned_bytes_per_second"]), gb(bw["h2d_pageable_bytes_per_second"])))
 if bw.get("read_cold"):
-    line.append("shard reads %s GB/s cold (%.0f%% cached before), %s GB/s warm" % (
-        gb(bw["read_cold"]["bytes_per_second"]), 100 * bw["read_cold"]["cached_before"], gb(bw["read_warm"]["bytes_per_second"])))
+    line.append("shard reads %s GB/s cold (%.0f%% cached before%s), %s GB/s warm" % (
+        gb(bw["read_cold"]["bytes_per_second"]), 100 * bw["read_cold"]["cached_before"],
+        "" if bw["read_cold_from_drive"] else ": not the drive's rate", gb(bw["read_warm"]["bytes_per_second"])))
 print("Rates: " + "; ".join(line) + ".")
 s = first["settings"]
-print("Runs: %d-token prompt, %d decoded tokens, median of %d after %d warm-up.\n" % (
+print("Runs: %d-token prompt, %d decoded tokens; the run of median decode time of %d, after %d warm-up.\n" % (
     s["prompt_len"], s["gen"], s["repeat"], s["warmup"]))
-print("| model | backend | slots | VRAM | RAM | prefill tok/s | decode tok/s | ms/token | disk | copy | h2d | compute | wait | overlap | bound ms | of bound | GPU peak GB | host peak GB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-per_token = defaultdict(dict)  # (preset, backend, slots, vram, ram) -> {layers: seconds}
+print("| model | backend | slots | VRAM | RAM | prefill tok/s | decode tok/s | ms/token | weights from | disk | copy | h2d | compute | wait | overlap | bound ms | of bound | GPU peak GB | host peak GB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+# (preset, backend, slots, vram, ram) -> {layers: (seconds, bytes from the files, per token)}, for
+# the rows that keep no weights anywhere: what an 80-layer model, which no memory here holds, does.
+per_token = defaultdict(dict)
 for name, r in runs.items():
     for c in r["configs"]:
         key = (c["backend"], c["ring_slots"], c["vram"], c["ram"])
@@ -83,31 +86,40 @@ for name, r in runs.items():
             continue
         t = c["token_s"]
         dash = "-"
-        print("| %s | %s | %s | %s | %s | %.1f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        print("| %s | %s | %s | %s | %s | %.1f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, c["backend"], c["ring_slots"] or dash, c["vram"] or dash, c["ram"], c["prefill_tok_s"], c["decode_tok_s"],
-            ms(t["wall"]), ms(t["disk"]), ms(t["host_copy"]), ms(t["h2d"]), ms(t["compute"]), ms(t["wait"]),
+            ms(t["wall"]), c["weights_from"], ms(t["disk"]), ms(t["host_copy"]), ms(t["h2d"]), ms(t["compute"]), ms(t["wait"]),
             dash if c["overlap_efficiency"] is None else "%.0f%%" % (100 * c["overlap_efficiency"]),
             dash if c["bound_s"] is None else ms(c["bound_s"]),
             dash if c["bound_fraction"] is None else "%.0f%%" % (100 * c["bound_fraction"]),
             dash if c["peak_gpu_bytes"] is None else gb(c["peak_gpu_bytes"]), gb(c["peak_host_bytes"])))
         mm = re.match(r"(.*)-(\d+)l$", name)
-        if mm:
-            per_token[(mm.group(1),) + key][int(mm.group(2))] = t["wall"]
+        if mm and c["ram"] == "0" and c["resident_bytes"] == 0:
+            per_token[(mm.group(1),) + key][int(mm.group(2))] = (t["wall"], c["file_bytes_per_token"])
 full = {"qwen2.5-72b": 80, "qwen2.5-32b": 64, "qwen2.5-14b": 48, "qwen2.5-7b": 28, "qwen2.5-0.5b": 24}
 rows = []
 for key, by_layers in sorted(per_token.items()):
     if len(by_layers) < 2 or key[0] not in full:
         continue
-    (l1, t1), (l2, t2) = sorted(by_layers.items())[:2]
+    (l1, (t1, b1)), (l2, (t2, b2)) = sorted(by_layers.items())[:2]
     per_layer = (t2 - t1) / (l2 - l1)
     fixed = t1 - l1 * per_layer
     n = full[key[0]]
-    rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %.3g |" % (
-        key[0], key[1], key[2] or "-", key[3] or "-", key[4], ms(per_layer), ms(fixed), ms(fixed + n * per_layer), 1 / (fixed + n * per_layer)))
+    total = fixed + n * per_layer
+    # The whole model's bytes per token would come from the drive: its cold rate bounds it.
+    drive = "-"
+    if bw.get("read_cold") and bw["read_cold_from_drive"]:
+        bytes_all = b1 + (n - l1) * (b2 - b1) / (l2 - l1)
+        drive = "%.2f" % (bytes_all / bw["read_cold"]["bytes_per_second"])
+    rows.append("| %s | %s | %s | %s | %s | %s | %s | %.2f | %.3g | %s |" % (
+        key[0], key[1], key[2] or "-", key[3] or "-", key[4], ms(per_layer), ms(fixed), total, 1 / total, drive))
 if rows:
-    print("\nExtrapolated to the whole model (per-token time = fixed + layers x per-layer, from the two layer counts):\n")
-    print("| model | backend | slots | VRAM | RAM | ms/layer | fixed ms | ms/token, all layers | tok/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\nExtrapolated to all %s layers, for the rows that keep no weights in VRAM or RAM (per-token time =" % "/".join(
+        str(full[k[0]]) for k in per_token if k[0] in full))
+    print("fixed + layers x per-layer, from the two layer counts; the weights came from the page cache here, while a")
+    print("whole 72B model (145 GB) would come from the drive, whose cold rate bounds the last column):\n")
+    print("| model | backend | slots | VRAM | RAM | ms/layer | fixed ms | s/token, all layers | tok/s | drive bound s/token |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 EOF
 }
@@ -119,6 +131,9 @@ fi
 [ -x "$rabbit" ] || { echo "bench_gpu.sh: no rabbit binary at $rabbit (set RABBIT)" >&2; exit 2; }
 [ -x "$genmodel" ] || { echo "bench_gpu.sh: no rabbit-genmodel at $genmodel (set GENMODEL)" >&2; exit 2; }
 
+# Whatever stops the script (an error, Ctrl-C), the models it was making do not stay behind.
+cleanup() { [ "${KEEP:-0}" = 1 ] || rm -rf "${hf:-}" "${split:-}"; }
+trap cleanup EXIT
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(qwen2.5-7b qwen2.5-14b qwen2.5-72b:2 qwen2.5-72b:4)
 for spec in "${models[@]}"; do
@@ -139,9 +154,10 @@ for spec in "${models[@]}"; do
     rm -rf "$hf"
   fi
   echo "== $name: rabbit bench" >&2
+  # A configuration that fails is a row of the results (and bench's exit code): go on.
   "$rabbit" bench -m "$split" --backend "$backend" --vram "$vram" --ring-slots "$slots" --ram-budget "$ram" \
     --prompt-len "$prompt_len" --gen "$gen" --repeat "$repeat" --warmup "$warmup" --json "$out/$name.json" \
-    | tee "$out/$name.txt"
+    | tee "$out/$name.txt" || echo "== $name: rabbit bench exited with ${PIPESTATUS[0]}" >&2
   [ "${KEEP:-0}" = 1 ] || rm -rf "$split"
 done
 report

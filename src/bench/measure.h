@@ -11,6 +11,8 @@
 
 namespace rabbit {
 
+class ThreadPool;
+
 double median(std::vector<double> values); // 0 for none
 
 struct ReadBandwidth {
@@ -20,10 +22,11 @@ struct ReadBandwidth {
     double bytes_per_second() const { return seconds > 0 ? double(bytes) / seconds : 0; }
 };
 
-// Reads up to max_bytes of the files, in order, with read(2) into one buffer. cold: first
-// asks the kernel to drop them from the page cache (posix_fadvise DONTNEED; it drops only the
-// pages no process maps, so cached_before says how cold the read really was).
-ReadBandwidth measure_file_read(const std::vector<std::string>& files, uint64_t max_bytes, bool cold);
+// Reads up to max_bytes of the files, in order, as the engines read weights: mapped, read
+// ahead (MADV_WILLNEED) and brought in by the threads of `pool` (read_in). cold: first asks the
+// kernel to drop them from the page cache (posix_fadvise DONTNEED; it drops only the pages no
+// process maps, so cached_before says how cold the read really was).
+ReadBandwidth measure_file_read(const std::vector<std::string>& files, uint64_t max_bytes, bool cold, ThreadPool* pool);
 
 // Fraction of the files' bytes in the page cache now (mincore).
 double page_cache_fraction(const std::vector<std::string>& files);

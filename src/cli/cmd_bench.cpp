@@ -15,6 +15,7 @@
 #include "common/json_writer.h"
 #include "common/system.h"
 #include "common/units.h"
+#include "backend/cpu/thread_pool.h"
 #include "engine/cpu_engine.h"
 #include "engine/memory_plan.h"
 #include "format/split_model.h"
@@ -35,6 +36,10 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+
+#ifndef RABBIT_GIT_REV
+#define RABBIT_GIT_REV "unknown"
+#endif
 
 namespace rabbit {
 
@@ -58,6 +63,14 @@ struct Sample {
     StreamStats decode; // over the decode steps
 };
 
+// One measured run, per decoded token.
+struct RunFigures {
+    double prefill_tps = 0, decode_tps = 0;
+    TokenSplit token;
+    double file_bytes = 0, link_bytes = 0;
+    std::optional<double> bound, overlap;
+};
+
 struct ConfigResult {
     BenchConfig config;
     std::string error;
@@ -66,18 +79,25 @@ struct ConfigResult {
     uint64_t ram_budget = 0;
     uint64_t vram_budget = 0;     // GPU: the budget the engine used
     uint64_t resident_bytes = 0;  // weights kept (CPU: in memory; GPU: in VRAM)
-    std::vector<double> prefill_tps, decode_tps; // every measured run
-    TokenSplit token;             // medians, per decoded token
-    double file_bytes = 0, link_bytes = 0; // per decoded token (medians)
-    double cached = 0;            // page-cache fraction of the unit files after the warm-up
-    std::string read_basis;       // where the streamed weights came from: "cold" (the drive), "page cache", "none"
-    std::optional<double> bound, overlap;
+    size_t threads = 0;           // CPU: the engine's threads
+    uint64_t ctx = 0;
+    std::vector<RunFigures> runs; // every measured run
+    size_t median = 0;            // the run whose decode time is the median (the lower one of an even count)
+    double cached = 0;            // page-cache fraction of the streamed unit files after the warm-up
+    std::string from;             // where the streamed weights came from
     uint64_t peak_host = 0, peak_gpu = 0;
     bool ok() const { return error.empty(); }
+    const RunFigures& m() const { return runs[median]; }
+    double prefill_tps() const {
+        std::vector<double> v;
+        for (const auto& r : runs) v.push_back(r.prefill_tps);
+        return rabbit::median(v);
+    }
 };
 
 struct Rates {
     std::optional<ReadBandwidth> cold, warm;
+    bool cold_valid = false; // the cold read came from the drive (little of it was cached)
     double pinned_bps = 0, pageable_bps = 0; // 0: not measured (no GPU configuration)
     uint64_t link_bytes = 0;
 };
@@ -212,6 +232,7 @@ void check_gpu(int gpu) {
 std::unique_ptr<Engine> make_engine(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r) {
     r.ram_budget = ram_budget_of(b.ram);
     const uint64_t ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.prompt_len + s.gen + 1, model.config().max_position_embeddings);
+    r.ctx = ctx;
     if (!b.cuda) {
         EngineOptions eo;
         eo.threads = s.threads;
@@ -220,6 +241,7 @@ std::unique_ptr<Engine> make_engine(const SplitModel& model, const BenchConfig& 
         eo.batch = b.batch;
         auto e = std::make_unique<CpuEngine>(model, eo);
         r.resident_bytes = e->units().resident_bytes();
+        r.threads = e->threads();
         return e;
     }
 #ifdef RABBIT_HAVE_CUDA
@@ -247,6 +269,13 @@ std::unique_ptr<Engine> make_engine(const SplitModel& model, const BenchConfig& 
 #endif
 }
 
+// Where the streamed weights of a run came from.
+std::string weights_from(const RunFigures& f, double cached) {
+    if (f.file_bytes == 0) return f.link_bytes > 0 ? "pinned RAM" : "none";
+    if (cached >= 0.99) return "page cache";
+    return "drive, " + std::to_string(int(std::lround(cached * 100))) + "% cached";
+}
+
 void measure_config(const SplitModel& model, const BenchConfig& b, const Settings& s, const Rates& rates,
                     const std::vector<std::string>& files, ConfigResult& r) {
     const bool own_peak = reset_peak_rss();
@@ -256,33 +285,32 @@ void measure_config(const SplitModel& model, const BenchConfig& b, const Setting
     const std::vector<int32_t> prompt = bench_prompt(model.config(), s.prompt_len);
     for (size_t w = 0; w < s.warmup; ++w) run_once(*engine, prompt, s.gen);
     r.cached = page_cache_fraction(files);
-    std::vector<double> wall, disk, copy, h2d, wait, file_bytes, link_bytes;
     for (size_t k = 0; k < s.repeat; ++k) {
         const Sample x = run_once(*engine, prompt, s.gen);
-        const double g = double(std::max<size_t>(1, s.gen));
-        r.prefill_tps.push_back(double(s.prompt_len) / std::max(x.prefill_s, 1e-12));
-        r.decode_tps.push_back(double(s.gen) / std::max(x.decode_s, 1e-12));
-        wall.push_back(x.decode_s / g);
-        disk.push_back(x.decode.disk_s / g);
-        copy.push_back(x.decode.host_copy_s / g);
-        h2d.push_back(x.decode.h2d_s / g);
-        wait.push_back(x.decode.wait_s / g);
-        file_bytes.push_back(double(x.decode.file_bytes) / g);
-        link_bytes.push_back(double(x.decode.link_bytes) / g);
+        const double g = double(s.gen);
+        RunFigures f;
+        f.prefill_tps = double(s.prompt_len) / std::max(x.prefill_s, 1e-12);
+        f.decode_tps = g / std::max(x.decode_s, 1e-12);
+        f.token = {x.decode_s / g, x.decode.disk_s / g, x.decode.host_copy_s / g, x.decode.h2d_s / g, x.decode.wait_s / g};
+        f.file_bytes = double(x.decode.file_bytes) / g;
+        f.link_bytes = double(x.decode.link_bytes) / g;
+        // The drive bounds the share of the streamed bytes the page cache did not hold, at the
+        // cold rate; what the page cache held costs mapping, not a transfer. The link bounds
+        // everything copied to the device.
+        const double from_drive = f.file_bytes * (1.0 - r.cached);
+        f.bound = streaming_bound(from_drive, rates.cold_valid ? rates.cold->bytes_per_second() : 0, f.link_bytes,
+                                  rates.pinned_bps);
+        // The CPU engine has no loader: it reads the weights itself, so nothing overlaps its
+        // reads but the kernel's read-ahead, which no clock here sees.
+        if (b.cuda) f.overlap = overlap_efficiency(f.token);
+        r.runs.push_back(f);
     }
-    r.token = {median(wall), median(disk), median(copy), median(h2d), median(wait)};
-    r.file_bytes = median(file_bytes);
-    r.link_bytes = median(link_bytes);
-    // The drive bounds a token only when the weights come from it: when the page cache held
-    // the files after the warm-up (a model the memory holds), reading them is mapping memory,
-    // and the link (if any) is the bound.
-    const bool from_drive = r.file_bytes > 0 && r.cached < 0.9 && rates.cold;
-    r.read_basis = r.file_bytes == 0 ? "none" : from_drive ? "cold" : "page cache";
-    const double read_bps = from_drive ? rates.cold->bytes_per_second() : 0;
-    r.bound = streaming_bound(r.file_bytes, read_bps, r.link_bytes, rates.pinned_bps);
-    // The CPU engine has no loader: it reads the weights itself, so nothing overlaps its
-    // reads but the kernel's read-ahead, which no clock here sees.
-    if (b.cuda) r.overlap = overlap_efficiency(r.token);
+    // One run's figures, all of them, so that they add up: the run of median decode time.
+    std::vector<size_t> order(r.runs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return r.runs[x].token.wall < r.runs[y].token.wall; });
+    r.median = order[(order.size() - 1) / 2];
+    r.from = weights_from(r.m(), r.cached);
     r.peak_host = peak_rss();
     if (!own_peak) spdlog::debug("the peak memory is the process's (the kernel did not let it be reset)");
 #ifdef RABBIT_HAVE_CUDA
@@ -300,9 +328,9 @@ std::string config_label(const BenchConfig& b) {
 }
 
 void print_table(const std::vector<ConfigResult>& results) {
-    std::printf("| backend | slots | VRAM | RAM | batch | load s | prefill tok/s | decode tok/s | ms/token | disk | copy | "
-                "h2d | compute | wait | overlap | bound ms | of bound | GPU peak | host peak |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| backend | slots | VRAM | RAM | batch | load s | prefill tok/s | decode tok/s | ms/token | weights from | "
+                "disk | copy | h2d | compute | wait | overlap | bound ms | of bound | GPU peak | host peak |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& r : results) {
         const BenchConfig& b = r.config;
         const std::string dash = "-";
@@ -312,31 +340,55 @@ void print_table(const std::vector<ConfigResult>& results) {
             std::printf("| failed: %s |\n", r.error.c_str());
             continue;
         }
-        const TokenSplit& t = r.token;
-        std::printf("| %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.load_s,
-                    rate(median(r.prefill_tps)).c_str(), rate(median(r.decode_tps)).c_str(), ms(t.wall).c_str(),
-                    r.file_bytes > 0 ? ms(t.disk).c_str() : dash.c_str(), b.cuda ? ms(t.host_copy).c_str() : dash.c_str(),
-                    b.cuda ? ms(t.h2d).c_str() : dash.c_str(), ms(t.compute()).c_str(), ms(t.wait).c_str(),
-                    r.overlap ? percent(*r.overlap).c_str() : dash.c_str(), r.bound ? ms(*r.bound).c_str() : dash.c_str(),
-                    r.bound ? percent(*r.bound / std::max(t.wall, 1e-12)).c_str() : dash.c_str(),
+        const RunFigures& f = r.m();
+        const TokenSplit& t = f.token;
+        const bool streams = f.file_bytes > 0 || f.link_bytes > 0;
+        std::printf("| %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.load_s,
+                    rate(r.prefill_tps()).c_str(), rate(f.decode_tps).c_str(), ms(t.wall).c_str(), r.from.c_str(),
+                    f.file_bytes > 0 ? ms(t.disk).c_str() : dash.c_str(),
+                    b.cuda && f.file_bytes > 0 ? ms(t.host_copy).c_str() : dash.c_str(),
+                    b.cuda && f.link_bytes > 0 ? ms(t.h2d).c_str() : dash.c_str(), ms(t.compute()).c_str(),
+                    streams ? ms(t.wait).c_str() : dash.c_str(), f.overlap ? percent(*f.overlap).c_str() : dash.c_str(),
+                    f.bound ? ms(*f.bound).c_str() : dash.c_str(),
+                    f.bound ? percent(*f.bound / std::max(t.wall, 1e-12)).c_str() : dash.c_str(),
                     b.cuda ? format_bytes(r.peak_gpu).c_str() : dash.c_str(), format_bytes(r.peak_host).c_str());
     }
 }
 
+void token_json(JsonWriter& j, const RunFigures& f) {
+    j.begin_object();
+    j.member("wall", f.token.wall).member("disk", f.token.disk).member("host_copy", f.token.host_copy);
+    j.member("h2d", f.token.h2d).member("compute", f.token.compute()).member("wait", f.token.wait);
+    j.end_object();
+}
+
+template <typename T>
+void optional_member(JsonWriter& j, const char* key, const std::optional<T>& v) {
+    j.key(key);
+    v ? j.value(*v) : j.null();
+}
+
+struct Describe {
+    std::string gpu;      // name, compute capability, memory; empty without a GPU configuration
+    std::string versions; // CUDA driver and runtime
+};
+
 void write_json(const std::string& path, const SplitModel& model, const Settings& s, const Rates& rates,
-                const std::vector<ConfigResult>& results, const std::string& gpu_name) {
+                const std::vector<ConfigResult>& results, const Describe& d) {
     const ModelConfig& c = model.config();
     const MachineInfo m = machine_info();
     uint64_t weights = 0;
     for (const auto& u : model.manifest().units) weights += u.layout.data_size;
     JsonWriter j;
     j.begin_object();
-    j.member("rabbit", std::string(RABBIT_VERSION));
+    j.member("rabbit", std::string(RABBIT_VERSION)).member("git", std::string(RABBIT_GIT_REV));
     j.member("date", iso_date());
     j.key("machine").begin_object();
     j.member("cpu", m.cpu).member("cpus", uint64_t(m.cpus)).member("memory_bytes", m.memory).member("kernel", m.kernel);
     j.key("gpu");
-    gpu_name.empty() ? j.null() : j.value(gpu_name);
+    d.gpu.empty() ? j.null() : j.value(d.gpu);
+    j.key("cuda");
+    d.versions.empty() ? j.null() : j.value(d.versions);
     j.end_object();
     j.key("model").begin_object();
     j.member("dir", model.dir()).member("arch", c.architecture).member("layers", uint64_t(c.num_layers));
@@ -344,7 +396,7 @@ void write_json(const std::string& path, const SplitModel& model, const Settings
     j.end_object();
     j.key("settings").begin_object();
     j.member("prompt_len", uint64_t(s.prompt_len)).member("gen", uint64_t(s.gen)).member("repeat", uint64_t(s.repeat));
-    j.member("warmup", uint64_t(s.warmup)).member("threads", uint64_t(s.threads));
+    j.member("warmup", uint64_t(s.warmup));
     j.end_object();
     j.key("bandwidth").begin_object();
     auto read = [&](const char* name, const std::optional<ReadBandwidth>& r) {
@@ -359,6 +411,7 @@ void write_json(const std::string& path, const SplitModel& model, const Settings
         j.end_object();
     };
     read("read_cold", rates.cold);
+    j.member("read_cold_from_drive", rates.cold_valid);
     read("read_warm", rates.warm);
     j.key("h2d_pinned_bytes_per_second");
     rates.pinned_bps > 0 ? j.value(rates.pinned_bps) : j.null();
@@ -381,31 +434,38 @@ void write_json(const std::string& path, const SplitModel& model, const Settings
             j.end_object();
             continue;
         }
+        const RunFigures& f = r.m();
         j.member("load_s", r.load_s).member("ram_budget_bytes", r.ram_budget).member("resident_bytes", r.resident_bytes);
         j.key("vram_budget_bytes");
         b.cuda ? j.value(r.vram_budget) : j.null();
-        j.member("prefill_tok_s", median(r.prefill_tps)).member("decode_tok_s", median(r.decode_tps));
-        j.key("prefill_tok_s_runs").begin_array(true);
-        for (double v : r.prefill_tps) j.value(v);
-        j.end_array();
-        j.key("decode_tok_s_runs").begin_array(true);
-        for (double v : r.decode_tps) j.value(v);
-        j.end_array();
-        j.key("token_s").begin_object();
-        j.member("wall", r.token.wall).member("disk", r.token.disk).member("host_copy", r.token.host_copy);
-        j.member("h2d", r.token.h2d).member("compute", r.token.compute()).member("wait", r.token.wait);
-        j.end_object();
-        j.member("file_bytes_per_token", r.file_bytes).member("link_bytes_per_token", r.link_bytes);
-        j.member("page_cache_fraction", r.cached).member("weights_from", r.read_basis);
-        j.key("bound_s");
-        r.bound ? j.value(*r.bound) : j.null();
+        j.key("threads");
+        b.cuda ? j.null() : j.value(uint64_t(r.threads));
+        j.member("ctx", r.ctx);
+        // The median run's figures (the run of median decode time), then every run's.
+        j.member("prefill_tok_s", r.prefill_tps()).member("decode_tok_s", f.decode_tps);
+        j.key("token_s");
+        token_json(j, f);
+        j.member("file_bytes_per_token", f.file_bytes).member("link_bytes_per_token", f.link_bytes);
+        j.member("page_cache_fraction", r.cached).member("weights_from", r.from);
+        optional_member(j, "bound_s", f.bound);
         j.key("bound_fraction");
-        r.bound ? j.value(*r.bound / std::max(r.token.wall, 1e-12)) : j.null();
-        j.key("overlap_efficiency");
-        r.overlap ? j.value(*r.overlap) : j.null();
+        f.bound ? j.value(*f.bound / std::max(f.token.wall, 1e-12)) : j.null();
+        optional_member(j, "overlap_efficiency", f.overlap);
         j.member("peak_host_bytes", r.peak_host);
         j.key("peak_gpu_bytes");
         b.cuda ? j.value(r.peak_gpu) : j.null();
+        j.key("runs").begin_array();
+        for (const RunFigures& x : r.runs) {
+            j.begin_object();
+            j.member("prefill_tok_s", x.prefill_tps).member("decode_tok_s", x.decode_tps);
+            j.key("token_s");
+            token_json(j, x);
+            j.member("file_bytes_per_token", x.file_bytes).member("link_bytes_per_token", x.link_bytes);
+            optional_member(j, "bound_s", x.bound);
+            optional_member(j, "overlap_efficiency", x.overlap);
+            j.end_object();
+        }
+        j.end_array();
         j.end_object();
     }
     j.end_array();
@@ -440,35 +500,49 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
     sub->add_option("--batch", o->batch, "Most prompt tokens through the layers at once, compared (default 512)");
     sub->add_option("--prompt-len", o->s.prompt_len, "Prompt tokens (default 512)")->check(CLI::Range(size_t(1), size_t(1) << 20));
     sub->add_option("--gen", o->s.gen, "Decoded tokens per run (default 32)")->check(CLI::Range(size_t(1), size_t(1) << 20));
-    sub->add_option("--repeat", o->s.repeat, "Measured runs per configuration; medians are reported (default 3)")
+    sub->add_option("--repeat", o->s.repeat, "Measured runs per configuration; the run of median decode time is reported "
+                                             "(default 3)")
         ->check(CLI::Range(size_t(1), size_t(1000)));
     sub->add_option("--warmup", o->s.warmup, "Runs before the measured ones, not counted (default 1)")
         ->check(CLI::Range(size_t(0), size_t(100)));
-    sub->add_option("--threads", o->s.threads, "CPU threads (default: the processors this process may use)");
+    sub->add_option("--threads", o->s.threads, "CPU rows: threads (default: the processors this process may use)");
     sub->add_option("--ctx", o->s.ctx, "Context length (default: prompt and generated tokens)");
-    sub->add_option("--gpu", o->s.gpu, "Which GPU (default 0)")->check(CLI::Range(0, 255));
+    sub->add_option("--gpu", o->s.gpu, "Which GPU (default: the first usable one)")->check(CLI::Range(0, 255));
     sub->add_option("--read-bytes", o->read_bytes, "Bytes of the shard files read to time the disk (0: skip; default 1G)")
         ->check(size_validator());
     sub->add_option("--json", o->json, "Also write the results as JSON to FILE (- for stdout, instead of the table)");
 
-    auto run = [o, &global]() {
+    auto run = [o, sub, &global]() {
         if (!o->json.empty() && o->json != "-") check_writable_path(o->json);
         Settings& s = o->s;
         // The matrix, checked before any work.
         std::vector<std::string> backends = split_list(o->backends);
         if (backends.empty()) backends.push_back(choose_device("").cuda ? "cuda" : "cpu");
-        for (const auto& b : backends) {
+        for (const auto& b : backends)
             if (b != "cpu" && b != "cuda") throw Error(ExitCode::usage, "--backend " + b + ": expected cpu or cuda");
-            if (b == "cuda") check_gpu(s.gpu);
+        const bool any_cuda = std::find(backends.begin(), backends.end(), "cuda") != backends.end();
+        if (any_cuda) {
+            if (sub->count("--gpu") == 0) {
+                const DeviceChoice d = choose_device("");
+                if (d.cuda) s.gpu = d.index; // the first usable GPU
+            }
+            check_gpu(s.gpu);
         }
+        const bool any_cpu = std::find(backends.begin(), backends.end(), "cpu") != backends.end();
+        if (!any_cuda && (sub->count("--vram") || sub->count("--ring-slots") || sub->count("--gpu")))
+            spdlog::warn("--vram, --ring-slots and --gpu apply to the cuda backend, which this run does not measure");
+        if (!any_cpu && sub->count("--threads")) spdlog::warn("--threads applies to the cpu backend, which this run does not measure");
         const auto slots = number_list<uint32_t>(o->slots, "--ring-slots", 1, 16);
         const auto batches = number_list<size_t>(o->batch, "--batch", 1, size_t(1) << 20);
         const auto vrams = split_list(o->vram);
         const auto rams = split_list(o->ram);
         if (vrams.empty() || rams.empty()) throw Error(ExitCode::usage, "--vram and --ram-budget need at least one value");
-        for (const auto& v : vrams)
+        for (const auto& v : vrams) {
             if (v != "none" && v != "half" && v != "all" && !parse_size(v))
                 throw Error(ExitCode::usage, "--vram " + v + ": expected none, half, all or a size such as 4G");
+            if (parse_size(v) && *parse_size(v) == 0)
+                throw Error(ExitCode::usage, "--vram " + v + ": a budget of 0 holds nothing; none keeps no weights in VRAM");
+        }
         for (const auto& r : rams) ram_budget_of(r);
 
         std::vector<BenchConfig> configs;
@@ -488,30 +562,34 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         if (s.prompt_len + s.gen > model.config().max_position_embeddings)
             throw Error(ExitCode::usage, "--prompt-len and --gen: " + std::to_string(s.prompt_len + s.gen) +
                                              " positions, more than the model's " +
-                                             std::to_string(model.config().max_position_embeddings) +
-                                             "; lower them");
+                                             std::to_string(model.config().max_position_embeddings) + "; lower them");
+        // The files that stream: all but an untied embedding, which is looked up a row at a time.
         std::vector<std::string> files;
-        for (const auto& u : model.manifest().units) files.push_back(model.unit_path(u));
+        for (const auto& u : model.manifest().units)
+            if (u.kind != UnitKind::embed || model.config().tie_word_embeddings) files.push_back(model.unit_path(u));
 
         const MachineInfo m = machine_info();
-        std::string gpu_name;
+        Describe about;
         Rates rates;
         const uint64_t read_bytes = *parse_size(o->read_bytes);
         if (read_bytes > 0) {
             spdlog::info("reading up to {} of {} cold, then warm", format_bytes(read_bytes), dir);
-            rates.cold = measure_file_read(files, read_bytes, true);
+            ThreadPool readers(4); // as many as the CUDA loader's
+            rates.cold = measure_file_read(files, read_bytes, true, &readers);
+            rates.cold_valid = rates.cold->cached_before < 0.1;
             std::vector<ReadBandwidth> warm;
-            for (int k = 0; k < 3; ++k) warm.push_back(measure_file_read(files, read_bytes, false));
+            for (int k = 0; k < 3; ++k) warm.push_back(measure_file_read(files, read_bytes, false, &readers));
             std::sort(warm.begin(), warm.end(),
                       [](const ReadBandwidth& a, const ReadBandwidth& b) { return a.bytes_per_second() < b.bytes_per_second(); });
             rates.warm = warm[1];
         }
 #ifdef RABBIT_HAVE_CUDA
-        if (std::find(backends.begin(), backends.end(), "cuda") != backends.end()) {
+        if (any_cuda) {
             std::string problem;
             for (const auto& d : cuda_devices(&problem))
-                if (d.index == s.gpu) gpu_name = d.name + " (sm_" + std::to_string(d.cc_major) + std::to_string(d.cc_minor) +
-                                                 ", " + format_bytes(d.total_bytes) + ")";
+                if (d.index == s.gpu) about.gpu = d.name + " (sm_" + std::to_string(d.cc_major) + std::to_string(d.cc_minor) +
+                                                  ", " + format_bytes(d.total_bytes) + ")";
+            about.versions = cuda_versions();
             const LinkBandwidth l = measure_link(s.gpu, 256ull << 20, 5);
             rates.pinned_bps = l.pinned_bps;
             rates.pageable_bps = l.pageable_bps;
@@ -524,39 +602,53 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
             for (const auto& u : model.manifest().units) weights += u.layout.data_size;
             std::printf("model: %s (%s, %u layers, %s of %s weights)\n", dir.c_str(), model.config().architecture.c_str(),
                         unsigned(model.config().num_layers), format_bytes(weights).c_str(), model.manifest().dtype.c_str());
-            std::printf("machine: %s, %u CPUs, %s memory, Linux %s%s%s\n", m.cpu.c_str(), m.cpus,
-                        format_bytes(m.memory).c_str(), m.kernel.c_str(), gpu_name.empty() ? "" : "; GPU: ",
-                        gpu_name.c_str());
-            if (rates.cold)
-                std::printf("shard read: cold %s (%s, %s cached before), warm %s\n",
+            std::printf("machine: %s, %u CPUs, %s memory, Linux %s%s%s%s%s; rabbit %s (%s)\n", m.cpu.c_str(), m.cpus,
+                        format_bytes(m.memory).c_str(), m.kernel.c_str(), about.gpu.empty() ? "" : "; GPU: ",
+                        about.gpu.c_str(), about.versions.empty() ? "" : ", CUDA ", about.versions.c_str(), RABBIT_VERSION,
+                        RABBIT_GIT_REV);
+            if (rates.cold) {
+                std::printf("shard read (4 threads, as the loader reads): cold %s (%s, %s cached before%s), warm %s\n",
                             gbps(rates.cold->bytes_per_second()).c_str(), format_bytes(rates.cold->bytes).c_str(),
-                            percent(rates.cold->cached_before).c_str(), gbps(rates.warm->bytes_per_second()).c_str());
+                            percent(rates.cold->cached_before).c_str(),
+                            rates.cold_valid ? "" : ": not the drive's rate, so no bound uses it",
+                            gbps(rates.warm->bytes_per_second()).c_str());
+            }
             if (rates.pinned_bps > 0)
                 std::printf("host to device: pinned %s, pageable %s (%s copies)\n", gbps(rates.pinned_bps).c_str(),
                             gbps(rates.pageable_bps).c_str(), format_bytes(rates.link_bytes).c_str());
-            std::printf("runs: %zu-token prompt, %zu decoded tokens; median of %zu after %zu warm-up\n\n", s.prompt_len, s.gen,
-                        s.repeat, s.warmup);
+            std::printf("runs: %zu-token prompt, %zu decoded tokens; the run of median decode time of %zu, after %zu "
+                        "warm-up\n\n",
+                        s.prompt_len, s.gen, s.repeat, s.warmup);
             std::fflush(stdout);
         }
 
         std::vector<ConfigResult> results;
+        auto finish = [&] {
+            if (table) print_table(results);
+            if (!o->json.empty()) write_json(o->json, model, s, rates, results, about);
+        };
         for (const BenchConfig& b : configs) {
             ConfigResult r;
             r.config = b;
             spdlog::info("{}", config_label(b));
             try {
                 measure_config(model, b, s, rates, files, r);
-                spdlog::info("  prefill {} tok/s, decode {} tok/s", rate(median(r.prefill_tps)), rate(median(r.decode_tps)));
+                spdlog::info("  prefill {} tok/s, decode {} tok/s", rate(r.prefill_tps()), rate(r.m().decode_tps));
             } catch (const Error& e) {
-                if (e.code() == ExitCode::interrupted || e.code() == ExitCode::internal) throw;
+                if (e.code() == ExitCode::interrupted || e.code() == ExitCode::internal) {
+                    finish(); // what finished is not lost
+                    throw;
+                }
                 r.error = e.what();
                 r.code = e.code();
                 spdlog::warn("{}: {}", config_label(b), e.what());
+            } catch (...) {
+                finish();
+                throw;
             }
             results.push_back(std::move(r));
         }
-        if (table) print_table(results);
-        if (!o->json.empty()) write_json(o->json, model, s, rates, results, gpu_name);
+        finish();
         for (const auto& r : results)
             if (!r.ok()) return int(r.code);
         return 0;

@@ -42,7 +42,8 @@ void Ring::loader() {
             const size_t s = size_t(k % slots);
             source_.prefetch(sequence_[(k + 1) % n]); // the disk reads it while this one is copied
             const uint8_t* src = source_.bytes(p);
-            if (!source_.pinned(p)) {
+            const bool from_file = !source_.pinned(p);
+            if (from_file) {
                 // Pageable memory cannot be copied to the GPU asynchronously: stage it in the
                 // slot's pinned buffer, once the slot's previous copy has left it.
                 // First the pages from the file (the disk's time), then the copy (the host's).
@@ -58,7 +59,6 @@ void Ring::loader() {
                 std::lock_guard<std::mutex> lock(mutex_);
                 stats_.disk_s += read;
                 stats_.fill_s += copied;
-                stats_.file_bytes += p.bytes;
             }
             {
                 // The device side of slot s holds piece k - slots until the consumer releases it.
@@ -70,7 +70,8 @@ void Ring::loader() {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 produced_ = k + 1;
-                stats_.bytes += p.bytes;
+                stats_.bytes += p.bytes; // counted together, so that they agree at any moment
+                if (from_file) stats_.file_bytes += p.bytes;
                 stats_.pieces += 1;
             }
             cv_.notify_all();

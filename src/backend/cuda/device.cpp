@@ -76,6 +76,15 @@ std::vector<CudaDevice> cuda_devices(std::string* problem) {
     return out;
 }
 
+std::string cuda_versions() {
+    auto text = [](int v) { return v > 0 ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : "none"; };
+    int driver = 0, runtime = 0;
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+    if (cudaRuntimeGetVersion(&runtime) != cudaSuccess) runtime = 0;
+    cudaGetLastError();
+    return "driver " + text(driver) + ", runtime " + text(runtime);
+}
+
 std::optional<CudaBudget> default_cuda_budget() {
     std::string problem;
     for (const auto& d : cuda_devices(&problem)) {

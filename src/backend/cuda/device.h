@@ -22,6 +22,9 @@ struct CudaDevice {
 // Every device the driver reports; empty (with *problem set) when there is no driver or GPU.
 std::vector<CudaDevice> cuda_devices(std::string* problem);
 
+// "driver 13.0, runtime 13.0": the CUDA driver's version and the runtime's this binary holds.
+std::string cuda_versions();
+
 struct CudaBudget {
     uint64_t budget;
     std::string description; // "free memory of GPU 0 (NVIDIA H100) less a 512 MiB margin"

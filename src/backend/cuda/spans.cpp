@@ -70,13 +70,14 @@ void GpuSpans::collect(bool all) const {
         auto [a, b] = pending_.front();
         if (all && pending_.size() > k_most_pending / 2) {
             RABBIT_CUDA_CHECK(cudaEventSynchronize(b));
-        } else if (cudaEventQuery(b) != cudaSuccess) {
-            cudaGetLastError(); // cudaErrorNotReady is not an error to keep
-            return;
+        } else {
+            const cudaError_t e = cudaEventQuery(b);
+            if (e == cudaErrorNotReady) return; // not sticky: nothing to clear
+            RABBIT_CUDA_CHECK(e);
         }
         float ms = 0;
-        if (cudaEventElapsedTime(&ms, a, b) == cudaSuccess) total_ += double(ms) / 1e3;
-        cudaGetLastError();
+        RABBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        total_ += double(ms) / 1e3;
         pending_.pop_front();
         spare_.push_back(a);
         spare_.push_back(b);

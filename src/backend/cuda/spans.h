@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // GPU time spans: a pair of events recorded on a stream around some of its work (a copy, a
-// wait), whose elapsed times are added up once both have happened. The host never waits for
-// them while work is queued: finished spans are collected as later ones begin, and when the
-// total is asked for.
+// wait), whose elapsed times are added up once both have happened. Finished spans are
+// collected as later ones begin, and when the total is asked for; the host waits for one only
+// when more than 256 are pending (then for the oldest half), which keeps it 128 pieces ahead
+// of the GPU: more than the ring ever needs.
 #pragma once
 
 #include <cuda_runtime.h>
