@@ -31,13 +31,8 @@ void read_in_range(const uint8_t* p, uint64_t bytes) {
 } // namespace
 
 void read_in(ThreadPool* pool, const void* p, uint64_t bytes) {
-    constexpr uint64_t block = 4ull << 20;
     const auto* b = static_cast<const uint8_t*>(p);
-    if (!pool || bytes <= block) return read_in_range(b, bytes);
-    pool->parallel_for(size_t((bytes + block - 1) / block), [&](size_t first, size_t last) {
-        const uint64_t from = first * block, to = std::min<uint64_t>(bytes, last * block);
-        read_in_range(b + from, to - from);
-    });
+    parallel_blocks(pool, bytes, [&](uint64_t from, uint64_t to) { read_in_range(b + from, to - from); });
 }
 
 MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {

@@ -3,6 +3,7 @@
 //   rabbit-tokbench -m DIR --text FILE [--rounds N]
 // Load: the median of N full loads of the tokenizer. Encode: FILE line by line (as
 // `rabbit tokenize` reads it), the median of N passes, in MB/s of input.
+#include "bench/measure.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "tokenizer/tokenizer.h"
@@ -16,13 +17,6 @@
 
 using namespace rabbit;
 using clock_type = std::chrono::steady_clock;
-
-namespace {
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-} // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"rabbit-tokbench: tokenizer load time and encode throughput on one core"};

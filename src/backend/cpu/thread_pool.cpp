@@ -100,18 +100,18 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     while (pending_.load(std::memory_order_acquire) != 0) spin_once(spins);
 }
 
-void parallel_memcpy(ThreadPool* pool, void* dst, const void* src, uint64_t bytes) {
+void parallel_blocks(ThreadPool* pool, uint64_t bytes, const std::function<void(uint64_t, uint64_t)>& fn) {
     constexpr uint64_t block = 4ull << 20;
+    if (!pool || bytes <= block) return fn(0, bytes);
+    pool->parallel_for(size_t((bytes + block - 1) / block), [&](size_t b, size_t e) {
+        fn(b * block, std::min<uint64_t>(bytes, e * block));
+    });
+}
+
+void parallel_memcpy(ThreadPool* pool, void* dst, const void* src, uint64_t bytes) {
     auto* d = static_cast<uint8_t*>(dst);
     const auto* s = static_cast<const uint8_t*>(src);
-    if (!pool || bytes <= block) {
-        std::memcpy(d, s, bytes);
-        return;
-    }
-    pool->parallel_for(size_t((bytes + block - 1) / block), [&](size_t b, size_t e) {
-        const uint64_t from = b * block, to = std::min<uint64_t>(bytes, e * block);
-        std::memcpy(d + from, s + from, to - from);
-    });
+    parallel_blocks(pool, bytes, [&](uint64_t from, uint64_t to) { std::memcpy(d + from, s + from, to - from); });
 }
 
 } // namespace rabbit

@@ -46,6 +46,10 @@ private:
     std::condition_variable wake_;
 };
 
+// fn(from, to) over [0, bytes) in 4 MiB blocks that the pool's threads take in turn (all on
+// the caller when pool is null or bytes is one block).
+void parallel_blocks(ThreadPool* pool, uint64_t bytes, const std::function<void(uint64_t, uint64_t)>& fn);
+
 // memcpy of a large buffer in 4 MiB blocks that the pool's threads take in turn, so that page
 // faults on a mapped file (reads from the disk) run side by side. pool may be null.
 void parallel_memcpy(ThreadPool* pool, void* dst, const void* src, uint64_t bytes);
