@@ -86,7 +86,7 @@ __device__ __forceinline__ void load_tile(TC* dst, const TC* __restrict__ src, i
     constexpr int nvec = k_tile * vpr;
     constexpr int iters = (nvec + k_attn_threads - 1) / k_attn_threads;
     constexpr int row_bytes = int((D + k_pad) * sizeof(TC));
-    uint4 r[iters];
+    uint4 r[iters] = {};
 #pragma unroll
     for (int it = 0; it < iters; ++it) {
         const int v = threadIdx.x + it * k_attn_threads;
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(k_attn_threads) attention_kernel(const AttnArg
     constexpr int br = S::br;
     constexpr int np = (D / 2 + 31) / 32; // output pairs per lane and row
 
-    extern __shared__ __align__(16) unsigned char smem[];
+    RABBIT_DYNAMIC_SHARED(unsigned char, smem);
     float* q_s = reinterpret_cast<float*>(smem);                // [br, D] f32, pre-scaled
     float* p_s = reinterpret_cast<float*>(smem + S::q_bytes);   // [warps, RW, 32] f32
     TC* k_s = reinterpret_cast<TC*>(smem + S::q_bytes + S::p_bytes); // [32, D + pad] TC
@@ -386,10 +386,10 @@ cudaError_t attention_run(const AttentionParams& p, int group, int rows, cudaStr
         if (e != cudaSuccess) return e;
     }
     const dim3 grid(unsigned(row_tiles), unsigned(p.kv_heads), unsigned(splits));
-    kernel<<<grid, k_attn_threads, S::smem, stream>>>(a);
+    RABBIT_LAUNCH(grid, k_attn_threads, S::smem, stream, kernel)(a);
     if (splits > 1) {
         const unsigned merge_blocks = unsigned((total + k_attn_warps - 1) / k_attn_warps);
-        attention_merge_kernel<D><<<merge_blocks, k_attn_threads, 0, stream>>>(a.ws_ml, a.ws_acc, int(splits), total,
+        RABBIT_LAUNCH(merge_blocks, k_attn_threads, 0, stream, attention_merge_kernel<D>)(a.ws_ml, a.ws_acc, int(splits), total,
                                                                               p.out, p.out_type);
     }
     return cudaGetLastError();

@@ -44,7 +44,7 @@ cudaError_t launch_bf16_to_f16(void* data, int64_t count, cudaStream_t stream) {
     if (head > count) head = count;
     const int64_t vectors = (count - head) / 8;
     constexpr int threads = 256;
-    bf16_to_f16_kernel<<<grid_for(vectors, threads), threads, 0, stream>>>(static_cast<uint16_t*>(data), head,
+    RABBIT_LAUNCH(grid_for(vectors, threads), threads, 0, stream, bf16_to_f16_kernel)(static_cast<uint16_t*>(data), head,
                                                                           vectors, count);
     return cudaGetLastError();
 }

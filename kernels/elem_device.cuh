@@ -5,6 +5,7 @@
 #pragma once
 
 #include "elem.cuh"
+#include "launch.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

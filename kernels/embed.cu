@@ -28,7 +28,7 @@ cudaError_t launch_embed(const EmbedParams& p, cudaStream_t stream) {
     constexpr int threads = 256;
     return dispatch_elem(p.table_type, [&](auto tag) {
         using TT = typename decltype(tag)::type;
-        embed_kernel<TT><<<unsigned(p.tokens), threads, 0, stream>>>(static_cast<const TT*>(p.table), p.ids, p.hidden,
+        RABBIT_LAUNCH(unsigned(p.tokens), threads, 0, stream, embed_kernel<TT>)(static_cast<const TT*>(p.table), p.ids, p.hidden,
                                                                      p.out);
         return cudaGetLastError();
     });

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "probe.cuh"
 
+#include "launch.cuh"
+
 namespace rabbit {
 
 static __global__ void probe_kernel(int* out, int value) {
@@ -8,7 +10,7 @@ static __global__ void probe_kernel(int* out, int value) {
 }
 
 cudaError_t launch_probe(const ProbeParams& p, cudaStream_t stream) {
-    probe_kernel<<<1, 32, 0, stream>>>(p.out, p.value);
+    RABBIT_LAUNCH(1, 32, 0, stream, probe_kernel)(p.out, p.value);
     return cudaGetLastError();
 }
 

@@ -17,7 +17,7 @@ __global__ void rmsnorm_kernel(float* x,                       // [rows, n] f32
                                const float* __restrict__ weight, // [n] f32
                                float eps, int n,
                                TO* out) { // [rows, n] TO (may be x itself when TO is f32)
-    __shared__ float scratch[32];
+    RABBIT_SHARED(float, scratch, 32);
     const int64_t row = blockIdx.x;
     float* xr = x + row * n;
     float ss = 0.0f;
@@ -53,7 +53,7 @@ cudaError_t launch_rmsnorm(const RmsNormParams& p, cudaStream_t stream) {
     threads = threads < 32 ? 32 : threads > 1024 ? 1024 : threads;
     return dispatch_elem(p.out_type, [&](auto tag) {
         using TO = typename decltype(tag)::type;
-        rmsnorm_kernel<TO><<<unsigned(p.rows), threads, 0, stream>>>(p.x, p.delta, p.bias, p.weight, p.eps, p.n,
+        RABBIT_LAUNCH(unsigned(p.rows), threads, 0, stream, rmsnorm_kernel<TO>)(p.x, p.delta, p.bias, p.weight, p.eps, p.n,
                                                                       static_cast<TO*>(p.out));
         return cudaGetLastError();
     });

@@ -95,7 +95,7 @@ cudaError_t launch_qkv_rope(const QkvRopeParams& p, cudaStream_t stream) {
     if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
     return dispatch_elem(p.cache_type, [&](auto tag) {
         using TC = typename decltype(tag)::type;
-        qkv_rope_kernel<TC><<<unsigned(blocks), 32 * k_rope_warps, 0, stream>>>(
+        RABBIT_LAUNCH(unsigned(blocks), 32 * k_rope_warps, 0, stream, qkv_rope_kernel<TC>)(
             p.qkv, p.bias, p.q_norm, p.k_norm, p.cos, p.sin, p.eps, p.tokens, p.heads, p.kv_heads, p.head_dim,
             static_cast<TC*>(p.k_cache), static_cast<TC*>(p.v_cache), p.cache_len, p.pos);
         return cudaGetLastError();

@@ -52,7 +52,7 @@ __global__ void temperature_kernel(float* logits, int64_t n, float temperature) 
 // Each block's largest key over a grid-stride share of the logits.
 __global__ void argmax_partial_kernel(const float* __restrict__ logits, int64_t n,
                                       unsigned long long* __restrict__ partial) { // [gridDim.x]
-    __shared__ unsigned long long scratch[32];
+    RABBIT_SHARED(unsigned long long, scratch, 32);
     unsigned long long best = 0;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
         const unsigned long long k = logit_key(logits[i], uint32_t(i));
@@ -63,7 +63,7 @@ __global__ void argmax_partial_kernel(const float* __restrict__ logits, int64_t 
 }
 
 __global__ void argmax_final_kernel(const unsigned long long* __restrict__ partial, int blocks, int32_t* out) {
-    __shared__ unsigned long long scratch[32];
+    RABBIT_SHARED(unsigned long long, scratch, 32);
     unsigned long long best = 0;
     for (int i = threadIdx.x; i < blocks; i += blockDim.x) best = partial[i] > best ? partial[i] : best;
     best = block_max_u64(best, scratch);
@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(k_topk_threads)
     topk_chunk_kernel(const float* __restrict__ logits, const unsigned long long* __restrict__ in_keys, int64_t m,
                       int k, unsigned long long* __restrict__ out_keys, float* __restrict__ values,
                       int32_t* __restrict__ ids) {
-    __shared__ unsigned long long keys[k_topk_chunk];
+    RABBIT_SHARED(unsigned long long, keys, k_topk_chunk);
     const int64_t base = int64_t(blockIdx.x) * k_topk_chunk;
     for (int i = threadIdx.x; i < k_topk_chunk; i += blockDim.x) {
         const int64_t g = base + i;
@@ -132,14 +132,14 @@ cudaError_t launch_penalize(float* logits, int64_t n, const int32_t* ids, int n_
     if (!logits || n <= 0 || n_ids < 0 || (n_ids > 0 && !ids)) return cudaErrorInvalidValue;
     if (n_ids == 0) return cudaSuccess;
     constexpr int threads = 256;
-    penalize_kernel<<<unsigned((n_ids + threads - 1) / threads), threads, 0, stream>>>(logits, ids, n_ids, penalty);
+    RABBIT_LAUNCH(unsigned((n_ids + threads - 1) / threads), threads, 0, stream, penalize_kernel)(logits, ids, n_ids, penalty);
     return cudaGetLastError();
 }
 
 cudaError_t launch_temperature(float* logits, int64_t n, float temperature, cudaStream_t stream) {
     if (!logits || n <= 0) return cudaErrorInvalidValue;
     constexpr int threads = 256;
-    temperature_kernel<<<grid_for(n, threads), threads, 0, stream>>>(logits, n, temperature);
+    RABBIT_LAUNCH(grid_for(n, threads), threads, 0, stream, temperature_kernel)(logits, n, temperature);
     return cudaGetLastError();
 }
 
@@ -147,8 +147,8 @@ cudaError_t launch_argmax(const float* logits, int64_t n, int32_t* out, void* wo
     if (!logits || !out || !workspace || n <= 0 || n > 0x7fffffff) return cudaErrorInvalidValue;
     auto* partial = static_cast<unsigned long long*>(workspace);
     const int blocks = argmax_blocks(n);
-    argmax_partial_kernel<<<blocks, k_argmax_threads, 0, stream>>>(logits, n, partial);
-    argmax_final_kernel<<<1, 1024, 0, stream>>>(partial, blocks, out);
+    RABBIT_LAUNCH(blocks, k_argmax_threads, 0, stream, argmax_partial_kernel)(logits, n, partial);
+    RABBIT_LAUNCH(1, 1024, 0, stream, argmax_final_kernel)(partial, blocks, out);
     return cudaGetLastError();
 }
 
@@ -158,26 +158,26 @@ cudaError_t launch_topk(const float* logits, int64_t n, int k, float* values, in
         return cudaErrorInvalidValue;
     const int64_t chunks = topk_chunks(n);
     if (chunks == 1) {
-        topk_chunk_kernel<true, true><<<1, k_topk_threads, 0, stream>>>(logits, nullptr, n, k, nullptr, values, ids);
+        RABBIT_LAUNCH(1, k_topk_threads, 0, stream, topk_chunk_kernel<true, true>)(logits, nullptr, n, k, nullptr, values, ids);
         return cudaGetLastError();
     }
     if (!workspace) return cudaErrorInvalidValue;
     // Two buffers of survivors, each sized for the first pass (chunks * k_topk_max keys).
     auto* a = static_cast<unsigned long long*>(workspace);
     auto* b = a + chunks * k_topk_max;
-    topk_chunk_kernel<true, false><<<unsigned(chunks), k_topk_threads, 0, stream>>>(logits, nullptr, n, k, a, nullptr,
+    RABBIT_LAUNCH(unsigned(chunks), k_topk_threads, 0, stream, topk_chunk_kernel<true, false>)(logits, nullptr, n, k, a, nullptr,
                                                                                    nullptr);
     int64_t m = chunks * k; // survivors; each chunk's first k hold every global top-k member it had
     while (m > k_topk_chunk) {
         const int64_t c = (m + k_topk_chunk - 1) / k_topk_chunk;
-        topk_chunk_kernel<false, false><<<unsigned(c), k_topk_threads, 0, stream>>>(logits, a, m, k, b, nullptr,
+        RABBIT_LAUNCH(unsigned(c), k_topk_threads, 0, stream, topk_chunk_kernel<false, false>)(logits, a, m, k, b, nullptr,
                                                                                    nullptr);
         m = c * k; // k <= 256 = chunk / 16: at least 16 times fewer, plus one chunk's k
         unsigned long long* t = a;
         a = b;
         b = t;
     }
-    topk_chunk_kernel<false, true><<<1, k_topk_threads, 0, stream>>>(logits, a, m, k, nullptr, values, ids);
+    RABBIT_LAUNCH(1, k_topk_threads, 0, stream, topk_chunk_kernel<false, true>)(logits, a, m, k, nullptr, values, ids);
     return cudaGetLastError();
 }
 

@@ -32,7 +32,7 @@ cudaError_t launch_swiglu(const SwigluParams& p, cudaStream_t stream) {
     constexpr int threads = 256;
     return dispatch_elem(p.out_type, [&](auto tag) {
         using TO = typename decltype(tag)::type;
-        swiglu_kernel<TO><<<grid_for(count, threads), threads, 0, stream>>>(p.gate_up, count, p.inter,
+        RABBIT_LAUNCH(grid_for(count, threads), threads, 0, stream, swiglu_kernel<TO>)(p.gate_up, count, p.inter,
                                                                             static_cast<TO*>(p.out));
         return cudaGetLastError();
     });

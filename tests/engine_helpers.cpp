@@ -41,7 +41,9 @@ std::vector<float> prompt_and_steps_logits(Engine& engine, const std::vector<int
     engine.reset();
     engine.forward(prompt.data(), prompt.size(), prompt.size(), logits);
     all = logits;
+    const int32_t vocab = int32_t(engine.config().vocab_size);
     for (int32_t t : {5, 99, 400}) {
+        t %= vocab; // within every test model's vocabulary (tiny-mistral has 384)
         engine.forward(&t, 1, 1, logits);
         all.insert(all.end(), logits.begin(), logits.end());
     }
@@ -78,9 +80,18 @@ std::string make_golden_model(const HfGolden& g, const std::string& dtype, const
 double worst_error(const std::vector<float>& got, const std::vector<float>& want, double atol, double rtol) {
     if (got.size() != want.size()) return INFINITY;
     double w = 0;
-    for (size_t i = 0; i < got.size(); ++i)
+    for (size_t i = 0; i < got.size(); ++i) {
+        // std::max(w, NaN) would keep w: a NaN or an infinity anywhere fails the comparison.
+        if (!std::isfinite(got[i]) || !std::isfinite(want[i])) return INFINITY;
         w = std::max(w, std::fabs(double(got[i]) - want[i]) / (atol + rtol * std::fabs(double(want[i]))));
+    }
     return w;
+}
+
+double rms(const std::vector<float>& v) {
+    double s = 0;
+    for (float x : v) s += double(x) * x;
+    return v.empty() ? 0.0 : std::sqrt(s / double(v.size()));
 }
 
 } // namespace rabbit::test

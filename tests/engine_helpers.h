@@ -19,7 +19,8 @@ std::string split_into(const std::string& src, const std::string& out, DTypeChoi
 // empty KV cache.
 std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, size_t total);
 
-// The logits of every position of `prompt`, then of three decode steps (tokens 5, 99, 400),
+// The logits of every position of `prompt`, then of three decode steps (tokens 5, 99, 400,
+// modulo the vocabulary),
 // from an empty KV cache.   [prompt + 3, vocab] f32
 std::vector<float> prompt_and_steps_logits(Engine& engine, const std::vector<int32_t>& prompt);
 
@@ -37,7 +38,10 @@ HfGolden read_hf_golden(const std::string& name);
 // Generates the golden's model with the given dtype under dir and splits it; returns the split.
 std::string make_golden_model(const HfGolden& g, const std::string& dtype, const std::string& dir);
 
-// The largest |got - want| / (atol + rtol |want|).
+// The largest |got - want| / (atol + rtol |want|); infinite when the sizes differ or either
+// side holds a NaN or an infinity.
 double worst_error(const std::vector<float>& got, const std::vector<float>& want, double atol, double rtol);
+// The root mean square of v (the scale of logits, for an absolute tolerance relative to it).
+double rms(const std::vector<float>& v);
 
 } // namespace rabbit::test

@@ -55,11 +55,13 @@ TEST_CASE("CUDA logits match the CPU engine and Hugging Face for every architect
             CudaEngine gpu(model, {});
             const std::vector<float> want = test::prompt_and_steps_logits(cpu, g.prompt),
                                      got = test::prompt_and_steps_logits(gpu, g.prompt);
-            // f32 weights: f32 everywhere, products in another order (and cuBLAS's blocking);
-            // bf16 weights: activations rounded to bf16 before each product, as a bf16 model
-            // computes, where the CPU keeps them in f32.
+            // f32 weights: f32 everywhere, products in another order (and cuBLAS's blocking).
+            // bf16 weights: the KV cache and the attention output in bf16, as a bf16 model keeps
+            // them, where the CPU keeps them in f32; the difference grows with the logits' scale,
+            // so the absolute term is a share of their RMS (both engines are as far from the f32
+            // transformers golden: about 0.15 on logits of RMS 8 for qwen2-tied-bias).
             const bool f32 = std::string(dtype) == "f32";
-            const double w = test::worst_error(got, want, f32 ? 1e-4 : 3e-2, f32 ? 1e-4 : 3e-2);
+            const double w = test::worst_error(got, want, f32 ? 1e-4 : 3e-2 * test::rms(want), f32 ? 1e-4 : 3e-2);
             WARN(name << " " << dtype << ": largest CUDA-CPU logit difference " << w << " of the tolerance");
             CHECK(w <= 1.0);
             if (!f32) continue;
@@ -148,6 +150,7 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
             INFO(cs.what);
             CudaEngineOptions o = cs.o;
             if (cs.minimum) {
+                o.max_resident = 0; // the smallest budget could keep a small unit resident with smaller slots
                 CudaEngineOptions plan_only = o;
                 plan_only.vram_budget = 1ull << 40; // the tiny model is resident at once: read the minimum
                 o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;

@@ -106,6 +106,20 @@ TEST_CASE("streaming weights in row blocks, or a prompt in parts, changes no log
     }
 }
 
+TEST_CASE("the logit comparison fails on NaN, infinities and sizes that differ", "[engine][hf]") {
+    const std::vector<float> want = {1.0f, -2.0f, 3.0f};
+    REQUIRE(test::worst_error(want, want, 1e-4, 1e-4) == 0.0);
+    REQUIRE(test::worst_error({1.0f, -2.0f, 3.00001f}, want, 1e-4, 1e-4) < 1.0);
+    for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+        INFO(bad);
+        REQUIRE(test::worst_error({1.0f, bad, 3.0f}, want, 1e-4, 1e-4) > 1.0);
+        REQUIRE(test::worst_error(want, {1.0f, bad, 3.0f}, 1e-4, 1e-4) > 1.0);
+        REQUIRE(test::worst_error(std::vector<float>(3, bad), std::vector<float>(3, bad), 1e-4, 1e-4) > 1.0);
+    }
+    REQUIRE(test::worst_error({1.0f, -2.0f}, want, 1e-4, 1e-4) > 1.0);
+    REQUIRE(test::rms({3.0f, -4.0f}) == Approx(std::sqrt(12.5)));
+}
+
 TEST_CASE("logits and greedy tokens match Hugging Face transformers for every architecture", "[engine][hf]") {
     // tests/data/goldens/*.json, written by scripts/hf_reference.py --goldens: transformers on
     // the CPU in float32, eager attention, on models rabbit-genmodel makes from a preset and seed.

@@ -72,7 +72,10 @@ void GpuSpans::collect(bool all) const {
             RABBIT_CUDA_CHECK(cudaEventSynchronize(b));
         } else {
             const cudaError_t e = cudaEventQuery(b);
-            if (e == cudaErrorNotReady) return; // not sticky: nothing to clear
+            if (e == cudaErrorNotReady) {
+                cudaGetLastError(); // the runtime records it as this thread's last error: clear it, or the
+                return;             // next launcher's cudaGetLastError() would report it
+            }
             RABBIT_CUDA_CHECK(e);
         }
         float ms = 0;
