@@ -329,15 +329,6 @@ __global__ void __launch_bounds__(k_attn_threads)
     }
 }
 
-// The largest dynamic shared memory a block of the current device may have.
-size_t smem_limit() {
-    int dev = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-        return 48u << 10;
-    return size_t(optin);
-}
-
 template <int D, typename TC, int RW>
 cudaError_t attention_run(const AttentionParams& p, int group, int rows, cudaStream_t stream) {
     using S = AttnShape<D, TC, RW>;
@@ -380,13 +371,9 @@ cudaError_t attention_run(const AttentionParams& p, int group, int rows, cudaStr
     a.ws_ml = static_cast<float*>(p.workspace);
     a.ws_acc = splits > 1 ? a.ws_ml + splits * total * 2 : nullptr;
 
-    auto kernel = attention_kernel<D, TC, RW>;
-    if (S::smem > (48u << 10)) {
-        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(S::smem));
-        if (e != cudaSuccess) return e;
-    }
+    // A shape beyond 48 KiB was opted in by attention_setup.
     const dim3 grid(unsigned(row_tiles), unsigned(p.kv_heads), unsigned(splits));
-    RABBIT_LAUNCH(grid, k_attn_threads, S::smem, stream, kernel)(a);
+    RABBIT_LAUNCH(grid, k_attn_threads, S::smem, stream, attention_kernel<D, TC, RW>)(a);
     if (splits > 1) {
         const unsigned merge_blocks = unsigned((total + k_attn_warps - 1) / k_attn_warps);
         RABBIT_LAUNCH(merge_blocks, k_attn_threads, 0, stream, attention_merge_kernel<D>)(a.ws_ml, a.ws_acc, int(splits), total,
@@ -407,13 +394,36 @@ cudaError_t attention_dim(const AttentionParams& p, cudaStream_t stream) {
         // sm_75 (64 KiB) may not have for all of them; the smaller fit in 48 KiB everywhere.
         static_assert(AttnShape<D, TC, 2>::smem <= (48u << 10), "the small shape fits without opt-in");
         constexpr size_t big = AttnShape<D, TC, 8>::smem;
-        if (rows > 8 && (big <= (48u << 10) || big <= smem_limit()))
+        if (rows > 8 && (big <= (48u << 10) || big <= p.smem_optin))
             return attention_run<D, TC, 8>(p, group, int(rows), stream);
         return attention_run<D, TC, 2>(p, group, int(rows), stream);
     });
 }
 
+// Opts the large shape of head size D in to the device's shared memory, for each cache type,
+// when it needs more than 48 KiB and the device has it.
+template <int D>
+cudaError_t setup_dim(size_t optin) {
+    auto one = [&](auto tag) {
+        using TC = typename decltype(tag)::type;
+        constexpr size_t smem = AttnShape<D, TC, 8>::smem;
+        if (smem <= (48u << 10) || smem > optin) return cudaSuccess;
+        return cudaFuncSetAttribute(attention_kernel<D, TC, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    };
+    for (Elem e : {Elem::f32, Elem::f16, Elem::bf16})
+        if (const cudaError_t err = dispatch_elem(e, one); err != cudaSuccess) return err;
+    return cudaSuccess;
+}
+
 } // namespace
+
+cudaError_t attention_setup(size_t smem_optin) {
+    for (cudaError_t e : {setup_dim<8>(smem_optin), setup_dim<16>(smem_optin), setup_dim<24>(smem_optin),
+                          setup_dim<32>(smem_optin), setup_dim<64>(smem_optin), setup_dim<80>(smem_optin),
+                          setup_dim<96>(smem_optin), setup_dim<128>(smem_optin), setup_dim<256>(smem_optin)})
+        if (e != cudaSuccess) return e;
+    return cudaSuccess;
+}
 
 cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
     if (!p.q || !p.k_cache || !p.v_cache || !p.out || p.tokens < 0 || p.heads <= 0 || p.kv_heads <= 0 ||

@@ -8,13 +8,11 @@
 #pragma once
 
 #include "elem.cuh"
+#include "workspace.h" // k_attention_workspace
 
 #include <cstdint>
 
 namespace rabbit {
-
-// Bytes of the workspace launch_attention needs for the partial results of split positions.
-constexpr size_t k_attention_workspace = 16ull << 20;
 
 struct AttentionParams {
     const float* q = nullptr;        // token t, head h at q + t * q_stride + h * head_dim; f32
@@ -31,7 +29,13 @@ struct AttentionParams {
     float scale = 1.0f;              // usually 1 / sqrt(head_dim)
     void* workspace = nullptr;       // k_attention_workspace bytes of device memory
     int sm_count = 0;                // multiprocessors of the device, to size the split
+    size_t smem_optin = 0;           // shared memory a block may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin),
+                                     // as given to attention_setup; 0: 48 KiB only
 };
+
+// Once per device (current), before the first launch_attention: lets the kernel shapes that
+// need more than 48 KiB of shared memory, and fit within smem_optin, have it.
+cudaError_t attention_setup(size_t smem_optin);
 
 // The head sizes launch_attention has kernels for (a loud error for any other).
 inline bool attention_supports_head_dim(int d) {

@@ -27,9 +27,14 @@ template <>
 __device__ __forceinline__ float from_f32<float>(float v) {
     return v;
 }
+// f16 saturates: a value beyond +-65504 (an activation of a model made for bf16) becomes the
+// largest f16, not an infinity that would turn the next product into NaN. NaN stays NaN.
+__device__ __forceinline__ __half f32_to_f16_saturated(float v) {
+    return __float2half_rn(v > 65504.0f ? 65504.0f : v < -65504.0f ? -65504.0f : v);
+}
 template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) {
-    return __float2half_rn(v);
+    return f32_to_f16_saturated(v);
 }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
@@ -65,7 +70,7 @@ __device__ __forceinline__ float4 load4_f32(const __nv_bfloat16* p) {
 __device__ __forceinline__ void store_elem(void* out, int64_t i, float v, Elem type) {
     switch (type) {
     case Elem::f32: static_cast<float*>(out)[i] = v; break;
-    case Elem::f16: static_cast<__half*>(out)[i] = __float2half_rn(v); break;
+    case Elem::f16: static_cast<__half*>(out)[i] = f32_to_f16_saturated(v); break;
     case Elem::bf16: static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v); break;
     }
 }

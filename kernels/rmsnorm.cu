@@ -13,6 +13,7 @@ namespace {
 template <typename TO>
 __global__ void rmsnorm_kernel(float* x,                       // [rows, n] f32
                                const float* __restrict__ delta,  // [rows, n] f32 or null
+                               const float* __restrict__ delta_scale, // [rows] f32 or null
                                const float* __restrict__ bias,   // [n] f32 or null
                                const float* __restrict__ weight, // [n] f32
                                float eps, int n,
@@ -23,9 +24,10 @@ __global__ void rmsnorm_kernel(float* x,                       // [rows, n] f32
     float ss = 0.0f;
     if (delta) {
         const float* dr = delta + row * n;
+        const float ds = delta_scale ? delta_scale[row] : 1.0f; // a power of 2: exact
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
             // The CPU adds the projection's bias to its output first, then the output to x.
-            const float d = bias ? dr[i] + bias[i] : dr[i];
+            const float d = bias ? dr[i] * ds + bias[i] : dr[i] * ds;
             const float v = xr[i] + d;
             xr[i] = v;
             ss += v * v;
@@ -45,7 +47,8 @@ __global__ void rmsnorm_kernel(float* x,                       // [rows, n] f32
 } // namespace
 
 cudaError_t launch_rmsnorm(const RmsNormParams& p, cudaStream_t stream) {
-    if (!p.x || !p.weight || !p.out || p.rows < 0 || p.n <= 0 || (p.bias && !p.delta) || !valid_elem(p.out_type))
+    if (!p.x || !p.weight || !p.out || p.rows < 0 || p.n <= 0 || (p.bias && !p.delta) || (p.delta_scale && !p.delta) ||
+        !valid_elem(p.out_type))
         return cudaErrorInvalidValue;
     if (p.rows == 0) return cudaSuccess;
     // About four elements a thread, whole warps, at most 1024 threads (rows of 16384 loop).
@@ -53,7 +56,7 @@ cudaError_t launch_rmsnorm(const RmsNormParams& p, cudaStream_t stream) {
     threads = threads < 32 ? 32 : threads > 1024 ? 1024 : threads;
     return dispatch_elem(p.out_type, [&](auto tag) {
         using TO = typename decltype(tag)::type;
-        RABBIT_LAUNCH(unsigned(p.rows), threads, 0, stream, rmsnorm_kernel<TO>)(p.x, p.delta, p.bias, p.weight, p.eps, p.n,
+        RABBIT_LAUNCH(unsigned(p.rows), threads, 0, stream, rmsnorm_kernel<TO>)(p.x, p.delta, p.delta_scale, p.bias, p.weight, p.eps, p.n,
                                                                       static_cast<TO*>(p.out));
         return cudaGetLastError();
     });

@@ -10,6 +10,8 @@ namespace rabbit {
 struct RmsNormParams {
     float* x = nullptr;            // [rows, n] f32, the residual stream; with delta: x += delta (+ bias) first, in place
     const float* delta = nullptr;  // [rows, n] f32 (a sublayer's output) or null
+    const float* delta_scale = nullptr; // [rows] f32: delta's row r times delta_scale[r] (the down product of
+                                        // swiglu's scaled f16 rows), or null; needs delta
     const float* bias = nullptr;   // [n] f32, added with delta (o_proj bias), or null; needs delta
     const float* weight = nullptr; // [n] f32
     float eps = 1e-6f;

@@ -9,11 +9,33 @@ namespace {
 
 constexpr int k_rope_warps = 4;
 
+// The warp's new key or value row, x[0, head_dim) f32 (already written by its lanes), into the
+// cache row dst. With `vectors`, in 16-byte stores (a row is whole vectors, dst 16-byte
+// aligned): a cache in host memory (mapped, write-combined) then takes whole bus writes, not
+// scattered 2-byte ones. The __syncwarp orders the lanes' writes of x before these reads.
+template <typename TC>
+__device__ __forceinline__ void store_cache_row(const float* x, TC* dst, int head_dim, int lane, bool vectors) {
+    __syncwarp();
+    if (!vectors) {
+        for (int d = lane; d < head_dim; d += 32) dst[d] = from_f32<TC>(x[d]);
+        return;
+    }
+    constexpr int per = int(16 / sizeof(TC)); // elements in a 16-byte vector
+    for (int d0 = lane * per; d0 < head_dim; d0 += 32 * per) {
+        uint4 v;
+        TC* e = reinterpret_cast<TC*>(&v);
+#pragma unroll
+        for (int k = 0; k < per; ++k) e[k] = from_f32<TC>(x[d0 + k]);
+        *reinterpret_cast<uint4*>(dst + d0) = v;
+    }
+}
+
 // One warp per (token, head slot); the slots of a row are its q heads, then its k heads, then
 // its v heads, each head_dim wide, so slot s starts at s * head_dim in the row. A lane owns
 // the pairs (i, i + half) for i = lane, lane + 32, ...: the rotation mixes exactly those two,
-// so every element is read and written by one lane and no barrier is needed. The norm needs
-// the sum of squares first, so the (biased) head is read twice; the second read hits L1.
+// so every element is read and written by one lane. The norm needs the sum of squares first,
+// so the (biased) head is read twice; the second read hits L1. Keys and values then go to the
+// cache from the rewritten row (store_cache_row).
 template <typename TC>
 __global__ void qkv_rope_kernel(float* qkv,                       // [tokens, (heads + 2 kv_heads) * head_dim] f32
                                 const float* __restrict__ bias,   // [(heads + 2 kv_heads) * head_dim] f32 or null
@@ -24,7 +46,7 @@ __global__ void qkv_rope_kernel(float* qkv,                       // [tokens, (h
                                 float eps, int tokens, int heads, int kv_heads, int head_dim,
                                 TC* k_cache, // [kv_heads, cache_len, head_dim] TC
                                 TC* v_cache, // [kv_heads, cache_len, head_dim] TC
-                                int64_t cache_len, int64_t pos) {
+                                int64_t cache_len, int64_t pos, bool vectors) {
     const int lane = threadIdx.x & 31;
     const int slots = heads + 2 * kv_heads;
     const int64_t item = int64_t(blockIdx.x) * k_rope_warps + (threadIdx.x >> 5);
@@ -37,12 +59,9 @@ __global__ void qkv_rope_kernel(float* qkv,                       // [tokens, (h
 
     if (s >= heads + kv_heads) { // a v head: the bias, then into the cache
         const int g = s - heads - kv_heads;
-        TC* dst = v_cache + (g * cache_len + pos + t) * head_dim;
-        for (int d = lane; d < head_dim; d += 32) {
-            const float v = b ? x[d] + b[d] : x[d];
-            x[d] = v;
-            dst[d] = from_f32<TC>(v);
-        }
+        for (int d = lane; d < head_dim; d += 32)
+            if (b) x[d] += b[d];
+        store_cache_row(x, v_cache + (g * cache_len + pos + t) * head_dim, head_dim, lane, vectors);
         return;
     }
 
@@ -60,7 +79,6 @@ __global__ void qkv_rope_kernel(float* qkv,                       // [tokens, (h
     }
     const float* c = cos + int64_t(t) * half;
     const float* sn = sin + int64_t(t) * half;
-    TC* dst = is_q ? nullptr : k_cache + ((s - heads) * cache_len + pos + t) * head_dim;
     for (int i = lane; i < half; i += 32) {
         float a = x[i], bb = x[i + half];
         if (b) {
@@ -71,15 +89,10 @@ __global__ void qkv_rope_kernel(float* qkv,                       // [tokens, (h
             a = nw[i] * (a * inv);
             bb = nw[i + half] * (bb * inv);
         }
-        const float ra = a * c[i] - bb * sn[i];
-        const float rb = bb * c[i] + a * sn[i];
-        x[i] = ra;
-        x[i + half] = rb;
-        if (dst) {
-            dst[i] = from_f32<TC>(ra);
-            dst[i + half] = from_f32<TC>(rb);
-        }
+        x[i] = a * c[i] - bb * sn[i];
+        x[i + half] = bb * c[i] + a * sn[i];
     }
+    if (!is_q) store_cache_row(x, k_cache + ((s - heads) * cache_len + pos + t) * head_dim, head_dim, lane, vectors);
 }
 
 } // namespace
@@ -95,9 +108,11 @@ cudaError_t launch_qkv_rope(const QkvRopeParams& p, cudaStream_t stream) {
     if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
     return dispatch_elem(p.cache_type, [&](auto tag) {
         using TC = typename decltype(tag)::type;
+        const bool vectors = (size_t(p.head_dim) * sizeof(TC)) % 16 == 0 && reinterpret_cast<uintptr_t>(p.k_cache) % 16 == 0 &&
+                             reinterpret_cast<uintptr_t>(p.v_cache) % 16 == 0;
         RABBIT_LAUNCH(unsigned(blocks), 32 * k_rope_warps, 0, stream, qkv_rope_kernel<TC>)(
             p.qkv, p.bias, p.q_norm, p.k_norm, p.cos, p.sin, p.eps, p.tokens, p.heads, p.kv_heads, p.head_dim,
-            static_cast<TC*>(p.k_cache), static_cast<TC*>(p.v_cache), p.cache_len, p.pos);
+            static_cast<TC*>(p.k_cache), static_cast<TC*>(p.v_cache), p.cache_len, p.pos, vectors);
         return cudaGetLastError();
     });
 }

@@ -23,19 +23,10 @@ __device__ __forceinline__ int32_t key_index(unsigned long long key) {
     return int32_t(0xffffffffu - static_cast<uint32_t>(key));
 }
 
-constexpr int k_argmax_threads = 256;
-constexpr int k_argmax_max_blocks = 1024;
-// Top-k sorts chunks of this many keys in shared memory (32 KiB) with a bitonic network and
+// Top-k sorts chunks of k_topk_chunk keys in shared memory (32 KiB) with a bitonic network and
 // keeps each chunk's first k; chunks of survivors are sorted again until one chunk remains.
-constexpr int k_topk_chunk = 4096;
+// The sizes (and the argmax's) are in workspace.h, which the planner reads too.
 constexpr int k_topk_threads = 1024;
-
-int argmax_blocks(int64_t n) {
-    int64_t b = (n + k_argmax_threads * 8 - 1) / (k_argmax_threads * 8);
-    return int(b < 1 ? 1 : b > k_argmax_max_blocks ? k_argmax_max_blocks : b);
-}
-
-int64_t topk_chunks(int64_t n) { return (n + k_topk_chunk - 1) / k_topk_chunk; }
 
 __global__ void penalize_kernel(float* logits, const int32_t* __restrict__ ids, int n_ids, float penalty) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -118,14 +109,6 @@ __global__ void __launch_bounds__(k_topk_threads)
 }
 
 } // namespace
-
-size_t sample_workspace_bytes(int64_t n) {
-    if (n < 1) n = 1;
-    const size_t argmax = size_t(argmax_blocks(n)) * sizeof(unsigned long long);
-    // Two buffers of survivors: the first pass leaves chunks * k keys, later passes fewer.
-    const size_t topk = 2 * size_t(topk_chunks(n)) * k_topk_max * sizeof(unsigned long long);
-    return argmax > topk ? argmax : topk;
-}
 
 cudaError_t launch_penalize(float* logits, int64_t n, const int32_t* ids, int n_ids, float penalty,
                             cudaStream_t stream) {

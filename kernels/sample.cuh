@@ -5,15 +5,11 @@
 #pragma once
 
 #include "elem.cuh"
+#include "workspace.h" // k_topk_max, sample_workspace_bytes
 
 #include <cstdint>
 
 namespace rabbit {
-
-// The most candidates launch_topk returns.
-constexpr int k_topk_max = 256;
-// Bytes of device workspace launch_argmax and launch_topk need for a vocabulary of n.
-size_t sample_workspace_bytes(int64_t n);
 
 // logits[id] = logits[id] > 0 ? logits[id] / penalty : logits[id] * penalty for each id.
 //   logits [n] f32; ids [n_ids] int32 device memory, distinct, each in [0, n)

@@ -21,17 +21,10 @@ const std::string& problem() {
     static const std::string why = [] {
 #ifdef RABBIT_HAVE_CUDA
         std::string p;
-        const auto devices = cuda_devices(&p);
-        if (devices.empty()) return "no CUDA device: " + p;
-        std::string reasons;
-        for (const auto& d : devices) {
-            if (d.usable) {
-                if (cudaSetDevice(d.index) != cudaSuccess) return "cannot select GPU " + std::to_string(d.index);
-                return std::string();
-            }
-            reasons += (reasons.empty() ? "" : "; ") + ("GPU " + std::to_string(d.index) + " (" + d.name + "): " + d.problem);
-        }
-        return "no usable CUDA device: " + reasons;
+        const auto d = first_usable_cuda_device(&p);
+        if (!d) return "no usable CUDA device: " + p;
+        if (cudaSetDevice(d->index) != cudaSuccess) return "cannot select GPU " + std::to_string(d->index);
+        return std::string();
 #else
         return std::string("built without the CUDA backend");
 #endif

@@ -213,16 +213,10 @@ uint64_t ram_budget_of(const std::string& ram) {
 // --backend cuda needs GPU --gpu, usable by this binary.
 void check_gpu(int gpu) {
 #ifdef RABBIT_HAVE_CUDA
-    std::string problem;
-    const auto devices = cuda_devices(&problem);
-    for (const auto& d : devices)
-        if (d.index == gpu) {
-            if (d.usable) return;
-            problem = d.name + ": " + d.problem;
-        }
-    if (devices.empty() || problem.empty())
-        problem = devices.empty() ? problem : "there are " + std::to_string(devices.size()) + " GPUs";
-    throw Error(ExitCode::usage, "--backend cuda: no usable GPU " + std::to_string(gpu) + " (" + problem + ")");
+    const CudaDevice& d = probe_cuda_device(gpu);
+    if (d.usable) return;
+    throw Error(ExitCode::usage, "--backend cuda: no usable GPU " + std::to_string(gpu) + " (" +
+                                     (d.name.empty() ? d.problem : d.name + ": " + d.problem) + ")");
 #else
     (void)gpu;
     throw Error(ExitCode::usage, "--backend cuda: this rabbit was built without the CUDA backend");
@@ -585,10 +579,9 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         }
 #ifdef RABBIT_HAVE_CUDA
         if (any_cuda) {
-            std::string problem;
-            for (const auto& d : cuda_devices(&problem))
-                if (d.index == s.gpu) about.gpu = d.name + " (sm_" + std::to_string(d.cc_major) + std::to_string(d.cc_minor) +
-                                                  ", " + format_bytes(d.total_bytes) + ")";
+            const CudaDevice& d = probe_cuda_device(s.gpu);
+            about.gpu = d.name + " (sm_" + std::to_string(d.cc_major) + std::to_string(d.cc_minor) + ", " +
+                        format_bytes(d.total_bytes) + ")";
             about.versions = cuda_versions();
             const LinkBandwidth l = measure_link(s.gpu, 256ull << 20, 5);
             rates.pinned_bps = l.pinned_bps;

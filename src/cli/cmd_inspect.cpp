@@ -13,6 +13,9 @@
 
 #ifdef RABBIT_HAVE_CUDA
 #include "backend/cuda/device.h"
+#include "backend/cuda/gemm.h"
+
+#include <cuda_runtime.h>
 #endif
 
 #include <spdlog/spdlog.h>
@@ -23,6 +26,21 @@
 namespace rabbit {
 
 namespace {
+
+// Device memory the CUDA runtime takes beside the plan's buffers: measured on the first usable
+// GPU as the engine measures it (cuBLAS's handle and kernels), else the planner's estimate;
+// and the reserve for rabbit's own kernels.
+uint64_t runtime_overhead(DType weights) {
+#ifdef RABBIT_HAVE_CUDA
+    std::string problem;
+    if (const auto d = first_usable_cuda_device(&problem); d && cudaSetDevice(d->index) == cudaSuccess) {
+        const Elem type = weights == DType::f32 ? Elem::f32 : d->cc_major < 8 ? Elem::f16 : Elem::bf16;
+        return measure_cublas_overhead(type) + k_kernel_code_reserve;
+    }
+#endif
+    (void)weights;
+    return k_estimated_cublas_bytes + k_kernel_code_reserve;
+}
 
 struct InspectUnit {
     std::string name;
@@ -144,9 +162,11 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
             budget_source = "--vram-budget";
         }
 #ifdef RABBIT_HAVE_CUDA
-        else if (auto dev = default_cuda_budget()) {
-            budget = dev->budget;
-            budget_source = dev->description;
+        else if (std::string problem; auto d = first_usable_cuda_device(&problem)) {
+            if (auto dev = default_cuda_budget(*d)) {
+                budget = dev->budget;
+                budget_source = dev->description;
+            }
         }
 #endif
         std::optional<MemoryPlan> plan;
@@ -159,6 +179,7 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
             in.budget = *budget;
             in.ctx = ctx;
             in.ring_slots = o->ring_slots;
+            in.overhead = runtime_overhead(in.weight_dtype);
             plan = plan_memory(in);
         }
 
@@ -198,6 +219,8 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
                 w.member("activation_bytes", plan->activation_bytes);
                 w.member("workspace_bytes", plan->workspace_bytes);
                 w.member("ring_bytes", plan->ring_bytes);
+                w.member("overhead_bytes", plan->overhead_bytes);
+                w.member("device_bytes", plan->device_bytes);
                 w.member("resident_bytes", plan->resident_bytes);
                 w.member("resident_layers", plan->resident_layers);
                 w.key("resident_units").begin_array(true);

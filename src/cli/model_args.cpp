@@ -74,18 +74,17 @@ DeviceChoice choose_device(const std::string& device) {
         index = std::stoi(n);
     }
 #ifdef RABBIT_HAVE_CUDA
+    // Only the device asked for is probed (the default: devices in order until one is usable).
     std::string problem;
-    const auto devices = cuda_devices(&problem);
-    const bool any_usable = std::any_of(devices.begin(), devices.end(), [](const CudaDevice& d) { return d.usable; });
     if (device.empty()) {
-        for (const auto& d : devices)
-            if (d.usable) return {true, d.index};
-        spdlog::info("no usable GPU ({}): running on the CPU", devices.empty() ? problem : devices[0].problem);
+        if (const auto d = first_usable_cuda_device(&problem)) return {true, d->index};
+        spdlog::info("no usable GPU ({}): running on the CPU", problem);
         return {};
     }
-    if (!any_usable)
-        throw Error(ExitCode::usage, "--device " + device + ": no usable GPU (" +
-                                         (devices.empty() ? problem : devices[0].problem) + "); use --device cpu");
+    if (cuda_device_count(&problem) == 0)
+        throw Error(ExitCode::usage, "--device " + device + ": no usable GPU (" + problem + "); use --device cpu");
+    const CudaDevice& d = probe_cuda_device(index);
+    if (!d.usable) throw Error(ExitCode::usage, "--device " + device + ": no usable GPU (" + d.problem + "); use --device cpu");
     return {true, index};
 #else
     (void)index;

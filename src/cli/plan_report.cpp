@@ -9,7 +9,8 @@ std::vector<std::pair<std::string, std::string>> plan_lines(const MemoryPlan& pl
     std::vector<std::pair<std::string, std::string>> out;
     const std::string slots = std::to_string(in.ring_slots);
     std::string always = "activations " + format_bytes(plan.activation_bytes) + ", workspace " +
-                         format_bytes(plan.workspace_bytes) + ", norms and biases " + format_bytes(plan.vector_bytes);
+                         format_bytes(plan.workspace_bytes) + ", norms and biases " + format_bytes(plan.vector_bytes) +
+                         ", CUDA runtime and reserve " + format_bytes(plan.overhead_bytes);
     always += plan.kv_on_host ? ", KV cache in pinned host memory (" + format_bytes(plan.kv_cache_bytes) + ")"
                               : ", KV cache " + format_bytes(plan.kv_cache_bytes);
     always += plan.ring_bytes ? ", ring " + slots + " x " + format_bytes(plan.ring_slot_bytes) +
@@ -30,6 +31,8 @@ std::vector<std::pair<std::string, std::string>> plan_lines(const MemoryPlan& pl
     out.emplace_back("  resident", std::to_string(plan.resident_layers) + " of " + std::to_string(layers) + " layers" +
                                        others + " (" + format_bytes(plan.resident_bytes) + ")");
     out.emplace_back("  streamed", format_bytes(plan.streamed_per_token) + " per decoded token");
+    out.emplace_back("  device", format_bytes(plan.device_bytes) + " in " + std::to_string(plan.allocations.size()) +
+                                     " allocations (each in whole 2 MiB pages) with the runtime and reserve");
     return out;
 }
 

@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/memory_plan.h"
 
+#include "workspace.h"
+
 #include <algorithm>
 
 namespace rabbit {
 
 namespace {
 
-constexpr uint64_t k_cublas_workspace = 32ull << 20;
-constexpr uint64_t k_attention_partials = 16ull << 20; // kernels/attention.cuh k_attention_workspace
 constexpr uint64_t k_slot_floor = 16ull << 20;
+constexpr uint64_t k_align = 256; // every part of the fixed buffers, and every vector in `vectors`
+
+uint64_t aligned(uint64_t n) { return (n + k_align - 1) / k_align * k_align; }
 
 // Is this unit read by every decoded token (and so worth keeping resident)?
 bool per_token(const PlanUnit& u, bool tied) {
@@ -19,7 +22,19 @@ bool per_token(const PlanUnit& u, bool tied) {
 
 size_t act_size_of(DType weights) { return weights == DType::f32 ? 4 : 2; }
 
+// Device memory a resident unit takes: whole pages; none for the final norm, whose vector is
+// among the fixed buffers' (`vectors`).
+uint64_t unit_pages(const PlanUnit& u) { return u.kind == UnitKind::final_norm ? 0 : device_pages(u.bytes); }
+
 } // namespace
+
+const char* fixed_name(Fixed f) {
+    static const char* names[] = {"x", "xn", "qkv", "attn", "out", "gate_up", "act", "row_scale", "cos", "sin", "ids",
+                                  "logits", "topk_values", "topk_ids", "picked", "penalty_ids", "vectors",
+                                  "cublas_workspace", "attention_workspace", "sample_workspace"};
+    static_assert(sizeof(names) / sizeof(names[0]) == size_t(Fixed::count), "a name for every fixed buffer");
+    return names[int(f)];
+}
 
 uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied) {
     uint64_t n = 0;
@@ -28,25 +43,44 @@ uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied) {
     return n;
 }
 
-uint64_t activation_bytes(const ModelConfig& c, uint64_t t, size_t act) {
+FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t ctx) {
     const uint64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
-    const uint64_t f32 = 4 * t * (h /* x */ + (q + 2 * kv) /* qkv */ + h /* out */ + 2 * inter /* gate_up */ +
-                                  c.head_dim /* cos, sin */ + 1 /* ids */);
-    const uint64_t compute = act * t * (h /* xn */ + q /* attn */ + inter /* act */);
-    return f32 + compute + 4ull * k_planned_logit_rows * c.vocab_size;
-}
-
-uint64_t workspace_bytes(const ModelConfig& c) {
-    // Sampling: per-block candidates of the top-k and the argmax, a little over the vocabulary.
-    return k_cublas_workspace + k_attention_partials + 8ull * c.vocab_size + (1ull << 20);
+    uint64_t bytes[int(Fixed::count)] = {};
+    auto set = [&](Fixed f, uint64_t b) { bytes[int(f)] = b; };
+    set(Fixed::x, 4 * t * h);
+    set(Fixed::xn, act * t * h);
+    set(Fixed::qkv, 4 * t * (q + 2 * kv));
+    set(Fixed::attn, act * t * q);
+    set(Fixed::out, 4 * t * h);
+    set(Fixed::gate_up, 4 * t * 2 * inter);
+    set(Fixed::act, act * t * inter);
+    set(Fixed::row_scale, 4 * t);
+    set(Fixed::cos, 4 * t * (c.head_dim / 2));
+    set(Fixed::sin, 4 * t * (c.head_dim / 2));
+    set(Fixed::ids, 4 * t);
+    set(Fixed::logits, 4 * k_planned_logit_rows * c.vocab_size);
+    set(Fixed::topk_values, 4 * k_topk_max);
+    set(Fixed::topk_ids, 4 * k_topk_max);
+    set(Fixed::picked, 4);
+    set(Fixed::penalty_ids, 4 * std::max<uint64_t>(ctx, 1));
+    set(Fixed::vectors, vector_bytes(c));
+    set(Fixed::cublas_workspace, k_cublas_workspace);
+    set(Fixed::attention_workspace, k_attention_workspace);
+    set(Fixed::sample_workspace, sample_workspace_bytes(int64_t(c.vocab_size)));
+    FixedLayout l;
+    for (int i = 0; i < int(Fixed::count); ++i) {
+        l.offset[i] = l.total;
+        l.bytes[i] = bytes[i];
+        l.total += aligned(bytes[i]);
+    }
+    return l;
 }
 
 uint64_t vector_bytes(const ModelConfig& c) {
-    // Each vector starts 256-byte aligned (64 floats) in the engine's buffer.
-    auto padded = [](uint64_t n) { return (n + 63) / 64 * 64; };
+    auto padded = [](uint64_t n) { return aligned(4 * n); };
     const uint64_t per_layer = 2 * padded(c.hidden_size) + (c.qkv_bias ? padded(c.q_dim() + 2ull * c.kv_dim()) : 0) +
                                (c.qk_norm ? 2 * padded(c.head_dim) : 0) + (c.o_bias ? padded(c.hidden_size) : 0);
-    return 4 * (per_layer * c.num_layers + padded(c.hidden_size));
+    return per_layer * c.num_layers + padded(c.hidden_size);
 }
 
 uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act) {
@@ -66,16 +100,20 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     MemoryPlan p;
     p.resident.assign(in.units.size(), false);
     p.kv_cache_bytes = kv_cache_bytes(c, in.ctx, act);
-    p.activation_bytes = activation_bytes(c, in.prefill_tokens, act);
-    p.workspace_bytes = workspace_bytes(c) + 4 * in.ctx; // + the context's ids, for the repetition penalty
-    p.vector_bytes = vector_bytes(c);
+    p.fixed = fixed_layout(c, in.prefill_tokens, act, in.ctx);
+    p.vector_bytes = p.fixed.size(Fixed::vectors);
+    p.workspace_bytes = p.fixed.size(Fixed::cublas_workspace) + p.fixed.size(Fixed::attention_workspace) +
+                        p.fixed.size(Fixed::sample_workspace);
+    p.activation_bytes = p.fixed.total - p.vector_bytes - p.workspace_bytes;
+    p.overhead_bytes = in.overhead + k_device_reserve;
 
     std::vector<size_t> layers, others; // per-token units by kind
-    uint64_t all = 0, largest = 0;
+    uint64_t all = 0, all_pages = 0, largest = 0;
     for (size_t i = 0; i < in.units.size(); ++i) {
         if (!per_token(in.units[i], tied)) continue;
         (in.units[i].kind == UnitKind::layer ? layers : others).push_back(i);
         all += in.units[i].bytes;
+        all_pages += unit_pages(in.units[i]);
         largest = std::max(largest, in.units[i].bytes);
     }
     uint64_t min_slot = minimum_slot_bytes(c, in.weight_dtype, largest);
@@ -83,33 +121,51 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
 
     // The KV cache goes on the GPU when asked, or (automatic) when it fits beside the
     // smallest ring; otherwise it stays in pinned host memory and attention reads it there.
-    const uint64_t base_no_kv = p.activation_bytes + p.workspace_bytes + p.vector_bytes;
-    const uint64_t smallest_ring = slots * min_slot;
+    const uint64_t base_no_kv = device_pages(p.fixed.total) + p.overhead_bytes;
+    const uint64_t kv_pages = device_pages(p.kv_cache_bytes);
+    const uint64_t smallest_ring = slots * device_pages(min_slot);
     p.kv_on_host = in.kv == KvPlace::host ||
-                   (in.kv == KvPlace::automatic && base_no_kv + p.kv_cache_bytes + smallest_ring > in.budget &&
-                    base_no_kv + p.kv_cache_bytes + all > in.budget);
-    const uint64_t base = base_no_kv + (p.kv_on_host ? 0 : p.kv_cache_bytes);
+                   (in.kv == KvPlace::automatic && base_no_kv + kv_pages + smallest_ring > in.budget &&
+                    base_no_kv + kv_pages + all_pages > in.budget);
+    const uint64_t base = base_no_kv + (p.kv_on_host ? 0 : kv_pages);
     p.minimum_budget = base + smallest_ring;
 
-    // Everything resident: no ring at all.
-    if (base + all <= in.budget && all <= in.max_resident) {
-        for (size_t i : layers) p.resident[i] = true;
-        for (size_t i : others) p.resident[i] = true;
-        p.resident_bytes = all;
-        p.resident_layers = uint32_t(layers.size());
-        p.fixed_bytes = base;
-        p.fits = true;
+    auto finish = [&](const std::vector<bool>& res, uint64_t slot) {
+        p.resident = res;
+        p.resident_bytes = 0;
+        uint64_t resident_pages = 0;
+        for (size_t i = 0; i < res.size(); ++i)
+            if (res[i]) {
+                p.resident_bytes += in.units[i].bytes;
+                resident_pages += unit_pages(in.units[i]);
+            }
+        for (size_t i : layers) p.resident_layers += res[i] ? 1 : 0;
+        p.ring_slot_bytes = slot;
+        p.ring_bytes = slots * device_pages(slot) * (slot ? 1 : 0);
+        for (size_t i = 0; i < in.units.size(); ++i)
+            if (slot && per_token(in.units[i], tied) && !res[i] && in.units[i].bytes > slot) p.chunked = true;
+        p.fixed_bytes = base + p.ring_bytes;
+        p.device_bytes = p.fixed_bytes + resident_pages;
+        p.streamed_per_token = all - p.resident_bytes;
+        p.allocations.push_back({AllocationKind::fixed, 0, p.fixed.total, "fixed buffers"});
+        if (!p.kv_on_host) p.allocations.push_back({AllocationKind::kv_cache, 0, p.kv_cache_bytes, "KV cache"});
+        for (size_t i = 0; i < res.size(); ++i)
+            if (res[i] && in.units[i].kind != UnitKind::final_norm)
+                p.allocations.push_back({AllocationKind::unit, i, in.units[i].bytes, in.units[i].name});
+        for (uint64_t s = 0; slot && s < slots; ++s) p.allocations.push_back({AllocationKind::ring_slot, 0, slot, "ring slot"});
         return p;
+    };
+
+    // Everything resident: no ring at all.
+    std::vector<bool> everything(in.units.size(), false);
+    for (size_t i : layers) everything[i] = true;
+    for (size_t i : others) everything[i] = true;
+    if (base + all_pages <= in.budget && all <= in.max_resident) {
+        p.fits = true;
+        return finish(everything, 0);
     }
     p.fits = p.minimum_budget <= in.budget;
-    if (!p.fits) {
-        p.ring_slot_bytes = min_slot;
-        p.ring_bytes = smallest_ring;
-        p.chunked = min_slot < largest;
-        p.fixed_bytes = base + p.ring_bytes;
-        p.streamed_per_token = all;
-        return p;
-    }
+    if (!p.fits) return finish(std::vector<bool>(in.units.size(), false), min_slot);
 
     // Otherwise choose the slot size and the resident units together. A slot as large as
     // the largest streamed unit sends each unit in one copy; a smaller one sends the larger
@@ -120,7 +176,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     std::vector<uint64_t> candidates;
     for (size_t i : layers) candidates.push_back(in.units[i].bytes);
     for (size_t i : others) candidates.push_back(in.units[i].bytes);
-    candidates.push_back((in.budget - base) / slots / 4096 * 4096); // the largest slot the budget allows
+    candidates.push_back((in.budget - base) / slots / k_device_page * k_device_page); // the largest slot the budget allows
     candidates.push_back(min_slot);
     for (auto& s : candidates) {
         s = std::max(s, min_slot);
@@ -136,31 +192,32 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
         for (size_t i : others) need = res[i] ? need : std::max(need, in.units[i].bytes);
         return std::min(need, slot);
     };
-    auto resident_bytes = [&](const std::vector<bool>& res) {
+    auto resident_bytes = [&](const std::vector<bool>& res, bool pages) {
         uint64_t bytes = 0;
-        for (size_t i = 0; i < res.size(); ++i) bytes += res[i] ? in.units[i].bytes : 0;
+        for (size_t i = 0; i < res.size(); ++i)
+            if (res[i]) bytes += pages ? unit_pages(in.units[i]) : in.units[i].bytes;
         return bytes;
     };
     auto used = [&](const std::vector<bool>& res, uint64_t slot) {
-        return base + slots * slot_for(res, slot) + resident_bytes(res);
+        return base + slots * device_pages(slot_for(res, slot)) + resident_bytes(res, true);
     };
     uint64_t best_bytes = 0, best_slot = 0;
     std::vector<bool> best(in.units.size(), false);
     bool found = false;
     for (uint64_t slot : candidates) {
-        if (base + slots * slot > in.budget) continue;
+        if (base + slots * device_pages(slot) > in.budget) continue;
         for (size_t mask = 0; mask < (size_t(1) << others.size()); ++mask) {
             std::vector<bool> res(in.units.size(), false);
             for (size_t k = 0; k < others.size(); ++k) res[others[k]] = (mask >> k) & 1;
-            if (used(res, slot) > in.budget || resident_bytes(res) > in.max_resident) continue;
+            if (used(res, slot) > in.budget || resident_bytes(res, false) > in.max_resident) continue;
             for (size_t i : layers) { // layers in order: the first ones resident, the rest streamed
                 res[i] = true;
-                if (used(res, slot) > in.budget || resident_bytes(res) > in.max_resident) {
+                if (used(res, slot) > in.budget || resident_bytes(res, false) > in.max_resident) {
                     res[i] = false;
                     break;
                 }
             }
-            const uint64_t bytes = resident_bytes(res);
+            const uint64_t bytes = resident_bytes(res, false);
             const uint64_t need = slot_for(res, slot);
             // More resident bytes win; between equals, the larger slot (fewer, larger copies).
             if (!found || bytes > best_bytes || (bytes == best_bytes && need > best_slot)) {
@@ -171,16 +228,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
             }
         }
     }
-    p.resident = best;
-    p.resident_bytes = best_bytes;
-    for (size_t i : layers) p.resident_layers += best[i] ? 1 : 0;
-    p.ring_slot_bytes = best_slot;
-    p.ring_bytes = slots * best_slot;
-    for (size_t i = 0; i < in.units.size(); ++i)
-        if (per_token(in.units[i], tied) && !best[i] && in.units[i].bytes > best_slot) p.chunked = true;
-    p.fixed_bytes = base + p.ring_bytes;
-    p.streamed_per_token = all - best_bytes;
-    return p;
+    return finish(best, best_slot);
 }
 
 } // namespace rabbit

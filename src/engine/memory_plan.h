@@ -1,9 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-// The VRAM planner: given a budget, what must always be on the GPU (activations, workspace,
+// The VRAM planner: given a budget, what must always be on the GPU (activations, workspaces,
 // the norms and biases of every layer, the device side of the streaming ring, and the KV
 // cache when it fits), which units stay resident beside it, and how many bytes are left to
-// stream per decoded token. `rabbit inspect --vram-budget` shows it; the CUDA engine
-// allocates by it, with the same size functions.
+// stream per decoded token. It lists the device allocations with their sizes; the CUDA engine
+// allocates exactly that list, and `rabbit inspect --vram-budget` shows it.
+//
+// What a budget pays for is what the device's used memory grows by while the engine runs:
+//   - every allocation rounded up to k_device_page (cudaMalloc's granularity);
+//   - the runtime's own memory beside rabbit's buffers (`overhead`): cuBLAS's handle and the
+//     kernels it loads at its first GEMM, which the engine measures before it plans (and
+//     `inspect`, with no GPU to measure, estimates as k_estimated_cublas_bytes), plus
+//     k_kernel_code_reserve for rabbit's own kernels, loaded at their first launch;
+//   - k_device_reserve, for what the driver takes on its own while the engine runs.
+// The context itself is not in the budget: it exists before the engine reads free memory.
 #pragma once
 
 #include "common/dtype.h"
@@ -24,6 +33,56 @@ struct PlanUnit {
 
 enum class KvPlace { automatic, gpu, host };
 
+// cudaMalloc hands out memory in pages of 2 MiB; the planner counts every allocation as whole
+// pages (small ones may share a page on a GPU, so this is never less than it uses).
+constexpr uint64_t k_device_page = 2ull << 20;
+inline uint64_t device_pages(uint64_t bytes) { return (bytes + k_device_page - 1) / k_device_page * k_device_page; }
+
+constexpr uint64_t k_cublas_workspace = 32ull << 20;        // the workspace rabbit gives cuBLAS
+constexpr uint64_t k_kernel_code_reserve = 16ull << 20;     // rabbit's kernels, loaded at their first launch
+constexpr uint64_t k_device_reserve = 32ull << 20;          // the driver's own allocations while running
+constexpr uint64_t k_estimated_cublas_bytes = 64ull << 20;  // cuBLAS's handle and kernels, unmeasured
+
+// Rows of logits the CUDA engine holds at once (more go through in groups).
+constexpr uint64_t k_planned_logit_rows = 8;
+
+// The fixed buffers, carved from one device allocation at 256-byte aligned offsets.
+enum class Fixed : int {
+    x,           // [tokens, hidden] f32, the residual stream
+    xn,          // [tokens, hidden] compute type, norm outputs (matrix inputs)
+    qkv,         // [tokens, q_dim + 2 kv_dim] f32
+    attn,        // [tokens, q_dim] compute type
+    out,         // [tokens, hidden] f32, matrix outputs added to the residual stream
+    gate_up,     // [tokens, 2 inter] f32
+    act,         // [tokens, inter] compute type, SwiGLU's output
+    row_scale,   // [tokens] f32, the power of 2 each row of `act` was divided by (f16 compute)
+    cos,         // [tokens, head_dim / 2] f32
+    sin,         // [tokens, head_dim / 2] f32
+    ids,         // [tokens] int32
+    logits,      // [k_planned_logit_rows, vocab] f32
+    topk_values, // [k_topk_max] f32
+    topk_ids,    // [k_topk_max] int32
+    picked,      // [1] int32
+    penalty_ids, // [ctx] int32, the context's distinct ids
+    vectors,     // every layer's norms and biases and the final norm, f32, 256-byte aligned each
+    cublas_workspace,
+    attention_workspace,
+    sample_workspace,
+    count
+};
+const char* fixed_name(Fixed f);
+
+struct FixedLayout {
+    uint64_t offset[int(Fixed::count)] = {};
+    uint64_t bytes[int(Fixed::count)] = {};
+    uint64_t total = 0;
+    uint64_t at(Fixed f) const { return offset[int(f)]; }
+    uint64_t size(Fixed f) const { return bytes[int(f)]; }
+};
+// For `tokens` tokens at once, matrix inputs and the KV cache in act_size-byte elements, and a
+// context of ctx positions.
+FixedLayout fixed_layout(const ModelConfig& c, uint64_t tokens, size_t act_size, uint64_t ctx);
+
 struct MemoryPlanInput {
     ModelConfig config;
     std::vector<PlanUnit> units; // as split: embed, layers, norm, lm_head (absent when tied)
@@ -35,41 +94,46 @@ struct MemoryPlanInput {
     KvPlace kv = KvPlace::automatic; // automatic: on the GPU when it fits beside the smallest ring
     uint64_t max_slot = 0;         // a ring slot holds at most this many bytes (0: no cap)
     uint64_t max_resident = UINT64_MAX; // at most this many bytes of weights resident, whatever the budget allows
+    // Device memory the runtime takes beside rabbit's allocations (cuBLAS, the kernels' code).
+    uint64_t overhead = k_estimated_cublas_bytes + k_kernel_code_reserve;
+};
+
+// One device allocation of the plan.
+enum class AllocationKind { fixed, kv_cache, unit, ring_slot };
+struct PlannedAllocation {
+    AllocationKind kind;
+    size_t unit;      // the input unit (kind unit)
+    uint64_t bytes;   // asked for; the device takes device_pages(bytes)
+    std::string what; // "fixed buffers", "KV cache", "ring slot", or the unit's name
 };
 
 struct MemoryPlan {
     uint64_t kv_cache_bytes = 0;   // [layers, 2, kv_heads, ctx, head_dim]
     bool kv_on_host = false;       // the KV cache is in pinned host memory, not counted in fixed_bytes
-    uint64_t activation_bytes = 0;
-    uint64_t workspace_bytes = 0;
-    uint64_t vector_bytes = 0;     // every layer's norms and biases, kept on the GPU
+    FixedLayout fixed;             // the fixed buffers' layout
+    uint64_t activation_bytes = 0; // of them: the activations of prefill_tokens tokens
+    uint64_t workspace_bytes = 0;  // of them: cuBLAS, attention and sampling workspaces
+    uint64_t vector_bytes = 0;     // of them: every layer's norms and biases
+    uint64_t overhead_bytes = 0;   // the runtime's memory (input) and k_device_reserve
     uint64_t ring_slot_bytes = 0;  // 0 when everything is resident
-    uint64_t ring_bytes = 0;
+    uint64_t ring_bytes = 0;       // device memory of the ring's slots (whole pages)
     bool chunked = false;          // some streamed unit is larger than a slot: it goes in row blocks
-    uint64_t fixed_bytes = 0;      // all of the above on the GPU
+    uint64_t fixed_bytes = 0;      // device memory of all of the above (whole pages)
     std::vector<bool> resident;    // per input unit
-    uint64_t resident_bytes = 0;
+    uint64_t resident_bytes = 0;   // bytes of weights resident
     uint32_t resident_layers = 0;
+    uint64_t device_bytes = 0;     // device memory the plan takes in all: fixed + resident units (whole pages)
     uint64_t streamed_per_token = 0; // bytes of weights copied to the GPU per decoded token
     uint64_t minimum_budget = 0;     // fixed bytes with nothing resident
     bool fits = false;
+    std::vector<PlannedAllocation> allocations; // what the engine allocates, in order (ring slots last)
 };
 
 // Bytes of weights every decoded token reads: all layers, the final norm, lm_head (the
 // embedding matrix when tied). The embedding lookup itself gathers one row on the host.
 uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied);
 
-// Rows of logits the CUDA engine holds at once (more go through in groups).
-constexpr uint64_t k_planned_logit_rows = 8;
-
-// Sizes shared by the planner and the CUDA engine, which allocates by them.
-// The activations of `tokens` tokens at once: f32 residual stream and matrix outputs, the
-// matrix inputs in the compute type (act_size bytes per element), RoPE tables, ids, and one
-// k_planned_logit_rows rows of logits.
-uint64_t activation_bytes(const ModelConfig& c, uint64_t tokens, size_t act_size);
-// Fixed device workspaces: cuBLAS, attention's split partials, sampling.
-uint64_t workspace_bytes(const ModelConfig& c);
-// The f32 norms and biases of every layer and the final norm.
+// The f32 norms and biases of every layer and the final norm, each 256-byte aligned.
 uint64_t vector_bytes(const ModelConfig& c);
 // [layers, 2, kv_heads, ctx, head_dim] in the compute type.
 uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act_size);

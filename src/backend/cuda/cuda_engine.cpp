@@ -79,7 +79,6 @@ private:
 };
 
 constexpr uint64_t k_load_chunk = 64ull << 20; // staging for uploads at load time
-constexpr uint64_t k_cublas_workspace = 32ull << 20;
 constexpr size_t k_logit_rows = k_planned_logit_rows; // rows of logits on the device at once
 
 } // namespace
@@ -89,12 +88,13 @@ struct CudaEngine::Impl {
     ~Impl();
 
     void init();
+    void select_device();
+    void measure_runtime_overhead();
     void plan_memory_and_context();
     void allocate();
     void load_vectors();
     void load_resident();
-    void start_ring();
-    void upload(void* dst, const uint8_t* src, uint64_t bytes);
+    void start_ring(size_t slots);
     void convert_unit(size_t unit, uint8_t* base);
 
     void pass(const int32_t* tokens, size_t m, size_t rows, float* host);
@@ -103,8 +103,16 @@ struct CudaEngine::Impl {
     void linear(size_t unit, const uint8_t* base, const char* tensor, const void* x, size_t m, float* y, size_t ldy);
     void skip_unit(size_t unit);
     void head(size_t rows, float* host);
+    void flush_logits();
     void track_memory();
     uint64_t held() const;
+    template <typename T = void>
+    T* fixed(Fixed f) const {
+        return reinterpret_cast<T*>(fixed_buf.as<uint8_t>() + plan.fixed.at(f));
+    }
+    // f16 activations: the per-row powers of 2 that keep SwiGLU's output within f16 (the down
+    // product's rows are multiplied back by them); none in bf16 and f32.
+    float* down_scale() const { return act == Elem::f16 ? fixed<float>(Fixed::row_scale) : nullptr; }
 
     const SplitModel& model;
     const ModelConfig& c;
@@ -121,8 +129,10 @@ struct CudaEngine::Impl {
 
     cudaStream_t compute = nullptr;
     cublasHandle_t blas = nullptr;
-    cudaEvent_t staged = nullptr; // the last pass's host-to-device copies of inputs are done
+    cudaEvent_t staged = nullptr;       // the last pass's host-to-device copies of inputs are done
+    cudaEvent_t logits_copied = nullptr; // the last pass's logits have reached h_logits
     size_t free_at_start = 0;
+    uint64_t runtime_overhead = 0; // device memory cuBLAS took beside rabbit's buffers (measured)
     uint64_t used_growth = 0, pinned_bytes = 0, peak_held = 0;
 
     std::unique_ptr<MmapUnitSource> files;
@@ -132,12 +142,10 @@ struct CudaEngine::Impl {
     std::vector<size_t> layer_units;
     std::vector<float> inv_freq;
 
-    DeviceBuffer cublas_ws, attn_ws, sample_ws;
-    // Activations for `batch` tokens.
-    DeviceBuffer x, xn, qkv, attn, out, gate_up, act_buf, cos_d, sin_d, ids_d;
-    DeviceBuffer logits, topk_vals, topk_ids, picked, penal_ids;
-    PinnedBuffer h_embed, h_rope, h_ids, h_penal, h_result;
-    DeviceBuffer vectors;
+    DeviceBuffer fixed_buf; // the plan's fixed buffers (activations, workspaces, vectors), carved by plan.fixed
+    PinnedBuffer h_embed, h_rope, h_ids, h_penal, h_result, h_logits;
+    float* pending_logits = nullptr; // where the last pass's h_logits rows go, once copied
+    size_t pending_rows = 0;
     std::vector<LayerVectors> lv;
     const float* final_norm = nullptr;
     DeviceBuffer kv_dev;
@@ -159,25 +167,12 @@ CudaEngine::Impl::~Impl() {
     transport.reset();
     if (blas) cublasDestroy(blas);
     if (staged) cudaEventDestroy(staged);
+    if (logits_copied) cudaEventDestroy(logits_copied);
     if (compute) cudaStreamDestroy(compute);
 }
 
 void CudaEngine::Impl::init() {
-    // The device.
-    std::string problem;
-    const auto devices = cuda_devices(&problem);
-    if (devices.empty()) throw Error(ExitCode::usage, "--device cuda: no usable GPU (" + problem + "); use --device cpu");
-    const auto d = std::find_if(devices.begin(), devices.end(), [&](const CudaDevice& dev) { return dev.index == opt.device; });
-    if (d == devices.end())
-        throw Error(ExitCode::usage, "--device cuda:" + std::to_string(opt.device) + ": there are " +
-                                         std::to_string(devices.size()) + " GPUs (cuda:0 .. cuda:" +
-                                         std::to_string(devices.size() - 1) + ")");
-    if (!d->usable) throw Error(ExitCode::unsupported, "GPU " + std::to_string(opt.device) + " (" + d->name + "): " + d->problem);
-    RABBIT_CUDA_CHECK(cudaSetDevice(opt.device));
-    RABBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
-    device_name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
-    size_t total = 0;
-    RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_at_start, &total));
+    select_device();
 
     // The weights' type decides the compute type.
     const Manifest& man = model.manifest();
@@ -210,30 +205,55 @@ void CudaEngine::Impl::init() {
     inv_freq = rope_inv_freq(c);
     batch = std::max<size_t>(1, opt.batch);
 
-    plan_memory_and_context();
     RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
-    RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&staged, cudaEventDisableTiming));
+    RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&staged, cudaEventDisableTiming | cudaEventBlockingSync));
+    RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&logits_copied, cudaEventDisableTiming | cudaEventBlockingSync));
     RABBIT_CUBLAS_CHECK(cublasCreate(&blas));
     RABBIT_CUBLAS_CHECK(cublasSetStream(blas, compute));
     RABBIT_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH)); // no TF32: f32 stays f32
+    RABBIT_CUDA_CHECK(attention_setup(prop.sharedMemPerBlockOptin));
+    measure_runtime_overhead();
+    plan_memory_and_context();
     files = std::make_unique<MmapUnitSource>(model, 0);
     fill = std::make_unique<ThreadPool>(std::max<size_t>(1, opt.loader_threads));
     allocate();
     load_vectors();
     load_resident();
-    start_ring();
     track_memory();
+}
+
+void CudaEngine::Impl::select_device() {
+    // Only the device asked for is probed, once per process (its context made there).
+    const CudaDevice& d = probe_cuda_device(opt.device);
+    if (d.name.empty()) throw Error(ExitCode::usage, "--device cuda:" + std::to_string(opt.device) + ": " + d.problem);
+    if (!d.usable) throw Error(ExitCode::unsupported, "GPU " + std::to_string(opt.device) + " (" + d.name + "): " + d.problem);
+    RABBIT_CUDA_CHECK(cudaSetDevice(opt.device));
+    RABBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
+    device_name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+    size_t total = 0;
+    RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_at_start, &total));
+}
+
+void CudaEngine::Impl::measure_runtime_overhead() {
+    runtime_overhead = cublas_overhead(blas, compute, act, free_at_start);
+    spdlog::debug("cuBLAS took {} of device memory (handle and kernels)", format_bytes(runtime_overhead));
 }
 
 void CudaEngine::Impl::plan_memory_and_context() {
     checked_context(c, opt.ctx);
     if (opt.vram_budget) {
         budget = opt.vram_budget;
+        // More than the device has free would fail in the middle of the load: use what is free.
+        if (budget > free_at_start) {
+            spdlog::warn("--vram-budget {} is more than the {} free on {}: using {}", format_bytes(budget),
+                         format_bytes(free_at_start), device_name, format_bytes(free_at_start));
+            budget = free_at_start;
+        }
     } else {
-        size_t free_b = 0, total_b = 0;
-        RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        size_t total_b = 0, unused = 0;
+        RABBIT_CUDA_CHECK(cudaMemGetInfo(&unused, &total_b));
         const uint64_t margin = std::max<uint64_t>(512ull << 20, total_b / 20);
-        budget = free_b > margin ? free_b - margin : 0;
+        budget = free_at_start > margin ? free_at_start - margin : 0;
     }
     plan_in.config = c;
     for (const auto& u : model.manifest().units) plan_in.units.push_back({u.layout.name, u.kind, u.layout.data_size});
@@ -244,6 +264,7 @@ void CudaEngine::Impl::plan_memory_and_context() {
     plan_in.kv = opt.kv;
     plan_in.max_slot = opt.max_slot;
     plan_in.max_resident = opt.max_resident;
+    plan_in.overhead = runtime_overhead + k_kernel_code_reserve;
     // The context: as asked, else the model's maximum while its KV cache fits on the GPU or
     // in half the host's available memory, halving it until it does.
     ctx = opt.ctx ? opt.ctx : c.max_position_embeddings;
@@ -266,52 +287,48 @@ void CudaEngine::Impl::plan_memory_and_context() {
 }
 
 void CudaEngine::Impl::allocate() {
-    const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size, half = c.head_dim / 2;
-    const size_t a = elem_size(act), b = batch;
-    cublas_ws = DeviceBuffer(k_cublas_workspace);
-    RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, cublas_ws.get(), cublas_ws.bytes()));
-    attn_ws = DeviceBuffer(k_attention_workspace);
-    sample_ws = DeviceBuffer(sample_workspace_bytes(c.vocab_size));
-    x = DeviceBuffer(4 * b * h);
-    xn = DeviceBuffer(a * b * h);
-    qkv = DeviceBuffer(4 * b * (q + 2 * kv));
-    attn = DeviceBuffer(a * b * q);
-    out = DeviceBuffer(4 * b * h);
-    gate_up = DeviceBuffer(4 * b * 2 * inter);
-    act_buf = DeviceBuffer(a * b * inter);
-    cos_d = DeviceBuffer(4 * b * half);
-    sin_d = DeviceBuffer(4 * b * half);
-    ids_d = DeviceBuffer(4 * b);
-    logits = DeviceBuffer(4ull * k_logit_rows * c.vocab_size);
-    topk_vals = DeviceBuffer(4 * k_topk_max);
-    topk_ids = DeviceBuffer(4 * k_topk_max);
-    picked = DeviceBuffer(4);
-    penal_ids = DeviceBuffer(4 * ctx); // the distinct ids of the context, for the repetition penalty
+    // The device allocations, as the plan lists them.
+    const auto& units = model.manifest().units;
+    resident.resize(units.size());
+    size_t slots = 0;
+    for (const PlannedAllocation& a : plan.allocations) {
+        switch (a.kind) {
+        case AllocationKind::fixed: fixed_buf = DeviceBuffer(a.bytes); break;
+        case AllocationKind::kv_cache: kv_dev = DeviceBuffer(a.bytes); break;
+        case AllocationKind::unit: resident[a.unit] = DeviceBuffer(a.bytes); break; // filled by load_resident
+        case AllocationKind::ring_slot: ++slots; break;                              // made by the transport
+        }
+    }
+    RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, fixed(Fixed::cublas_workspace), plan.fixed.size(Fixed::cublas_workspace)));
+
+    // Pinned host buffers for what crosses the bus for every pass.
+    const size_t h = c.hidden_size, half = c.head_dim / 2, b = batch;
     h_penal = PinnedBuffer(4 * ctx, false);
     h_embed = PinnedBuffer(4 * b * h, false);
     h_rope = PinnedBuffer(8 * b * half, false);
     h_ids = PinnedBuffer(4 * b, false);
     h_result = PinnedBuffer(8 * k_topk_max + 4, false);
-    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes() + h_penal.bytes();
+    h_logits = PinnedBuffer(4 * k_logit_rows * c.vocab_size, false); // grown when a pass asks for more rows
+    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes() + h_penal.bytes() + h_logits.bytes();
 
-    // The KV cache: on the GPU, or in pinned host memory that the kernels reach over the bus.
-    kv_layer_bytes = uint64_t(c.num_kv_heads) * ctx * c.head_dim * a;
-    const uint64_t kv_bytes = 2 * kv_layer_bytes * c.num_layers;
+    // The KV cache: on the GPU, or in pinned host memory that the kernels reach over the bus,
+    // write-combined (the GPU writes it in whole bursts; the CPU never reads it).
+    kv_layer_bytes = uint64_t(c.num_kv_heads) * ctx * c.head_dim * elem_size(act);
     if (plan.kv_on_host) {
-        kv_host = PinnedBuffer(kv_bytes, true);
-        pinned_bytes += kv_bytes;
+        kv_host = PinnedBuffer(plan.kv_cache_bytes, true, true);
+        pinned_bytes += plan.kv_cache_bytes;
         k_base = static_cast<uint8_t*>(kv_host.device_pointer());
-        spdlog::info("KV cache in pinned host memory ({} for {} positions)", format_bytes(kv_bytes), ctx);
+        spdlog::info("KV cache in pinned host memory ({} for {} positions)", format_bytes(plan.kv_cache_bytes), ctx);
     } else {
-        kv_dev = DeviceBuffer(kv_bytes);
         k_base = kv_dev.as<uint8_t>();
     }
     v_base = k_base + kv_layer_bytes * c.num_layers;
+    if (slots) start_ring(slots);
 }
 
-
 void CudaEngine::Impl::load_vectors() {
-    // Every f32 vector of every layer and the final norm, packed, copied once.
+    // Every f32 vector of every layer and the final norm, packed (256-byte aligned starts, as
+    // vector_bytes plans them), copied once.
     const auto& units = model.manifest().units;
     std::vector<float> host;
     std::vector<std::vector<std::pair<std::string, size_t>>> where(units.size()); // (tensor, float offset)
@@ -321,16 +338,17 @@ void CudaEngine::Impl::load_vectors() {
             where[u].emplace_back(t.name, host.size());
             const float* src = reinterpret_cast<const float*>(files->data(u) + t.offset);
             host.insert(host.end(), src, src + t.shape[0]);
-            host.resize((host.size() + 63) / 64 * 64); // 256-byte aligned starts
+            host.resize((host.size() + 63) / 64 * 64);
         }
     };
     for (size_t u : layer_units) take(u);
     take(norm_unit);
-    vectors = DeviceBuffer(host.size() * 4);
-    RABBIT_CUDA_CHECK(cudaMemcpy(vectors.get(), host.data(), host.size() * 4, cudaMemcpyHostToDevice));
+    RABBIT_CHECK(host.size() * 4 <= plan.fixed.size(Fixed::vectors), "the norms and biases outgrow their planned buffer");
+    float* vectors = fixed<float>(Fixed::vectors);
+    RABBIT_CUDA_CHECK(cudaMemcpy(vectors, host.data(), host.size() * 4, cudaMemcpyHostToDevice)); // once, at load
     auto find = [&](size_t u, const char* name) -> const float* {
         for (const auto& [n, off] : where[u])
-            if (n == name) return vectors.as<float>() + off;
+            if (n == name) return vectors + off;
         return nullptr;
     };
     for (size_t u : layer_units) {
@@ -343,11 +361,22 @@ void CudaEngine::Impl::load_vectors() {
     RABBIT_CHECK(final_norm, "the norm unit has no vector \"norm\"");
 }
 
-void CudaEngine::Impl::upload(void* dst, const uint8_t* src, uint64_t bytes) {
-    // Through two pinned buffers, so reading the file overlaps the copy to the GPU.
-    PinnedBuffer stage[2] = {PinnedBuffer(std::min(bytes, k_load_chunk), false),
-                             PinnedBuffer(std::min(bytes, k_load_chunk), false)};
-    struct Events { // destroyed however upload leaves
+void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base) {
+    for (const UnitTensor* t : matrices_in_use_order(model.manifest().units[unit]))
+        RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t->offset, int64_t(t->numel()), compute));
+}
+
+void CudaEngine::Impl::load_resident() {
+    // Every resident unit through the same two pinned buffers, so that reading the file
+    // overlaps the copy to the GPU.
+    const auto& units = model.manifest().units;
+    uint64_t largest = 0;
+    for (size_t i = 0; i < units.size(); ++i)
+        if (resident[i].get()) largest = std::max(largest, units[i].layout.data_size);
+    if (largest == 0) return;
+    PinnedBuffer stage[2] = {PinnedBuffer(std::min(largest, k_load_chunk), false),
+                             PinnedBuffer(std::min(largest, k_load_chunk), false)};
+    struct Events { // destroyed however this leaves
         cudaEvent_t e[2] = {nullptr, nullptr};
         ~Events() {
             for (auto x : e)
@@ -355,39 +384,31 @@ void CudaEngine::Impl::upload(void* dst, const uint8_t* src, uint64_t bytes) {
         }
     } ev;
     cudaEvent_t* done = ev.e;
-    for (int i = 0; i < 2; ++i) RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
-    for (uint64_t off = 0, k = 0; off < bytes; ++k) {
-        const uint64_t n = std::min(k_load_chunk, bytes - off);
-        const size_t b = k % 2;
-        if (k >= 2) RABBIT_CUDA_CHECK(cudaEventSynchronize(done[b]));
-        uint8_t* s = stage[b].as<uint8_t>();
-        parallel_memcpy(fill.get(), s, src + off, n);
-        RABBIT_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(dst) + off, s, n, cudaMemcpyHostToDevice, compute));
-        RABBIT_CUDA_CHECK(cudaEventRecord(done[b], compute));
-        off += n;
+    for (int i = 0; i < 2; ++i) RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming | cudaEventBlockingSync));
+    uint64_t k = 0; // chunks so far, across units: the buffers alternate
+    for (size_t i = 0; i < units.size(); ++i) {
+        if (!resident[i].get()) continue;
+        throw_if_interrupted();
+        const uint8_t* src = files->data(i);
+        const uint64_t bytes = units[i].layout.data_size;
+        for (uint64_t off = 0; off < bytes; ++k) {
+            const uint64_t n = std::min(k_load_chunk, bytes - off);
+            const size_t b = k % 2;
+            if (k >= 2) RABBIT_CUDA_CHECK(cudaEventSynchronize(done[b]));
+            uint8_t* s = stage[b].as<uint8_t>();
+            parallel_memcpy(fill.get(), s, src + off, n);
+            RABBIT_CUDA_CHECK(cudaMemcpyAsync(resident[i].as<uint8_t>() + off, s, n, cudaMemcpyHostToDevice, compute));
+            RABBIT_CUDA_CHECK(cudaEventRecord(done[b], compute));
+            off += n;
+        }
+        RABBIT_CUDA_CHECK(cudaStreamSynchronize(compute)); // before the pages go
+        files->done_with(i, src, bytes);
+        if (to_f16) convert_unit(i, resident[i].as<uint8_t>());
     }
     RABBIT_CUDA_CHECK(cudaStreamSynchronize(compute));
 }
 
-void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base) {
-    for (const UnitTensor* t : matrices_in_use_order(model.manifest().units[unit]))
-        RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t->offset, int64_t(t->numel()), compute));
-}
-
-void CudaEngine::Impl::load_resident() {
-    const auto& units = model.manifest().units;
-    resident.resize(units.size());
-    for (size_t i = 0; i < units.size(); ++i) {
-        if (!plan.resident[i] || i == norm_unit) continue;
-        throw_if_interrupted();
-        resident[i] = DeviceBuffer(units[i].layout.data_size);
-        upload(resident[i].get(), files->data(i), units[i].layout.data_size);
-        files->done_with(i, files->data(i), units[i].layout.data_size);
-        if (to_f16) convert_unit(i, resident[i].as<uint8_t>());
-    }
-}
-
-void CudaEngine::Impl::start_ring() {
+void CudaEngine::Impl::start_ring(size_t slots) {
     const auto& units = model.manifest().units;
     streamed_whole.assign(units.size(), false);
     tier.resize(units.size());
@@ -396,7 +417,7 @@ void CudaEngine::Impl::start_ring() {
     for (size_t u : layer_units)
         if (!resident[u].get()) streamed.push_back(u);
     if (!resident[head_unit].get()) streamed.push_back(head_unit);
-    if (streamed.empty()) return;
+    RABBIT_CHECK(!streamed.empty(), "a ring planned with nothing to stream");
     for (size_t u : streamed) {
         auto p = plan_pieces(units[u], u, plan.ring_slot_bytes);
         streamed_whole[u] = p.size() == 1 && p[0].tensor.empty();
@@ -423,17 +444,14 @@ void CudaEngine::Impl::start_ring() {
         kept += bytes;
     }
     pinned_bytes += kept;
-    transport = std::make_unique<CudaTransport>(opt.device, plan_in.ring_slots, plan.ring_slot_bytes, compute);
-    pinned_bytes += uint64_t(plan_in.ring_slots) * plan.ring_slot_bytes;
+    transport = std::make_unique<CudaTransport>(opt.device, slots, plan.ring_slot_bytes, compute);
+    pinned_bytes += uint64_t(slots) * plan.ring_slot_bytes;
     pieces = std::make_unique<UnitPieces>(*files, tier);
     ring = std::make_unique<Ring>(*transport, *pieces, std::move(sequence), fill.get());
 }
 
 uint64_t CudaEngine::Impl::held() const {
-    uint64_t n = 0;
-    for (const DeviceBuffer* b : {&cublas_ws, &attn_ws, &sample_ws, &x, &xn, &qkv, &attn, &out, &gate_up, &act_buf, &cos_d,
-                                  &sin_d, &ids_d, &logits, &topk_vals, &topk_ids, &picked, &penal_ids, &vectors, &kv_dev})
-        n += b->bytes();
+    uint64_t n = fixed_buf.bytes() + kv_dev.bytes();
     for (const DeviceBuffer& b : resident) n += b.bytes();
     if (transport) n += transport->slots() * transport->slot_bytes();
     return n;
@@ -453,23 +471,23 @@ void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
     if (resident[embed_unit].get()) {
         // A tied embedding that is resident (as the output projection): gather on the GPU.
         std::memcpy(h_ids.get(), tokens, 4 * m);
-        RABBIT_CUDA_CHECK(cudaMemcpyAsync(ids_d.get(), h_ids.get(), 4 * m, cudaMemcpyHostToDevice, compute));
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::ids), h_ids.get(), 4 * m, cudaMemcpyHostToDevice, compute));
         const UnitTensor* t = u.layout.find("embed");
         EmbedParams p;
         p.table = resident[embed_unit].as<uint8_t>() + t->offset;
         p.table_type = to_f16 ? Elem::f16 : elem_of(t->dtype);
         p.vocab = int64_t(t->shape[0]);
         p.hidden = int64_t(t->shape[1]);
-        p.ids = ids_d.as<int32_t>();
+        p.ids = fixed<int32_t>(Fixed::ids);
         p.tokens = int(m);
-        p.out = x.as<float>();
+        p.out = fixed<float>(Fixed::x);
         RABBIT_CUDA_CHECK(launch_embed(p, compute));
         return;
     }
     // Otherwise gather the rows on the host, from the mapped file, and copy only them.
     float* rows = h_embed.as<float>();
     for (size_t t = 0; t < m; ++t) widen_row(table, uint64_t(tokens[t]), rows + t * c.hidden_size);
-    RABBIT_CUDA_CHECK(cudaMemcpyAsync(x.get(), rows, 4 * m * c.hidden_size, cudaMemcpyHostToDevice, compute));
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::x), rows, 4 * m * c.hidden_size, cudaMemcpyHostToDevice, compute));
 }
 
 void CudaEngine::Impl::linear(size_t unit, const uint8_t* base, const char* tensor, const void* xin, size_t m, float* y,
@@ -529,27 +547,33 @@ void CudaEngine::Impl::layer(size_t l, size_t m) {
     }
     uint8_t* k_layer = k_base + l * kv_layer_bytes;
     uint8_t* v_layer = v_base + l * kv_layer_bytes;
+    float* x = fixed<float>(Fixed::x);
+    float* out = fixed<float>(Fixed::out);
+    float* qkv = fixed<float>(Fixed::qkv);
+    void* xn = fixed(Fixed::xn);
+    void* attn = fixed(Fixed::attn);
 
     // Attention. The residual add of the previous layer's MLP is fused into this norm.
     RmsNormParams n1;
-    n1.x = x.as<float>();
-    n1.delta = l > 0 ? out.as<float>() : nullptr;
+    n1.x = x;
+    n1.delta = l > 0 ? out : nullptr;
+    n1.delta_scale = l > 0 ? down_scale() : nullptr;
     n1.weight = v.attn_norm;
     n1.eps = eps;
     n1.rows = int(m);
     n1.n = int(h);
-    n1.out = xn.get();
+    n1.out = xn;
     n1.out_type = act;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n1, compute));
-    linear(u, base, "qkv", xn.get(), m, qkv.as<float>(), q + 2 * kv);
+    linear(u, base, "qkv", xn, m, qkv, q + 2 * kv);
 
     QkvRopeParams r;
-    r.qkv = qkv.as<float>();
+    r.qkv = qkv;
     r.bias = v.qkv_bias;
     r.q_norm = v.q_norm;
     r.k_norm = v.k_norm;
-    r.cos = cos_d.as<float>();
-    r.sin = sin_d.as<float>();
+    r.cos = fixed<float>(Fixed::cos);
+    r.sin = fixed<float>(Fixed::sin);
     r.eps = eps;
     r.tokens = int(m);
     r.heads = int(c.num_heads);
@@ -563,13 +587,13 @@ void CudaEngine::Impl::layer(size_t l, size_t m) {
     RABBIT_CUDA_CHECK(launch_qkv_rope(r, compute));
 
     AttentionParams a;
-    a.q = qkv.as<float>();
+    a.q = qkv;
     a.q_stride = int64_t(q + 2 * kv);
     a.k_cache = k_layer;
     a.v_cache = v_layer;
     a.cache_type = act;
     a.cache_len = int64_t(ctx);
-    a.out = attn.get();
+    a.out = attn;
     a.out_type = act;
     a.tokens = int(m);
     a.heads = int(c.num_heads);
@@ -578,26 +602,29 @@ void CudaEngine::Impl::layer(size_t l, size_t m) {
     a.pos = int64_t(pos);
     a.window = int64_t(c.sliding_window);
     a.scale = 1.0f / std::sqrt(float(c.head_dim));
-    a.workspace = attn_ws.get();
+    a.workspace = fixed(Fixed::attention_workspace);
     a.sm_count = prop.multiProcessorCount;
+    a.smem_optin = prop.sharedMemPerBlockOptin;
     RABBIT_CUDA_CHECK(launch_attention(a, compute));
-    linear(u, base, "o", attn.get(), m, out.as<float>(), h);
+    linear(u, base, "o", attn, m, out, h);
 
     // MLP, after the attention's residual add (and o_proj's bias) fused into its norm.
     RmsNormParams n2 = n1;
-    n2.delta = out.as<float>();
+    n2.delta = out;
+    n2.delta_scale = nullptr;
     n2.bias = v.o_bias;
     n2.weight = v.ffn_norm;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n2, compute));
-    linear(u, base, "gate_up", xn.get(), m, gate_up.as<float>(), 2 * inter);
+    linear(u, base, "gate_up", xn, m, fixed<float>(Fixed::gate_up), 2 * inter);
     SwigluParams s;
-    s.gate_up = gate_up.as<float>();
+    s.gate_up = fixed<float>(Fixed::gate_up);
     s.tokens = int(m);
     s.inter = int(inter);
-    s.out = act_buf.get();
+    s.out = fixed(Fixed::act);
     s.out_type = act;
+    s.row_scale = down_scale(); // f16: rows beyond its range are scaled down, and the down product back up
     RABBIT_CUDA_CHECK(launch_swiglu(s, compute));
-    linear(u, base, "down", act_buf.get(), m, out.as<float>(), h);
+    linear(u, base, "down", fixed(Fixed::act), m, out, h);
     if (piece) ring->release();
 }
 
@@ -613,8 +640,8 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     float* cs = h_rope.as<float>();
     float* sn = cs + m * half;
     for (size_t t = 0; t < m; ++t) rope_cos_sin(inv_freq, int64_t(pos + t), cs + t * half, sn + t * half);
-    RABBIT_CUDA_CHECK(cudaMemcpyAsync(cos_d.get(), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
-    RABBIT_CUDA_CHECK(cudaMemcpyAsync(sin_d.get(), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::cos), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::sin), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
     embed(tokens, m);
     RABBIT_CUDA_CHECK(cudaEventRecord(staged, compute));
 
@@ -632,25 +659,47 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     }
     const size_t first = m - rows;
     RmsNormParams n;
-    n.x = x.as<float>() + first * h;
-    n.delta = out.as<float>() + first * h;
+    n.x = fixed<float>(Fixed::x) + first * h;
+    n.delta = fixed<float>(Fixed::out) + first * h;
+    n.delta_scale = down_scale() ? down_scale() + first : nullptr;
     n.weight = final_norm;
     n.eps = float(c.rms_norm_eps);
     n.rows = int(rows);
     n.n = int(h);
-    n.out = xn.get();
+    n.out = fixed(Fixed::xn);
     n.out_type = act;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
     head(rows, host);
     in_pass = false;
 }
 
+void CudaEngine::Impl::flush_logits() {
+    // The last pass's logits, copied into pinned h_logits on the stream, to where they belong.
+    if (!pending_logits) return;
+    RABBIT_CUDA_CHECK(cudaEventSynchronize(logits_copied));
+    std::memcpy(pending_logits, h_logits.get(), 4 * pending_rows * c.vocab_size);
+    pending_logits = nullptr;
+    pending_rows = 0;
+}
+
 void CudaEngine::Impl::head(size_t rows, float* host) {
     // The device holds k_logit_rows rows of logits: more rows (a prompt's, for --dump-logits)
-    // go through in groups, each group's logits copied out before the next is computed.
+    // go through in groups, each group's logits copied out before the next is computed. They
+    // go to pinned memory (h_logits, grown to the rows of the pass), so that the copies stay
+    // asynchronous, and from there to `host` once the pass is done (flush_logits).
+    const size_t vocab = c.vocab_size, h = c.hidden_size;
+    float* pinned = nullptr;
+    if (host) {
+        flush_logits(); // h_logits holds the previous pass's rows until they are out
+        if (h_logits.bytes() < 4 * rows * vocab) {
+            pinned_bytes += 4 * rows * vocab - h_logits.bytes();
+            h_logits = PinnedBuffer(4 * rows * vocab, false);
+        }
+        pinned = h_logits.as<float>();
+    }
     RABBIT_CHECK(host || rows <= k_logit_rows, "more logit rows than the device holds, and nowhere to put them");
     const UnitTensor* t = model.manifest().units[head_unit].layout.find(head_tensor);
-    const size_t vocab = c.vocab_size, h = c.hidden_size;
+    float* logits = fixed<float>(Fixed::logits);
     GemmParams g;
     g.w_type = to_f16 ? Elem::f16 : elem_of(t->dtype);
     g.cols = int64_t(h);
@@ -661,31 +710,37 @@ void CudaEngine::Impl::head(size_t rows, float* host) {
         g.rows = int64_t(n);
         for (size_t g0 = 0; g0 < rows; g0 += k_logit_rows) {
             const size_t gl = std::min(k_logit_rows, rows - g0);
-            g.x = xn.as<uint8_t>() + g0 * h * elem_size(act);
+            g.x = fixed<uint8_t>(Fixed::xn) + g0 * h * elem_size(act);
             g.tokens = int64_t(gl);
-            g.y = logits.as<float>() + row0;
+            g.y = logits + row0;
             gemm(blas, g);
-            if (host)
-                RABBIT_CUDA_CHECK(cudaMemcpy2DAsync(host + g0 * vocab + row0, 4 * vocab, logits.as<float>() + row0, 4 * vocab,
-                                                    4 * n, gl, cudaMemcpyDeviceToHost, compute));
+            if (pinned)
+                RABBIT_CUDA_CHECK(cudaMemcpy2DAsync(pinned + g0 * vocab + row0, 4 * vocab, logits + row0, 4 * vocab, 4 * n, gl,
+                                                    cudaMemcpyDeviceToHost, compute));
         }
     };
-    if (resident[head_unit].get()) return product(resident[head_unit].as<uint8_t>() + t->offset, 0, vocab);
-    if (streamed_whole[head_unit]) {
+    if (resident[head_unit].get()) {
+        product(resident[head_unit].as<uint8_t>() + t->offset, 0, vocab);
+    } else if (streamed_whole[head_unit]) {
         uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
         if (to_f16) convert_unit(head_unit, dev);
         product(dev + t->offset, 0, vocab);
         ring->release();
-        return;
+    } else {
+        for (uint64_t done = 0; done < t->shape[0];) {
+            const RingPiece p = ring->next_piece();
+            RABBIT_CHECK(p.unit == head_unit && p.row0 == done, "the ring is out of step with lm_head");
+            uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
+            if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
+            product(dev, p.row0, p.rows);
+            ring->release();
+            done += p.rows;
+        }
     }
-    for (uint64_t done = 0; done < t->shape[0];) {
-        const RingPiece p = ring->next_piece();
-        RABBIT_CHECK(p.unit == head_unit && p.row0 == done, "the ring is out of step with lm_head");
-        uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
-        if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
-        product(dev, p.row0, p.rows);
-        ring->release();
-        done += p.rows;
+    if (pinned) {
+        RABBIT_CUDA_CHECK(cudaEventRecord(logits_copied, compute));
+        pending_logits = host;
+        pending_rows = rows;
     }
 }
 
@@ -713,7 +768,7 @@ void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::
         e.pass(tokens + first, m, rows, next_row);
         next_row += rows * e.c.vocab_size;
     });
-    RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute)); // the logits' copies to the host
+    e.flush_logits();
     e.track_memory();
 }
 
@@ -730,40 +785,41 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
     // vocabulary only for top-p or min-p without top-k.
     const SamplingParams& sp = sampler.params();
     const int64_t vocab = e.c.vocab_size;
-    float* l = e.logits.as<float>();
+    float* l = e.fixed<float>(Fixed::logits);
     if (sp.repetition_penalty != 1.0f) {
         const std::vector<int32_t> ids = penalised_ids(history, size_t(vocab));
         RABBIT_CHECK(ids.size() <= e.ctx, "more distinct ids in the context than positions");
         if (!ids.empty()) {
             std::memcpy(e.h_penal.get(), ids.data(), 4 * ids.size());
-            RABBIT_CUDA_CHECK(cudaMemcpyAsync(e.penal_ids.get(), e.h_penal.get(), 4 * ids.size(), cudaMemcpyHostToDevice,
+            RABBIT_CUDA_CHECK(cudaMemcpyAsync(e.fixed(Fixed::penalty_ids), e.h_penal.get(), 4 * ids.size(), cudaMemcpyHostToDevice,
                                               e.compute));
-            RABBIT_CUDA_CHECK(launch_penalize(l, vocab, e.penal_ids.as<int32_t>(), int(ids.size()), sp.repetition_penalty,
+            RABBIT_CUDA_CHECK(launch_penalize(l, vocab, e.fixed<int32_t>(Fixed::penalty_ids), int(ids.size()), sp.repetition_penalty,
                                               e.compute));
         }
     }
     int32_t* result_ids = reinterpret_cast<int32_t*>(e.h_result.as<uint8_t>() + 4 * k_topk_max);
     if (sp.temperature <= 0.0f) {
-        RABBIT_CUDA_CHECK(launch_argmax(l, vocab, e.picked.as<int32_t>(), e.sample_ws.get(), e.compute));
-        RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.picked.get(), 4, cudaMemcpyDeviceToHost, e.compute));
+        RABBIT_CUDA_CHECK(launch_argmax(l, vocab, e.fixed<int32_t>(Fixed::picked), e.fixed(Fixed::sample_workspace), e.compute));
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.fixed(Fixed::picked), 4, cudaMemcpyDeviceToHost, e.compute));
         RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
         return result_ids[0];
     }
     RABBIT_CUDA_CHECK(launch_temperature(l, vocab, sp.temperature, e.compute));
     if (sp.top_k > 0 && sp.top_k <= k_topk_max) {
         const int k = int(std::min<int64_t>(sp.top_k, vocab));
-        RABBIT_CUDA_CHECK(launch_topk(l, vocab, k, e.topk_vals.as<float>(), e.topk_ids.as<int32_t>(), e.sample_ws.get(),
+        RABBIT_CUDA_CHECK(launch_topk(l, vocab, k, e.fixed<float>(Fixed::topk_values), e.fixed<int32_t>(Fixed::topk_ids), e.fixed(Fixed::sample_workspace),
                                       e.compute));
         float* vals = e.h_result.as<float>();
-        RABBIT_CUDA_CHECK(cudaMemcpyAsync(vals, e.topk_vals.get(), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
-        RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.topk_ids.get(), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(vals, e.fixed(Fixed::topk_values), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.fixed(Fixed::topk_ids), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
         RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
         return sampler.sample_sorted(std::vector<float>(vals, vals + k), std::vector<int32_t>(result_ids, result_ids + k));
     }
-    std::vector<float> host(static_cast<size_t>(vocab));
-    RABBIT_CUDA_CHECK(cudaMemcpyAsync(host.data(), l, 4 * size_t(vocab), cudaMemcpyDeviceToHost, e.compute));
+    e.flush_logits();
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(e.h_logits.get(), l, 4 * size_t(vocab), cudaMemcpyDeviceToHost, e.compute));
     RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
-    return sampler.sample_scaled(host);
+    const float* row = e.h_logits.as<float>();
+    return sampler.sample_scaled(std::vector<float>(row, row + vocab));
 }
 
 CudaEngineStats CudaEngine::stats() const {

@@ -14,13 +14,24 @@ struct CudaDevice {
     int index = 0;
     std::string name;
     int cc_major = 0, cc_minor = 0;
-    uint64_t total_bytes = 0, free_bytes = 0;
+    uint64_t total_bytes = 0, free_bytes = 0; // free: when it was probed
     bool usable = false;  // this binary's kernels run on it
     std::string problem;  // why not, when !usable
 };
 
-// Every device the driver reports; empty (with *problem set) when there is no driver or GPU.
-std::vector<CudaDevice> cuda_devices(std::string* problem);
+// How many devices the driver reports; 0 (with *problem set) when there is no driver or GPU.
+// Makes no context.
+int cuda_device_count(std::string* problem);
+
+// Device `index`, probed: its context is made (host waits on it block rather than spin), a
+// buffer allocated and the probe kernel run, which tells whether this binary has code for it.
+// Once per device and process; later calls return the first answer. An index the driver
+// does not have is a device with a problem.
+const CudaDevice& probe_cuda_device(int index);
+
+// The first device the probe finds usable, probing in order only until one is; nullopt (with
+// *problem saying why) when none is.
+std::optional<CudaDevice> first_usable_cuda_device(std::string* problem);
 
 // "driver 13.0, runtime 13.0": the CUDA driver's version and the runtime's this binary holds.
 std::string cuda_versions();
@@ -30,8 +41,8 @@ struct CudaBudget {
     std::string description; // "free memory of GPU 0 (NVIDIA H100) less a 512 MiB margin"
 };
 
-// The default --vram-budget: the free memory of the first usable device less a margin
-// (512 MiB or 5 % of the card, whichever is larger); nullopt without a usable device.
-std::optional<CudaBudget> default_cuda_budget();
+// The default --vram-budget of a probed, usable device: its free memory less a margin (512 MiB
+// or 5 % of the card, whichever is larger); nullopt when nothing is left.
+std::optional<CudaBudget> default_cuda_budget(const CudaDevice& d);
 
 } // namespace rabbit

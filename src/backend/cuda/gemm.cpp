@@ -2,7 +2,9 @@
 #include "backend/cuda/gemm.h"
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/memory.h"
 #include "common/error.h"
+#include "engine/memory_plan.h"
 
 namespace rabbit {
 
@@ -30,6 +32,60 @@ void gemm(cublasHandle_t blas, const GemmParams& p) {
     RABBIT_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(p.rows), int(p.tokens), int(p.cols), &alpha,
                                      p.w, cuda_type(p.w_type), int(p.cols), p.x, cuda_type(p.x_type), int(p.cols), &beta,
                                      p.y, CUDA_R_32F, int(p.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+uint64_t cublas_overhead(cublasHandle_t blas, cudaStream_t stream, Elem type, uint64_t free_before) {
+    const size_t e = elem_size(type);
+    uint64_t used_by_scratch = 0;
+    {
+        DeviceBuffer scratch(1ull << 20);
+        used_by_scratch = device_pages(scratch.bytes());
+        uint8_t* base = scratch.as<uint8_t>();
+        RABBIT_CUDA_CHECK(cudaMemsetAsync(base, 0, scratch.bytes(), stream));
+        RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, base + (512u << 10), 512u << 10));
+        for (int64_t tokens : {int64_t(1), int64_t(16)}) {
+            GemmParams g;
+            g.w = base;
+            g.w_type = type;
+            g.rows = 64;
+            g.cols = 64;
+            g.x = base + 64 * 64 * e;
+            g.x_type = type;
+            g.tokens = tokens;
+            g.y = reinterpret_cast<float*>(base + (256u << 10));
+            g.ldy = 64;
+            gemm(blas, g);
+        }
+        RABBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
+        size_t free_now = 0, total = 0;
+        RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_now, &total));
+        RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, nullptr, 0)); // before the scratch goes
+        const uint64_t lost = free_before > free_now ? free_before - free_now : 0;
+        return lost > used_by_scratch ? lost - used_by_scratch : 0;
+    }
+}
+
+uint64_t measure_cublas_overhead(Elem type) {
+    size_t free_before = 0, total = 0;
+    RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_before, &total));
+    cudaStream_t stream = nullptr;
+    cublasHandle_t blas = nullptr;
+    RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    const cublasStatus_t made = cublasCreate(&blas);
+    if (made != CUBLAS_STATUS_SUCCESS) cudaStreamDestroy(stream);
+    RABBIT_CUBLAS_CHECK(made);
+    uint64_t bytes = 0;
+    try {
+        RABBIT_CUBLAS_CHECK(cublasSetStream(blas, stream));
+        bytes = cublas_overhead(blas, stream, type, free_before);
+    } catch (...) {
+        cublasDestroy(blas);
+        cudaStreamDestroy(stream);
+        throw;
+    }
+    cublasDestroy(blas);
+    cudaStreamDestroy(stream);
+    return bytes;
 }
 
 } // namespace rabbit

@@ -24,4 +24,13 @@ struct GemmParams {
 
 void gemm(cublasHandle_t blas, const GemmParams& p);
 
+// cuBLAS's own device memory: what the current device's free memory lost since free_before
+// (read before `blas` was made), once two small GEMMs of `type` (one token, and several) ran
+// on `stream` with a scratch workspace, so that cuBLAS makes no default one of its own. The
+// handle's state and the kernels cuBLAS loads at its first GEMMs; the scratch is not counted
+// and is gone (with no workspace set) when this returns.
+uint64_t cublas_overhead(cublasHandle_t blas, cudaStream_t stream, Elem type, uint64_t free_before);
+// The same for a handle of its own, made on the current device and destroyed (rabbit inspect).
+uint64_t measure_cublas_overhead(Elem type);
+
 } // namespace rabbit

@@ -56,9 +56,10 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
     return *this;
 }
 
-PinnedBuffer::PinnedBuffer(uint64_t bytes, bool mapped) : bytes_(bytes) {
+PinnedBuffer::PinnedBuffer(uint64_t bytes, bool mapped, bool write_combined) : bytes_(bytes) {
     if (bytes == 0) return;
-    const unsigned flags = cudaHostAllocPortable | (mapped ? cudaHostAllocMapped : 0);
+    const unsigned flags =
+        cudaHostAllocPortable | (mapped ? cudaHostAllocMapped : 0) | (write_combined ? cudaHostAllocWriteCombined : 0);
     const cudaError_t e = cudaHostAlloc(&p_, bytes, flags);
     if (e == cudaErrorMemoryAllocation) {
         cudaGetLastError();

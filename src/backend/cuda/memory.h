@@ -35,11 +35,13 @@ private:
 };
 
 // Page-locked host memory: the GPU copies from it asynchronously; `mapped` also gives the GPU
-// a pointer to read and write it directly over the bus (the KV cache when it lives here).
+// a pointer to read and write it directly over the bus (the KV cache when it lives here);
+// `write_combined` memory is written (by the GPU, over the bus) in whole bursts, but is slow
+// for the CPU to read.
 class PinnedBuffer {
 public:
     PinnedBuffer() = default;
-    PinnedBuffer(uint64_t bytes, bool mapped); // throws Error(resources) when it cannot be pinned
+    PinnedBuffer(uint64_t bytes, bool mapped, bool write_combined = false); // throws Error(resources) when it cannot be pinned
     ~PinnedBuffer();
     PinnedBuffer(PinnedBuffer&& o) noexcept;
     PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
