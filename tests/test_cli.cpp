@@ -58,7 +58,7 @@ TEST_CASE("split and inspect tinystories-656k from the command line", "[cli][tin
     REQUIRE_THAT(i.out, Contains("LlamaForCausalLM") && Contains("2 layers, hidden 128, 8 heads / 4 kv heads") &&
                             Contains("lm_head tied to the embedding") && Contains("f32"));
 
-    test::RunResult j = test::run_rabbit({"inspect", out, "--json", "--vram-budget", "64M", "--ctx", "512"});
+    test::RunResult j = test::run_rabbit({"inspect", out, "--json", "--vram-budget", "256M", "--ctx", "512"});
     REQUIRE(j.exit_code == 0);
     JsonDocument doc(j.out, "inspect output");
     auto o = doc.root_object();

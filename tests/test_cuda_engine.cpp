@@ -14,6 +14,11 @@
 #ifdef RABBIT_HAVE_CUDA
 #include "backend/cuda/cuda_engine.h"
 #include "backend/cuda/link.h"
+#include "backend/cuda/memory.h"
+#include "backend/cuda/spans.h"
+#include "convert.cuh"
+#include "engine/memory_plan.h"
+#include "engine/sampler.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "engine/cpu_engine.h"
@@ -21,7 +26,12 @@
 #include "format/split_model.h"
 #include "tokenizer/tokenizer.h"
 
+#include <cuda_runtime.h>
+
 #include <cmath>
+#endif
+#ifdef RABBIT_CUDA_EMULATOR
+#include "cuda_emu.h"
 #endif
 
 using namespace rabbit;
@@ -37,6 +47,20 @@ std::string make_split(const std::vector<std::string>& genmodel_args, const test
 }
 
 const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17};
+
+#ifdef RABBIT_CUDA_EMULATOR
+// Delays before every kernel and every copy on the emulated device, while it lives.
+struct EmuDelays {
+    cuda_emu::Settings saved = cuda_emu::settings();
+    EmuDelays(unsigned kernel_us, unsigned copy_us) {
+        cuda_emu::Settings s = saved;
+        s.kernel_delay_us = kernel_us;
+        s.copy_delay_us = copy_us;
+        cuda_emu::set_settings(s);
+    }
+    ~EmuDelays() { cuda_emu::set_settings(saved); }
+};
+#endif
 
 } // namespace
 #endif
@@ -146,8 +170,20 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
         tiered.ram_budget = 1ull << 30;
         tiered.batch = 4; // the prompt in three parts
         cases.push_back({"RAM tier, row blocks, prompt in parts", tiered, true});
+#ifdef RABBIT_CUDA_EMULATOR
+        // On the emulated device, once as it comes, once with every kernel delayed (the compute
+        // lags the copies: a slot copied over before the compute is done with it shows), and
+        // once with every copy delayed (the compute must wait for the pieces).
+        const std::vector<std::pair<unsigned, unsigned>> delays = {{0, 0}, {400, 0}, {0, 400}};
+#else
+        const std::vector<std::pair<unsigned, unsigned>> delays = {{0, 0}};
+#endif
+        for (const auto& [kernel_delay, copy_delay] : delays)
         for (const Case& cs : cases) {
-            INFO(cs.what);
+            INFO(cs.what << "; kernel delay " << kernel_delay << " us, copy delay " << copy_delay << " us");
+#ifdef RABBIT_CUDA_EMULATOR
+            const EmuDelays delayed(kernel_delay, copy_delay);
+#endif
             CudaEngineOptions o = cs.o;
             if (cs.minimum) {
                 o.max_resident = 0; // the smallest budget could keep a small unit resident with smaller slots
@@ -290,5 +326,230 @@ TEST_CASE("the CUDA engine counts and times its streaming stages; the link is me
         if (cuda && std::string_view((*json_field(o, "vram")).get_string().value()) == "none")
             REQUIRE(double((*json_field(o, "link_bytes_per_token")).get_double()) > 0);
     }
+#endif
+}
+
+TEST_CASE("the device's memory stays within --vram-budget, measured on the device, from the minimum up", "[gpu][cuda-engine][budget-peak]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    // The device's own count of what the engine took: on the emulated device its peak (every
+    // allocation in whole pages, cuBLAS's handle and kernels, rabbit's kernels' code); on a GPU
+    // the growth of its used memory, sampled after load and after every pass.
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "7", "--dtype", "bf16"}, dir));
+    REQUIRE(cudaFree(nullptr) == cudaSuccess); // the context exists before the engines: it is not theirs
+    for (uint32_t slots : {1u, 2u, 3u}) {
+        CudaEngineOptions probe;
+        probe.ring_slots = slots;
+        probe.vram_budget = 8ull << 30;
+        const MemoryPlan all = CudaEngine(model, probe).plan();
+        REQUIRE(all.streamed_per_token == 0);
+        for (uint64_t budget = all.minimum_budget; budget <= all.device_bytes + (6u << 20); budget += 3u << 20) {
+            INFO(slots << " slots, budget " << budget << " (minimum " << all.minimum_budget << ")");
+            CudaEngineOptions o;
+            o.ring_slots = slots;
+            o.vram_budget = budget;
+#ifdef RABBIT_CUDA_EMULATOR
+            cuda_emu::reset_device_peak(0);
+            const uint64_t before = cuda_emu::device_used(0);
+#endif
+            uint64_t growth = 0;
+            {
+                CudaEngine e(model, o);
+                REQUIRE(e.plan().device_bytes <= budget);
+                test::prompt_and_steps_logits(e, k_prompt);
+                growth = e.stats().device_used_growth;
+            }
+            REQUIRE(growth <= budget);
+#ifdef RABBIT_CUDA_EMULATOR
+            const uint64_t peak = cuda_emu::device_peak(0) - before;
+            INFO("the emulated device's peak: " << peak);
+            REQUIRE(peak <= budget);
+            REQUIRE(cuda_emu::device_used(0) == before); // and everything is given back
+#endif
+        }
+    }
+#endif
+}
+
+TEST_CASE("a --vram-budget as large as the free memory, or larger, loads and runs", "[gpu][cuda-engine][budget-peak]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen2", "--seed", "2", "--dtype", "bf16"}, dir));
+#ifdef RABBIT_CUDA_EMULATOR
+    // A small device, so that the free memory is what the plan runs into.
+    cuda_emu::Settings s = cuda_emu::settings();
+    const cuda_emu::Settings saved = s;
+    s.memory = cuda_emu::device_used(0) + (200ull << 20);
+    cuda_emu::set_settings(s);
+#endif
+    size_t free_b = 0, total = 0;
+    REQUIRE(cudaMemGetInfo(&free_b, &total) == cudaSuccess);
+    for (uint64_t budget : {uint64_t(free_b), uint64_t(free_b) + (uint64_t(1) << 30)}) {
+        INFO("budget " << budget << ", free " << free_b);
+        CudaEngineOptions o;
+        o.vram_budget = budget;
+        o.ctx = 256;
+        CudaEngine e(model, o);
+        REQUIRE(e.stats().budget <= free_b);
+        REQUIRE(test::greedy(e, k_prompt, k_prompt.size() + 8).size() == k_prompt.size() + 8);
+    }
+#ifdef RABBIT_CUDA_EMULATOR
+    cuda_emu::set_settings(saved);
+#endif
+#endif
+}
+
+TEST_CASE("the GPU spans leave no error behind for the next launch when an event is not ready", "[gpu][cuda-engine]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+#ifdef RABBIT_CUDA_EMULATOR
+    const EmuDelays slow(50000, 0); // the kernel is still queued when the span is read
+#endif
+    cudaStream_t stream = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+    {
+        DeviceBuffer buf(4096);
+        GpuSpans spans;
+        spans.begin(stream);
+        REQUIRE(launch_bf16_to_f16(buf.get(), 2048, stream) == cudaSuccess);
+        spans.end(stream);
+        (void)spans.seconds(); // cudaEventQuery: not ready
+        REQUIRE(cudaGetLastError() == cudaSuccess);
+        REQUIRE(launch_bf16_to_f16(buf.get(), 2048, stream) == cudaSuccess);
+        REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+        REQUIRE(spans.seconds() > 0);
+    }
+    REQUIRE(cudaStreamDestroy(stream) == cudaSuccess);
+#endif
+}
+
+#ifdef RABBIT_CUDA_EMULATOR
+TEST_CASE("emulated: passes copy nothing from pageable memory, spin no waits, set no attributes; a host KV cache is write-combined", "[gpu][cuda-engine][emu]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "4", "--dtype", "bf16"}, dir));
+    if (!test::gpu_available()) return;
+    for (bool streaming : {false, true}) {
+        INFO((streaming ? "nothing resident, KV cache on the host" : "everything resident"));
+        CudaEngineOptions o;
+        if (streaming) {
+            o.max_resident = 0;
+            o.kv = KvPlace::host;
+        }
+        const cuda_emu::Counters c0 = cuda_emu::counters();
+        CudaEngine e(model, o);
+        const cuda_emu::Counters c1 = cuda_emu::counters();
+        REQUIRE(c1.write_combined_allocations - c0.write_combined_allocations == (streaming ? 1u : 0u));
+        // Logits of a prompt (several groups of rows), decode steps, and GPU sampling.
+        test::prompt_and_steps_logits(e, k_prompt);
+        auto tok = std::vector<int32_t>(k_prompt);
+        for (SamplingParams sp : {SamplingParams{0.0f, 0, 1.0f, 0.0f, 1.3f, 0}, SamplingParams{0.8f, 40, 0.9f, 0.05f, 1.1f, 7},
+                                  SamplingParams{1.0f, 0, 0.95f, 0.0f, 1.0f, 3}}) {
+            Sampler sampler(sp);
+            tok.push_back(e.step(&tok.back(), 1, sampler, tok, nullptr));
+        }
+        const cuda_emu::Counters c2 = cuda_emu::counters();
+        REQUIRE(c2.pageable_async_copies == c1.pageable_async_copies);
+        REQUIRE(c2.spinning_waits == c0.spinning_waits);
+        REQUIRE(c2.function_attribute_sets == c1.function_attribute_sets);
+    }
+}
+
+TEST_CASE("emulated: resident units share one pair of staging buffers, however many there are", "[gpu][cuda-engine][emu]") {
+    if (!test::gpu_available()) return;
+    uint64_t allocations[2] = {};
+    for (int k = 0; k < 2; ++k) {
+        test::TempDir dir;
+        const std::string layers = k == 0 ? "2" : "9";
+        SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--layers", layers, "--dtype", "bf16"}, dir));
+        const uint64_t before = cuda_emu::counters().host_allocations;
+        CudaEngine e(model, {});
+        REQUIRE(e.plan().streamed_per_token == 0);
+        allocations[k] = cuda_emu::counters().host_allocations - before;
+    }
+    REQUIRE(allocations[0] == allocations[1]);
+}
+
+TEST_CASE("emulated: only the device asked for is probed, once", "[cuda-engine][emu]") {
+    // Two emulated GPUs; an engine on the second makes no context on the first, and a second
+    // engine probes nothing again. (No gpu_available() here: it would probe device 0.)
+    cuda_emu::Settings s = cuda_emu::settings();
+    s.devices = 2;
+    cuda_emu::set_settings(s);
+    const bool fresh = !cuda_emu::has_context(0);
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_split({"-p", "tiny-llama3", "--dtype", "bf16"}, dir));
+    const uint64_t probes = cuda_emu::launches_named("probe_kernel");
+    CudaEngineOptions o;
+    o.device = 1;
+    for (int k = 0; k < 2; ++k) {
+        CudaEngine e(model, o);
+        REQUIRE(test::greedy(e, k_prompt, k_prompt.size() + 3).size() == k_prompt.size() + 3);
+    }
+    REQUIRE(cuda_emu::launches_named("probe_kernel") == probes + 1);
+    REQUIRE(cuda_emu::has_context(1));
+    if (fresh) REQUIRE(!cuda_emu::has_context(0));
+}
+
+TEST_CASE("emulated sm_75: bf16 weights in f16 with MLP activations beyond 65504 give the CPU's logits", "[gpu][cuda-engine][emu]") {
+    if (!test::gpu_available()) return;
+    // Gate and up projections 300 times larger: SwiGLU's outputs reach about 10^6, as Qwen2.x's
+    // exceed f16's range. sm_75 has no bf16 arithmetic, so the engine computes in f16.
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen2", "--seed", "9", "--dtype", "bf16", "--mlp-scale", "300"}, dir));
+    cuda_emu::Settings s = cuda_emu::settings();
+    const cuda_emu::Settings saved = s;
+    s.arch = 75;
+    cuda_emu::set_settings(s);
+    std::vector<float> got;
+    {
+        CudaEngine gpu(model, {});
+        got = test::prompt_and_steps_logits(gpu, k_prompt);
+    }
+    cuda_emu::set_settings(saved);
+    CpuEngine cpu(model, {});
+    const std::vector<float> want = test::prompt_and_steps_logits(cpu, k_prompt);
+    const double w = test::worst_error(got, want, 3e-2 * test::rms(want), 3e-2);
+    WARN("f16 compute, MLP activations beyond f16: largest CUDA-CPU difference " << w << " of the tolerance");
+    REQUIRE(w <= 1.0);
+}
+#endif
+
+TEST_CASE("rabbit run --device cuda gives the CPU's greedy text for tinystories-656k, also with everything streamed", "[gpu][cuda-engine][golden][cli]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    test::split_into(test::tinystories_dir(), dir / "ts");
+    const std::vector<std::string> gen = {"run", "-m", dir / "ts", "--raw", "-p", "Once upon a time, there was a dog named",
+                                          "-n", "60", "--temp", "0", "--ctx", "512"};
+    auto with = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args = gen;
+        args.insert(args.end(), extra.begin(), extra.end());
+        return test::run_rabbit(args);
+    };
+    const test::RunResult cpu = with({"--device", "cpu"});
+    REQUIRE(cpu.exit_code == 0);
+    REQUIRE(!cpu.out.empty());
+    const test::RunResult gpu = with({"--device", "cuda"});
+    INFO(gpu.err);
+    REQUIRE(gpu.exit_code == 0);
+    REQUIRE(gpu.out == cpu.out);
+    // The smallest budget inspect reports, with one ring slot: nothing can stay resident.
+    const test::RunResult plan = test::run_rabbit({"inspect", dir / "ts", "--vram-budget", "1M", "--ring-slots", "1", "--ctx", "512", "--json"});
+    REQUIRE(plan.exit_code == 0);
+    JsonDocument doc(plan.out, "inspect output");
+    const uint64_t minimum = json_to_uint(*json_field(json_to_object(*json_field(doc.root_object(), "vram_plan"), "", ""),
+                                                      "minimum_budget"), "", "");
+    const test::RunResult streamed = with({"--device", "cuda", "--ring-slots", "1", "--vram-budget", std::to_string(minimum), "-v"});
+    INFO(streamed.err);
+    REQUIRE(streamed.exit_code == 0);
+    REQUIRE(streamed.out == cpu.out);
+    REQUIRE_THAT(streamed.err, Catch::Contains("resident:0 of 2 layers"));
+    REQUIRE_THAT(streamed.err, Catch::Matches("(.|\n)*ring: [1-9][0-9]* pieces(.|\n)*"));
+    // A byte less is refused, with the minimum.
+    const test::RunResult less = with({"--device", "cuda", "--ring-slots", "1", "--vram-budget", std::to_string(minimum - 1)});
+    REQUIRE(less.exit_code == int(ExitCode::resources));
+    REQUIRE_THAT(less.err, Catch::Contains("the minimum is"));
 #endif
 }

@@ -304,7 +304,8 @@ TEST_CASE("resident memory follows the RAM budget, not the model", "[engine][mem
     const std::string split = split_into(dir / "m", dir / "s");
     const uint64_t layer = SplitModel::open(split).manifest().units[1].layout.data_size;
     auto peak = [&](const std::string& budget) {
-        std::vector<std::string> args = {"-q", "run", "-m", split, "--raw", "-p", "Once upon a time", "-n", "4", "--temp", "0"};
+        std::vector<std::string> args = {"-q", "run", "-m", split, "--raw", "-p", "Once upon a time", "-n", "4", "--temp", "0",
+                                         "--device", "cpu"}; // an emulated GPU's memory would be this process's too
         if (!budget.empty()) args.insert(args.end(), {"--ram-budget", budget});
         test::RunResult r = test::run_rabbit(args);
         INFO(r.err);

@@ -743,6 +743,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags) {
     std::lock_guard<std::mutex> lock(st.m);
     st.allocs[uintptr_t(p)] = Alloc{MemKind::pinned, t_device, flags, bytes, 0};
     ++st.counters.host_allocations;
+    if (flags & cudaHostAllocWriteCombined) ++st.counters.write_combined_allocations;
     *ptr = p;
     return cudaSuccess;
 }
@@ -1041,6 +1042,7 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
     if (value < 0 || uint64_t(value) > optin_shared_bytes(settings().arch)) return set_error(cudaErrorInvalidValue);
     std::lock_guard<std::mutex> lock(state().m);
     state().devices[size_t(t_device)].max_dynamic[func] = value;
+    ++state().counters.function_attribute_sets;
     return cudaSuccess;
 }
 

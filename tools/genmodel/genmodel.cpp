@@ -117,8 +117,8 @@ std::vector<GenTensor> model_tensors(const GenSpec& spec) {
         t.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::normal, 1.0f / std::sqrt(float(q))});
         if (c.o_bias) t.push_back({p + "self_attn.o_proj.bias", {h}, Init::bias, 0.5f});
         t.push_back({p + "post_attention_layernorm.weight", {h}, Init::norm_weight, 0.1f});
-        t.push_back({p + "mlp.gate_proj.weight", {inter, h}, Init::normal, in_h});
-        t.push_back({p + "mlp.up_proj.weight", {inter, h}, Init::normal, in_h});
+        t.push_back({p + "mlp.gate_proj.weight", {inter, h}, Init::normal, in_h * spec.mlp_scale});
+        t.push_back({p + "mlp.up_proj.weight", {inter, h}, Init::normal, in_h * spec.mlp_scale});
         t.push_back({p + "mlp.down_proj.weight", {h, inter}, Init::normal, 1.0f / std::sqrt(float(inter))});
     }
     t.push_back({"model.norm.weight", {h}, Init::norm_weight, 0.1f});

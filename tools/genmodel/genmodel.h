@@ -22,6 +22,8 @@ struct GenSpec {
     bool tied_as_alias = false; // tied: store lm_head.weight once and alias the embedding to it (as tinystories-656k does)
     std::string tokenizer_dir;  // copy tokenizer files from here ("" for none)
     bool sparse = false;        // headers only, data left as holes reading zero: for tests of planning, not of values or I/O speed
+    float mlp_scale = 1.0f;     // gate and up projections times this: MLP activations grow by its square (as
+                                // Qwen2.x's exceed f16's range), for tests of the f16 compute path
 };
 
 // Named real configurations: "qwen2.5-7b", "tiny-qwen3", ... (see preset_names()).

@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
     app.add_flag("--alias-tied", alias, "Tied: store lm_head.weight once, with the embedding as a metadata alias");
     app.add_option("--tokenizer", tokenizer, "Copy tokenizer files from this directory");
     app.add_flag("--sparse", sparse, "Write headers only; the weights are holes that read as zeros (for planning tests)");
+    float mlp_scale = 1.0f;
+    app.add_option("--mlp-scale", mlp_scale, "Multiply the gate and up projections by this (MLP activations grow by its square)")
+        ->check(CLI::PositiveNumber);
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -71,6 +74,7 @@ int main(int argc, char** argv) {
         spec.seed = seed;
         spec.tokenizer_dir = tokenizer;
         spec.sparse = sparse;
+        spec.mlp_scale = mlp_scale;
         // Special tokens must stay inside a shrunk vocabulary.
         if (c.bos_token_id && *c.bos_token_id >= int64_t(c.vocab_size)) c.bos_token_id = 1;
         for (auto& id : c.eos_token_ids)

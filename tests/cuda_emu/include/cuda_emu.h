@@ -45,6 +45,8 @@ struct Counters {
     uint64_t spinning_waits = 0;        // host waits that a GPU would spin through (no blocking-sync flag)
     uint64_t device_allocations = 0;    // cudaMalloc calls that allocated
     uint64_t host_allocations = 0;      // cudaHostAlloc calls that allocated
+    uint64_t write_combined_allocations = 0; // of them, with cudaHostAllocWriteCombined
+    uint64_t function_attribute_sets = 0;    // cudaFuncSetAttribute calls
     uint64_t contexts = 0;              // device contexts made
 };
 Counters counters();
