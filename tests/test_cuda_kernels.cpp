@@ -4,9 +4,13 @@
 // with a tolerance of atol + rtol * |reference| that depends on the output's type:
 //   f32  1e-5 + 1e-4 |ref|: the kernels accumulate in f32 (relative error ~1e-6 for these
 //        lengths), the reference in double;
-//   f16  2e-3 + 2e-3 |ref|: rounding the result to f16 alone costs up to 2^-11 = 4.9e-4
+//   f16  2e-3 rms + 2e-3 |ref|: rounding the result to f16 alone costs up to 2^-11 = 4.9e-4
 //        relative, plus the f32 error, with margin;
-//   bf16 1e-2 + 1e-2 |ref|: rounding to bf16 costs up to 2^-8 = 3.9e-3 relative.
+//   bf16 1e-2 rms + 1e-2 |ref|: rounding to bf16 costs up to 2^-8 = 3.9e-3 relative.
+// For the 16-bit types the absolute term is a share of the reference's RMS (rms above): the
+// rounding of inputs stored in them (a KV cache) errs in proportion to the values' scale, not
+// by a fixed amount, so that a fixed term would be too loose for small outputs and too tight
+// for large ones.
 // Inputs stored in a 16-bit type (KV cache, embedding table) enter the reference rounded, as the
 // kernel sees them. The sampling kernels must agree bit for bit with the CPU sampler's operations.
 // Every test here is tagged [gpu] and skipped, visibly, without a usable device.
@@ -16,6 +20,7 @@
 
 #ifdef RABBIT_HAVE_CUDA
 #include "attention.cuh"
+#include "backend/cuda/gemm.h"
 #include "common/dtype.h"
 #include "convert.cuh"
 #include "embed.cuh"
@@ -24,6 +29,7 @@
 #include "sample.cuh"
 #include "swiglu.cuh"
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -129,6 +135,19 @@ void require_launch(cudaError_t e) {
     sync();
 }
 
+// The device's opt-in shared memory, once attention_setup has opted the large shapes in to it
+// (once per process, as the engine does once per engine).
+size_t attention_ready() {
+    static const size_t optin = [] {
+        int dev = 0, bytes = 0;
+        REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
+        REQUIRE(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess);
+        REQUIRE(attention_setup(size_t(bytes)) == cudaSuccess);
+        return size_t(bytes);
+    }();
+    return optin;
+}
+
 int sm_count() {
     int dev = 0, n = 0;
     REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
@@ -160,19 +179,25 @@ std::vector<float> download_as_f32(const DevBuf& b, size_t n, Elem e) {
 
 struct Tol {
     double atol, rtol;
+    bool atol_of_rms; // atol is a share of the reference's RMS (16-bit types)
 };
 
 Tol tol_for(Elem e) { // see the top of the file
-    return e == Elem::f32 ? Tol{1e-5, 1e-4} : e == Elem::f16 ? Tol{2e-3, 2e-3} : Tol{1e-2, 1e-2};
+    return e == Elem::f32 ? Tol{1e-5, 1e-4, false} : e == Elem::f16 ? Tol{2e-3, 2e-3, true} : Tol{1e-2, 1e-2, true};
 }
 
 // One REQUIRE for the whole vector (per element would be slow), naming the first bad element.
+// A NaN or an infinity anywhere fails.
 void require_close(const std::vector<float>& got, const std::vector<double>& want, Tol tol) {
     REQUIRE(got.size() == want.size());
+    double rms = 0;
+    for (double w : want) rms += w * w;
+    rms = want.empty() ? 0.0 : std::sqrt(rms / double(want.size()));
+    const double atol = tol.atol_of_rms ? tol.atol * rms : tol.atol;
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < got.size(); ++i) {
         const double err = std::fabs(double(got[i]) - want[i]);
-        if (!(err <= tol.atol + tol.rtol * std::fabs(want[i]))) { // NaN fails too
+        if (!(err <= atol + tol.rtol * std::fabs(want[i])) || !std::isfinite(want[i])) { // NaN fails too
             if (bad++ == 0) first = i;
         }
     }
@@ -466,6 +491,68 @@ TEST_CASE("gpu: bf16 -> f16 in place rounds as the CPU conversion, overflow to i
     }
 }
 
+// ---- the matrix products ---------------------------------------------------------------------
+
+TEST_CASE("gpu: gemm equals the plain loop for odd rows, columns, tokens and output strides, every type", "[gpu]") {
+    // y = x W^T with W [rows, cols] row-major as the split stores it, through cuBLAS with the
+    // transposes and leading dimensions gemm() passes; y's columns past `rows` are untouched.
+    if (!gpu_available()) return;
+    std::mt19937 rng(1111);
+    cublasHandle_t blas = nullptr;
+    REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+    for (Elem type : k_elems)
+        for (int64_t rows : {1, 37, 769})
+            for (int64_t cols : {8, 129, 896})
+                for (int64_t tokens : {1, 5, 13}) {
+                    const int64_t ldy = rows + 3;
+                    INFO(elem_name(type) << ": rows " << rows << ", cols " << cols << ", tokens " << tokens << ", ldy " << ldy);
+                    const std::vector<uint8_t> w = encode(random_vector(size_t(rows * cols), rng), type);
+                    const std::vector<uint8_t> x = encode(random_vector(size_t(tokens * cols), rng), type);
+                    const std::vector<float> wf = decode(w, type), xf = decode(x, type);
+                    DevBuf dw = to_device(w), dx = to_device(x), dy(size_t(tokens * ldy) * sizeof(float));
+                    dy.fill(0xff);
+                    GemmParams g;
+                    g.w = dw.get();
+                    g.w_type = type;
+                    g.rows = rows;
+                    g.cols = cols;
+                    g.x = dx.get();
+                    g.x_type = type;
+                    g.tokens = tokens;
+                    g.y = dy.get<float>();
+                    g.ldy = ldy;
+                    gemm(blas, g);
+                    sync();
+                    const std::vector<float> y = to_host<float>(dy, size_t(tokens * ldy));
+                    std::vector<float> got;
+                    std::vector<double> want;
+                    size_t touched = 0;
+                    for (int64_t t = 0; t < tokens; ++t) {
+                        for (int64_t r = 0; r < rows; ++r) {
+                            double sum = 0;
+                            for (int64_t k = 0; k < cols; ++k) sum += double(wf[size_t(r * cols + k)]) * xf[size_t(t * cols + k)];
+                            want.push_back(sum);
+                            got.push_back(y[size_t(t * ldy + r)]);
+                        }
+                        for (int64_t r = rows; r < ldy; ++r) touched += !std::isnan(y[size_t(t * ldy + r)]);
+                    }
+                    REQUIRE(touched == 0);
+                    // Products of 16-bit inputs are exact in f32: only the f32 sums err.
+                    require_close(got, want, Tol{1e-5 * std::sqrt(double(cols)), 1e-4, false});
+                }
+    // Weights and activations of different types are refused before cuBLAS sees them.
+    DevBuf d(4096);
+    GemmParams bad;
+    bad.w = bad.x = d.get();
+    bad.w_type = Elem::bf16;
+    bad.x_type = Elem::f16;
+    bad.rows = bad.cols = bad.tokens = 4;
+    bad.y = d.get<float>();
+    bad.ldy = 4;
+    REQUIRE_THROWS(gemm(blas, bad));
+    REQUIRE(cublasDestroy(blas) == CUBLAS_STATUS_SUCCESS);
+}
+
 // ---- sampling ------------------------------------------------------------------------------
 
 TEST_CASE("gpu: penalty and temperature are the CPU's operations bit for bit", "[gpu]") {
@@ -637,6 +724,7 @@ void check_attention(const AttnCase& c, std::mt19937& rng) {
     p.scale = c.scale_mult / std::sqrt(float(D));
     p.workspace = ws.get();
     p.sm_count = c.sm_count < 0 ? sm_count() : c.sm_count;
+    p.smem_optin = attention_ready();
     require_launch(launch_attention(p, nullptr));
 
     std::vector<double> want(out_elems);
