@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config git bc python3 python3-venv
           libcli11-dev libspdlog-dev libsimdjson-dev libxxhash-dev catch2
           libsentencepiece-dev libpcre2-dev libutf8proc-dev
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev
+          libopenblas-dev ccache) # the emulated CUDA device's BLAS (tests only); faster rebuilds
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

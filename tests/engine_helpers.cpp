@@ -57,7 +57,7 @@ const std::vector<std::string>& hf_golden_names() {
 }
 
 HfGolden read_hf_golden(const std::string& name) {
-    const std::string path = std::string(RABBIT_SOURCE_DIR) + "/tests/data/goldens/" + name + ".json";
+    const std::string path = source_dir() + "/tests/data/goldens/" + name + ".json";
     JsonDocument doc(read_text_file(path), path);
     auto o = doc.root_object();
     HfGolden g;
@@ -73,7 +73,7 @@ HfGolden read_hf_golden(const std::string& name) {
 std::string make_golden_model(const HfGolden& g, const std::string& dtype, const std::string& dir) {
     std::vector<std::string> args = g.genmodel;
     args.insert(args.end(), {"--dtype", dtype, "-o", dir + "/hf"});
-    if (run_program(RABBIT_GENMODEL_BIN, args).exit_code != 0) throw std::runtime_error("rabbit-genmodel failed for " + g.name);
+    if (run_program(genmodel_bin(), args).exit_code != 0) throw std::runtime_error("rabbit-genmodel failed for " + g.name);
     return split_into(dir + "/hf", dir + "/split");
 }
 

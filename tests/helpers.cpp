@@ -78,10 +78,28 @@ RunResult run_program(const std::string& program, const std::vector<std::string>
 
 RunResult run_rabbit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
                      const std::string& stdin_text) {
-    return run_program(RABBIT_BIN, args, env, stdin_text);
+    return run_program(rabbit_bin(), args, env, stdin_text);
 }
 
-std::string shared_dir() { return RABBIT_SHARED_DIR; }
+namespace {
+
+std::string from_env(const char* name, const std::string& built) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::string(v) : built;
+}
+
+} // namespace
+
+std::string rabbit_bin() {
+    const char* dir = std::getenv("RABBIT_TEST_BIN_DIR");
+    return dir && *dir ? std::string(dir) + "/rabbit" : std::string(RABBIT_BIN);
+}
+std::string genmodel_bin() {
+    const char* dir = std::getenv("RABBIT_TEST_BIN_DIR");
+    return dir && *dir ? std::string(dir) + "/rabbit-genmodel" : std::string(RABBIT_GENMODEL_BIN);
+}
+std::string source_dir() { return from_env("RABBIT_TEST_SOURCE_DIR", RABBIT_SOURCE_DIR); }
+std::string shared_dir() { return from_env("RABBIT_TEST_SHARED_DIR", RABBIT_SHARED_DIR); }
 std::string tinystories_dir() { return shared_dir() + "/models/tinystories-656k"; }
 
 std::string read_file(const std::string& path) {

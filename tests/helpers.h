@@ -37,6 +37,12 @@ RunResult run_program(const std::string& program, const std::vector<std::string>
 RunResult run_rabbit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
                      const std::string& stdin_text = "");
 
+// Where the tests find the binaries, the repository and ../shared: where they were built,
+// unless RABBIT_TEST_BIN_DIR, RABBIT_TEST_SOURCE_DIR or RABBIT_TEST_SHARED_DIR say otherwise
+// (scripts/gpu_check.sh runs a bundled build on another machine).
+std::string rabbit_bin();
+std::string genmodel_bin();
+std::string source_dir();
 std::string shared_dir();          // ../shared beside the repository
 std::string tinystories_dir();     // shared/models/tinystories-656k
 

@@ -168,7 +168,7 @@ TEST_CASE("on a terminal, split draws a progress bar on stderr", "[cli]") {
     REQUIRE(pid >= 0);
     if (pid == 0) {
         const std::string out = dir / "out", model = dir / "m";
-        ::execl(RABBIT_BIN, RABBIT_BIN, "split", model.c_str(), "-o", out.c_str(), (char*)nullptr);
+        ::execl(test::rabbit_bin().c_str(), "rabbit", "split", model.c_str(), "-o", out.c_str(), (char*)nullptr);
         ::_exit(127);
     }
     std::string screen;

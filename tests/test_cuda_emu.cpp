@@ -304,7 +304,7 @@ TEST_CASE("emulator: shared memory starts as NaN and is limited as on each archi
     }
 }
 
-TEST_CASE("emulator: launches beyond CUDA's limits are refused", "[emu]") {
+TEST_CASE("emulator: launches beyond CUDA's limits are refused", "[emu][launch-limits]") {
     Emu emu;
     Buf<float> out(2048);
     RABBIT_LAUNCH(1, 1025, 0, nullptr, fill_kernel)(out.p, 2048, 1.0f);

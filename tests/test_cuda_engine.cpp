@@ -42,7 +42,7 @@ namespace {
 std::string make_split(const std::vector<std::string>& genmodel_args, const test::TempDir& dir) {
     std::vector<std::string> args = genmodel_args;
     args.insert(args.end(), {"-o", dir / "hf"});
-    REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, args).exit_code == 0);
+    REQUIRE(test::run_program(test::genmodel_bin(), args).exit_code == 0);
     return test::split_into(dir / "hf", dir / "split");
 }
 
@@ -137,7 +137,7 @@ TEST_CASE("CUDA greedy output equals the CPU's for tinystories-656k", "[gpu][cud
 #endif
 }
 
-TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row blocks, KV on the host", "[gpu][cuda-engine][ring]") {
+TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row blocks, KV on the host", "[gpu][cuda-engine][ring][streams]") {
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     for (const char* dtype : {"f32", "bf16"}) {
@@ -233,6 +233,10 @@ TEST_CASE("a budget below the minimum is refused with the minimum; a 14B-shaped 
     CudaEngineOptions four;
     four.vram_budget = 4ull << 30;
     four.ctx = 4096;
+#ifdef RABBIT_CUDA_EMULATOR
+    cuda_emu::reset_device_peak(0);
+    const uint64_t before = cuda_emu::device_used(0);
+#endif
     CudaEngine e(model, four);
     REQUIRE(e.plan().streamed_per_token > 0);
     std::vector<float> logits;
@@ -245,6 +249,13 @@ TEST_CASE("a budget below the minimum is refused with the minimum; a 14B-shaped 
     WARN("14B-shaped, 4 layers, 4 GiB budget: peak " << st.peak_device_bytes << " bytes held, device use grew by "
                                                      << st.device_used_growth);
     REQUIRE(st.peak_device_bytes <= four.vram_budget);
+    REQUIRE(st.device_used_growth <= four.vram_budget);
+#ifdef RABBIT_CUDA_EMULATOR
+    // The device's own peak: every allocation in whole pages, cuBLAS, the kernels' code.
+    const uint64_t peak = cuda_emu::device_peak(0) - before;
+    WARN("the emulated device's peak: " << peak << " of " << four.vram_budget);
+    REQUIRE(peak <= four.vram_budget);
+#endif
 #endif
 }
 
@@ -263,7 +274,7 @@ TEST_CASE("asking for CUDA without a usable GPU is a clear error", "[cuda-engine
     REQUIRE_THAT(d.err, Catch::Contains("running on the CPU"));
 }
 
-TEST_CASE("the CUDA engine counts and times its streaming stages; the link is measured", "[gpu][cuda-engine][bench]") {
+TEST_CASE("the CUDA engine counts and times its streaming stages; the link is measured", "[gpu][cuda-engine][bench][streams]") {
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
@@ -401,7 +412,7 @@ TEST_CASE("a --vram-budget as large as the free memory, or larger, loads and run
 #endif
 }
 
-TEST_CASE("the GPU spans leave no error behind for the next launch when an event is not ready", "[gpu][cuda-engine]") {
+TEST_CASE("the GPU spans leave no error behind for the next launch when an event is not ready", "[gpu][cuda-engine][streams]") {
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
 #ifdef RABBIT_CUDA_EMULATOR
@@ -426,7 +437,7 @@ TEST_CASE("the GPU spans leave no error behind for the next launch when an event
 }
 
 #ifdef RABBIT_CUDA_EMULATOR
-TEST_CASE("emulated: passes copy nothing from pageable memory, spin no waits, set no attributes; a host KV cache is write-combined", "[gpu][cuda-engine][emu]") {
+TEST_CASE("emulated: passes copy nothing from pageable memory, spin no waits, set no attributes; a host KV cache is write-combined", "[gpu][cuda-engine][emu][streams]") {
     test::TempDir dir;
     SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "4", "--dtype", "bf16"}, dir));
     if (!test::gpu_available()) return;

@@ -81,7 +81,7 @@ TEST_CASE("streaming weights in row blocks, or a prompt in parts, changes no log
     for (const char* dtype : {"f32", "bf16"}) {
         INFO(dtype);
         test::TempDir dir;
-        REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, {"-p", "tiny-qwen3", "--seed", "3", "--dtype", dtype, "-o", dir / "hf"})
+        REQUIRE(test::run_program(test::genmodel_bin(), {"-p", "tiny-qwen3", "--seed", "3", "--dtype", dtype, "-o", dir / "hf"})
                     .exit_code == 0);
         SplitModel model = SplitModel::open(split_into(dir / "hf", dir / "split"));
         auto run = [&](uint64_t ram_budget, size_t block, size_t batch) {
@@ -274,7 +274,7 @@ TEST_CASE("rabbit run refuses what it cannot run, clearly", "[engine][cli][bad-i
     REQUIRE_THAT(s.err, Contains("layer.001.rbt: is") && Contains("the manifest says") && Contains("(unit layer.1)"));
     // A model directory without a tokenizer.
     test::TempDir bare;
-    REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, {"-p", "tiny-qwen2", "-o", bare / "m"}).exit_code == 0);
+    REQUIRE(test::run_program(test::genmodel_bin(), {"-p", "tiny-qwen2", "-o", bare / "m"}).exit_code == 0);
     split_into(bare / "m", bare / "s");
     test::RunResult t = test::run_rabbit({"run", "-m", bare / "s", "-p", "x"});
     REQUIRE(t.exit_code == int(ExitCode::bad_input));
@@ -297,7 +297,7 @@ TEST_CASE("resident memory follows the RAM budget, not the model", "[engine][mem
 #endif
     test::TempDir dir;
     // 8 layers of about 29 MiB in bf16: a 230 MiB model.
-    REQUIRE(test::run_program(RABBIT_GENMODEL_BIN, {"-p", "tiny-llama3", "--layers", "8", "--hidden", "1024", "--heads", "8",
+    REQUIRE(test::run_program(test::genmodel_bin(), {"-p", "tiny-llama3", "--layers", "8", "--hidden", "1024", "--heads", "8",
                                                     "--kv-heads", "2", "--intermediate", "4096", "--vocab", "4096",
                                                     "--dtype", "bf16", "--tokenizer", test::tinystories_dir(), "-o", dir / "m"})
                 .exit_code == 0);

@@ -22,7 +22,7 @@ using Catch::Contains;
 
 namespace {
 
-std::string data_dir() { return std::string(RABBIT_SOURCE_DIR) + "/tests/data/tokenizer"; }
+std::string data_dir() { return test::source_dir() + "/tests/data/tokenizer"; }
 
 std::vector<std::string> corpus() {
     std::vector<std::string> out;

@@ -18,7 +18,7 @@ using namespace rabbit;
 
 namespace {
 
-std::string data_dir() { return std::string(RABBIT_SOURCE_DIR) + "/tests/data/tokenizer"; }
+std::string data_dir() { return test::source_dir() + "/tests/data/tokenizer"; }
 
 std::vector<std::string> read_lines(const std::string& path) {
     std::vector<std::string> lines;

@@ -516,10 +516,11 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
             if (b != "cpu" && b != "cuda") throw Error(ExitCode::usage, "--backend " + b + ": expected cpu or cuda");
         const bool any_cuda = std::find(backends.begin(), backends.end(), "cuda") != backends.end();
         if (any_cuda) {
-            if (sub->count("--gpu") == 0) {
-                const DeviceChoice d = choose_device("");
-                if (d.cuda) s.gpu = d.index; // the first usable GPU
-            }
+#ifdef RABBIT_HAVE_CUDA
+            std::string problem;
+            if (sub->count("--gpu") == 0)
+                if (const auto d = first_usable_cuda_device(&problem)) s.gpu = d->index;
+#endif
             check_gpu(s.gpu);
         }
         const bool any_cpu = std::find(backends.begin(), backends.end(), "cpu") != backends.end();

@@ -73,6 +73,14 @@ DeviceChoice choose_device(const std::string& device) {
             throw Error(ExitCode::usage, "--device " + device + ": expected cuda:N with N a GPU number");
         index = std::stoi(n);
     }
+#ifdef RABBIT_CUDA_EMULATOR
+    // A test build: its CUDA device is the emulator (tests/cuda_emu), used only when asked for.
+    if (device.empty()) {
+        spdlog::info("this rabbit's CUDA device is emulated (a test build): running on the CPU; --device cuda uses it");
+        return {};
+    }
+    spdlog::warn("--device {}: an emulated CUDA device (a test build): its results are not a GPU's, nor its timings", device);
+#endif
 #ifdef RABBIT_HAVE_CUDA
     // Only the device asked for is probed (the default: devices in order until one is usable).
     std::string problem;

@@ -177,6 +177,11 @@ Fiber::~Fiber() {
 #ifdef CUDA_EMU_TSAN
     if (impl_->tsan) __tsan_destroy_fiber(impl_->tsan);
 #endif
+#ifdef CUDA_EMU_ASAN
+    // Frames that never returned left poisoned shadow behind; the next mapping at these
+    // addresses (a model file, say) must not inherit it.
+    if (impl_->stack) ASAN_UNPOISON_MEMORY_REGION(impl_->stack, impl_->stack_size);
+#endif
     if (impl_->map) munmap(impl_->map, impl_->stack_size + size_t(getpagesize()));
     delete impl_;
 }

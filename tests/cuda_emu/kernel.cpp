@@ -31,8 +31,6 @@
 
 namespace cuda_emu {
 
-thread_local const ThreadPlace* t_place = nullptr;
-
 namespace {
 
 constexpr size_t k_static_shared_max = 48u << 10; // static __shared__ per block, on every architecture
@@ -110,11 +108,16 @@ std::string where(const char* file, int line) {
 
 std::string thread_text(const Thread& t) { return "thread " + dim_text(t.place.thread_idx); }
 
-// From inside a fiber: this thread breaks a rule; its block stops.
-[[noreturn]] void fault_here(const std::string& what) {
+// From inside a fiber: this thread breaks a rule. record_fault keeps the message, then
+// abandon() leaves the fiber for good; its block stops. Two steps, so that the message's
+// temporaries are gone before the fiber is (an abandoned frame's objects are never destroyed).
+void record_fault(const std::string& what) {
     Worker& w = t_worker;
     if (w.block->fault.empty()) w.block->fault = thread_text(*w.current) + ": " + what;
-    w.current->state = State::faulted;
+}
+
+[[noreturn]] void abandon() {
+    t_worker.current->state = State::faulted;
     Fiber::yield();
     std::abort(); // a faulted fiber is never resumed
 }
@@ -364,10 +367,13 @@ namespace {
 void warp_wait(Thread& t, WarpOp op, unsigned mask, const char* file, int line) {
     const int lane = lane_of(t);
     if (!((mask >> lane) & 1)) {
-        std::ostringstream s;
-        s << op_name(op) << " at " << where(file, line) << " with mask 0x" << std::hex << mask << std::dec
-          << " does not include the calling lane " << lane;
-        fault_here(s.str());
+        {
+            std::ostringstream s;
+            s << op_name(op) << " at " << where(file, line) << " with mask 0x" << std::hex << mask << std::dec
+              << " does not include the calling lane " << lane;
+            record_fault(s.str());
+        }
+        abandon();
     }
     t.state = State::at_warp;
     t.op = op;
@@ -387,9 +393,11 @@ void sync_warp(unsigned mask, const char* file, int line) {
 void shuffle(unsigned mask, const void* value, void* out, size_t bytes, ShuffleOp op, int operand, int width,
              const char* file, int line) {
     Thread& t = self("__shfl_*_sync");
-    if (width < 1 || width > 32 || (width & (width - 1)) != 0)
-        fault_here("a shuffle at " + where(file, line) + " with width " + std::to_string(width) +
-                   " (a power of 2 up to 32)");
+    if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
+        record_fault("a shuffle at " + where(file, line) + " with width " + std::to_string(width) +
+                     " (a power of 2 up to 32)");
+        abandon();
+    }
     std::memcpy(t.value, value, bytes);
     t.bytes = bytes;
     t.shuffle_op = op;
@@ -419,12 +427,20 @@ void* shared_static(const void* key, size_t bytes, size_t align, const char* nam
         if (a.key == key) return w.arena + a.offset;
     const size_t offset = (b.static_top + std::max<size_t>(align, 16) - 1) / std::max<size_t>(align, 16) * std::max<size_t>(align, 16);
     b.static_bytes += bytes;
-    if (b.static_bytes > k_static_shared_max)
-        fault_here("static shared memory beyond 48 KiB: " + std::to_string(b.static_bytes) + " bytes with " + name);
-    if (b.static_bytes + b.k->dynamic_shared > b.k->shared_limit)
-        fault_here("shared memory beyond the limit: " + std::to_string(b.static_bytes) + " static (with " + name + ") + " +
-                   std::to_string(b.k->dynamic_shared) + " dynamic > " + std::to_string(b.k->shared_limit) + " bytes");
-    if (offset + bytes > k_arena_bytes) fault_here("the emulator's shared memory arena is full");
+    if (b.static_bytes > k_static_shared_max) {
+        record_fault("static shared memory beyond 48 KiB: " + std::to_string(b.static_bytes) + " bytes with " + name);
+        abandon();
+    }
+    if (b.static_bytes + b.k->dynamic_shared > b.k->shared_limit) {
+        record_fault("shared memory beyond the limit: " + std::to_string(b.static_bytes) + " static (with " + name +
+                     ") + " + std::to_string(b.k->dynamic_shared) + " dynamic > " + std::to_string(b.k->shared_limit) +
+                     " bytes");
+        abandon();
+    }
+    if (offset + bytes > k_arena_bytes) {
+        record_fault("the emulator's shared memory arena is full");
+        abandon();
+    }
     b.statics.push_back({key, offset, bytes, name});
     b.static_top = offset + bytes + k_gap;
 #ifdef CUDA_EMU_ASAN
@@ -434,7 +450,8 @@ void* shared_static(const void* key, size_t bytes, size_t align, const char* nam
 }
 
 void device_fault(const char* what, const char* file, int line) {
-    fault_here(std::string(what) + " at " + where(file, line));
+    record_fault(std::string(what) + " at " + where(file, line));
+    abandon();
 }
 
 } // namespace cuda_emu

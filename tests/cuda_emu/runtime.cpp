@@ -1007,12 +1007,18 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
     const auto a = event_of(start), b = event_of(end);
     if (!ms || !a || !b) return set_error(!ms ? cudaErrorInvalidValue : cudaErrorInvalidResourceHandle);
     if ((a->flags | b->flags) & cudaEventDisableTiming) return set_error(cudaErrorInvalidResourceHandle);
-    std::lock_guard<std::mutex> la(a->m);
-    std::unique_lock<std::mutex> lb(b->m, std::defer_lock);
-    if (a != b) lb.lock();
-    if (a->recorded == 0 || b->recorded == 0) return set_error(cudaErrorInvalidResourceHandle);
-    if (a->completed < a->recorded || b->completed < b->recorded) return set_error(cudaErrorNotReady);
-    *ms = float(std::chrono::duration<double, std::milli>(b->when - a->when).count());
+    // One event at a time: holding both would order their locks differently from call to call.
+    auto read = [](EventState& e, bool* recorded, bool* done) {
+        std::lock_guard<std::mutex> lock(e.m);
+        *recorded = e.recorded > 0;
+        *done = e.completed >= e.recorded;
+        return e.when;
+    };
+    bool ra = false, da = false, rb = false, db = false;
+    const auto ta = read(*a, &ra, &da), tb = read(*b, &rb, &db);
+    if (!ra || !rb) return set_error(cudaErrorInvalidResourceHandle);
+    if (!da || !db) return set_error(cudaErrorNotReady);
+    *ms = float(std::chrono::duration<double, std::milli>(tb - ta).count());
     return cudaSuccess;
 }
 

@@ -213,12 +213,14 @@ inline cudaError_t cudaFuncSetAttribute(R (*func)(P...), cudaFuncAttribute attr,
 
 namespace cuda_emu {
 
-// Where an emulated thread is; the kernel reads it through threadIdx and the rest.
+// Where an emulated thread is; the kernel reads it through threadIdx and the rest. Defined
+// here with its constant initialiser, so that no translation unit reaches it through a TLS
+// wrapper (which GCC 12's -fsanitize=null miscompiles into a false null report).
 struct ThreadPlace {
     uint3 thread_idx, block_idx;
     dim3 block_dim, grid_dim;
 };
-extern thread_local const ThreadPlace* t_place;
+inline thread_local const ThreadPlace* t_place = nullptr;
 
 // Barriers and warp rendezvous (fiber switches); the call site names a failure.
 void sync_block(const char* file, int line);

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# One command for a lent GPU machine, which has the CUDA Toolkit and python3 but none of
+# rabbit's Debian libraries and no network.
+#
+#   scripts/gpu_check.sh bundle       here: build for sm_90 (build-gpu/) and put the binaries,
+#                                     the test binary and their non-CUDA shared libraries
+#                                     ($ORIGIN rpath), with tinystories-656k, into gpu-bundle/
+#                                     (ignored by git; carry it)
+#   scripts/gpu_check.sh run [OUT]    there, in the repository's root, within about 8 minutes:
+#                                     the [gpu] tests, compute-sanitizer memcheck and racecheck on
+#                                     the kernel tests, the CPU-vs-CUDA greedy comparison, and
+#                                     rabbit bench on a Qwen2.5-14B-shaped model (4 layers) at a
+#                                     4 GiB VRAM budget with the link rate; one summary file,
+#                                     OUT/summary.md (OUT: $OUT, else gpu-check-out), beside each
+#                                     step's log and bench's JSON
+#
+# With the device tool: run `scripts/gpu_check.sh bundle` here, then on the machine
+# `scripts/gpu_check.sh run` with carry ["gpu-bundle"] and a timeout of about 540 s.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bundle=gpu-bundle
+
+bundle() {
+  set -e
+  local build=${BUILD_DIR:-build-gpu}
+  # shellcheck disable=SC2016
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRABBIT_CUDA=ON -DRABBIT_CUDA_ARCHS=90 -DRABBIT_BUILD_TESTS=ON \
+    -DCMAKE_BUILD_RPATH='$ORIGIN/../lib' >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target rabbit rabbit_tests rabbit-genmodel
+  rm -rf "$bundle"
+  mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/shared/models"
+  cp "$build/rabbit" "$build/rabbit-genmodel" "$build/tests/rabbit_tests" "$bundle/bin/"
+  # Every shared library the binaries load, but the C library's own and CUDA's (the machine
+  # has its toolkit and driver): libstdc++ too, whose version the machine's may lack.
+  ldd "$bundle"/bin/* | awk '/=> \// {print $1, $3}' | sort -u | while read -r name path; do
+    case "$name" in
+      libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|libcublas*|libcudart*|libnvidia*) ;;
+      *) cp -L "$path" "$bundle/lib/$name" ;;
+    esac
+  done
+  cp -r "${RABBIT_SHARED_DIR:-../shared}/models/tinystories-656k" "$bundle/shared/models/"
+  strip "$bundle"/bin/* 2>/dev/null || true
+  echo "gpu_check: $bundle is $(du -sh "$bundle" | cut -f1) ($(ls "$bundle/lib" | wc -l) libraries); carry it" >&2
+}
+
+# ---- on the GPU machine --------------------------------------------------------------------
+
+out=""
+summary=""
+step_status=0
+
+note() { printf '%s\n' "$*" >>"$summary"; }
+
+# step NAME SECONDS COMMAND...: runs it with a time limit, its output in OUT/NAME.log, and a
+# line in the summary.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  local took=$((SECONDS - t0))
+  local verdict=passed
+  [ "$rc" -eq 0 ] || verdict="FAILED (exit $rc)"
+  [ "$rc" -eq 124 ] && verdict="TIMED OUT after ${limit}s"
+  note "- **$name**: $verdict in ${took}s ($name.log)"
+  [ "$rc" -eq 0 ] || step_status=1
+  return "$rc"
+}
+
+run() {
+  out=${1:-${OUT:-gpu-check-out}}
+  mkdir -p "$out"
+  summary=$out/summary.md
+  : >"$summary"
+  local here
+  here=$(pwd)
+  local bin=$here/$bundle/bin
+  local cuda_libs=""
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -d "$d" ] && cuda_libs=$cuda_libs:$d; done
+  # The CUDA libraries that PyTorch's wheels carry, where the toolkit has none.
+  for d in $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in os.listdir(p)))' 2>/dev/null); do
+    [ -d "$d" ] && cuda_libs=$cuda_libs:$d
+  done
+  export LD_LIBRARY_PATH=$here/$bundle/lib$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export RABBIT_TEST_BIN_DIR=$bin RABBIT_TEST_SOURCE_DIR=$here RABBIT_TEST_SHARED_DIR=$here/$bundle/shared
+  export RABBIT_CACHE=$out/cache
+
+  note "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
+  note ""
+  note "- machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1); $(nproc) cores"
+  note "- rabbit: $("$bin/rabbit" --version 2>&1 | tr '\n' ' ')"
+  if ldd "$bin/rabbit" | grep -q "not found"; then
+    note "- **missing libraries**: $(ldd "$bin/rabbit" | grep "not found" | tr '\n' ' ')"
+    cat "$summary"
+    return 1
+  fi
+  note ""
+
+  # 1. Every [gpu] test case (the kernels, the engine against the CPU and the transformers
+  #    goldens, the streaming variants, sampling, budgets).
+  step gpu-tests 240 "$bin/rabbit_tests" "[gpu]" --durations yes
+  note "  $(grep -E '^(All tests passed|test cases:)' "$out/gpu-tests.log" | tail -1)"
+
+  # 2. compute-sanitizer on the kernel tests: memcheck everywhere, racecheck on the kernels
+  #    that share memory between threads.
+  if command -v compute-sanitizer >/dev/null; then
+    step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/rabbit_tests" \
+      "gpu: rmsnorm*,gpu: qkv*,gpu: swiglu*,gpu: the embedding*,gpu: bf16*,gpu: gemm*,gpu: penalty*,gpu: argmax*,gpu: attention with a sliding window,gpu: attention reads*"
+    step racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$bin/rabbit_tests" \
+      "gpu: rmsnorm*,gpu: argmax*,gpu: attention with a sliding window"
+    note "  $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/memcheck.log" "$out/racecheck.log" | tr '\n' ' ')"
+  else
+    note "- **compute-sanitizer**: not on this machine"
+  fi
+
+  # 3. The same greedy text from both engines.
+  local ts=$here/$bundle/shared/models/tinystories-656k
+  local prompt="Once upon a time, there was a dog named"
+  step greedy-cpu 60 "$bin/rabbit" run -m "$ts" -p "$prompt" --raw -n 80 --temp 0 --device cpu
+  step greedy-cuda 60 "$bin/rabbit" run -m "$ts" -p "$prompt" --raw -n 80 --temp 0 --device cuda
+  # And with one ring slot at the smallest budget inspect reports: nothing can stay resident.
+  local minimum
+  minimum=$("$bin/rabbit" inspect "$ts" --vram-budget 1M --ring-slots 1 --ctx 512 --json 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["vram_plan"]["minimum_budget"])' 2>/dev/null)
+  step greedy-cuda-streamed 60 "$bin/rabbit" run -m "$ts" -p "$prompt" --raw -n 80 --temp 0 --device cuda \
+    --ring-slots 1 --ctx 512 --vram-budget "${minimum:-1}" -v
+  local cpu_text cuda_text streamed_text
+  cpu_text=$(grep -v -E '^(info|debug|warning):' "$out/greedy-cpu.log")
+  cuda_text=$(grep -v -E '^(info|debug|warning):' "$out/greedy-cuda.log")
+  streamed_text=$(grep -v -E '^(info|debug|warning):' "$out/greedy-cuda-streamed.log")
+  if [ -n "$cpu_text" ] && [ "$cpu_text" = "$cuda_text" ] && [ "$cpu_text" = "$streamed_text" ]; then
+    note "  greedy text: identical on the CPU, the GPU and the GPU with everything streamed"
+  else
+    note "  **greedy text differs** between the CPU and the GPU (greedy-*.log)"
+    step_status=1
+  fi
+
+  # 4. rabbit bench on a Qwen2.5-14B-shaped model, 4 layers, at a 4 GiB budget, with the link rate.
+  local model=$out/qwen14b
+  step genmodel 120 "$bin/rabbit-genmodel" -p qwen2.5-14b --layers 4 --dtype bf16 -o "$model/hf" &&
+    step split 120 "$bin/rabbit" split "$model/hf" -o "$model/split" &&
+    step bench 200 "$bin/rabbit" bench -m "$model/split" --backend cuda --vram 4G,none --ring-slots 2,3 \
+      --prompt-len 128 --gen 16 --repeat 2 --read-bytes 1G --json "$out/bench.json"
+  if [ -f "$out/bench.json" ]; then
+    python3 - "$out/bench.json" >>"$summary" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+b = d.get("bandwidth", {})
+gb = lambda v: (v or 0) / 1e9
+print("  link: pinned %.2f GB/s, pageable %.2f GB/s; shard files read warm %.2f GB/s"
+      % (gb(b.get("h2d_pinned_bytes_per_second")), gb(b.get("h2d_pageable_bytes_per_second")),
+         gb((b.get("read_warm") or {}).get("bytes_per_second"))))
+for c in d.get("configs", []):
+    what = "vram %s, %s slots" % (c.get("vram"), c.get("ring_slots"))
+    if not c.get("ok"):
+        print("  - %s: %s" % (what, c.get("error", "failed")))
+        continue
+    print("  - %s: prefill %.1f tok/s, decode %.3f tok/s, %.2f GB over the link per token, peak GPU %.2f GiB, "
+          "%s of the streaming bound" % (what, c.get("prefill_tok_s") or 0, c.get("decode_tok_s") or 0,
+          gb(c.get("link_bytes_per_token")), (c.get("peak_gpu_bytes") or 0) / 2**30,
+          "%.0f%%" % (100 * c["bound_fraction"]) if c.get("bound_fraction") else "-"))
+EOF
+  fi
+  rm -rf "$model"
+  note ""
+  note "verdict: $([ "$step_status" -eq 0 ] && echo "every step passed" || echo "SOME STEPS FAILED")"
+  cat "$summary"
+  return "$step_status"
+}
+
+case "${1:-}" in
+  bundle) bundle ;;
+  run) shift; run "$@" ;;
+  *) echo "usage: scripts/gpu_check.sh bundle | run [OUT]" >&2; exit 2 ;;
+esac
