@@ -18,13 +18,7 @@
 #include <sstream>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CUDA_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CUDA_EMU_ASAN 1
-#endif
-#endif
+#include "sanitizers.h"
 #ifdef CUDA_EMU_ASAN
 #include <sanitizer/asan_interface.h>
 #endif

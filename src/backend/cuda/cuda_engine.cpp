@@ -94,7 +94,7 @@ struct CudaEngine::Impl {
     void allocate();
     void load_vectors();
     void load_resident();
-    void start_ring(size_t slots);
+    void start_ring();
     void convert_unit(size_t unit, uint8_t* base);
 
     void pass(const int32_t* tokens, size_t m, size_t rows, float* host);
@@ -153,6 +153,7 @@ struct CudaEngine::Impl {
     uint8_t* k_base = nullptr; // [layers][kv_heads][ctx][head_dim] act, device-visible
     uint8_t* v_base = nullptr;
     uint64_t kv_layer_bytes = 0;
+    size_t ring_slots = 0;              // the plan's ring slots (0: nothing streams)
     std::vector<DeviceBuffer> resident; // per unit: its data section on the GPU, or empty
     std::vector<bool> streamed_whole;   // per unit: streamed as one piece
     std::vector<PinnedBuffer> tier;     // per unit: its pinned copy (--ram-budget), or empty
@@ -219,6 +220,7 @@ void CudaEngine::Impl::init() {
     allocate();
     load_vectors();
     load_resident();
+    start_ring(); // last: its loader thread shares `fill` with the loads above
     track_memory();
 }
 
@@ -290,13 +292,13 @@ void CudaEngine::Impl::allocate() {
     // The device allocations, as the plan lists them.
     const auto& units = model.manifest().units;
     resident.resize(units.size());
-    size_t slots = 0;
+    ring_slots = 0;
     for (const PlannedAllocation& a : plan.allocations) {
         switch (a.kind) {
         case AllocationKind::fixed: fixed_buf = DeviceBuffer(a.bytes); break;
         case AllocationKind::kv_cache: kv_dev = DeviceBuffer(a.bytes); break;
         case AllocationKind::unit: resident[a.unit] = DeviceBuffer(a.bytes); break; // filled by load_resident
-        case AllocationKind::ring_slot: ++slots; break;                              // made by the transport
+        case AllocationKind::ring_slot: ++ring_slots; break;                         // made by start_ring
         }
     }
     RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, fixed(Fixed::cublas_workspace), plan.fixed.size(Fixed::cublas_workspace)));
@@ -323,7 +325,6 @@ void CudaEngine::Impl::allocate() {
         k_base = kv_dev.as<uint8_t>();
     }
     v_base = k_base + kv_layer_bytes * c.num_layers;
-    if (slots) start_ring(slots);
 }
 
 void CudaEngine::Impl::load_vectors() {
@@ -408,7 +409,8 @@ void CudaEngine::Impl::load_resident() {
     RABBIT_CUDA_CHECK(cudaStreamSynchronize(compute));
 }
 
-void CudaEngine::Impl::start_ring(size_t slots) {
+void CudaEngine::Impl::start_ring() {
+    if (ring_slots == 0) return; // everything resident
     const auto& units = model.manifest().units;
     streamed_whole.assign(units.size(), false);
     tier.resize(units.size());
@@ -444,8 +446,8 @@ void CudaEngine::Impl::start_ring(size_t slots) {
         kept += bytes;
     }
     pinned_bytes += kept;
-    transport = std::make_unique<CudaTransport>(opt.device, slots, plan.ring_slot_bytes, compute);
-    pinned_bytes += uint64_t(slots) * plan.ring_slot_bytes;
+    transport = std::make_unique<CudaTransport>(opt.device, ring_slots, plan.ring_slot_bytes, compute);
+    pinned_bytes += uint64_t(ring_slots) * plan.ring_slot_bytes;
     pieces = std::make_unique<UnitPieces>(*files, tier);
     ring = std::make_unique<Ring>(*transport, *pieces, std::move(sequence), fill.get());
 }
