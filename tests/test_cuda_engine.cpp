@@ -362,20 +362,26 @@ TEST_CASE("the device's memory stays within --vram-budget, measured on the devic
             o.vram_budget = budget;
 #ifdef RABBIT_CUDA_EMULATOR
             cuda_emu::reset_device_peak(0);
-            const uint64_t before = cuda_emu::device_used(0);
+            const uint64_t before = cuda_emu::device_used(0), allocated_before = cuda_emu::allocation_peak(0);
 #endif
-            uint64_t growth = 0;
+            uint64_t growth = 0, planned_allocations = 0;
             {
                 CudaEngine e(model, o);
                 REQUIRE(e.plan().device_bytes <= budget);
+                planned_allocations = e.plan().device_bytes - e.plan().overhead_bytes;
                 test::prompt_and_steps_logits(e, k_prompt);
                 growth = e.stats().device_used_growth;
             }
             REQUIRE(growth <= budget);
 #ifdef RABBIT_CUDA_EMULATOR
             const uint64_t peak = cuda_emu::device_peak(0) - before;
-            INFO("the emulated device's peak: " << peak);
+            INFO("the emulated device's peak: " << peak << ", of its allocations "
+                                                 << cuda_emu::allocation_peak(0) - allocated_before << " (planned "
+                                                 << planned_allocations << ")");
             REQUIRE(peak <= budget);
+            // The allocations alone, in the device's own pages, against the plan's count of
+            // them (the reserves beside them would hide a plan that forgot the rounding).
+            REQUIRE(cuda_emu::allocation_peak(0) - allocated_before <= planned_allocations);
             REQUIRE(cuda_emu::device_used(0) == before); // and everything is given back
 #endif
         }

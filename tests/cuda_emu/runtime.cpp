@@ -101,6 +101,7 @@ struct Device {
     bool context = false;
     unsigned flags = 0;
     uint64_t used = 0, peak = 0;
+    uint64_t allocated = 0, allocated_peak = 0; // of `used`, the cudaMalloc allocations
     std::set<const void*> kernels; // whose code is loaded
     uint64_t code_charged = 0;
     std::unordered_map<const void*, int> max_dynamic; // cudaFuncAttributeMaxDynamicSharedMemorySize
@@ -287,9 +288,17 @@ uint64_t device_peak(int device) {
     return valid_device(device) ? state().devices[size_t(device)].peak : 0;
 }
 
+uint64_t allocation_peak(int device) {
+    std::lock_guard<std::mutex> lock(state().m);
+    return valid_device(device) ? state().devices[size_t(device)].allocated_peak : 0;
+}
+
 void reset_device_peak(int device) {
     std::lock_guard<std::mutex> lock(state().m);
-    if (valid_device(device)) state().devices[size_t(device)].peak = state().devices[size_t(device)].used;
+    if (!valid_device(device)) return;
+    Device& d = state().devices[size_t(device)];
+    d.peak = d.used;
+    d.allocated_peak = d.allocated;
 }
 
 void load_kernel_code(int device, const void* func, const char* name) {
@@ -351,7 +360,8 @@ void check_guards(const char* after) {
                 if (g[i] != k_guard_byte) {
                     char text[200];
                     std::snprintf(text, sizeof text, "device buffer overrun: the %zu-byte allocation at %p was written "
-                                  "%zu bytes past its end (seen after %s)", a.size, reinterpret_cast<void*>(begin), i + 1, after);
+                                  "past its end (its guard byte at end + %zu changed; seen after %s)", a.size,
+                                  reinterpret_cast<void*>(begin), i, after);
                     bad = text;
                     std::memset(const_cast<unsigned char*>(g), k_guard_byte, k_guard); // report it once
                     break;
@@ -664,6 +674,9 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
     std::lock_guard<std::mutex> lock(st.m);
     st.allocs[uintptr_t(p)] = Alloc{MemKind::device, t_device, 0, bytes, charged};
     ++st.counters.device_allocations;
+    Device& d = st.devices[size_t(t_device)];
+    d.allocated += charged;
+    d.allocated_peak = std::max(d.allocated_peak, d.allocated);
     *ptr = p;
     return cudaSuccess;
 }
@@ -704,6 +717,8 @@ cudaError_t free_alloc(void* p, MemKind kind) {
                 }
         }
         uncharge_device(a.device, a.charged);
+        std::lock_guard<std::mutex> lock(state().m);
+        state().devices[size_t(a.device)].allocated -= a.charged;
     }
     std::free(p);
     return cudaSuccess;

@@ -58,7 +58,10 @@ bool has_context(int device);
 // kernels' code as it loads, cuBLAS's handles and workspaces.
 uint64_t device_used(int device);
 uint64_t device_peak(int device);
-void reset_device_peak(int device); // the peak starts again from what is used now
+// The most the live cudaMalloc allocations (each in whole 2 MiB pages) took at once: the peak
+// without the context, the kernels' code and cuBLAS's own memory.
+uint64_t allocation_peak(int device);
+void reset_device_peak(int device); // both peaks start again from what is used now
 
 // The flags a pinned host allocation was made with, or -1 for memory that is not pinned.
 int64_t host_alloc_flags(const void* p);
