@@ -18,12 +18,7 @@ struct alignas(4) __nv_bfloat162 {
 
 namespace cuda_emu {
 
-inline float bf16_bits_to_float(unsigned short h) {
-    const uint32_t u = uint32_t(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
+inline float bf16_bits_to_float(unsigned short h) { return bit_cast<float>(uint32_t(h) << 16); }
 
 inline unsigned short float_to_bf16_bits(float f) {
     if (std::isnan(f)) return 0x7fff; // the device's canonical NaN
@@ -35,9 +30,7 @@ inline unsigned short float_to_bf16_bits(float f) {
         const float m = std::frexp(f, &e);          // |m| in [0.5, 1)
         r = std::ldexp(std::nearbyint(m * 256.0f), e - 8); // 8 significant bits; may round up to inf
     }
-    uint32_t u;
-    std::memcpy(&u, &r, 4);
-    return static_cast<unsigned short>(u >> 16);
+    return static_cast<unsigned short>(bit_cast<uint32_t>(r) >> 16);
 }
 
 } // namespace cuda_emu

@@ -344,26 +344,19 @@ inline int __all_sync(unsigned mask, int pred, const char* file = __builtin_FILE
 }
 
 // ---- device arithmetic ---------------------------------------------------------------------
-inline float __int_as_float(int v) {
-    float f;
-    std::memcpy(&f, &v, 4);
-    return f;
+namespace cuda_emu {
+template <typename To, typename From>
+inline To bit_cast(From v) {
+    static_assert(sizeof(To) == sizeof(From), "a bit cast between types of one size");
+    To out;
+    std::memcpy(&out, &v, sizeof(To));
+    return out;
 }
-inline float __uint_as_float(unsigned v) {
-    float f;
-    std::memcpy(&f, &v, 4);
-    return f;
-}
-inline int __float_as_int(float f) {
-    int v;
-    std::memcpy(&v, &f, 4);
-    return v;
-}
-inline unsigned __float_as_uint(float f) {
-    unsigned v;
-    std::memcpy(&v, &f, 4);
-    return v;
-}
+} // namespace cuda_emu
+inline float __int_as_float(int v) { return ::cuda_emu::bit_cast<float>(v); }
+inline float __uint_as_float(unsigned v) { return ::cuda_emu::bit_cast<float>(v); }
+inline int __float_as_int(float f) { return ::cuda_emu::bit_cast<int>(f); }
+inline unsigned __float_as_uint(float f) { return ::cuda_emu::bit_cast<unsigned>(f); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }
