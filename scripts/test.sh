@@ -37,13 +37,16 @@ fi
 if want cuda; then
   if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
     cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DRABBIT_CUDA=ON -DRABBIT_BUILD_TESTS=OFF "${launcher[@]}"
-    cmake --build build-cuda -j"$jobs" --target rabbit
-    # No GPU here (CI has none): --device cuda is a usage error naming itself, and the default
-    # falls back to the CPU. Where a GPU is present, scripts/gpu_check.sh is the check.
+    cmake --build build-cuda -j"$jobs" --target rabbit rabbit-genmodel
+    # No GPU here (CI has none): --device cuda is a usage error naming itself. Where a GPU is
+    # present, scripts/gpu_check.sh is the check.
+    tmp=$(mktemp -d)
+    build-cuda/rabbit-genmodel -p tiny-llama3 --tokenizer tests/data/tokenizer/synthetic/gpt2-added -o "$tmp/m" 2>/dev/null
     set +e
-    err=$(build-cuda/rabbit run -m "${RABBIT_SHARED_DIR:-../shared}/models/tinystories-656k" -p x -n 1 --device cuda 2>&1 >/dev/null)
+    err=$(RABBIT_CACHE=$tmp/cache build-cuda/rabbit run -m "$tmp/m" -p x -n 1 --device cuda 2>&1 >/dev/null)
     rc=$?
     set -e
+    rm -rf "$tmp"
     if [ "$rc" -eq 0 ]; then
       echo "test: a GPU is usable here; the CUDA build's [gpu] tests belong to scripts/gpu_check.sh" >&2
     elif [ "$rc" -ne 2 ] || [[ "$err" != *"--device cuda"* ]]; then
