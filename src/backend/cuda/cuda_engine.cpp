@@ -104,6 +104,9 @@ struct CudaEngine::Impl {
     void skip_unit(size_t unit);
     void head(size_t rows, float* host);
     void flush_logits();
+    // The host waits until the compute stream's work so far is done, sleeping in the driver
+    // (a blocking-sync event) whatever the device's flags are.
+    void wait_compute();
     void track_memory();
     uint64_t held() const;
     template <typename T = void>
@@ -131,6 +134,7 @@ struct CudaEngine::Impl {
     cublasHandle_t blas = nullptr;
     cudaEvent_t staged = nullptr;       // the last pass's host-to-device copies of inputs are done
     cudaEvent_t logits_copied = nullptr; // the last pass's logits have reached h_logits
+    cudaEvent_t drained = nullptr;       // recorded by wait_compute
     size_t free_at_start = 0;
     uint64_t runtime_overhead = 0; // device memory cuBLAS took beside rabbit's buffers (measured)
     uint64_t used_growth = 0, pinned_bytes = 0, peak_held = 0;
@@ -169,6 +173,7 @@ CudaEngine::Impl::~Impl() {
     if (blas) cublasDestroy(blas);
     if (staged) cudaEventDestroy(staged);
     if (logits_copied) cudaEventDestroy(logits_copied);
+    if (drained) cudaEventDestroy(drained);
     if (compute) cudaStreamDestroy(compute);
 }
 
@@ -209,6 +214,7 @@ void CudaEngine::Impl::init() {
     RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
     RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&staged, cudaEventDisableTiming | cudaEventBlockingSync));
     RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&logits_copied, cudaEventDisableTiming | cudaEventBlockingSync));
+    RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&drained, cudaEventDisableTiming | cudaEventBlockingSync));
     RABBIT_CUBLAS_CHECK(cublasCreate(&blas));
     RABBIT_CUBLAS_CHECK(cublasSetStream(blas, compute));
     RABBIT_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH)); // no TF32: f32 stays f32
@@ -402,11 +408,11 @@ void CudaEngine::Impl::load_resident() {
             RABBIT_CUDA_CHECK(cudaEventRecord(done[b], compute));
             off += n;
         }
-        RABBIT_CUDA_CHECK(cudaStreamSynchronize(compute)); // before the pages go
+        wait_compute(); // before the pages go
         files->done_with(i, src, bytes);
         if (to_f16) convert_unit(i, resident[i].as<uint8_t>());
     }
-    RABBIT_CUDA_CHECK(cudaStreamSynchronize(compute));
+    wait_compute();
 }
 
 void CudaEngine::Impl::start_ring() {
@@ -675,6 +681,11 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     in_pass = false;
 }
 
+void CudaEngine::Impl::wait_compute() {
+    RABBIT_CUDA_CHECK(cudaEventRecord(drained, compute));
+    RABBIT_CUDA_CHECK(cudaEventSynchronize(drained));
+}
+
 void CudaEngine::Impl::flush_logits() {
     // The last pass's logits, copied into pinned h_logits on the stream, to where they belong.
     if (!pending_logits) return;
@@ -803,7 +814,7 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
     if (sp.temperature <= 0.0f) {
         RABBIT_CUDA_CHECK(launch_argmax(l, vocab, e.fixed<int32_t>(Fixed::picked), e.fixed(Fixed::sample_workspace), e.compute));
         RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.fixed(Fixed::picked), 4, cudaMemcpyDeviceToHost, e.compute));
-        RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
+        e.wait_compute();
         return result_ids[0];
     }
     RABBIT_CUDA_CHECK(launch_temperature(l, vocab, sp.temperature, e.compute));
@@ -814,12 +825,12 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
         float* vals = e.h_result.as<float>();
         RABBIT_CUDA_CHECK(cudaMemcpyAsync(vals, e.fixed(Fixed::topk_values), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
         RABBIT_CUDA_CHECK(cudaMemcpyAsync(result_ids, e.fixed(Fixed::topk_ids), 4 * size_t(k), cudaMemcpyDeviceToHost, e.compute));
-        RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
+        e.wait_compute();
         return sampler.sample_sorted(std::vector<float>(vals, vals + k), std::vector<int32_t>(result_ids, result_ids + k));
     }
     e.flush_logits();
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(e.h_logits.get(), l, 4 * size_t(vocab), cudaMemcpyDeviceToHost, e.compute));
-    RABBIT_CUDA_CHECK(cudaStreamSynchronize(e.compute));
+    e.wait_compute();
     const float* row = e.h_logits.as<float>();
     return sampler.sample_scaled(std::vector<float>(row, row + vocab));
 }
