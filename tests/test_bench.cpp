@@ -2,11 +2,12 @@
 // rabbit bench: its measurements (file reads, page cache, peak memory), the figures it
 // derives (overlap, streaming bound), the engines' stream counters it reads, and the command
 // itself on tinystories-656k, CPU rows only, as CI runs it.
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 #include "bench/measure.h"
+#include "common/timing.h"
 #include "common/error.h"
 #include "common/json_read.h"
-#include "engine/cpu_engine.h"
+#include "backend/cpu/cpu_engine.h"
 #include "format/split_model.h"
 #include "engine_helpers.h"
 #include "gpu.h"

@@ -2,7 +2,7 @@
 // The CPU kernels against plain double-precision loops, on fresh random inputs (never zeros)
 // of odd and real sizes, with a tolerance of atol + rtol * |reference|.
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 #include "engine/rope.h"
 #include "engine/sampler.h"
 

@@ -21,7 +21,7 @@
 #include "engine/sampler.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
-#include "engine/cpu_engine.h"
+#include "backend/cpu/cpu_engine.h"
 #include "engine/generate.h"
 #include "format/split_model.h"
 #include "tokenizer/tokenizer.h"

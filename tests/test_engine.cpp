@@ -6,7 +6,7 @@
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "common/system.h"
-#include "engine/cpu_engine.h"
+#include "backend/cpu/cpu_engine.h"
 #include "engine/generate.h"
 #include "format/split_model.h"
 #include "engine_helpers.h"

@@ -5,7 +5,7 @@
 // reaches the consumer. The transport here is plain memory, with the copies delayed at
 // random so that the loader and the consumer interleave differently on every run; the CUDA
 // transport is exercised by the [gpu] engine tests.
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 #include "common/error.h"
 #include "format/manifest.h"
 #include "stream/pieces.h"

@@ -3,7 +3,8 @@
 
 #include "common/error.h"
 #include "common/system.h"
-#include "engine/unit_source.h"
+#include "common/timing.h"
+#include "stream/unit_source.h"
 
 #include <algorithm>
 #include <chrono>
@@ -17,13 +18,6 @@
 #include <unistd.h>
 
 namespace rabbit {
-
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 namespace {
 
@@ -120,7 +114,7 @@ ReadBandwidth measure_file_read(const std::vector<std::string>& files, uint64_t 
         ::munmap(p, bytes);
         r.bytes += bytes;
     }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.seconds = seconds_since(t0);
     return r;
 }
 

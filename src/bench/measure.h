@@ -13,8 +13,6 @@ namespace rabbit {
 
 class ThreadPool;
 
-double median(std::vector<double> values); // 0 for none
-
 struct ReadBandwidth {
     uint64_t bytes = 0;
     double seconds = 0;

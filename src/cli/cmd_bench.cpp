@@ -14,9 +14,10 @@
 #include "common/interrupt.h"
 #include "common/json_writer.h"
 #include "common/system.h"
+#include "common/timing.h"
 #include "common/units.h"
-#include "backend/cpu/thread_pool.h"
-#include "engine/cpu_engine.h"
+#include "common/thread_pool.h"
+#include "backend/cpu/cpu_engine.h"
 #include "engine/memory_plan.h"
 #include "format/split_model.h"
 
@@ -45,9 +46,7 @@ namespace rabbit {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // One configuration of the matrix.
 struct BenchConfig {
@@ -248,9 +247,7 @@ std::unique_ptr<Engine> make_engine(const SplitModel& model, const BenchConfig& 
     if (b.vram == "none") {
         co.max_resident = 0;
     } else if (b.vram == "half") {
-        std::vector<PlanUnit> units;
-        for (const auto& u : model.manifest().units) units.push_back({u.layout.name, u.kind, u.layout.data_size});
-        co.max_resident = weight_bytes_per_token(units, model.config().tie_word_embeddings) / 2;
+        co.max_resident = weight_bytes_per_token(plan_units(model.manifest().units), model.roles().tied) / 2;
     } else if (b.vram != "all") {
         co.vram_budget = *parse_size(b.vram);
     }
@@ -558,10 +555,10 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
             throw Error(ExitCode::usage, "--prompt-len and --gen: " + std::to_string(s.prompt_len + s.gen) +
                                              " positions, more than the model's " +
                                              std::to_string(model.config().max_position_embeddings) + "; lower them");
-        // The files that stream: all but an untied embedding, which is looked up a row at a time.
+        // The files that stream.
         std::vector<std::string> files;
-        for (const auto& u : model.manifest().units)
-            if (u.kind != UnitKind::embed || model.config().tie_word_embeddings) files.push_back(model.unit_path(u));
+        for (size_t i = 0; i < model.manifest().units.size(); ++i)
+            if (model.streams_per_token(i)) files.push_back(model.unit_path(model.manifest().units[i]));
 
         const MachineInfo m = machine_info();
         Describe about;

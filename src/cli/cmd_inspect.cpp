@@ -42,19 +42,14 @@ uint64_t runtime_overhead(DType weights) {
     return k_estimated_cublas_bytes + k_kernel_code_reserve;
 }
 
-struct InspectUnit {
-    std::string name;
-    UnitKind kind;
-    uint64_t data_bytes; // what streams to the GPU
-    uint64_t file_bytes; // what lies on disk
-};
 
 struct InspectedModel {
     std::string dir;
     bool split = false;
     std::string dtype;
     ModelConfig config;
-    std::vector<InspectUnit> units;
+    std::vector<PlanUnit> units;    // bytes: what streams to the GPU
+    std::vector<uint64_t> file_bytes; // per unit: what lies on disk
 };
 
 InspectedModel load(const std::string& dir, DTypeChoice dtype) {
@@ -65,7 +60,8 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
         m.split = true;
         m.dtype = s.manifest().dtype;
         m.config = s.config();
-        for (const auto& u : s.manifest().units) m.units.push_back({u.layout.name, u.kind, u.layout.data_size, u.size()});
+        m.units = plan_units(s.manifest().units);
+        for (const auto& u : s.manifest().units) m.file_bytes.push_back(u.size());
         return m;
     }
     if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
@@ -75,7 +71,8 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
     SplitPlan plan = plan_split(ck, dtype);
     m.dtype = plan.dtype;
     m.config = plan.config;
-    for (const auto& u : plan.units) m.units.push_back({u.layout.name, u.kind, u.layout.data_size, u.layout.file_size()});
+    m.units = plan_units(plan.units);
+    for (const auto& u : plan.units) m.file_bytes.push_back(u.layout.file_size());
     return m;
 }
 
@@ -108,22 +105,21 @@ struct Summary {
 
 Summary summarize(const InspectedModel& m) {
     Summary s;
-    std::vector<PlanUnit> plan_units;
-    for (const auto& u : m.units) {
-        s.total_file += u.file_bytes;
-        s.total_data += u.data_bytes;
+    for (size_t i = 0; i < m.units.size(); ++i) {
+        const PlanUnit& u = m.units[i];
+        s.total_file += m.file_bytes[i];
+        s.total_data += u.bytes;
         switch (u.kind) {
         case UnitKind::layer:
-            s.layer_min = std::min(s.layer_min, u.data_bytes);
-            s.layer_max = std::max(s.layer_max, u.data_bytes);
+            s.layer_min = std::min(s.layer_min, u.bytes);
+            s.layer_max = std::max(s.layer_max, u.bytes);
             break;
-        case UnitKind::embed: s.embed = u.data_bytes; break;
-        case UnitKind::final_norm: s.norm = u.data_bytes; break;
-        case UnitKind::lm_head: s.lm_head = u.data_bytes; break;
+        case UnitKind::embed: s.embed = u.bytes; break;
+        case UnitKind::final_norm: s.norm = u.bytes; break;
+        case UnitKind::lm_head: s.lm_head = u.bytes; break;
         }
-        plan_units.push_back({u.name, u.kind, u.data_bytes});
     }
-    s.per_token = weight_bytes_per_token(plan_units, m.config.tie_word_embeddings);
+    s.per_token = weight_bytes_per_token(m.units, m.config.tie_word_embeddings);
     const uint64_t kv_elem = weight_dtype(m.dtype) == DType::f32 ? 4 : 2;
     s.kv_per_position = 2ull * m.config.num_layers * m.config.kv_dim() * kv_elem;
     return s;
@@ -174,7 +170,7 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
         if (budget) {
             MemoryPlanInput& in = plan_in;
             in.config = c;
-            for (const auto& u : m.units) in.units.push_back({u.name, u.kind, u.data_bytes});
+            in.units = m.units;
             in.weight_dtype = weight_dtype(m.dtype);
             in.budget = *budget;
             in.ctx = ctx;
@@ -192,12 +188,12 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
             w.key("config");
             c.to_json(w);
             w.key("units").begin_array();
-            for (const auto& u : m.units)
+            for (size_t i = 0; i < m.units.size(); ++i)
                 w.begin_object()
-                    .member("name", u.name)
-                    .member("kind", unit_kind_name(u.kind))
-                    .member("data_bytes", u.data_bytes)
-                    .member("file_bytes", u.file_bytes)
+                    .member("name", m.units[i].name)
+                    .member("kind", unit_kind_name(m.units[i].kind))
+                    .member("data_bytes", m.units[i].bytes)
+                    .member("file_bytes", m.file_bytes[i])
                     .end_object();
             w.end_array();
             w.member("total_file_bytes", s.total_file);

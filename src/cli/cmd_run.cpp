@@ -7,9 +7,10 @@
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "common/system.h"
+#include "common/timing.h"
 #include "common/units.h"
 #include "cli/plan_report.h"
-#include "engine/cpu_engine.h"
+#include "backend/cpu/cpu_engine.h"
 #include "engine/generate.h"
 #include "format/hf_checkpoint.h"
 #include "format/split_model.h"
@@ -81,12 +82,11 @@ void write_npy(const std::string& path, const std::vector<float>& data, size_t r
 // Says how much of the model stays in memory, and what every token reads from the files.
 void report_residency(const SplitModel& model, const MmapUnitSource& units, uint64_t budget) {
     const auto& all = model.manifest().units;
-    const bool tied = model.config().tie_word_embeddings;
-    uint64_t streamed = 0; // an untied embedding is read a row per token, never whole
+    uint64_t streamed = 0;
     size_t kept = 0;
     for (size_t i = 0; i < all.size(); ++i) {
         kept += units.resident(i);
-        if (!units.resident(i) && (tied || all[i].kind != UnitKind::embed)) streamed += all[i].layout.data_size;
+        if (!units.resident(i) && model.streams_per_token(i)) streamed += all[i].layout.data_size;
     }
     if (streamed == 0)
         spdlog::debug("RAM budget {}: the model stays in memory ({})", format_bytes(budget),
@@ -249,7 +249,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
             engine_ptr = std::move(cpu);
         }
         Engine& engine = *engine_ptr;
-        const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double load_s = seconds_since(t0);
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,
                       g.sampling.repetition_penalty);

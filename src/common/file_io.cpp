@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 #include "common/fault.h"
+#include "common/thread_pool.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -317,6 +318,28 @@ bool same_file(const std::string& a, const std::string& b) {
     struct stat sa, sb;
     if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+namespace {
+
+void read_in_range(const uint8_t* p, uint64_t bytes) {
+    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+#ifdef MADV_POPULATE_READ
+    if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
+#endif
+    // Kernels before 5.14: touch a byte of every page.
+    volatile uint8_t sink = 0;
+    for (uintptr_t a = begin; a < end; a += page)
+        sink = sink + *reinterpret_cast<const uint8_t*>(std::max(a, reinterpret_cast<uintptr_t>(p)));
+}
+
+} // namespace
+
+void read_in(ThreadPool* pool, const void* p, uint64_t bytes) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    parallel_blocks(pool, bytes, [&](uint64_t from, uint64_t to) { read_in_range(b + from, to - from); });
 }
 
 } // namespace rabbit

@@ -112,4 +112,11 @@ std::string join_path(const std::string& dir, const std::string& name);
 // Same file or directory (same device and inode); false when either does not exist.
 bool same_file(const std::string& a, const std::string& b);
 
+class ThreadPool;
+
+// Brings bytes [p, p + bytes) of a file mapping into memory now (from the page cache, or
+// from the drive), so that what reads them next does not stop on page faults; the threads of
+// `pool` (may be null) share the work, which lets the drive serve several reads at once.
+void read_in(ThreadPool* pool, const void* p, uint64_t bytes);
+
 } // namespace rabbit

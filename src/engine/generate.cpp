@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 #include "common/interrupt.h"
+#include "common/timing.h"
 
 #include <algorithm>
 #include <chrono>
@@ -50,10 +51,6 @@ private:
     const std::vector<std::string>& stops_;
     std::string pending_;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 } // namespace
 

@@ -15,10 +15,7 @@ constexpr uint64_t k_align = 256; // every part of the fixed buffers, and every 
 uint64_t aligned(uint64_t n) { return (n + k_align - 1) / k_align * k_align; }
 
 // Is this unit read by every decoded token (and so worth keeping resident)?
-bool per_token(const PlanUnit& u, bool tied) {
-    return u.kind == UnitKind::layer || u.kind == UnitKind::final_norm || u.kind == UnitKind::lm_head ||
-           (tied && u.kind == UnitKind::embed);
-}
+bool per_token(const PlanUnit& u, bool tied) { return streams_per_token(u.kind, tied); }
 
 size_t act_size_of(DType weights) { return weights == DType::f32 ? 4 : 2; }
 

@@ -28,8 +28,18 @@ namespace rabbit {
 struct PlanUnit {
     std::string name;
     UnitKind kind;
-    uint64_t bytes;
+    uint64_t bytes; // the unit's data section: what streams to the GPU
 };
+
+// The planner's view of a model's units: from a manifest's units (a split model) or a split
+// plan's (a checkpoint not yet split), anything with `layout.name`, `layout.data_size`, `kind`.
+template <class Unit>
+std::vector<PlanUnit> plan_units(const std::vector<Unit>& units) {
+    std::vector<PlanUnit> out;
+    out.reserve(units.size());
+    for (const auto& u : units) out.push_back({u.layout.name, u.kind, u.layout.data_size});
+    return out;
+}
 
 enum class KvPlace { automatic, gpu, host };
 

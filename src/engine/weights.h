@@ -3,7 +3,7 @@
 // slot): what the forward pass reads. Built from the manifest's tensor table.
 #pragma once
 
-#include "backend/cpu/kernels.h"
+#include "model/matrix.h"
 #include "format/manifest.h"
 
 namespace rabbit {

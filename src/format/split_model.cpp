@@ -15,6 +15,10 @@ bool is_split_dir(const std::string& dir) { return path_exists(join_path(dir, k_
 
 std::string SplitModel::unit_path(const ManifestUnit& u) const { return join_path(dir_, u.file); }
 
+bool SplitModel::streams_per_token(size_t i) const {
+    return rabbit::streams_per_token(manifest_.units.at(i).kind, roles_.tied);
+}
+
 void check_units_match_config(const Manifest& m, const std::string& file) {
     std::vector<UnitSpec> want = model_units(m.config);
     if (want.size() != m.units.size())
@@ -48,6 +52,9 @@ SplitModel SplitModel::open(const std::string& dir) {
     if (!path_exists(mpath)) throw bad_input(mpath, "no such file: not a split model directory (run `rabbit split` first)");
     s.manifest_ = Manifest::parse(read_text_file(mpath), mpath);
     check_units_match_config(s.manifest_, mpath);
+    std::vector<UnitKind> kinds;
+    for (const auto& u : s.manifest_.units) kinds.push_back(u.kind);
+    s.roles_ = unit_roles(kinds, s.manifest_.config.tie_word_embeddings);
     for (const auto& u : s.manifest_.units) {
         const std::string path = s.unit_path(u);
         InputFile f(path);

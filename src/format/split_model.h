@@ -19,6 +19,10 @@ public:
     const Manifest& manifest() const { return manifest_; }
     const ModelConfig& config() const { return manifest_.config; }
     std::string unit_path(const ManifestUnit& u) const;
+    // Which unit is the embedding, each layer, the final norm and the output projection.
+    const UnitRoles& roles() const { return roles_; }
+    // Whether unit i is read whole by every decoded token (streams_per_token).
+    bool streams_per_token(size_t i) const;
 
     // Re-reads the unit file and compares its XXH3-64 with the manifest's; throws
     // bad_input naming the unit and file on a mismatch.
@@ -27,6 +31,7 @@ public:
 private:
     std::string dir_;
     Manifest manifest_;
+    UnitRoles roles_;
 };
 
 bool is_split_dir(const std::string& dir);

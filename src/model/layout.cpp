@@ -15,6 +15,23 @@ const char* unit_kind_name(UnitKind k) {
     return "?";
 }
 
+bool streams_per_token(UnitKind kind, bool tied) { return kind != UnitKind::embed || tied; }
+
+UnitRoles unit_roles(const std::vector<UnitKind>& kinds, bool tied) {
+    UnitRoles r;
+    r.tied = tied;
+    for (size_t i = 0; i < kinds.size(); ++i) {
+        switch (kinds[i]) {
+        case UnitKind::embed: r.embed = i; break;
+        case UnitKind::layer: r.layers.push_back(i); break;
+        case UnitKind::final_norm: r.norm = i; break;
+        case UnitKind::lm_head: r.head = i; break;
+        }
+    }
+    if (tied) r.head = r.embed;
+    return r;
+}
+
 bool is_ignored_hf_tensor(const std::string& name) {
     const std::string suffix = "rotary_emb.inv_freq";
     return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;

@@ -16,6 +16,23 @@ enum class UnitKind { embed, layer, final_norm, lm_head };
 
 const char* unit_kind_name(UnitKind k); // "embed", "layer", "norm", "lm_head"
 
+// The one rule for what a decoded token reads whole: every layer, the final norm, lm_head, and
+// the embedding only when tied (it is then the output projection too). An untied embedding is
+// looked up a row per token, never read whole. The engines, the planner, `inspect` and `bench`
+// all count by it.
+bool streams_per_token(UnitKind kind, bool tied);
+
+// Where each role sits in a model's unit list (streaming order).
+struct UnitRoles {
+    size_t embed = 0;
+    std::vector<size_t> layers; // by layer index
+    size_t norm = 0;
+    size_t head = 0; // lm_head; the embedding when tied
+    bool tied = false; // tie_word_embeddings: no lm_head unit, the embedding is the output projection
+};
+// kinds: the units' kinds in order; tied: the config's tie_word_embeddings.
+UnitRoles unit_roles(const std::vector<UnitKind>& kinds, bool tied);
+
 struct TensorSpec {
     std::string name;                 // engine name inside the unit: "qkv"
     std::vector<uint64_t> shape;      // row-major, as the engine reads it

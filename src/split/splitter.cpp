@@ -5,6 +5,7 @@
 #include "common/file_io.h"
 #include "common/hash.h"
 #include "common/interrupt.h"
+#include "common/timing.h"
 #include "common/units.h"
 #include "format/manifest.h"
 #include "format/split_model.h"
@@ -226,7 +227,7 @@ SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
     SplitResult result;
     auto finish = [&] {
         progress.finish();
-        result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        result.seconds = seconds_since(t0);
         return result;
     };
 

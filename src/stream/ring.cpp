@@ -1,21 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stream/ring.h"
 
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 #include "common/error.h"
-#include "engine/unit_source.h"
+#include "common/timing.h"
+#include "stream/unit_source.h"
 
 #include <chrono>
 
 namespace rabbit {
-
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-} // namespace
 
 Ring::Ring(RingTransport& transport, PieceSource& source, std::vector<RingPiece> sequence, ThreadPool* fill)
     : transport_(transport), source_(source), sequence_(std::move(sequence)), pool_(fill) {

@@ -3,9 +3,9 @@
 //   rabbit-tokbench -m DIR --text FILE [--rounds N]
 // Load: the median of N full loads of the tokenizer. Encode: FILE line by line (as
 // `rabbit tokenize` reads it), the median of N passes, in MB/s of input.
-#include "bench/measure.h"
 #include "common/error.h"
 #include "common/file_io.h"
+#include "common/timing.h"
 #include "tokenizer/tokenizer.h"
 
 #include <CLI/CLI.hpp>

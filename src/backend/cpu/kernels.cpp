@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "backend/cpu/kernels.h"
 
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 #include "common/error.h"
 
 #include <algorithm>

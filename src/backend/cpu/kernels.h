@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common/dtype.h"
+#include "model/matrix.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -13,13 +14,6 @@
 namespace rabbit {
 
 class ThreadPool;
-
-// A linear layer's weight, row-major [rows, cols]: y = x W^T.
-struct Matrix {
-    const void* data = nullptr;
-    DType dtype = DType::f32;
-    uint64_t rows = 0, cols = 0;
-};
 
 // The instruction set the kernels use: the best the processor has, capped by RABBIT_ISA
 // (portable, avx2, avx512) for tests and comparisons.

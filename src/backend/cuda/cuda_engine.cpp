@@ -10,7 +10,7 @@
 #include "swiglu.cuh"
 
 #include "backend/cpu/kernels.h"
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/gemm.h"
@@ -20,9 +20,9 @@
 #include "common/system.h"
 #include "common/units.h"
 #include "engine/rope.h"
-#include "engine/unit_source.h"
+#include "stream/unit_source.h"
 #include "engine/weights.h"
-#include "stream/cuda_transport.h"
+#include "backend/cuda/cuda_transport.h"
 #include "stream/pieces.h"
 
 #include <spdlog/spdlog.h>
@@ -141,9 +141,8 @@ struct CudaEngine::Impl {
 
     std::unique_ptr<MmapUnitSource> files;
     std::unique_ptr<ThreadPool> fill;
-    size_t embed_unit = 0, norm_unit = 0, head_unit = 0;
+    const UnitRoles& roles = model.roles();
     const char* head_tensor = "lm_head";
-    std::vector<size_t> layer_units;
     std::vector<float> inv_freq;
 
     DeviceBuffer fixed_buf; // the plan's fixed buffers (activations, workspaces, vectors), carved by plan.fixed
@@ -193,18 +192,7 @@ void CudaEngine::Impl::init() {
         spdlog::info("{} has no bf16 arithmetic: bf16 weights are converted to f16 as they arrive", device_name);
     }
 
-    for (size_t i = 0; i < man.units.size(); ++i) {
-        switch (man.units[i].kind) {
-        case UnitKind::embed: embed_unit = i; break;
-        case UnitKind::layer: layer_units.push_back(i); break;
-        case UnitKind::final_norm: norm_unit = i; break;
-        case UnitKind::lm_head: head_unit = i; break;
-        }
-    }
-    if (c.tie_word_embeddings) {
-        head_unit = embed_unit;
-        head_tensor = "embed";
-    }
+    if (roles.tied) head_tensor = "embed";
     if (!attention_supports_head_dim(int(c.head_dim)))
         throw unsupported(model.dir() + "/manifest.json", "head_dim " + std::to_string(c.head_dim) +
                                                               " has no CUDA attention kernel; use --device cpu");
@@ -264,7 +252,7 @@ void CudaEngine::Impl::plan_memory_and_context() {
         budget = free_at_start > margin ? free_at_start - margin : 0;
     }
     plan_in.config = c;
-    for (const auto& u : model.manifest().units) plan_in.units.push_back({u.layout.name, u.kind, u.layout.data_size});
+    plan_in.units = plan_units(model.manifest().units);
     plan_in.weight_dtype = act == Elem::f32 ? DType::f32 : DType::bf16;
     plan_in.budget = budget;
     plan_in.ring_slots = std::max<uint32_t>(1, opt.ring_slots);
@@ -348,8 +336,8 @@ void CudaEngine::Impl::load_vectors() {
             host.resize((host.size() + 63) / 64 * 64);
         }
     };
-    for (size_t u : layer_units) take(u);
-    take(norm_unit);
+    for (size_t u : roles.layers) take(u);
+    take(roles.norm);
     RABBIT_CHECK(host.size() * 4 <= plan.fixed.size(Fixed::vectors), "the norms and biases outgrow their planned buffer");
     float* vectors = fixed<float>(Fixed::vectors);
     RABBIT_CUDA_CHECK(cudaMemcpy(vectors, host.data(), host.size() * 4, cudaMemcpyHostToDevice)); // once, at load
@@ -358,13 +346,13 @@ void CudaEngine::Impl::load_vectors() {
             if (n == name) return vectors + off;
         return nullptr;
     };
-    for (size_t u : layer_units) {
+    for (size_t u : roles.layers) {
         LayerVectors v{find(u, "attn_norm"), find(u, "qkv_bias"), find(u, "q_norm"),
                        find(u, "k_norm"),    find(u, "o_bias"),   find(u, "ffn_norm")};
         RABBIT_CHECK(v.attn_norm && v.ffn_norm, "layer unit without norms: " + units[u].layout.name);
         lv.push_back(v);
     }
-    final_norm = find(norm_unit, "norm");
+    final_norm = find(roles.norm, "norm");
     RABBIT_CHECK(final_norm, "the norm unit has no vector \"norm\"");
 }
 
@@ -422,9 +410,9 @@ void CudaEngine::Impl::start_ring() {
     tier.resize(units.size());
     std::vector<RingPiece> sequence;
     std::vector<size_t> streamed;
-    for (size_t u : layer_units)
+    for (size_t u : roles.layers)
         if (!resident[u].get()) streamed.push_back(u);
-    if (!resident[head_unit].get()) streamed.push_back(head_unit);
+    if (!resident[roles.head].get()) streamed.push_back(roles.head);
     RABBIT_CHECK(!streamed.empty(), "a ring planned with nothing to stream");
     for (size_t u : streamed) {
         auto p = plan_pieces(units[u], u, plan.ring_slot_bytes);
@@ -473,16 +461,16 @@ void CudaEngine::Impl::track_memory() {
 }
 
 void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
-    const ManifestUnit& u = model.manifest().units[embed_unit];
-    const Matrix table = unit_matrix(u, files->data(embed_unit), "embed");
+    const ManifestUnit& u = model.manifest().units[roles.embed];
+    const Matrix table = unit_matrix(u, files->data(roles.embed), "embed");
     check_token_ids(tokens, m, table.rows, model.dir());
-    if (resident[embed_unit].get()) {
+    if (resident[roles.embed].get()) {
         // A tied embedding that is resident (as the output projection): gather on the GPU.
         std::memcpy(h_ids.get(), tokens, 4 * m);
         RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::ids), h_ids.get(), 4 * m, cudaMemcpyHostToDevice, compute));
         const UnitTensor* t = u.layout.find("embed");
         EmbedParams p;
-        p.table = resident[embed_unit].as<uint8_t>() + t->offset;
+        p.table = resident[roles.embed].as<uint8_t>() + t->offset;
         p.table_type = to_f16 ? Elem::f16 : elem_of(t->dtype);
         p.vocab = int64_t(t->shape[0]);
         p.hidden = int64_t(t->shape[1]);
@@ -540,7 +528,7 @@ void CudaEngine::Impl::skip_unit(size_t unit) {
 }
 
 void CudaEngine::Impl::layer(size_t l, size_t m) {
-    const size_t u = layer_units[l];
+    const size_t u = roles.layers[l];
     const LayerVectors& v = lv[l];
     const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
     const float eps = float(c.rms_norm_eps);
@@ -653,7 +641,7 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     embed(tokens, m);
     RABBIT_CUDA_CHECK(cudaEventRecord(staged, compute));
 
-    for (size_t l = 0; l < layer_units.size(); ++l) {
+    for (size_t l = 0; l < roles.layers.size(); ++l) {
         throw_if_interrupted();
         layer(l, m);
     }
@@ -661,7 +649,7 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
 
     // The final norm (with the last residual add) and lm_head, for the rows asked for.
     if (rows == 0) {
-        if (ring) skip_unit(head_unit);
+        if (ring) skip_unit(roles.head);
         in_pass = false;
         return;
     }
@@ -711,7 +699,7 @@ void CudaEngine::Impl::head(size_t rows, float* host) {
         pinned = h_logits.as<float>();
     }
     RABBIT_CHECK(host || rows <= k_logit_rows, "more logit rows than the device holds, and nowhere to put them");
-    const UnitTensor* t = model.manifest().units[head_unit].layout.find(head_tensor);
+    const UnitTensor* t = model.manifest().units[roles.head].layout.find(head_tensor);
     float* logits = fixed<float>(Fixed::logits);
     GemmParams g;
     g.w_type = to_f16 ? Elem::f16 : elem_of(t->dtype);
@@ -732,17 +720,17 @@ void CudaEngine::Impl::head(size_t rows, float* host) {
                                                     cudaMemcpyDeviceToHost, compute));
         }
     };
-    if (resident[head_unit].get()) {
-        product(resident[head_unit].as<uint8_t>() + t->offset, 0, vocab);
-    } else if (streamed_whole[head_unit]) {
+    if (resident[roles.head].get()) {
+        product(resident[roles.head].as<uint8_t>() + t->offset, 0, vocab);
+    } else if (streamed_whole[roles.head]) {
         uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
-        if (to_f16) convert_unit(head_unit, dev);
+        if (to_f16) convert_unit(roles.head, dev);
         product(dev + t->offset, 0, vocab);
         ring->release();
     } else {
         for (uint64_t done = 0; done < t->shape[0];) {
             const RingPiece p = ring->next_piece();
-            RABBIT_CHECK(p.unit == head_unit && p.row0 == done, "the ring is out of step with lm_head");
+            RABBIT_CHECK(p.unit == roles.head && p.row0 == done, "the ring is out of step with lm_head");
             uint8_t* dev = const_cast<uint8_t*>(ring->acquire());
             if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
             product(dev, p.row0, p.rows);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stream/cuda_transport.h"
+#include "backend/cuda/cuda_transport.h"
 
 #include "backend/cuda/check.h"
 

@@ -4,9 +4,9 @@
 // head_dim, tied embeddings, RoPE scaling, sliding window) decide what it does.
 #pragma once
 
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 #include "engine/engine.h"
-#include "engine/unit_source.h"
+#include "stream/unit_source.h"
 #include "engine/weights.h"
 #include "format/split_model.h"
 
@@ -60,8 +60,7 @@ private:
     size_t stream_block_ = k_stream_block;
     size_t batch_ = 512;
     size_t pos_ = 0;
-    size_t embed_unit_ = 0, norm_unit_ = 0, head_unit_ = 0; // head: lm_head, or embed when tied
-    std::vector<size_t> layer_units_;
+    const UnitRoles& roles_ = model_.roles();
     std::vector<float> inv_freq_;
 
     // Activations of the tokens in flight.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "backend/cpu/thread_pool.h"
+#include "common/thread_pool.h"
 
 #include "common/system.h"
 

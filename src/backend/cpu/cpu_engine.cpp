@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "engine/cpu_engine.h"
+#include "backend/cpu/cpu_engine.h"
 
+#include "backend/cpu/kernels.h"
 #include "common/error.h"
 #include "common/interrupt.h"
+#include "common/timing.h"
 #include "engine/rope.h"
 
 #include <algorithm>
@@ -19,20 +21,6 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     stream_block_ = std::max<size_t>(1, options.stream_block);
     batch_ = std::max<size_t>(1, options.batch);
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
-    const auto& units = model.manifest().units;
-    bool have_head = false;
-    for (size_t i = 0; i < units.size(); ++i) {
-        switch (units[i].kind) {
-        case UnitKind::embed: embed_unit_ = i; break;
-        case UnitKind::layer: layer_units_.push_back(i); break;
-        case UnitKind::final_norm: norm_unit_ = i; break;
-        case UnitKind::lm_head:
-            head_unit_ = i;
-            have_head = true;
-            break;
-        }
-    }
-    if (!have_head) head_unit_ = embed_unit_; // tied: the embedding is the output projection
     inv_freq_ = rope_inv_freq(c);
     k_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
     v_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
@@ -58,12 +46,12 @@ void CpuEngine::grow_cache(size_t positions) {
 
 void CpuEngine::embed(const int32_t* tokens, size_t n) {
     const ModelConfig& c = config();
-    const ManifestUnit& u = model_.manifest().units[embed_unit_];
-    const uint8_t* data = source_->acquire(embed_unit_, Access::sparse);
+    const ManifestUnit& u = model_.manifest().units[roles_.embed];
+    const uint8_t* data = source_->acquire(roles_.embed, Access::sparse);
     const Matrix table = unit_matrix(u, data, "embed");
     check_token_ids(tokens, n, table.rows, model_.dir());
     for (size_t t = 0; t < n; ++t) widen_row(table, uint64_t(tokens[t]), x_.data() + t * c.hidden_size);
-    source_->release(embed_unit_);
+    source_->release(roles_.embed);
 }
 
 void CpuEngine::attention(size_t layer, size_t n) {
@@ -102,7 +90,7 @@ void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const fl
         // acquire() or not, the compute waits for it).
         const auto t0 = std::chrono::steady_clock::now();
         read_in(&pool_, part.data, part.rows * row_bytes);
-        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double took = seconds_since(t0);
         stats_.disk_s += took;
         stats_.wait_s += took;
         stats_.file_bytes += part.rows * row_bytes;
@@ -183,9 +171,9 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
 
     embed(tokens, n);
     const auto& units = model_.manifest().units;
-    for (size_t l = 0; l < layer_units_.size(); ++l) {
+    for (size_t l = 0; l < roles_.layers.size(); ++l) {
         throw_if_interrupted(); // a long prompt on a big model takes minutes
-        const size_t u = layer_units_[l];
+        const size_t u = roles_.layers[l];
         const LayerWeights w = layer_weights(units[u], source_->acquire(u));
         run_layer(l, u, w, n);
         source_->release(u);
@@ -193,18 +181,18 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
 
     // The final norm and the output projection, for the positions asked for.
     const size_t first = n - n_logits;
-    const float* norm = unit_vector(units[norm_unit_], source_->acquire(norm_unit_), "norm");
+    const float* norm = unit_vector(units[roles_.norm], source_->acquire(roles_.norm), "norm");
     for (size_t t = first; t < n; ++t)
         rmsnorm(x_.data() + t * hidden, norm, float(c.rms_norm_eps), hidden, xn_.data() + (t - first) * hidden);
-    source_->release(norm_unit_);
+    source_->release(roles_.norm);
     pos_ += n;
     logits.clear();
     if (n_logits == 0) return;
-    const Matrix head = unit_matrix(units[head_unit_], source_->acquire(head_unit_),
-                                    head_unit_ == embed_unit_ ? "embed" : "lm_head");
+    const Matrix head = unit_matrix(units[roles_.head], source_->acquire(roles_.head),
+                                    roles_.head == roles_.embed ? "embed" : "lm_head");
     logits.resize(n_logits * size_t(head.rows));
-    linear(head_unit_, head, nullptr, xn_.data(), n_logits, logits.data());
-    source_->release(head_unit_);
+    linear(roles_.head, head, nullptr, xn_.data(), n_logits, logits.data());
+    source_->release(roles_.head);
 }
 
 } // namespace rabbit

@@ -5,6 +5,7 @@
 // the units the budget keeps are read in when the source is made.
 #pragma once
 
+#include "common/file_io.h"
 #include "format/split_model.h"
 
 #include <cstdint>
@@ -13,11 +14,6 @@
 namespace rabbit {
 
 class ThreadPool;
-
-// Brings bytes [p, p + bytes) of a file mapping into memory now (from the page cache, or
-// from the drive), so that what reads them next does not stop on page faults; the threads of
-// `pool` (may be null) share the work, which lets the drive serve several reads at once.
-void read_in(ThreadPool* pool, const void* p, uint64_t bytes);
 
 enum class Access {
     whole,  // every byte will be read (a layer, lm_head)

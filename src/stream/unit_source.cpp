@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "engine/unit_source.h"
+#include "stream/unit_source.h"
 
-#include "backend/cpu/thread_pool.h"
 #include "common/error.h"
 #include "common/file_io.h"
 
@@ -12,28 +11,6 @@
 #include <unistd.h>
 
 namespace rabbit {
-
-namespace {
-
-void read_in_range(const uint8_t* p, uint64_t bytes) {
-    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
-    const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
-#ifdef MADV_POPULATE_READ
-    if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
-#endif
-    // Kernels before 5.14: touch a byte of every page.
-    volatile uint8_t sink = 0;
-    for (uintptr_t a = begin; a < end; a += page)
-        sink = sink + *reinterpret_cast<const uint8_t*>(std::max(a, reinterpret_cast<uintptr_t>(p)));
-}
-
-} // namespace
-
-void read_in(ThreadPool* pool, const void* p, uint64_t bytes) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    parallel_blocks(pool, bytes, [&](uint64_t from, uint64_t to) { read_in_range(b + from, to - from); });
-}
 
 MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
     const auto& units = model.manifest().units;
@@ -50,10 +27,9 @@ MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
         maps_[i] = {static_cast<uint8_t*>(p), units[i].size(), units[i].layout.data_offset, units[i].layout.data_size};
     }
     // Resident units, in streaming order, while the budget lasts: those every token reads
-    // whole. An untied embedding is only looked up a row at a time, so it never is.
-    const bool tied = model.config().tie_word_embeddings;
+    // whole (streams_per_token).
     for (size_t i = 0; i < units.size(); ++i) {
-        if (units[i].kind == UnitKind::embed && !tied) continue;
+        if (!model.streams_per_token(i)) continue;
         if (resident_bytes_ + units[i].layout.data_size > ram_budget) continue; // a smaller one may still fit
         resident_[i] = true;
         resident_bytes_ += units[i].layout.data_size;
