@@ -8,7 +8,6 @@
 #include "engine/rope.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -88,7 +87,7 @@ void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const fl
         // Read the block in before the product, so that its threads do not stop on page
         // faults; the time it takes is the disk's share of the token (read ahead by
         // acquire() or not, the compute waits for it).
-        const auto t0 = std::chrono::steady_clock::now();
+        const auto t0 = Clock::now();
         read_in(&pool_, part.data, part.rows * row_bytes);
         const double took = seconds_since(t0);
         stats_.disk_s += took;
@@ -99,15 +98,11 @@ void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const fl
     }
 }
 
-void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n) {
+void CpuEngine::rope_and_cache(size_t layer, const LayerWeights& w, size_t n) {
     const ModelConfig& c = config();
-    const size_t hidden = c.hidden_size, hd = c.head_dim, inter = c.intermediate_size;
-    const size_t q_dim = size_t(c.q_dim()), kv = size_t(c.kv_dim()), row = q_dim + 2 * kv, half = hd / 2;
+    const size_t hd = c.head_dim, q_dim = size_t(c.q_dim()), kv = size_t(c.kv_dim()), row = q_dim + 2 * kv;
+    const size_t half = hd / 2;
     const float eps = float(c.rms_norm_eps);
-
-    // Attention.
-    for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.attn_norm, eps, hidden, xn_.data() + t * hidden);
-    linear(unit, w.qkv, w.qkv_bias, xn_.data(), n, qkv_.data());
     for (size_t t = 0; t < n; ++t) {
         float* q = qkv_.data() + t * row;
         float* k = q + q_dim;
@@ -129,6 +124,17 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size
             std::copy(v + g * hd, v + (g + 1) * hd, v_cache_[layer * c.num_kv_heads + g].begin() + long(pos * hd));
         }
     }
+}
+
+void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n) {
+    const ModelConfig& c = config();
+    const size_t hidden = c.hidden_size, inter = c.intermediate_size;
+    const float eps = float(c.rms_norm_eps);
+
+    // Attention.
+    for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.attn_norm, eps, hidden, xn_.data() + t * hidden);
+    linear(unit, w.qkv, w.qkv_bias, xn_.data(), n, qkv_.data());
+    rope_and_cache(layer, w, n);
     attention(layer, n);
     linear(unit, w.o, w.o_bias, attn_.data(), n, out_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
@@ -154,7 +160,7 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
     });
 }
 
-void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
+void CpuEngine::prepare(size_t n) {
     const ModelConfig& c = config();
     const size_t hidden = c.hidden_size, half = c.head_dim / 2;
     x_.resize(n * hidden);
@@ -168,7 +174,12 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
     sin_.resize(n * half);
     for (size_t t = 0; t < n; ++t) rope_cos_sin(inv_freq_, int64_t(pos_ + t), cos_.data() + t * half, sin_.data() + t * half);
     grow_cache(pos_ + n);
+}
 
+void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
+    const ModelConfig& c = config();
+    const size_t hidden = c.hidden_size;
+    prepare(n);
     embed(tokens, n);
     const auto& units = model_.manifest().units;
     for (size_t l = 0; l < roles_.layers.size(); ++l) {

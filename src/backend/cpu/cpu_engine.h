@@ -45,11 +45,16 @@ public:
 private:
     // One part of forward(): at most options.batch tokens through every layer.
     void pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits);
+    // Activations sized for n tokens, their RoPE angles, and the KV cache grown to hold them.
+    void prepare(size_t n);
     void embed(const int32_t* tokens, size_t n);
     // matmul over a weight of unit `unit`; a streamed unit's weight goes in row blocks of at
     // most options.stream_block bytes, each dropped from memory once used.
     void linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y);
     void run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n);
+    // The new q and k of n tokens normed (Qwen3) and rotated in place in qkv_; their keys and
+    // values appended to the layer's cache.
+    void rope_and_cache(size_t layer, const LayerWeights& w, size_t n);
     void attention(size_t layer, size_t n);
     void grow_cache(size_t positions);
 

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CPU backend's kernels. Activations are f32; weights f32, bf16 or f16, widened on the fly.
 // The inner loops use AVX-512 or AVX2/FMA/F16C where the processor has them (checked at run
-// time) and portable loops elsewhere. Each is the plain reference the CUDA kernels are tested
-// against.
+// time) and portable loops elsewhere. They are the CPU backend, not a reference: both
+// backends' kernels are tested against the plain loops of tests/reference.h, and the CPU
+// engine's whole output is what the CUDA engine's is compared with.
+//
+// Defined by concern: isa.cpp (cpu_isa, isa_name), matmul.cpp (matmul,
+// matmul_rounds_activations), dot.cpp (dot_f32, widen_row), attention.cpp (attention_scores,
+// attention_values), ops.cpp (rmsnorm, swiglu, softmax, rope); simd.h holds the vector helpers
+// they share.
 #pragma once
 
 #include "common/dtype.h"
