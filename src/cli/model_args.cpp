@@ -57,8 +57,14 @@ std::string split_dir_for(const std::string& dir, const GlobalOptions& global) {
     opt.out_dir = out;
     const bool tty = stderr_is_terminal();
     ConsoleProgress progress(!global.quiet && tty, false);
+    // Concurrent first runs take turns: one splits, the others wait, then use its split.
+    const SplitLock lock(out);
+    if (is_split_dir(out)) {
+        spdlog::debug("{}: using the split another rabbit finished in {} while this one waited", dir, out);
+        return out;
+    }
     spdlog::info("{} is not split yet: splitting it into {} (once)", dir, out);
-    run_split(opt, progress);
+    run_split(opt, progress, lock);
     return out;
 }
 

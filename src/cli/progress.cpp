@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/progress.h"
 
+#include "common/timing.h"
 #include "common/units.h"
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -17,7 +19,7 @@ void ConsoleProgress::start(uint64_t total_bytes, size_t units) {
     units_ = units;
     done_ = 0;
     units_done_ = 0;
-    start_ = std::chrono::steady_clock::now();
+    start_ = Clock::now();
     last_draw_ = start_ - std::chrono::seconds(1);
 }
 
@@ -47,10 +49,10 @@ void ConsoleProgress::clear() {
 
 void ConsoleProgress::draw(bool force) {
     if (!bar_) return;
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = Clock::now();
     if (!force && now - last_draw_ < std::chrono::milliseconds(100)) return;
     last_draw_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double elapsed = seconds_since(start_);
     const double frac = total_ ? double(done_) / double(total_) : 1.0;
     const double rate = elapsed > 0 ? double(done_) / elapsed : 0;
     const double eta = rate > 0 ? double(total_ - std::min(done_, total_)) / rate : -1;
@@ -58,9 +60,10 @@ void ConsoleProgress::draw(bool force) {
     const int filled = int(frac * width + 0.5);
     std::string bar(size_t(filled), '#');
     bar.append(size_t(width - filled), '-');
-    std::fprintf(stderr, "\r\033[K[%s] %3d%% %s / %s  %s  ETA %s  %zu/%zu units", bar.c_str(), int(frac * 100 + 0.5),
-                 format_bytes(done_).c_str(), format_bytes(total_).c_str(), format_rate(rate).c_str(),
-                 eta >= 0 ? format_duration(eta).c_str() : "-", units_done_, units_);
+    const std::string line = fmt::format("\r\033[K[{}] {:3d}% {} / {}  {}  ETA {}  {}/{} units", bar, int(frac * 100 + 0.5),
+                                         format_bytes(done_), format_bytes(total_), format_rate(rate),
+                                         eta >= 0 ? format_duration(eta) : "-", units_done_, units_);
+    std::fputs(line.c_str(), stderr);
     std::fflush(stderr);
     drawn_ = true;
 }

@@ -3,9 +3,9 @@
 // ETA), one plain line per finished piece otherwise (logs, CI), nothing under -q.
 #pragma once
 
+#include "common/timing.h"
 #include "split/splitter.h"
 
-#include <chrono>
 #include <string>
 
 namespace rabbit {
@@ -28,7 +28,7 @@ private:
     uint64_t total_ = 0, done_ = 0;
     size_t units_ = 0, units_done_ = 0;
     std::string current_;
-    std::chrono::steady_clock::time_point start_, last_draw_;
+    Clock::time_point start_, last_draw_;
     bool drawn_ = false;
 };
 

@@ -3,12 +3,14 @@
 
 #include "common/error.h"
 #include "common/fault.h"
+#include "common/interrupt.h"
 #include "common/thread_pool.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -211,6 +213,58 @@ void OutputFile::commit() {
         throw output_error(final_path_, "cannot rename from " + temp_path_ + ": " + errno_text(errno));
     committed_ = true;
     fsync_directory(dir_of(final_path_));
+}
+
+// ---- FileLock -----------------------------------------------------------------------------
+
+namespace {
+
+// Whether the descriptor's file is still the one `path` names: false once a holder that
+// finished removed it (and maybe another process created a new one under that name).
+bool still_named(int fd, const std::string& path) {
+    struct stat held, named;
+    return ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+           held.st_ino == named.st_ino;
+}
+
+} // namespace
+
+FileLock::FileLock(const std::string& path, const std::function<void()>& on_wait) : path_(path) {
+    bool waited = false;
+    for (;;) {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) throw output_error(path, "cannot create the lock file: " + errno_text(errno));
+        int r = ::flock(fd, LOCK_EX | LOCK_NB);
+        if (r != 0 && errno == EWOULDBLOCK) {
+            if (!waited && on_wait) on_wait();
+            waited = true;
+            // Our signal handlers are installed without SA_RESTART: Ctrl-C ends the wait.
+            while ((r = ::flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+                try {
+                    throw_if_interrupted();
+                } catch (...) {
+                    ::close(fd);
+                    throw;
+                }
+            }
+        }
+        if (r != 0) {
+            const int e = errno;
+            ::close(fd);
+            throw output_error(path, "cannot lock: " + errno_text(e));
+        }
+        if (still_named(fd, path)) {
+            fd_ = fd;
+            return;
+        }
+        ::close(fd); // locked a file its holder removed on release: lock the current one
+    }
+}
+
+FileLock::~FileLock() {
+    // Removed while still held, so nobody can lock this file and believe it current.
+    ::unlink(path_.c_str());
+    ::close(fd_);
 }
 
 // ---- whole files --------------------------------------------------------------------------

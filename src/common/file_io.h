@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,28 @@ private:
     uint64_t flushed_ = 0;   // everything before this offset is on its way to the disk
     uint64_t synced_ = 0;    // everything before this offset is on the disk and uncached
     bool committed_ = false;
+};
+
+// An exclusive flock(2) on a lock file, created when missing, held until destruction. The
+// kernel drops it with its holder's last descriptor, so a killed holder leaves no deadlock,
+// only the file, which the next holder reuses. The holder removes the file before letting
+// go; a waiter that then gets the lock on the removed file sees that the path names another
+// file (or none) and locks again, so two processes never both believe they hold it.
+class FileLock {
+public:
+    // Blocks until the lock is ours; `on_wait` runs once, before the first wait, when another
+    // process holds it. Throws output_error naming the file when the file cannot be created
+    // or locked, and Error(interrupted) on Ctrl-C while waiting.
+    FileLock(const std::string& path, const std::function<void()>& on_wait);
+    ~FileLock();
+    FileLock(const FileLock&) = delete;
+    FileLock& operator=(const FileLock&) = delete;
+
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    int fd_ = -1;
 };
 
 std::string read_text_file(const std::string& path, uint64_t max_bytes = 64ull << 20);

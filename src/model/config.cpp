@@ -142,14 +142,10 @@ std::string supported_architectures() {
     return s;
 }
 
-ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::string& file,
-                                 const std::optional<std::string>& generation_json,
-                                 const std::string& generation_file) {
-    JsonDocument doc(config_json, file);
-    object root = doc.root_object();
-    ModelConfig c;
+namespace {
 
-    // Which architecture: "architectures" names the model class; "model_type" the config class.
+// Which architecture: "architectures" names the model class; "model_type" the config class.
+const ArchInfo& read_arch(object root, const std::string& file) {
     const ArchInfo* info = nullptr;
     if (auto a = field(root, "architectures")) {
         auto arr = json_to_array(*a, file, "'architectures'");
@@ -166,9 +162,11 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
     } else {
         throw bad_input(file, "names no architecture (neither 'architectures' nor 'model_type')");
     }
-    c.arch = info->arch;
-    c.architecture = info->architecture;
+    return *info;
+}
 
+// Variants of the architecture that the one code path does not run.
+void refuse_unsupported_variants(object root, Arch arch, const std::string& file) {
     if (auto q = field(root, "quantization_config")) {
         std::string method = "unknown";
         if (q->is_object())
@@ -183,11 +181,14 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
     }
     if (auto p = field(root, "partial_rotary_factor"); p && json_to_double(*p, file, "'partial_rotary_factor'") != 1.0)
         throw unsupported(file, "partial rotary embeddings (partial_rotary_factor != 1) are not supported");
-    if (c.arch == Arch::llama && optional_bool(root, "mlp_bias", file, false))
+    if (arch == Arch::llama && optional_bool(root, "mlp_bias", file, false))
         throw unsupported(file, "mlp_bias: true is not supported");
-    if (c.arch == Arch::llama && optional_u32(root, "pretraining_tp", file, 1) != 1)
+    if (arch == Arch::llama && optional_u32(root, "pretraining_tp", file, 1) != 1)
         throw unsupported(file, "pretraining_tp other than 1 is not supported");
+}
 
+// Sizes, positions, norm epsilon, tied embeddings.
+void read_shapes(object root, const ArchInfo& info, const std::string& file, ModelConfig& c) {
     c.hidden_size = required_u32(root, "hidden_size", file);
     c.intermediate_size = required_u32(root, "intermediate_size", file);
     c.num_layers = required_u32(root, "num_hidden_layers", file);
@@ -195,10 +196,10 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
     if (json_field(root, "num_key_value_heads")) // present; null means "as many as the heads"
         c.num_kv_heads = optional_u32(root, "num_key_value_heads", file, c.num_heads);
     else
-        c.num_kv_heads = info->default_kv_heads ? info->default_kv_heads : c.num_heads;
+        c.num_kv_heads = info.default_kv_heads ? info.default_kv_heads : c.num_heads;
     c.vocab_size = required_u32(root, "vocab_size", file);
     if (c.num_heads == 0) throw bad_input(file, "'num_attention_heads' must be positive");
-    uint32_t default_head_dim = info->default_head_dim;
+    uint32_t default_head_dim = info.default_head_dim;
     if (default_head_dim == 0) {
         if (c.hidden_size % c.num_heads != 0 && !field(root, "head_dim"))
             throw bad_input(file, "hidden_size " + std::to_string(c.hidden_size) + " is not a multiple of num_attention_heads " +
@@ -208,13 +209,15 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
     c.head_dim = optional_u32(root, "head_dim", file, default_head_dim);
     c.max_position_embeddings = field(root, "max_position_embeddings")
                                     ? json_to_uint(*field(root, "max_position_embeddings"), file, "'max_position_embeddings'")
-                                    : info->default_max_position;
+                                    : info.default_max_position;
     c.rms_norm_eps = optional_double(root, "rms_norm_eps", file, 1e-6);
     c.tie_word_embeddings = optional_bool(root, "tie_word_embeddings", file, false);
+}
 
-    // RoPE: transformers 4 writes rope_theta + rope_scaling, transformers 5 rope_parameters.
-    // As transformers 5 reads them: a rope_scaling object wins over rope_parameters, and a
-    // rope_theta inside it over the top-level one (default 10000).
+// RoPE: transformers 4 writes rope_theta + rope_scaling, transformers 5 rope_parameters. As
+// transformers 5 reads them: a rope_scaling object wins over rope_parameters, and a
+// rope_theta inside it over the top-level one (default 10000).
+void read_rope(object root, const std::string& file, ModelConfig& c) {
     c.rope_theta = optional_double(root, "rope_theta", file, 10000.0);
     const char* rope_key = field(root, "rope_scaling") ? "rope_scaling" : "rope_parameters";
     if (auto rp = field(root, rope_key)) {
@@ -224,7 +227,10 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
         c.rope_scaling = parse_rope_scaling(o, file, rope_key);
         c.rope_theta = optional_double(o, "rope_theta", file, c.rope_theta);
     }
+}
 
+// The architecture's attention flags: biases, q/k norm, sliding window.
+void read_attention_flags(object root, const ArchInfo& info, const std::string& file, ModelConfig& c) {
     switch (c.arch) {
     case Arch::qwen2:
         c.qkv_bias = true; // Qwen2's q/k/v projections always have a bias, o_proj never
@@ -244,12 +250,16 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
             throw unsupported(file, "sliding-window attention (use_sliding_window: true) is not supported for " + c.architecture);
     } else if (c.arch == Arch::mistral) {
         c.sliding_window = json_field(root, "sliding_window") ? optional_u32(root, "sliding_window", file, 0)
-                                                              : info->default_sliding_window;
+                                                              : info.default_sliding_window;
     }
+}
 
-    // Special tokens: generation_config.json, when present, is what generate() uses.
-    if (!json_field(root, "bos_token_id") && info->default_bos >= 0) c.bos_token_id = info->default_bos;
-    if (!json_field(root, "eos_token_id") && info->default_eos >= 0) c.eos_token_ids = {info->default_eos};
+// Special tokens: generation_config.json, when present, is what generate() uses.
+void read_special_tokens(object root, const ArchInfo& info, const std::string& file,
+                         const std::optional<std::string>& generation_json, const std::string& generation_file,
+                         ModelConfig& c) {
+    if (!json_field(root, "bos_token_id") && info.default_bos >= 0) c.bos_token_id = info.default_bos;
+    if (!json_field(root, "eos_token_id") && info.default_eos >= 0) c.eos_token_ids = {info.default_eos};
     if (auto b = field(root, "bos_token_id")) c.bos_token_id = json_to_int(*b, file, "'bos_token_id'");
     if (auto e = field(root, "eos_token_id")) c.eos_token_ids = parse_token_ids(*e, file, "'eos_token_id'");
     if (generation_json) {
@@ -258,7 +268,24 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
         if (auto b = field(g, "bos_token_id")) c.bos_token_id = json_to_int(*b, generation_file, "'bos_token_id'");
         if (auto e = field(g, "eos_token_id")) c.eos_token_ids = parse_token_ids(*e, generation_file, "'eos_token_id'");
     }
+}
 
+} // namespace
+
+ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::string& file,
+                                 const std::optional<std::string>& generation_json,
+                                 const std::string& generation_file) {
+    JsonDocument doc(config_json, file);
+    object root = doc.root_object();
+    ModelConfig c;
+    const ArchInfo& info = read_arch(root, file);
+    c.arch = info.arch;
+    c.architecture = info.architecture;
+    refuse_unsupported_variants(root, c.arch, file);
+    read_shapes(root, info, file, c);
+    read_rope(root, file, c);
+    read_attention_flags(root, info, file, c);
+    read_special_tokens(root, info, file, generation_json, generation_file, c);
     c.validate(file);
     return c;
 }

@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
+#include <cerrno>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -137,7 +137,6 @@ uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders
     return hash.digest();
 }
 
-// True when `path` holds exactly this unit: its size, header and checksum.
 // True when `path` holds exactly this unit: its size, header and checksum. from_disk: the
 // checksum is of what the disk returns, not the page cache (before sources are deleted).
 bool unit_file_matches(const PlannedUnit& pu, const std::string& path, uint64_t xxh3, bool from_disk) {
@@ -219,224 +218,313 @@ private:
     bool enabled_;
 };
 
-} // namespace
+// One run of `rabbit split`: the steps below, in order, over the state they share. Nothing
+// is written before the source is read and planned; the manifest is written last.
+class Splitter {
+public:
+    Splitter(const SplitOptions& opt, SplitProgress& progress)
+        : opt_(opt), out_(opt.out_dir), progress_(progress), manifest_path_(join_path(out_, k_manifest_file)),
+          journal_path_(join_path(out_, k_journal_file)) {}
 
-SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
-    const auto t0 = std::chrono::steady_clock::now();
+    SplitResult run() {
+        const Clock::time_point t0 = Clock::now();
+        read_earlier_run();
+        plan_from_source();
+        make_directories(out_);
+        for (const auto& name : list_directory(out_)) // temporary files of a killed run
+            if (ends_with(name, ".tmp") && is_split_output_name(name)) remove_file(join_path(out_, name));
+        collect_candidates();
+        progress_.start(result_.bytes_total, plan_.units.size());
+        keep_verified_units();
+        for (size_t i = 0; i < plan_.units.size(); ++i) // units still to write, per source shard
+            if (!done_[i])
+                for (uint32_t s : plan_.units[i].shards) ++users_[s];
+        ShardReaders readers(ck_);
+        ShardDeleter deleter(ck_, opt_.delete_original);
+        if (manifest_ && result_.units_reused == plan_.units.size()) {
+            finish_up_to_date(readers, deleter);
+            return finish(t0);
+        }
+        if (manifest_) { // some unit is damaged: the manifest must not point at it while we rewrite
+            remove_file(manifest_path_);
+            fsync_directory(out_);
+        }
+        check_free_space();
+        const SplitJournal j = write_units(readers, deleter);
+        write_manifest(j);
+        return finish(t0);
+    }
+
+private:
+    SplitResult finish(Clock::time_point t0) {
+        progress_.finish();
+        result_.seconds = seconds_since(t0);
+        return result_;
+    }
+
+    // OUT's journal and manifest, if any. A directory with neither must be empty (or, with
+    // --force, hold only names a split writes).
+    void read_earlier_run() {
+        if (!is_directory(out_)) return;
+        const bool ours = path_exists(manifest_path_) || path_exists(journal_path_);
+        for (const auto& name : list_directory(out_))
+            if (!ours && !(opt_.force && is_split_output_name(name)))
+                throw output_error(out_, "is not empty and holds no rabbit split (found '" + name +
+                                             "'); choose an empty or new directory");
+        std::string journal_problem;
+        journal_ = read_journal(out_, &journal_problem);
+        if (!journal_problem.empty()) spdlog::warn("ignoring the unreadable split journal: {}", journal_problem);
+        if (path_exists(manifest_path_)) {
+            try {
+                manifest_ = Manifest::parse(read_text_file(manifest_path_), manifest_path_);
+            } catch (const Error& e) {
+                if (!opt_.force)
+                    throw output_error(manifest_path_, std::string("is unreadable (") + e.what() +
+                                                           "); use --force to split again into this directory");
+            }
+        }
+    }
+
+    void plan_from_source() {
+        // Shards an earlier --delete-original run removed: the journal knows while a split
+        // runs, the manifest once it is done.
+        deleted_ = journal_ ? journal_->deleted : manifest_ ? manifest_->deleted_sources : std::vector<DeletedShard>{};
+        ck_ = open_hf_checkpoint(opt_.model_dir, deleted_);
+        plan_ = plan_split(ck_, opt_.dtype);
+        for (const auto& note : plan_.notes) spdlog::debug("{}", note);
+        companions_ = companions_of(ck_);
+        result_.units_total = plan_.units.size();
+        result_.bytes_total = plan_.total_bytes();
+        result_.dtype = plan_.dtype;
+        done_.assign(plan_.units.size(), false);
+        users_.assign(ck_.shards.size(), 0);
+        if (!path_exists(join_path(opt_.model_dir, "tokenizer.json")) &&
+            !path_exists(join_path(opt_.model_dir, "tokenizer.model")))
+            spdlog::warn("{} has no tokenizer (tokenizer.json or tokenizer.model): the split can be inspected and "
+                         "benchmarked, but `rabbit run` will have no tokenizer for text",
+                         opt_.model_dir);
+    }
+
+    // What an earlier run finished, to verify and keep; refuses what cannot be redone.
+    void collect_candidates() {
+        if (manifest_ && !opt_.force) {
+            if (manifest_->source_fingerprint != plan_.fingerprint)
+                throw output_error(out_, "already holds a split of another model or with other options; "
+                                         "use --force to replace it, or choose another directory");
+            for (const auto& u : manifest_->units) candidates_[u.layout.name] = {u.layout.name, u.file, u.size(), u.xxh3};
+        }
+        if (path_exists(manifest_path_) && opt_.force) {
+            if (!deleted_.empty())
+                throw output_error(out_, "--force cannot redo this split: --delete-original removed its source shards");
+            remove_file(manifest_path_);
+            fsync_directory(out_);
+            manifest_.reset();
+        }
+        if (journal_ && journal_->fingerprint != plan_.fingerprint) {
+            if (!journal_->deleted.empty())
+                throw output_error(out_, "holds an unfinished split made from this model with other options, and that "
+                                         "run already deleted source shards; rerun it with its original options");
+            spdlog::info("discarding an unfinished split made with other options");
+            journal_.reset();
+        }
+        if (journal_ && opt_.force && !journal_->deleted.empty())
+            throw output_error(out_, "--force cannot redo this split: --delete-original removed its source shards");
+        if (journal_ && !opt_.force)
+            for (const auto& u : journal_->done) candidates_[u.unit] = u;
+    }
+
+    // Marks done the candidates whose files hold exactly their unit; every other unit must
+    // still have its source shards.
+    void keep_verified_units() {
+        for (size_t i = 0; i < plan_.units.size(); ++i) {
+            const PlannedUnit& pu = plan_.units[i];
+            auto c = candidates_.find(pu.layout.name);
+            if (c != candidates_.end() && c->second.file == pu.file &&
+                unit_file_matches(pu, join_path(out_, pu.file), c->second.xxh3, opt_.delete_original)) {
+                done_[i] = true;
+                ++result_.units_reused;
+                progress_.advance(pu.layout.file_size());
+                progress_.unit_done(pu.layout.name, pu.layout.file_size(), true);
+                continue;
+            }
+            for (uint32_t s : pu.shards)
+                if (!ck_.shards[s].present)
+                    throw bad_input(join_path(out_, pu.file), "must be written again (missing or damaged), but its "
+                                                              "source " + ck_.shard_path(s) +
+                                                                  " was deleted by --delete-original");
+        }
+    }
+
+    // Already split. With --delete-original, remove what an earlier run kept, recording it
+    // in the manifest first.
+    void finish_up_to_date(ShardReaders& readers, ShardDeleter& deleter) {
+        deleter.remove_finished(
+            users_, readers,
+            [&](DeletedShard d) {
+                manifest_->deleted_sources.push_back(std::move(d));
+                write_file_atomic(manifest_path_, manifest_->to_json());
+            },
+            &result_.deleted_shards);
+        if (path_exists(journal_path_)) remove_file(journal_path_); // left by a run killed after its manifest
+        result_.up_to_date = true;
+    }
+
+    // Enough space for the peak of what is still to write? With --delete-original, shards
+    // freed on the same disk count.
+    void check_free_space() const {
+        const dev_t out_dev = device_of(out_);
+        std::vector<size_t> left = users_;
+        uint64_t need = 0, peak = 0;
+        for (size_t i = 0; i < plan_.units.size(); ++i) {
+            if (done_[i]) continue;
+            need += plan_.units[i].layout.file_size();
+            peak = std::max(peak, need);
+            if (!opt_.delete_original) continue;
+            for (uint32_t s : plan_.units[i].shards)
+                if (--left[s] == 0 && ck_.shards[s].present && removal_frees_space(ck_.shard_path(s), out_dev))
+                    need -= std::min(need, ck_.shards[s].size);
+        }
+        for (const auto& c : companions_) peak += c.source.empty() ? c.contents.size() : file_size(c.source);
+        peak += k_space_margin;
+        const uint64_t avail = free_space(out_);
+        if (peak > avail)
+            throw output_error(out_, "not enough free space: the split needs " + format_bytes(peak) + ", " +
+                                         format_bytes(avail) + " are available");
+    }
+
+    // Writes every unit not done, recording each in the journal as it is finished.
+    SplitJournal write_units(ShardReaders& readers, ShardDeleter& deleter) {
+        SplitJournal j;
+        j.fingerprint = plan_.fingerprint;
+        j.deleted = deleted_;
+        for (size_t i = 0; i < plan_.units.size(); ++i)
+            if (done_[i]) j.done.push_back(candidates_.at(plan_.units[i].layout.name));
+        write_journal(out_, j);
+        auto record_in_journal = [&](DeletedShard d) {
+            j.deleted.push_back(std::move(d));
+            write_journal(out_, j);
+        };
+        // Units an earlier run finished may have freed shards it did not get to remove.
+        deleter.remove_finished(users_, readers, record_in_journal, &result_.deleted_shards);
+
+        std::vector<uint8_t> in_buf(opt_.chunk_bytes), out_buf(opt_.chunk_bytes);
+        for (size_t i = 0; i < plan_.units.size(); ++i) {
+            if (done_[i]) continue;
+            const PlannedUnit& pu = plan_.units[i];
+            const std::string path = join_path(out_, pu.file);
+            const uint64_t h = write_unit(pu, path, readers, in_buf, out_buf, progress_);
+            if (opt_.delete_original) {
+                // Read back from the disk itself, not the page cache, before anything is deleted.
+                const uint64_t back = hash_file(path, true);
+                if (back != h)
+                    throw output_error(path, "reads back with checksum " + hex64(back) + " after writing " + hex64(h) +
+                                                 ": the disk corrupted it; nothing was deleted");
+            }
+            done_[i] = true;
+            ++result_.units_written;
+            result_.bytes_written += pu.layout.file_size();
+            j.done.push_back({pu.layout.name, pu.file, pu.layout.file_size(), h});
+            write_journal(out_, j);
+            for (uint32_t s : pu.shards) --users_[s];
+            deleter.remove_finished(users_, readers, record_in_journal, &result_.deleted_shards);
+            progress_.unit_done(pu.layout.name, pu.layout.file_size(), false);
+        }
+        return j;
+    }
+
+    // The companion files, then the manifest, last; then the journal goes.
+    void write_manifest(const SplitJournal& j) {
+        Manifest m;
+        m.created_by = std::string("rabbit ") + RABBIT_VERSION;
+        m.source_fingerprint = plan_.fingerprint;
+        m.dtype = plan_.dtype;
+        m.config = plan_.config;
+        m.deleted_sources = j.deleted;
+        for (const auto& c : companions_) {
+            const std::string to = join_path(out_, c.name);
+            if (c.source.empty()) write_file_atomic(to, c.contents);
+            else copy_file_atomic(c.source, to);
+            m.files.push_back(c.name);
+        }
+        for (const PlannedUnit& pu : plan_.units) {
+            const JournalUnit* ju = j.find(pu.layout.name);
+            RABBIT_CHECK(ju, "unit missing from the journal at the end: " + pu.layout.name);
+            m.units.push_back({pu.layout, pu.kind, pu.layer, pu.file, ju->xxh3});
+        }
+        write_file_atomic(manifest_path_, m.to_json());
+        remove_file(journal_path_);
+        fsync_directory(out_);
+        result_.files = m.files;
+    }
+
+    const SplitOptions& opt_;
+    const std::string& out_;
+    SplitProgress& progress_;
+    const std::string manifest_path_, journal_path_;
+    std::optional<SplitJournal> journal_;
+    std::optional<Manifest> manifest_;
+    std::vector<DeletedShard> deleted_; // source shards earlier --delete-original runs removed
+    HfCheckpoint ck_;
+    SplitPlan plan_;
+    std::vector<Companion> companions_;
+    std::map<std::string, JournalUnit> candidates_; // units an earlier run finished, by name
+    std::vector<bool> done_;                        // per plan unit: written or kept
+    std::vector<size_t> users_;                     // per source shard: units still to write from it
+    SplitResult result_;
+};
+
+// The checks that need nothing read: before the lock, so a mistyped command creates nothing.
+void check_arguments(const SplitOptions& opt) {
     const std::string& out = opt.out_dir;
-    SplitResult result;
-    auto finish = [&] {
-        progress.finish();
-        result.seconds = seconds_since(t0);
-        return result;
-    };
-
-    // ---- check the output directory; read the source and plan before writing anything ----
     if (path_exists(out) && !is_directory(out)) throw output_error(out, "exists and is not a directory");
     if (!is_directory(opt.model_dir))
         throw bad_input(opt.model_dir, path_exists(opt.model_dir) ? "is not a directory" : "no such directory");
     if (same_file(out, opt.model_dir)) throw Error(ExitCode::usage, "the output directory must differ from MODEL_DIR");
     if (opt.delete_original && ::access(opt.model_dir.c_str(), W_OK) != 0)
         throw output_error(opt.model_dir, "--delete-original must remove files here, but the directory is not writable");
-    const std::string manifest_path = join_path(out, k_manifest_file);
-    const std::string journal_path = join_path(out, k_journal_file);
-    std::optional<SplitJournal> journal;
-    std::optional<Manifest> manifest;
-    if (is_directory(out)) {
-        const bool ours = path_exists(manifest_path) || path_exists(journal_path);
-        for (const auto& name : list_directory(out))
-            if (!ours && !(opt.force && is_split_output_name(name)))
-                throw output_error(out, "is not empty and holds no rabbit split (found '" + name +
-                                            "'); choose an empty or new directory");
-        std::string journal_problem;
-        journal = read_journal(out, &journal_problem);
-        if (!journal_problem.empty()) spdlog::warn("ignoring the unreadable split journal: {}", journal_problem);
-        if (path_exists(manifest_path)) {
-            try {
-                manifest = Manifest::parse(read_text_file(manifest_path), manifest_path);
-            } catch (const Error& e) {
-                if (!opt.force)
-                    throw output_error(manifest_path, std::string("is unreadable (") + e.what() +
-                                                          "); use --force to split again into this directory");
-            }
-        }
-    }
+}
 
-    // Shards an earlier --delete-original run removed: the journal knows while a split runs,
-    // the manifest once it is done.
-    std::vector<DeletedShard> deleted = journal ? journal->deleted : manifest ? manifest->deleted_sources
-                                                                               : std::vector<DeletedShard>{};
-    HfCheckpoint ck = open_hf_checkpoint(opt.model_dir, deleted);
-    SplitPlan plan = plan_split(ck, opt.dtype);
-    for (const auto& note : plan.notes) spdlog::debug("{}", note);
-    const std::vector<Companion> companions = companions_of(ck);
-    result.units_total = plan.units.size();
-    result.bytes_total = plan.total_bytes();
-    result.dtype = plan.dtype;
-    if (!path_exists(join_path(opt.model_dir, "tokenizer.json")) && !path_exists(join_path(opt.model_dir, "tokenizer.model")))
-        spdlog::warn("{} has no tokenizer (tokenizer.json or tokenizer.model): the split can be inspected and "
-                     "benchmarked, but `rabbit run` will have no tokenizer for text",
-                     opt.model_dir);
+} // namespace
 
-    make_directories(out);
-    for (const auto& name : list_directory(out)) // temporary files of a killed run
-        if (ends_with(name, ".tmp") && is_split_output_name(name)) remove_file(join_path(out, name));
+std::string split_lock_path(const std::string& out_dir) {
+    std::string dir = out_dir;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    const std::string base = dir.substr(dir.find_last_of('/') + 1); // npos + 1 == 0
+    if (base == "." || base == "..") { // names no sibling: use the directory's real path
+        char* real = ::realpath(dir.c_str(), nullptr);
+        if (!real) throw output_error(out_dir, "cannot resolve: " + errno_text(errno));
+        dir = real;
+        std::free(real);
+    }
+    if (dir == "/") throw output_error(out_dir, "cannot hold a split: its lock file would have no directory");
+    return dir + ".lock";
+}
 
-    // ---- what an earlier run finished, to verify and keep ----
-    std::map<std::string, JournalUnit> candidates;
-    if (manifest && !opt.force) {
-        if (manifest->source_fingerprint != plan.fingerprint)
-            throw output_error(out, "already holds a split of another model or with other options; "
-                                    "use --force to replace it, or choose another directory");
-        for (const auto& u : manifest->units) candidates[u.layout.name] = {u.layout.name, u.file, u.size(), u.xxh3};
-    }
-    if (path_exists(manifest_path) && opt.force) {
-        if (!deleted.empty())
-            throw output_error(out, "--force cannot redo this split: --delete-original removed its source shards");
-        remove_file(manifest_path);
-        fsync_directory(out);
-        manifest.reset();
-    }
-    if (journal && journal->fingerprint != plan.fingerprint) {
-        if (!journal->deleted.empty())
-            throw output_error(out, "holds an unfinished split made from this model with other options, and that run "
-                                    "already deleted source shards; rerun it with its original options");
-        spdlog::info("discarding an unfinished split made with other options");
-        journal.reset();
-    }
-    if (journal && opt.force && !journal->deleted.empty())
-        throw output_error(out, "--force cannot redo this split: --delete-original removed its source shards");
-    if (journal && !opt.force)
-        for (const auto& u : journal->done) candidates[u.unit] = u;
+namespace {
 
-    progress.start(result.bytes_total, plan.units.size());
-    std::vector<bool> done(plan.units.size(), false);
-    for (size_t i = 0; i < plan.units.size(); ++i) {
-        const PlannedUnit& pu = plan.units[i];
-        auto c = candidates.find(pu.layout.name);
-        if (c != candidates.end() && c->second.file == pu.file &&
-            unit_file_matches(pu, join_path(out, pu.file), c->second.xxh3, opt.delete_original)) {
-            done[i] = true;
-            ++result.units_reused;
-            progress.advance(pu.layout.file_size());
-            progress.unit_done(pu.layout.name, pu.layout.file_size(), true);
-            continue;
-        }
-        for (uint32_t s : pu.shards)
-            if (!ck.shards[s].present)
-                throw bad_input(join_path(out, pu.file), "must be written again (missing or damaged), but its source " +
-                                                             ck.shard_path(s) + " was deleted by --delete-original");
-    }
+FileLock lock_split_dir(const std::string& out_dir) {
+    const std::string path = split_lock_path(out_dir);
+    const size_t slash = path.find_last_of('/');
+    if (slash != std::string::npos && slash > 0) make_directories(path.substr(0, slash)); // a new OUT's parent
+    return FileLock(path, [&] {
+        spdlog::info("another rabbit is splitting into {}: waiting for it to finish (lock {})", out_dir, path);
+    });
+}
 
-    std::vector<size_t> users(ck.shards.size(), 0); // units still to write, per source shard
-    for (size_t i = 0; i < plan.units.size(); ++i)
-        if (!done[i])
-            for (uint32_t s : plan.units[i].shards) ++users[s];
-    ShardReaders readers(ck);
-    ShardDeleter deleter(ck, opt.delete_original);
+} // namespace
 
-    if (manifest && result.units_reused == plan.units.size()) {
-        // Already split. With --delete-original, remove what an earlier run kept, recording
-        // it in the manifest first.
-        deleter.remove_finished(
-            users, readers,
-            [&](DeletedShard d) {
-                manifest->deleted_sources.push_back(std::move(d));
-                write_file_atomic(manifest_path, manifest->to_json());
-            },
-            &result.deleted_shards);
-        if (path_exists(journal_path)) remove_file(journal_path); // left by a run killed after its manifest
-        result.up_to_date = true;
-        return finish();
-    }
-    if (manifest) { // some unit is damaged: the manifest must not point at it while we rewrite
-        remove_file(manifest_path);
-        fsync_directory(out);
-    }
+SplitLock::SplitLock(const std::string& out_dir) : out_dir_(out_dir), lock_(lock_split_dir(out_dir)) {}
 
-    // ---- enough space? With --delete-original, shards freed on the same disk count. ----
-    {
-        const dev_t out_dev = device_of(out);
-        std::vector<size_t> left = users;
-        uint64_t need = 0, peak = 0;
-        for (size_t i = 0; i < plan.units.size(); ++i) {
-            if (done[i]) continue;
-            need += plan.units[i].layout.file_size();
-            peak = std::max(peak, need);
-            if (!opt.delete_original) continue;
-            for (uint32_t s : plan.units[i].shards)
-                if (--left[s] == 0 && ck.shards[s].present && removal_frees_space(ck.shard_path(s), out_dev))
-                    need -= std::min(need, ck.shards[s].size);
-        }
-        for (const auto& c : companions) peak += c.source.empty() ? c.contents.size() : file_size(c.source);
-        peak += k_space_margin;
-        const uint64_t avail = free_space(out);
-        if (peak > avail)
-            throw output_error(out, "not enough free space: the split needs " + format_bytes(peak) + ", " +
-                                        format_bytes(avail) + " are available");
-    }
+SplitResult run_split(const SplitOptions& opt, SplitProgress& progress) {
+    check_arguments(opt);
+    const SplitLock lock(opt.out_dir);
+    return run_split(opt, progress, lock);
+}
 
-    // ---- write the units ----
-    SplitJournal j;
-    j.fingerprint = plan.fingerprint;
-    j.deleted = deleted;
-    for (size_t i = 0; i < plan.units.size(); ++i)
-        if (done[i]) j.done.push_back(candidates.at(plan.units[i].layout.name));
-    write_journal(out, j);
-    auto record_in_journal = [&](DeletedShard d) {
-        j.deleted.push_back(std::move(d));
-        write_journal(out, j);
-    };
-    // Units an earlier run finished may have freed shards it did not get to remove.
-    deleter.remove_finished(users, readers, record_in_journal, &result.deleted_shards);
-
-    std::vector<uint8_t> in_buf(opt.chunk_bytes), out_buf(opt.chunk_bytes);
-    for (size_t i = 0; i < plan.units.size(); ++i) {
-        if (done[i]) continue;
-        const PlannedUnit& pu = plan.units[i];
-        const std::string path = join_path(out, pu.file);
-        const uint64_t h = write_unit(pu, path, readers, in_buf, out_buf, progress);
-        if (opt.delete_original) {
-            // Read back from the disk itself, not the page cache, before anything is deleted.
-            const uint64_t back = hash_file(path, true);
-            if (back != h)
-                throw output_error(path, "reads back with checksum " + hex64(back) + " after writing " + hex64(h) +
-                                             ": the disk corrupted it; nothing was deleted");
-        }
-        done[i] = true;
-        ++result.units_written;
-        result.bytes_written += pu.layout.file_size();
-        j.done.push_back({pu.layout.name, pu.file, pu.layout.file_size(), h});
-        write_journal(out, j);
-        for (uint32_t s : pu.shards) --users[s];
-        deleter.remove_finished(users, readers, record_in_journal, &result.deleted_shards);
-        progress.unit_done(pu.layout.name, pu.layout.file_size(), false);
-    }
-
-    // ---- companion files, then the manifest, last ----
-    Manifest m;
-    m.created_by = std::string("rabbit ") + RABBIT_VERSION;
-    m.source_fingerprint = plan.fingerprint;
-    m.dtype = plan.dtype;
-    m.config = plan.config;
-    m.deleted_sources = j.deleted;
-    for (const auto& c : companions) {
-        const std::string to = join_path(out, c.name);
-        if (c.source.empty()) write_file_atomic(to, c.contents);
-        else copy_file_atomic(c.source, to);
-        m.files.push_back(c.name);
-    }
-    for (size_t i = 0; i < plan.units.size(); ++i) {
-        const PlannedUnit& pu = plan.units[i];
-        const JournalUnit* ju = j.find(pu.layout.name);
-        RABBIT_CHECK(ju, "unit missing from the journal at the end: " + pu.layout.name);
-        m.units.push_back({pu.layout, pu.kind, pu.layer, pu.file, ju->xxh3});
-    }
-    write_file_atomic(manifest_path, m.to_json());
-    remove_file(journal_path);
-    fsync_directory(out);
-    result.files = m.files;
-    return finish();
+SplitResult run_split(const SplitOptions& opt, SplitProgress& progress, const SplitLock& held) {
+    RABBIT_CHECK(held.out_dir() == opt.out_dir, "splitting into " + opt.out_dir + " under the lock of " + held.out_dir());
+    check_arguments(opt);
+    return Splitter(opt, progress).run();
 }
 
 } // namespace rabbit

@@ -4,6 +4,7 @@
 // of source shards as soon as everything read from them is written and verified.
 #pragma once
 
+#include "common/file_io.h"
 #include "split/plan.h"
 
 #include <cstdint>
@@ -43,6 +44,31 @@ struct SplitResult {
     std::string dtype;
 };
 
+// The lock that makes splits into one OUT take turns, across processes: `rabbit split`s,
+// and `rabbit run`s splitting an unsplit model into the cache on first use.
+//
+// It lives beside OUT, as "OUT.lock", not inside it: there it can be taken before OUT exists
+// (a split that fails on bad input still leaves no OUT behind), no file of it ever shows in
+// OUT (where a directory with a name a split does not write is refused as "not empty and
+// holds no rabbit split"), and no rename of the split's files touches it.
+std::string split_lock_path(const std::string& out_dir);
+
+class SplitLock {
+public:
+    // Blocks while another process splits into out_dir, saying so in one log line; creates
+    // out_dir's parent if needed. A killed holder's lock dies with it (flock).
+    explicit SplitLock(const std::string& out_dir);
+    const std::string& out_dir() const { return out_dir_; }
+
+private:
+    std::string out_dir_;
+    FileLock lock_;
+};
+
+// Takes OUT's lock, then splits. What another process finished while this one waited is
+// found as a re-run finds it: kept when its files verify, resumed from its journal.
 SplitResult run_split(const SplitOptions& opt, SplitProgress& progress);
+// The same, under a lock the caller took (to look at OUT itself first, once the lock is held).
+SplitResult run_split(const SplitOptions& opt, SplitProgress& progress, const SplitLock& held);
 
 } // namespace rabbit

@@ -6,7 +6,8 @@
 #include "common/json_read.h"
 #include "tokenizer/utf8.h"
 
-#include <cstdio>
+#include <spdlog/fmt/fmt.h>
+
 #include <queue>
 
 namespace rabbit {
@@ -126,9 +127,7 @@ void BpeModel::load(object m, const std::string& file) {
         else bpe.missing_unk_ = file + ": unk_token '" + *unk + "' is not in the vocabulary";
     }
     for (int b = 0; b < 256; ++b) {
-        char name[8];
-        std::snprintf(name, sizeof name, "<0x%02X>", b);
-        auto id = bpe.vocab_.find(name);
+        auto id = bpe.vocab_.find(fmt::format("<0x{:02X}>", b));
         bpe.byte_ids_[size_t(b)] = id ? *id : -1;
     }
 

@@ -8,6 +8,8 @@
 #include "tokenizer/components.h"
 #include "tokenizer/tokenizer.h"
 
+#include <simdjson.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +37,14 @@ private:
     struct Template {
         std::vector<int32_t> before, after;
     };
+
+    // The steps of load(), in order; each reads one part of tokenizer.json (at path_).
+    void load_model(simdjson::dom::object root);
+    void load_added_tokens(simdjson::dom::object root);
+    void load_post_processor(simdjson::dom::element e);
+    Template template_processing(simdjson::dom::object o) const;
+    void apply_tokenizer_config(const std::string& config_json, const std::string& config_path);
+    int32_t special_id(const std::string& name, const std::string& what) const;
 
     std::string path_;
     AddedVocabulary added_;
