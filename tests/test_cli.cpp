@@ -8,6 +8,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <map>
+#include <regex>
+#include <sstream>
+
 #include <pty.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -245,4 +250,180 @@ TEST_CASE("tokenize without a tokenizer, or with bad input lines, fails clearly"
     REQUIRE(u.exit_code == 0);
     REQUIRE(u.out == "[64, 5691, 65]\n");
     REQUIRE_THAT(u.err, Contains("not valid UTF-8"));
+}
+
+// Every numeric option: a negative value, or 0 where 0 means nothing, is a usage error whose
+// message names the option, the value and what the option takes. CLI11 alone would read -5 for
+// an unsigned option as 18446744073709551611. The checks run as the options are read, before
+// any file is opened, so the model directory need not exist.
+TEST_CASE("numeric options refuse negative values, and 0 where it means nothing", "[cli]") {
+    struct Bad {
+        std::vector<std::string> command; // the program's arguments before the option
+        std::string option, value, says;
+    };
+    const std::vector<std::string> run = {"run", "-m", "no-model", "-p", "x"}, bench = {"bench", "-m", "no-model"},
+                                   inspect = {"inspect", "no-model"};
+    const std::string positive = "expected a positive number";
+    const std::vector<Bad> table = {
+        {run, "--max-tokens", "-1", "expected 0 (the prompt alone) or a positive number"},
+        {run, "--temp", "-0.5", "expected a number from 0 (greedy) to 100"},
+        {run, "--temp", "101", "expected a number from 0 (greedy) to 100"},
+        {run, "--top-k", "-1", "expected 0 (off) or a positive number"},
+        {run, "--top-p", "-0.1", "expected a number from 0 (the most likely token only) to 1"},
+        {run, "--top-p", "1.5", "expected a number from 0 (the most likely token only) to 1"},
+        {run, "--min-p", "-0.1", "expected a number from 0 (off) to 1"},
+        {run, "--repeat-penalty", "0", "expected a number above 0 (1: off)"},
+        {run, "--repeat-penalty", "-1", "expected a number above 0 (1: off)"},
+        {run, "--seed", "-1", "expected 0 or a positive number"},
+        {run, "--ctx", "-5", "expected 0 (the model's maximum) or a positive number"},
+        {run, "--threads", "-2", "expected 0 (every processor) or a positive number"},
+        {run, "--batch", "0", positive + " (1 to 1048576)"},
+        {run, "--batch", "-1", positive + " (1 to 1048576)"},
+        {run, "--batch", "2000000", "expected 1 to 1048576"},
+        {run, "--ram-budget", "-1G", "not a negative one"},
+        {run, "--vram-budget", "0", "expected a size above 0"},
+        {run, "--vram-budget", "-4G", "not a negative one"},
+        {run, "--ring-slots", "0", positive + " (1 to 16)"},
+        {run, "--ring-slots", "-1", positive + " (1 to 16)"},
+        {run, "--ring-slots", "17", "expected 1 to 16"},
+        {bench, "--ring-slots", "0", positive + " (1 to 16)"},
+        {bench, "--ring-slots", "-2", positive + " (1 to 16)"},
+        {bench, "--batch", "-1", positive + " (1 to 1048576)"},
+        {bench, "--batch", "0", positive + " (1 to 1048576)"},
+        {bench, "--prompt-len", "0", positive + " (1 to 1048576)"},
+        {bench, "--prompt-len", "-1", positive + " (1 to 1048576)"},
+        {bench, "--gen", "0", positive + " (1 to 1048576)"},
+        {bench, "--gen", "-1", positive + " (1 to 1048576)"},
+        {bench, "--repeat", "0", positive + " (1 to 1000)"},
+        {bench, "--repeat", "-3", positive + " (1 to 1000)"},
+        {bench, "--warmup", "-1", "expected 0 (no warm-up) or a positive number"},
+        {bench, "--warmup", "101", "expected 0 (no warm-up) to 100"},
+        {bench, "--threads", "-1", "expected 0 (every processor) or a positive number"},
+        {bench, "--ctx", "-1", "expected 0 (prompt and generated tokens) or a positive number"},
+        {bench, "--gpu", "-1", "expected 0 to 255"},
+        {bench, "--read-bytes", "-1", "not a negative one"},
+        {bench, "--vram", "-1G", "a negative size"},
+        {bench, "--vram", "0", "a budget of 0 holds nothing"},
+        {bench, "--ram-budget", "-1", "a negative size"},
+        {inspect, "--ctx", "-5", "expected 0 (the model's, at most 4096) or a positive number"},
+        {inspect, "--ring-slots", "0", positive + " (1 to 16)"},
+        {inspect, "--ring-slots", "-1", positive + " (1 to 16)"},
+        {inspect, "--vram-budget", "0", "expected a size above 0"},
+        {inspect, "--vram-budget", "-1G", "not a negative one"},
+    };
+    for (const Bad& b : table) {
+        std::vector<std::string> args = b.command;
+        args.push_back(b.option);
+        args.push_back(b.value);
+        test::RunResult r = test::run_rabbit(args);
+        INFO(b.command[0] << " " << b.option << " " << b.value << ": " << r.err);
+        REQUIRE(r.exit_code == int(ExitCode::usage));
+        REQUIRE(r.err.rfind("error: ", 0) == 0);
+        REQUIRE_THAT(r.err, Contains("error: " + b.option + " " + b.value + ": ") && Contains(b.says));
+        REQUIRE_THAT(r.err, !Contains("18446744073709551"));
+    }
+    // In a list, the item that is wrong.
+    test::RunResult list = test::run_rabbit({"bench", "-m", "no-model", "--ring-slots", "2,-1,3"});
+    REQUIRE(list.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(list.err, Contains("--ring-slots -1: " + positive));
+    // split's --chunk (a size of 4K to 1G): its own checks.
+    test::RunResult chunk = test::run_rabbit({"split", "no-model", "-o", "no-out", "--chunk", "-1"});
+    REQUIRE(chunk.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(chunk.err, Contains("--chunk") && Contains("'-1' is not a size"));
+    test::RunResult zero_chunk = test::run_rabbit({"split", "no-model", "-o", "no-out", "--chunk", "0"});
+    REQUIRE(zero_chunk.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(zero_chunk.err, Contains("--chunk must be between 4K and 1G"));
+}
+
+TEST_CASE("the tools' numeric options refuse negative values, and 0 where it means nothing", "[cli]") {
+    test::TempDir dir;
+    const std::string positive = "expected a positive number";
+    const std::vector<std::array<std::string, 3>> table = {
+        {"--layers", "0", positive},         {"--layers", "-1", positive},      {"--hidden", "-64", positive},
+        {"--intermediate", "0", positive},   {"--heads", "-1", positive},       {"--kv-heads", "0", positive},
+        {"--head-dim", "-8", positive},      {"--vocab", "0", positive},        {"--max-pos", "-1", positive},
+        {"--shards", "0", positive},         {"--shards", "-2", positive},      {"--seed", "-1", "expected 0 or a positive number"},
+        {"--sliding-window", "-1", "expected 0 (no window) or a positive number"},
+        {"--mlp-scale", "0", "expected a number above 0"}, {"--mlp-scale", "-2", "expected a number above 0"},
+    };
+    for (const auto& [option, value, says] : table) {
+        test::RunResult r = test::run_program(test::genmodel_bin(), {"-p", "tiny-qwen2", "-o", dir / "m", option, value});
+        INFO(option << " " << value << ": " << r.err);
+        REQUIRE(r.exit_code == int(ExitCode::usage));
+        REQUIRE_THAT(r.err, Contains("error: " + option + " " + value + ": " + says));
+        REQUIRE(!test::exists(dir / "m"));
+    }
+    // rabbit-tokbench --rounds: 1 to 100 (built beside rabbit, unless this build bundles only rabbit).
+    const std::string tokbench = test::rabbit_bin().substr(0, test::rabbit_bin().rfind('/') + 1) + "rabbit-tokbench";
+    if (!test::exists(tokbench)) return;
+    for (const std::string value : {"0", "-1", "101"}) {
+        test::RunResult r = test::run_program(tokbench, {"-m", "no-model", "--text", "no-text", "--rounds", value});
+        INFO(value << ": " << r.err);
+        REQUIRE(r.exit_code == int(ExitCode::usage));
+        REQUIRE_THAT(r.err, Contains("--rounds " + value + ": "));
+    }
+}
+
+TEST_CASE("0 is accepted where it means something", "[cli][tinystories]") {
+    // -n 0: the prompt alone; --ctx 0: the model's maximum; --threads 0: every processor;
+    // greedy, no top-k or min-p; seed 0; nothing kept in memory.
+    test::RunResult r = test::run_rabbit({"-q", "run", "-m", test::tinystories_dir(), "--raw", "-p", "Once", "-n", "0", "--ctx",
+                                          "0", "--threads", "0", "--temp", "0", "--top-k", "0", "--min-p", "0", "--seed", "0",
+                                          "--ram-budget", "0", "--device", "cpu"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    test::RunResult i = test::run_rabbit({"inspect", test::tinystories_dir(), "--ctx", "0", "--vram-budget", "1G"});
+    INFO(i.err);
+    REQUIRE(i.exit_code == 0);
+    REQUIRE_THAT(i.out, Contains("context 512"));
+}
+
+// README.md's exit-code table, src/common/error.h's ExitCode and `rabbit --help`'s footer list
+// the same codes, each with the label of its name and the meaning of its comment.
+TEST_CASE("the exit codes of README.md are ExitCode's", "[cli]") {
+    struct Code {
+        std::string name, comment;
+    };
+    std::map<int, Code> enumerated;
+    {
+        std::istringstream in(test::read_file(test::source_dir() + "/src/common/error.h"));
+        bool inside = false;
+        for (std::string line; std::getline(in, line);) {
+            if (line.find("enum class ExitCode") != std::string::npos) inside = true;
+            else if (inside && line.find("};") != std::string::npos) break;
+            else if (inside) {
+                std::smatch m;
+                if (std::regex_search(line, m, std::regex(R"(^\s*(\w+) = (\d+),\s*// (.*)$)")))
+                    enumerated[std::stoi(m[2])] = {m[1], m[3]};
+            }
+        }
+    }
+    REQUIRE(enumerated.size() == 8);
+    std::map<int, std::string> documented;
+    {
+        const std::string readme = test::read_file(test::source_dir() + "/README.md");
+        const size_t at = readme.find("## Exit codes");
+        REQUIRE(at != std::string::npos);
+        std::istringstream in(readme.substr(at));
+        for (std::string line; std::getline(in, line);) {
+            if (line.rfind("## ", 0) == 0 && line != "## Exit codes") break;
+            std::smatch m;
+            if (std::regex_match(line, m, std::regex(R"(^\| (\d+) \| (.*) \|$)"))) documented[std::stoi(m[1])] = m[2];
+        }
+    }
+    const std::string footer = test::run_rabbit({"--help"}).out;
+    std::vector<int> codes, rows;
+    for (const auto& [code, e] : enumerated) codes.push_back(code);
+    for (const auto& [code, text] : documented) rows.push_back(code);
+    REQUIRE(rows == codes);
+    for (const auto& [code, e] : enumerated) {
+        std::string label = e.name;
+        for (char& c : label)
+            if (c == '_') c = ' ';
+        if (label == "internal") label = "internal error";
+        const std::string& text = documented[code];
+        INFO(code << " " << e.name << ": README says '" << text << "', error.h '" << e.comment << "'");
+        REQUIRE(text.rfind(label + ": " + e.comment, 0) == 0);
+        REQUIRE_THAT(footer, Contains(std::to_string(code) + " " + label + (code == 130 ? "." : ",")));
+    }
 }

@@ -7,7 +7,6 @@
 #include "stream/unit_source.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 
@@ -99,7 +98,7 @@ ReadBandwidth measure_file_read(const std::vector<std::string>& files, uint64_t 
     }
     ReadBandwidth r;
     r.cached_before = page_cache_fraction(used);
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     for (const auto& path : used) {
         Fd f(path);
         const uint64_t bytes = std::min(file_size(f, path), max_bytes - r.bytes);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // rabbit inspect DIR: what a model is, how it streams, and what a VRAM budget would hold.
 #include "cli/commands.h"
+#include "cli/engine_choice.h"
+#include "cli/option_checks.h"
 #include "cli/plan_report.h"
 #include "common/error.h"
 #include "common/file_io.h"
@@ -11,13 +13,7 @@
 #include "format/split_model.h"
 #include "split/plan.h"
 
-#ifdef RABBIT_HAVE_CUDA
-#include "backend/cuda/device.h"
-#include "backend/cuda/gemm.h"
-
-#include <cuda_runtime.h>
-#endif
-
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -27,22 +23,6 @@ namespace rabbit {
 
 namespace {
 
-// Device memory the CUDA runtime takes beside the plan's buffers: measured on the first usable
-// GPU as the engine measures it (cuBLAS's handle and kernels), else the planner's estimate;
-// and the reserve for rabbit's own kernels.
-uint64_t runtime_overhead(DType weights) {
-#ifdef RABBIT_HAVE_CUDA
-    std::string problem;
-    if (const auto d = first_usable_cuda_device(&problem); d && cudaSetDevice(d->index) == cudaSuccess) {
-        const Elem type = weights == DType::f32 ? Elem::f32 : d->cc_major < 8 ? Elem::f16 : Elem::bf16;
-        return measure_cublas_overhead(type) + k_kernel_code_reserve;
-    }
-#endif
-    (void)weights;
-    return k_estimated_cublas_bytes + k_kernel_code_reserve;
-}
-
-
 struct InspectedModel {
     std::string dir;
     bool split = false;
@@ -50,6 +30,7 @@ struct InspectedModel {
     ModelConfig config;
     std::vector<PlanUnit> units;    // bytes: what streams to the GPU
     std::vector<uint64_t> file_bytes; // per unit: what lies on disk
+    bool tied = false;                // the embedding is lm_head (UnitRoles::tied)
 };
 
 InspectedModel load(const std::string& dir, DTypeChoice dtype) {
@@ -61,6 +42,7 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
         m.dtype = s.manifest().dtype;
         m.config = s.config();
         m.units = plan_units(s.manifest().units);
+        m.tied = s.roles().tied;
         for (const auto& u : s.manifest().units) m.file_bytes.push_back(u.size());
         return m;
     }
@@ -72,6 +54,7 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
     m.dtype = plan.dtype;
     m.config = plan.config;
     m.units = plan_units(plan.units);
+    m.tied = plan.config.tie_word_embeddings; // what the split's roles().tied will be
     for (const auto& u : plan.units) m.file_bytes.push_back(u.layout.file_size());
     return m;
 }
@@ -82,20 +65,17 @@ DType weight_dtype(const std::string& name) {
 }
 
 std::string rope_text(const ModelConfig& c) {
-    char theta[64], buf[160];
-    std::snprintf(theta, sizeof theta, c.rope_theta < 1e15 && c.rope_theta == double(uint64_t(c.rope_theta)) ? "%.0f" : "%g",
-                  c.rope_theta);
+    const std::string theta = c.rope_theta < 1e15 && c.rope_theta == double(uint64_t(c.rope_theta))
+                                  ? fmt::format("{:.0f}", c.rope_theta)
+                                  : fmt::format("{:g}", c.rope_theta);
     switch (c.rope_scaling.type) {
-    case RopeScaling::Type::none: std::snprintf(buf, sizeof buf, "RoPE theta %s", theta); break;
-    case RopeScaling::Type::linear:
-        std::snprintf(buf, sizeof buf, "RoPE theta %s, linear scaling x%g", theta, c.rope_scaling.factor);
-        break;
+    case RopeScaling::Type::none: break;
+    case RopeScaling::Type::linear: return fmt::format("RoPE theta {}, linear scaling x{:g}", theta, double(c.rope_scaling.factor));
     case RopeScaling::Type::llama3:
-        std::snprintf(buf, sizeof buf, "RoPE theta %s, llama3 scaling x%g (original context %llu)", theta,
-                      c.rope_scaling.factor, (unsigned long long)c.rope_scaling.original_max_position_embeddings);
-        break;
+        return fmt::format("RoPE theta {}, llama3 scaling x{:g} (original context {})", theta, double(c.rope_scaling.factor),
+                           c.rope_scaling.original_max_position_embeddings);
     }
-    return buf;
+    return "RoPE theta " + theta;
 }
 
 struct Summary {
@@ -119,150 +99,160 @@ Summary summarize(const InspectedModel& m) {
         case UnitKind::lm_head: s.lm_head = u.bytes; break;
         }
     }
-    s.per_token = weight_bytes_per_token(m.units, m.config.tie_word_embeddings);
+    s.per_token = weight_bytes_per_token(m.units, m.tied);
     const uint64_t kv_elem = weight_dtype(m.dtype) == DType::f32 ? 4 : 2;
     s.kv_per_position = 2ull * m.config.num_layers * m.config.kv_dim() * kv_elem;
     return s;
 }
 
+struct InspectOptions {
+    std::string dir, budget, dtype = "auto";
+    uint64_t ctx = 0;
+    uint32_t ring_slots = 2;
+    bool json = false;
+};
+
+// A plan for --vram-budget, else for the first usable GPU's default budget; none without either.
+struct InspectPlan {
+    uint64_t ctx = 0;
+    std::optional<uint64_t> budget;
+    std::string budget_source;
+    MemoryPlanInput input;
+    std::optional<MemoryPlan> plan;
+};
+
+InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
+    InspectPlan p;
+    p.ctx = o.ctx ? o.ctx : std::min<uint64_t>(m.config.max_position_embeddings, 4096);
+    if (!o.budget.empty()) {
+        p.budget = parse_size(o.budget);
+        p.budget_source = "--vram-budget";
+    } else if (const auto gpu = default_gpu_budget()) {
+        p.budget = gpu->budget;
+        p.budget_source = gpu->source;
+    }
+    if (!p.budget) return p;
+    MemoryPlanInput& in = p.input;
+    in.config = m.config;
+    in.units = m.units;
+    in.weight_dtype = weight_dtype(m.dtype);
+    in.budget = *p.budget;
+    in.ctx = p.ctx;
+    in.ring_slots = o.ring_slots;
+    in.overhead = runtime_overhead(in.weight_dtype);
+    p.plan = plan_memory(in);
+    return p;
+}
+
+void plan_json(JsonWriter& w, const InspectedModel& m, const InspectPlan& p) {
+    const MemoryPlan& plan = *p.plan;
+    w.key("vram_plan").begin_object();
+    w.member("budget", *p.budget);
+    w.member("budget_source", p.budget_source);
+    w.member("ctx", p.ctx);
+    w.member("ring_slots", p.input.ring_slots);
+    w.member("fits", plan.fits);
+    w.member("minimum_budget", plan.minimum_budget);
+    w.member("kv_cache_bytes", plan.kv_cache_bytes);
+    w.member("kv_on_host", plan.kv_on_host);
+    w.member("vector_bytes", plan.vector_bytes);
+    w.member("ring_slot_bytes", plan.ring_slot_bytes);
+    w.member("chunked", plan.chunked);
+    w.member("activation_bytes", plan.activation_bytes);
+    w.member("workspace_bytes", plan.workspace_bytes);
+    w.member("ring_bytes", plan.ring_bytes);
+    w.member("overhead_bytes", plan.overhead_bytes);
+    w.member("device_bytes", plan.device_bytes);
+    w.member("resident_bytes", plan.resident_bytes);
+    w.member("resident_layers", plan.resident_layers);
+    w.key("resident_units").begin_array(true);
+    for (size_t i = 0; i < m.units.size(); ++i)
+        if (plan.resident[i]) w.value(m.units[i].name);
+    w.end_array();
+    w.member("streamed_bytes_per_token", plan.streamed_per_token);
+    w.end_object();
+}
+
+void print_json(const InspectedModel& m, const Summary& s, const InspectPlan& p) {
+    JsonWriter w;
+    w.begin_object();
+    w.member("dir", m.dir);
+    w.member("split", m.split);
+    w.member("dtype", m.dtype);
+    w.key("config");
+    m.config.to_json(w);
+    w.key("units").begin_array();
+    for (size_t i = 0; i < m.units.size(); ++i)
+        w.begin_object()
+            .member("name", m.units[i].name)
+            .member("kind", unit_kind_name(m.units[i].kind))
+            .member("data_bytes", m.units[i].bytes)
+            .member("file_bytes", m.file_bytes[i])
+            .end_object();
+    w.end_array();
+    w.member("total_file_bytes", s.total_file);
+    w.member("bytes_per_token", s.per_token);
+    w.member("kv_bytes_per_position", s.kv_per_position);
+    if (p.plan) plan_json(w, m, p);
+    w.end_object();
+    fmt::print("{}\n", w.str());
+}
+
+void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p) {
+    const ModelConfig& c = m.config;
+    auto line = [](const std::string& key, const std::string& value) { fmt::print("{:<13} {}\n", key, value); };
+    line("model", m.dir + (m.split ? " (rabbit split)" : " (Hugging Face checkpoint, not split: sizes as `rabbit split` would write them)"));
+    line("architecture", c.architecture);
+    line("shape", fmt::format("{} layers, hidden {}, {} heads / {} kv heads x head_dim {}, ffn {}, vocab {}", c.num_layers,
+                              c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size));
+    std::string features = rope_text(c);
+    if (c.qkv_bias) features += ", qkv bias";
+    if (c.o_bias) features += ", o bias";
+    if (c.qk_norm) features += ", q/k norm";
+    if (c.sliding_window) features += ", sliding window " + std::to_string(c.sliding_window);
+    features += m.tied ? ", lm_head tied to the embedding" : ", separate lm_head";
+    line("features", features);
+    line("context", std::to_string(c.max_position_embeddings) + " positions");
+    line("weights", m.dtype + ", " + format_bytes(s.total_file) + " in " + std::to_string(m.units.size()) + " unit files");
+    line("  embed", format_bytes(s.embed));
+    if (s.layer_min == s.layer_max) line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_max));
+    else line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_min) + " .. " + format_bytes(s.layer_max));
+    line("  norm", format_bytes(s.norm));
+    line("  lm_head", m.tied ? std::string("(tied: the embedding)") : format_bytes(s.lm_head));
+    line("per token", format_bytes(s.per_token) + " of weights read per decoded token (every layer, the norm, " +
+                          (m.tied ? "the embedding as lm_head" : "lm_head") +
+                          "); the embedding lookup gathers one row on the host");
+    line("KV cache", format_bytes(s.kv_per_position) + " per position; " + format_bytes(s.kv_per_position * p.ctx) +
+                         " at " + std::to_string(p.ctx) + " positions");
+    if (p.plan) {
+        line("VRAM budget", format_bytes(*p.budget) + " (" + p.budget_source + "), context " + std::to_string(p.ctx) + ", " +
+                                std::to_string(p.input.ring_slots) + " ring slots");
+        for (const auto& [key, text] : plan_lines(*p.plan, p.input)) line(key, text);
+    }
+}
+
 } // namespace
 
 Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
-    struct Options {
-        std::string dir, budget, dtype = "auto";
-        uint64_t ctx = 0;
-        uint32_t ring_slots = 2;
-        bool json = false;
-    };
-    auto o = std::make_shared<Options>();
+    auto o = std::make_shared<InspectOptions>();
     CLI::App* sub = app.add_subcommand("inspect", "Describe a model (split or not): architecture, unit sizes, bytes "
                                                   "streamed per token, what a VRAM budget holds resident");
     sub->add_option("DIR", o->dir, "A split directory (manifest.json) or a Hugging Face model directory")->required();
-    sub->add_option("--vram-budget", o->budget, "Plan for this much GPU memory, e.g. 4G")->check(size_validator());
-    sub->add_option("--ctx", o->ctx, "Context length the KV cache is planned for (default: the model's, at most 4096)");
-    sub->add_option("--ring-slots", o->ring_slots, "Slots in the streaming ring (default 2)")->check(CLI::Range(1, 16));
+    size_option(sub->add_option("--vram-budget", o->budget, "Plan for this much GPU memory, e.g. 4G"), "");
+    zero_or_positive(sub->add_option("--ctx", o->ctx, "Context length the KV cache is planned for (default or 0: the "
+                                                      "model's, at most 4096)"),
+                     "the model's, at most 4096");
+    positive(sub->add_option("--ring-slots", o->ring_slots, "Slots in the streaming ring (default 2)"), 16);
     sub->add_option("--dtype", o->dtype, "For an unsplit directory: the dtype it would be split with (default auto)")
         ->check(CLI::IsMember({"auto", "keep", "bf16", "f16", "f32"}));
     sub->add_flag("--json", o->json, "Print JSON instead of text");
 
     auto run = [o]() {
-        InspectedModel m = load(o->dir, *parse_dtype_choice(o->dtype));
-        const ModelConfig& c = m.config;
+        const InspectedModel m = load(o->dir, *parse_dtype_choice(o->dtype));
         const Summary s = summarize(m);
-        const uint64_t ctx = o->ctx ? o->ctx : std::min<uint64_t>(c.max_position_embeddings, 4096);
-
-        std::optional<uint64_t> budget;
-        std::string budget_source;
-        if (!o->budget.empty()) {
-            budget = parse_size(o->budget);
-            budget_source = "--vram-budget";
-        }
-#ifdef RABBIT_HAVE_CUDA
-        else if (std::string problem; auto d = first_usable_cuda_device(&problem)) {
-            if (auto dev = default_cuda_budget(*d)) {
-                budget = dev->budget;
-                budget_source = dev->description;
-            }
-        }
-#endif
-        std::optional<MemoryPlan> plan;
-        MemoryPlanInput plan_in;
-        if (budget) {
-            MemoryPlanInput& in = plan_in;
-            in.config = c;
-            in.units = m.units;
-            in.weight_dtype = weight_dtype(m.dtype);
-            in.budget = *budget;
-            in.ctx = ctx;
-            in.ring_slots = o->ring_slots;
-            in.overhead = runtime_overhead(in.weight_dtype);
-            plan = plan_memory(in);
-        }
-
-        if (o->json) {
-            JsonWriter w;
-            w.begin_object();
-            w.member("dir", m.dir);
-            w.member("split", m.split);
-            w.member("dtype", m.dtype);
-            w.key("config");
-            c.to_json(w);
-            w.key("units").begin_array();
-            for (size_t i = 0; i < m.units.size(); ++i)
-                w.begin_object()
-                    .member("name", m.units[i].name)
-                    .member("kind", unit_kind_name(m.units[i].kind))
-                    .member("data_bytes", m.units[i].bytes)
-                    .member("file_bytes", m.file_bytes[i])
-                    .end_object();
-            w.end_array();
-            w.member("total_file_bytes", s.total_file);
-            w.member("bytes_per_token", s.per_token);
-            w.member("kv_bytes_per_position", s.kv_per_position);
-            if (plan) {
-                w.key("vram_plan").begin_object();
-                w.member("budget", *budget);
-                w.member("budget_source", budget_source);
-                w.member("ctx", ctx);
-                w.member("ring_slots", o->ring_slots);
-                w.member("fits", plan->fits);
-                w.member("minimum_budget", plan->minimum_budget);
-                w.member("kv_cache_bytes", plan->kv_cache_bytes);
-                w.member("kv_on_host", plan->kv_on_host);
-                w.member("vector_bytes", plan->vector_bytes);
-                w.member("ring_slot_bytes", plan->ring_slot_bytes);
-                w.member("chunked", plan->chunked);
-                w.member("activation_bytes", plan->activation_bytes);
-                w.member("workspace_bytes", plan->workspace_bytes);
-                w.member("ring_bytes", plan->ring_bytes);
-                w.member("overhead_bytes", plan->overhead_bytes);
-                w.member("device_bytes", plan->device_bytes);
-                w.member("resident_bytes", plan->resident_bytes);
-                w.member("resident_layers", plan->resident_layers);
-                w.key("resident_units").begin_array(true);
-                for (size_t i = 0; i < m.units.size(); ++i)
-                    if (plan->resident[i]) w.value(m.units[i].name);
-                w.end_array();
-                w.member("streamed_bytes_per_token", plan->streamed_per_token);
-                w.end_object();
-            }
-            w.end_object();
-            std::printf("%s\n", w.str().c_str());
-            return 0;
-        }
-
-        auto line = [](const char* key, const std::string& value) { std::printf("%-13s %s\n", key, value.c_str()); };
-        line("model", m.dir + (m.split ? " (rabbit split)" : " (Hugging Face checkpoint, not split: sizes as `rabbit split` would write them)"));
-        line("architecture", c.architecture);
-        char buf[512];
-        std::snprintf(buf, sizeof buf, "%u layers, hidden %u, %u heads / %u kv heads x head_dim %u, ffn %u, vocab %u",
-                      c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size,
-                      c.vocab_size);
-        line("shape", buf);
-        std::string features = rope_text(c);
-        if (c.qkv_bias) features += ", qkv bias";
-        if (c.o_bias) features += ", o bias";
-        if (c.qk_norm) features += ", q/k norm";
-        if (c.sliding_window) features += ", sliding window " + std::to_string(c.sliding_window);
-        features += c.tie_word_embeddings ? ", lm_head tied to the embedding" : ", separate lm_head";
-        line("features", features);
-        line("context", std::to_string(c.max_position_embeddings) + " positions");
-        line("weights", m.dtype + ", " + format_bytes(s.total_file) + " in " + std::to_string(m.units.size()) + " unit files");
-        line("  embed", format_bytes(s.embed));
-        if (s.layer_min == s.layer_max) line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_max));
-        else line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_min) + " .. " + format_bytes(s.layer_max));
-        line("  norm", format_bytes(s.norm));
-        line("  lm_head", c.tie_word_embeddings ? std::string("(tied: the embedding)") : format_bytes(s.lm_head));
-        line("per token", format_bytes(s.per_token) + " of weights read per decoded token (every layer, the norm, " +
-                              (c.tie_word_embeddings ? "the embedding as lm_head" : "lm_head") +
-                              "); the embedding lookup gathers one row on the host");
-        line("KV cache", format_bytes(s.kv_per_position) + " per position; " + format_bytes(s.kv_per_position * ctx) +
-                             " at " + std::to_string(ctx) + " positions");
-        if (plan) {
-            line("VRAM budget", format_bytes(*budget) + " (" + budget_source + "), context " + std::to_string(ctx) + ", " +
-                                    std::to_string(o->ring_slots) + " ring slots");
-            for (const auto& [key, text] : plan_lines(*plan, plan_in)) line(key.c_str(), text);
-        }
+        const InspectPlan p = plan_for(m, *o);
+        if (o->json) print_json(m, s, p);
+        else print_text(m, s, p);
         return 0;
     };
     return {sub, run};

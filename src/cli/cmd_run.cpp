@@ -2,7 +2,9 @@
 // rabbit run -m DIR -p TEXT: one-shot generation, text streamed to stdout.
 #include "cli/commands.h"
 #include "backend/cpu/kernels.h"
+#include "cli/engine_choice.h"
 #include "cli/model_args.h"
+#include "cli/option_checks.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
@@ -22,14 +24,11 @@
 
 #ifdef RABBIT_HAVE_CUDA
 #include "backend/cuda/cuda_engine.h"
-#include "backend/cuda/device.h"
 #endif
 
 #include <algorithm>
-#include <chrono>
-#include <functional>
 #include <cstdio>
-#include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -97,165 +96,184 @@ void report_residency(const SplitModel& model, const MmapUnitSource& units, uint
                      model.dir());
 }
 
+struct RunOptions {
+    std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto";
+    uint32_t ring_slots = 2;
+    bool raw = false, special = false, verify = false, ignore_eos = false;
+    size_t max_tokens = 256, threads = 0;
+    uint64_t ctx = 0;
+    std::optional<float> temp, top_p, min_p, repeat_penalty;
+    size_t batch = 512;
+    std::optional<int> top_k;
+    uint64_t seed = 0;
+    std::vector<std::string> stops;
+};
+
+void add_run_options(CLI::App* sub, RunOptions& o) {
+    sub->add_option("-m,--model", o.dir, "A split model, or a Hugging Face directory (split into the cache on first use)")
+        ->required();
+    sub->add_option("-p,--prompt", o.prompt, "The prompt (default: read from stdin)");
+    sub->add_flag("--raw", o.raw, "Use the prompt as it is, not wrapped in the model's chat format");
+    sub->add_option("--system", o.system, "A system prompt for the chat format");
+    zero_or_positive(sub->add_option("-n,--max-tokens", o.max_tokens,
+                                     "Stop after this many new tokens; 0: the prompt alone (default 256)"),
+                     "the prompt alone");
+    fraction(sub->add_option("--temp", o.temp,
+                             "Sampling temperature; 0 is greedy (default: generation_config.json's, else greedy)"),
+             100, "greedy");
+    zero_or_positive(sub->add_option("--top-k", o.top_k, "Sample from the k most likely tokens (0: off)"), "off");
+    fraction(sub->add_option("--top-p", o.top_p,
+                             "Sample from the smallest set of tokens whose probability reaches p (1: off)"),
+             1, "the most likely token only");
+    fraction(sub->add_option("--min-p", o.min_p, "Drop tokens less likely than p times the most likely one (0: off)"), 1,
+             "off");
+    positive_real(sub->add_option("--repeat-penalty", o.repeat_penalty, "Penalty for tokens already in the context (1: off)"),
+                  "off");
+    non_negative(sub->add_option("--seed", o.seed, "Random seed for sampling"));
+    sub->add_option("--stop", o.stops, "Stop before this text (repeatable)");
+    zero_or_positive(sub->add_option("--ctx", o.ctx, "Context length (default or 0: the model's maximum; memory grows as "
+                                                     "it fills)"),
+                     "the model's maximum");
+    zero_or_positive(sub->add_option("--threads", o.threads, "CPU threads (default or 0: the processors this process may "
+                                                             "use)"),
+                     "every processor");
+    positive(sub->add_option("--batch", o.batch, "Most prompt tokens run through the layers at once (default 512)"),
+             double(size_t(1) << 20));
+    size_option(sub->add_option("--ram-budget", o.ram_budget,
+                                "Keep up to this many bytes of weights in memory across tokens, e.g. 8G; 0 reads every "
+                                "unit from the files for every token (default: 3/4 of the memory available at start)"),
+                "every unit read from the files for every token");
+    sub->add_option("--device", o.device,
+                    "cpu, cuda or cuda:N (default: cuda when a usable GPU is present, else cpu with a notice)");
+    size_option(sub->add_option("--vram-budget", o.vram_budget,
+                                "GPU memory to use, e.g. 4G (default: the device's free memory less a margin)"),
+                "");
+    positive(sub->add_option("--ring-slots", o.ring_slots, "Pinned slots in the streaming ring (default 2)"), 16);
+    sub->add_option("--kv-cache", o.kv_cache, "Where the GPU engine keeps the KV cache: auto, gpu or host (default auto)")
+        ->check(CLI::IsMember({"auto", "gpu", "host"}));
+    sub->add_flag("--verify", o.verify, "Check every unit file's checksum before running");
+    sub->add_flag("--special", o.special, "Print special tokens too");
+    sub->add_flag("--ignore-eos", o.ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
+    sub->add_option("--dump-logits", o.dump_logits,
+                    "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
+}
+
+// The prompt (--prompt, else stdin) as token ids, wrapped in the chat format unless --raw.
+std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const SplitModel& model, const Tokenizer& tok) {
+    const std::string& dir = model.dir();
+    std::string prompt = o.prompt;
+    if (sub->count("--prompt") == 0) {
+        if (::isatty(STDIN_FILENO)) throw Error(ExitCode::usage, "no prompt: give --prompt TEXT or pipe it on stdin");
+        prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    }
+    const bool want_chat = !o.raw;
+    const ChatTemplate chat = detect_chat_template(dir);
+    if (want_chat && chat.format != ChatFormat::none) {
+        spdlog::info("chat format: {} (from {}); --raw feeds the prompt as it is", chat_format_name(chat.format), chat.source);
+        std::optional<std::string> system;
+        if (sub->count("--system")) system = o.system;
+        return tok.encode(apply_chat_template(chat, prompt, system), false);
+    }
+    if (want_chat && !chat.source.empty())
+        throw unsupported(chat.source, "holds a chat template rabbit does not recognise (it knows ChatML, Llama 3, "
+                                       "Llama 2 and Mistral); use --raw to feed the prompt as it is");
+    if (sub->count("--system"))
+        throw Error(ExitCode::usage, o.raw ? "--system and --raw do not go together"
+                                           : "this model has no chat template, so --system has nowhere to go");
+    std::vector<int32_t> ids = tok.encode(prompt, true);
+    if (ids.empty() && model.config().bos_token_id) ids.push_back(int32_t(*model.config().bos_token_id));
+    return ids;
+}
+
+// Stops and sampling: the options over generation_config.json's settings.
+GenerateOptions generate_options(const RunOptions& o, const SplitModel& model) {
+    GenerateOptions g;
+    g.max_tokens = o.max_tokens;
+    g.stop_strings = o.stops;
+    g.print_special = o.special;
+    if (!o.ignore_eos)
+        for (int64_t id : model.config().eos_token_ids) g.stop_ids.push_back(int32_t(id));
+    g.sampling = generation_defaults(model.dir());
+    if (o.temp) g.sampling.temperature = *o.temp;
+    if (o.top_k) g.sampling.top_k = *o.top_k;
+    if (o.top_p) g.sampling.top_p = *o.top_p;
+    if (o.min_p) g.sampling.min_p = *o.min_p;
+    if (o.repeat_penalty) g.sampling.repetition_penalty = *o.repeat_penalty;
+    // A temperature so small that logits / temperature overflows is greedy decoding.
+    if (g.sampling.temperature > 0 && g.sampling.temperature < 1e-4f) g.sampling.temperature = 0;
+    // --temp on a model whose generation_config does not sample: transformers' defaults
+    // for sampling apply (top_k 50).
+    if (o.temp && *o.temp > 0 && !o.top_k && g.sampling.top_k == 0) g.sampling.top_k = 50;
+    g.sampling.seed = o.seed;
+    g.keep_logits = !o.dump_logits.empty();
+    return g;
+}
+
+// The engine for --device, with what it says of itself now; `report_memory` says what it
+// used once the run is over.
+MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
+                        std::function<void()>& report_memory) {
+    EngineRequest req;
+    req.device = choose_device(o.device);
+    req.ram_budget = o.ram_budget.empty() ? default_ram_budget() : *parse_size(o.ram_budget);
+    req.ctx = o.ctx;
+    req.batch = o.batch;
+    req.threads = o.threads;
+    req.vram_budget = o.vram_budget.empty() ? 0 : *parse_size(o.vram_budget);
+    req.ring_slots = o.ring_slots;
+    req.kv = o.kv_cache == "gpu" ? KvPlace::gpu : o.kv_cache == "host" ? KvPlace::host : KvPlace::automatic;
+    if (!req.device.cuda && (!o.vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache")))
+        spdlog::warn("--vram-budget, --ring-slots and --kv-cache apply to the GPU; running on the CPU");
+    MadeEngine made = make_engine(model, req);
+    report_memory = [] {};
+    if (CpuEngine* cpu = made.cpu) {
+        report_residency(model, cpu->units(), req.ram_budget);
+        spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions", cpu->threads(), isa_name(cpu_isa()),
+                      cpu->context());
+    }
+#ifdef RABBIT_HAVE_CUDA
+    if (CudaEngine* cuda = made.cuda) {
+        const CudaEngineStats st = cuda->stats();
+        spdlog::info("{}: VRAM budget {}, context {} positions", st.device, format_bytes(st.budget), cuda->context());
+        for (const auto& [key, text] : plan_lines(cuda->plan(), cuda->plan_input())) spdlog::debug("{}:{}", key, text);
+        report_memory = [cuda] {
+            const CudaEngineStats s = cuda->stats();
+            spdlog::info("GPU memory: peak {} of the {} budget (device use grew by {}); {} pinned; ring: {} pieces, "
+                         "{} copied, {:.2f}s waiting for weights",
+                         format_bytes(s.peak_device_bytes), format_bytes(s.budget), format_bytes(s.device_used_growth),
+                         format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s);
+        };
+    }
+#endif
+    return made;
+}
+
 } // namespace
 
 Command add_run_command(CLI::App& app, const GlobalOptions& global) {
-    struct Options {
-        std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto";
-        uint32_t ring_slots = 2;
-        bool have_prompt = false, raw = false, special = false, verify = false, ignore_eos = false;
-        size_t max_tokens = 256, threads = 0;
-        uint64_t ctx = 0;
-        std::optional<float> temp, top_p, min_p, repeat_penalty;
-        size_t batch = 512;
-        std::optional<int> top_k;
-        uint64_t seed = 0;
-        std::vector<std::string> stops;
-    };
-    auto o = std::make_shared<Options>();
+    auto o = std::make_shared<RunOptions>();
     CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt, streamed to stdout");
-    sub->add_option("-m,--model", o->dir, "A split model, or a Hugging Face directory (split into the cache on first use)")
-        ->required();
-    sub->add_option("-p,--prompt", o->prompt, "The prompt (default: read from stdin)");
-    sub->add_flag("--raw", o->raw, "Use the prompt as it is, not wrapped in the model's chat format");
-    sub->add_option("--system", o->system, "A system prompt for the chat format");
-    sub->add_option("-n,--max-tokens", o->max_tokens, "Stop after this many new tokens (default 256)");
-    sub->add_option("--temp", o->temp, "Sampling temperature; 0 is greedy (default: generation_config.json's, else greedy)")
-        ->check(CLI::Range(0.0f, 100.0f));
-    sub->add_option("--top-k", o->top_k, "Sample from the k most likely tokens (0: off)")->check(CLI::NonNegativeNumber);
-    sub->add_option("--top-p", o->top_p, "Sample from the smallest set of tokens whose probability reaches p")
-        ->check(CLI::Range(0.0f, 1.0f));
-    sub->add_option("--min-p", o->min_p, "Drop tokens less likely than p times the most likely one")
-        ->check(CLI::Range(0.0f, 1.0f));
-    sub->add_option("--repeat-penalty", o->repeat_penalty, "Penalty for tokens already in the context (1: off)")
-        ->check(CLI::PositiveNumber);
-    sub->add_option("--seed", o->seed, "Random seed for sampling");
-    sub->add_option("--stop", o->stops, "Stop before this text (repeatable)");
-    sub->add_option("--ctx", o->ctx, "Context length (default: the model's maximum; memory grows as it fills)");
-    sub->add_option("--threads", o->threads, "CPU threads (default: the processors this process may use)");
-    sub->add_option("--batch", o->batch, "Most prompt tokens run through the layers at once (default 512)")
-        ->check(CLI::Range(size_t(1), size_t(1) << 20));
-    sub->add_option("--ram-budget", o->ram_budget,
-                    "Keep up to this many bytes of weights in memory across tokens, e.g. 8G; 0 reads every unit "
-                    "from the files for every token (default: 3/4 of the memory available at start)")
-        ->check(size_validator());
-    sub->add_option("--device", o->device,
-                    "cpu, cuda or cuda:N (default: cuda when a usable GPU is present, else cpu with a notice)");
-    sub->add_option("--vram-budget", o->vram_budget,
-                    "GPU memory to use, e.g. 4G (default: the device's free memory less a margin)")
-        ->check(size_validator());
-    sub->add_option("--ring-slots", o->ring_slots, "Pinned slots in the streaming ring (default 2)")->check(CLI::Range(1, 16));
-    sub->add_option("--kv-cache", o->kv_cache, "Where the GPU engine keeps the KV cache: auto, gpu or host (default auto)")
-        ->check(CLI::IsMember({"auto", "gpu", "host"}));
-    sub->add_flag("--verify", o->verify, "Check every unit file's checksum before running");
-    sub->add_flag("--special", o->special, "Print special tokens too");
-    sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
-    sub->add_option("--dump-logits", o->dump_logits,
-                    "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
+    add_run_options(sub, *o);
 
     auto run = [o, sub, &global]() {
-        const auto t0 = std::chrono::steady_clock::now();
+        const auto t0 = Clock::now();
         if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
         if (o->verify)
             for (const auto& u : model.manifest().units) model.verify_checksum(u);
         std::unique_ptr<Tokenizer> tok = load_tokenizer(dir);
+        const std::vector<int32_t> ids = prompt_ids(*o, sub, model, *tok);
+        GenerateOptions g = generate_options(*o, model);
 
-        // The prompt, wrapped in the chat format unless --raw.
-        std::string prompt = o->prompt;
-        if (sub->count("--prompt") == 0) {
-            if (::isatty(STDIN_FILENO)) throw Error(ExitCode::usage, "no prompt: give --prompt TEXT or pipe it on stdin");
-            prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-        }
-        std::vector<int32_t> ids;
-        const bool want_chat = !o->raw;
-        const ChatTemplate chat = detect_chat_template(dir);
-        if (want_chat && chat.format != ChatFormat::none) {
-            spdlog::info("chat format: {} (from {}); --raw feeds the prompt as it is", chat_format_name(chat.format), chat.source);
-            std::optional<std::string> system;
-            if (sub->count("--system")) system = o->system;
-            ids = tok->encode(apply_chat_template(chat, prompt, system), false);
-        } else {
-            if (want_chat && !chat.source.empty())
-                throw unsupported(chat.source, "holds a chat template rabbit does not recognise (it knows ChatML, Llama 3, "
-                                               "Llama 2 and Mistral); use --raw to feed the prompt as it is");
-            if (sub->count("--system"))
-                throw Error(ExitCode::usage, o->raw ? "--system and --raw do not go together"
-                                                    : "this model has no chat template, so --system has nowhere to go");
-            ids = tok->encode(prompt, true);
-            if (ids.empty() && model.config().bos_token_id) ids.push_back(int32_t(*model.config().bos_token_id));
-        }
-
-        GenerateOptions g;
-        g.max_tokens = o->max_tokens;
-        g.stop_strings = o->stops;
-        g.print_special = o->special;
-        if (!o->ignore_eos)
-            for (int64_t id : model.config().eos_token_ids) g.stop_ids.push_back(int32_t(id));
-        g.sampling = generation_defaults(dir);
-        if (o->temp) g.sampling.temperature = *o->temp;
-        if (o->top_k) g.sampling.top_k = *o->top_k;
-        if (o->top_p) g.sampling.top_p = *o->top_p;
-        if (o->min_p) g.sampling.min_p = *o->min_p;
-        if (o->repeat_penalty) g.sampling.repetition_penalty = *o->repeat_penalty;
-        // A temperature so small that logits / temperature overflows is greedy decoding.
-        if (g.sampling.temperature > 0 && g.sampling.temperature < 1e-4f) g.sampling.temperature = 0;
-        // --temp on a model whose generation_config does not sample: transformers' defaults
-        // for sampling apply (top_k 50).
-        if (o->temp && *o->temp > 0 && !o->top_k && g.sampling.top_k == 0) g.sampling.top_k = 50;
-        g.sampling.seed = o->seed;
-
-        const DeviceChoice device = choose_device(o->device);
-        const uint64_t ram_budget = o->ram_budget.empty() ? available_memory() / 4 * 3 : *parse_size(o->ram_budget);
-        std::unique_ptr<Engine> engine_ptr;
-        std::function<void()> report_memory = [] {};
-        if (device.cuda) {
-#ifdef RABBIT_HAVE_CUDA
-            CudaEngineOptions co;
-            co.device = device.index;
-            co.vram_budget = o->vram_budget.empty() ? 0 : *parse_size(o->vram_budget);
-            co.ram_budget = ram_budget;
-            co.ctx = o->ctx;
-            co.ring_slots = o->ring_slots;
-            co.kv = o->kv_cache == "gpu" ? KvPlace::gpu : o->kv_cache == "host" ? KvPlace::host : KvPlace::automatic;
-            co.batch = o->batch;
-            auto cuda = std::make_unique<CudaEngine>(model, co);
-            const CudaEngineStats st = cuda->stats();
-            spdlog::info("{}: VRAM budget {}, context {} positions", st.device, format_bytes(st.budget), cuda->context());
-            for (const auto& [key, text] : plan_lines(cuda->plan(), cuda->plan_input())) spdlog::debug("{}:{}", key, text);
-            CudaEngine* c = cuda.get();
-            report_memory = [c] {
-                const CudaEngineStats s = c->stats();
-                spdlog::info("GPU memory: peak {} of the {} budget (device use grew by {}); {} pinned; ring: {} pieces, "
-                             "{} copied, {:.2f}s waiting for weights",
-                             format_bytes(s.peak_device_bytes), format_bytes(s.budget), format_bytes(s.device_used_growth),
-                             format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s);
-            };
-            engine_ptr = std::move(cuda);
-#endif
-        } else {
-            if (!o->vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache"))
-                spdlog::warn("--vram-budget, --ring-slots and --kv-cache apply to the GPU; running on the CPU");
-            EngineOptions eo;
-            eo.threads = o->threads;
-            eo.ctx = o->ctx;
-            eo.batch = o->batch;
-            eo.ram_budget = ram_budget;
-            auto cpu = std::make_unique<CpuEngine>(model, eo);
-            report_residency(model, cpu->units(), eo.ram_budget);
-            spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions", cpu->threads(), isa_name(cpu_isa()),
-                          cpu->context());
-            engine_ptr = std::move(cpu);
-        }
-        Engine& engine = *engine_ptr;
+        std::function<void()> report_memory;
+        MadeEngine made = start_engine(*o, sub, model, report_memory);
         const double load_s = seconds_since(t0);
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,
                       g.sampling.repetition_penalty);
 
-        g.keep_logits = !o->dump_logits.empty();
-        GenerateResult r = generate(engine, *tok, ids, g, [](const std::string& text) {
+        GenerateResult r = generate(*made.engine, *tok, ids, g, [](const std::string& text) {
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
         });

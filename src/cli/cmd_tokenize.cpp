@@ -8,6 +8,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -63,7 +64,7 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions&) {
                 std::vector<int32_t> ids;
                 for (auto v : json_to_array(doc.root(), where, "the line"))
                     ids.push_back(int32_t(json_to_int(v, where, "a token id")));
-                std::printf("%s\n", json_escape(tok->decode(ids, !o->special)).c_str());
+                fmt::print("{}\n", json_escape(tok->decode(ids, !o->special)));
                 std::fflush(stdout);
                 continue;
             }
@@ -84,9 +85,9 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions&) {
             if (o->pieces) {
                 std::string out = "[";
                 for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + json_escape(tok->piece(ids[i]));
-                std::printf("%s]\n", out.c_str());
+                fmt::print("{}]\n", out);
             } else {
-                std::printf("%s\n", json_int_list(ids).c_str());
+                fmt::print("{}\n", json_int_list(ids));
             }
             std::fflush(stdout);
         }

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -43,7 +44,7 @@ void setup_logging(const rabbit::GlobalOptions& g) {
 int report(rabbit::ExitCode code, std::string message) {
     for (char& c : message)
         if (c == '\n' || c == '\r') c = ' ';
-    std::fprintf(stderr, "error: %s\n", message.c_str());
+    fmt::print(stderr, "error: {}\n", message);
     return int(code);
 }
 
@@ -60,8 +61,9 @@ int main(int argc, char** argv) {
     app.add_flag("-q,--quiet", global.quiet, "Only warnings and errors on stderr");
     app.require_subcommand(1);
     app.fallthrough(); // -v and -q also after the subcommand
-    app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input file, 4 unsupported model, "
-               "5 cannot write output, 6 budget too small, 130 interrupted.");
+    // The labels of README.md's table (tests/test_cli.cpp checks them).
+    app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 unsupported, 5 output, 6 resources, "
+               "130 interrupted.");
 
     std::vector<rabbit::Command> commands = {
         rabbit::add_split_command(app, global),
@@ -81,7 +83,7 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         report(rabbit::ExitCode::usage, e.what());
-        std::fprintf(stderr, "Run 'rabbit --help' or 'rabbit COMMAND --help' for usage.\n");
+        fmt::print(stderr, "Run 'rabbit --help' or 'rabbit COMMAND --help' for usage.\n");
         return int(rabbit::ExitCode::usage);
     }
     setup_logging(global);

@@ -10,11 +10,6 @@
 
 #include <spdlog/spdlog.h>
 
-#ifdef RABBIT_HAVE_CUDA
-#include "backend/cuda/device.h"
-#endif
-
-#include <algorithm>
 #include <cstdlib>
 
 namespace rabbit {
@@ -66,48 +61,6 @@ std::string split_dir_for(const std::string& dir, const GlobalOptions& global) {
     spdlog::info("{} is not split yet: splitting it into {} (once)", dir, out);
     run_split(opt, progress, lock);
     return out;
-}
-
-DeviceChoice choose_device(const std::string& device) {
-    if (device == "cpu") return {};
-    if (!device.empty() && device != "cuda" && device.rfind("cuda:", 0) != 0)
-        throw Error(ExitCode::usage, "--device " + device + ": expected cpu, cuda or cuda:N");
-    int index = 0;
-    if (device.size() > 5) {
-        const std::string n = device.substr(5);
-        if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3)
-            throw Error(ExitCode::usage, "--device " + device + ": expected cuda:N with N a GPU number");
-        index = std::stoi(n);
-    }
-#ifdef RABBIT_CUDA_EMULATOR
-    // A test build: its CUDA device is the emulator (tests/cuda_emu), used only when asked for.
-    if (device.empty()) {
-        spdlog::info("this rabbit's CUDA device is emulated (a test build): running on the CPU; --device cuda uses it");
-        return {};
-    }
-    spdlog::warn("--device {}: an emulated CUDA device (a test build): its results are not a GPU's, nor its timings", device);
-#endif
-#ifdef RABBIT_HAVE_CUDA
-    // Only the device asked for is probed (the default: devices in order until one is usable).
-    std::string problem;
-    if (device.empty()) {
-        if (const auto d = first_usable_cuda_device(&problem)) return {true, d->index};
-        spdlog::info("no usable GPU ({}): running on the CPU", problem);
-        return {};
-    }
-    if (cuda_device_count(&problem) == 0)
-        throw Error(ExitCode::usage, "--device " + device + ": no usable GPU (" + problem + "); use --device cpu");
-    const CudaDevice& d = probe_cuda_device(index);
-    if (!d.usable) throw Error(ExitCode::usage, "--device " + device + ": no usable GPU (" + d.problem + "); use --device cpu");
-    return {true, index};
-#else
-    (void)index;
-    if (device.empty()) {
-        spdlog::info("this rabbit was built without CUDA: running on the CPU");
-        return {};
-    }
-    throw Error(ExitCode::usage, "--device " + device + ": this rabbit was built without the CUDA backend; use --device cpu");
-#endif
 }
 
 } // namespace rabbit

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // What `run` and `bench` share in reading their arguments: the model directory (a split, or
-// a Hugging Face checkpoint split into the cache on first use) and the device.
+// a Hugging Face checkpoint split into the cache on first use). The device: cli/engine_choice.h.
 #pragma once
 
 #include "cli/commands.h"
@@ -11,13 +11,5 @@ namespace rabbit {
 
 // A split directory for DIR: DIR itself, or its split in the cache (made now if needed).
 std::string split_dir_for(const std::string& dir, const GlobalOptions& global);
-
-struct DeviceChoice {
-    bool cuda = false;
-    int index = 0;
-};
-
-// --device: cpu, cuda, cuda:N; by default the first usable GPU, else the CPU with a notice.
-DeviceChoice choose_device(const std::string& device);
 
 } // namespace rabbit

@@ -8,16 +8,19 @@
 
 namespace rabbit {
 
-// Process exit codes. Documented in README.md ("Exit codes"); keep the two in step.
+// Process exit codes. README.md's "Exit codes" table lists them: each row is "CODE | LABEL:
+// TEXT", LABEL the name below (an underscore a space, "internal error" for internal) and TEXT
+// starting with the comment beside it; tests/test_cli.cpp holds the two (and `rabbit --help`'s
+// footer) in step.
 enum class ExitCode : int {
-    ok = 0,
-    internal = 1,      // a bug: an invariant broke or an unexpected exception escaped
+    ok = 0,            // success
+    internal = 1,      // a bug in rabbit (please report it): an invariant broke or an unexpected exception escaped
     usage = 2,         // the command line is wrong
-    bad_input = 3,     // a model file is missing, truncated, corrupt or inconsistent
-    unsupported = 4,   // well-formed input that rabbit does not support (architecture, dtype)
-    output = 5,        // cannot write the output: disk full, permissions, not enough space
-    resources = 6,     // a memory budget is too small for the minimum the model needs
-    interrupted = 130, // SIGINT / SIGTERM; partial output was removed
+    bad_input = 3,     // a file is missing, truncated, corrupt or inconsistent
+    unsupported = 4,   // a well-formed model rabbit does not run (architecture, dtype, feature)
+    output = 5,        // cannot write (disk full, not enough free space, permissions, OUT not empty)
+    resources = 6,     // a memory budget too small for the minimum the model needs
+    interrupted = 130, // SIGINT or SIGTERM; partial output was removed
 };
 
 class Error : public std::runtime_error {

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "common/units.h"
 
+#include <spdlog/fmt/fmt.h>
+
 #include <cctype>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -17,10 +18,10 @@ std::string format_bytes(uint64_t bytes) {
         v /= 1024.0;
         ++u;
     }
-    char buf[32];
-    if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", (unsigned long long)bytes);
-    else std::snprintf(buf, sizeof buf, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
-    return buf;
+    if (u == 0) return fmt::format("{} B", bytes);
+    if (v < 10) return fmt::format("{:.2f} {}", v, units[u]);
+    if (v < 100) return fmt::format("{:.1f} {}", v, units[u]);
+    return fmt::format("{:.0f} {}", v, units[u]);
 }
 
 std::string format_rate(double bps) {
@@ -29,12 +30,10 @@ std::string format_rate(double bps) {
 }
 
 std::string format_duration(double s) {
-    char buf[32];
     if (!(s >= 0) || !std::isfinite(s)) return "-";
-    if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", s);
-    else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
-    else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
-    return buf;
+    if (s < 60) return fmt::format("{:.1f}s", s);
+    if (s < 3600) return fmt::format("{}m{:02}s", int(s) / 60, int(s) % 60);
+    return fmt::format("{}h{:02}m", int(s) / 3600, (int(s) % 3600) / 60);
 }
 
 std::optional<uint64_t> parse_size(const std::string& text) {

@@ -8,6 +8,8 @@
 #include "format/hf_checkpoint.h"
 #include "format/safetensors_writer.h"
 
+#include <spdlog/fmt/fmt.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -339,13 +341,12 @@ uint64_t generate_model(const GenSpec& spec, const std::string& out_dir) {
     index.key("metadata").begin_object().member("total_size", total).end_object();
     index.key("weight_map").begin_object();
     for (uint32_t g = 0; g < n_shards; ++g) {
-        char name[64];
-        if (n_shards == 1) std::snprintf(name, sizeof name, "model.safetensors");
-        else std::snprintf(name, sizeof name, "model-%05u-of-%05u.safetensors", g + 1, n_shards);
+        const std::string name =
+            n_shards == 1 ? std::string("model.safetensors") : fmt::format("model-{:05}-of-{:05}.safetensors", g + 1, n_shards);
         std::vector<SafetensorsSpec> specs;
         for (size_t i : groups[g]) {
             specs.push_back({tensors[i].name, spec.dtype, tensors[i].shape});
-            index.member(tensors[i].name, std::string(name));
+            index.member(tensors[i].name, name);
         }
         SafetensorsWriter w(join_path(out_dir, name), specs, metadata);
         if (spec.sparse) w.fill_with_holes();

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// What `rabbit bench` measures, and how it reports it: a table on stdout, JSON with --json.
+// The measuring itself is cli/cmd_bench.cpp's.
+#pragma once
+
+#include "bench/measure.h"
+#include "common/error.h"
+#include "common/timing.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rabbit {
+
+class SplitModel;
+
+// One configuration of the matrix.
+struct BenchConfig {
+    bool cuda = false;
+    uint32_t slots = 2;
+    std::string vram = "all"; // none, half, all (resident weights in VRAM), or a budget such as 4G
+    std::string ram = "default"; // default (3/4 of available memory), or a size (0: nothing kept)
+    size_t batch = 512;
+};
+
+// One measured run, per decoded token.
+struct RunFigures {
+    double prefill_tps = 0, decode_tps = 0;
+    TokenSplit token;
+    double file_bytes = 0, link_bytes = 0;
+    std::optional<double> bound, overlap;
+};
+
+struct ConfigResult {
+    BenchConfig config;
+    std::string error;
+    ExitCode code = ExitCode::ok;
+    double load_s = 0;
+    uint64_t ram_budget = 0;
+    uint64_t vram_budget = 0;     // GPU: the budget the engine used
+    uint64_t resident_bytes = 0;  // weights kept (CPU: in memory; GPU: in VRAM)
+    size_t threads = 0;           // CPU: the engine's threads
+    uint64_t ctx = 0;
+    std::vector<RunFigures> runs; // every measured run
+    size_t median = 0;            // the run whose decode time is the median (the lower one of an even count)
+    double cached = 0;            // page-cache fraction of the streamed unit files after the warm-up
+    std::string from;             // where the streamed weights came from
+    uint64_t peak_host = 0, peak_gpu = 0;
+    bool ok() const { return error.empty(); }
+    const RunFigures& m() const { return runs[median]; }
+    double prefill_tps() const {
+        std::vector<double> v;
+        for (const auto& r : runs) v.push_back(r.prefill_tps);
+        return rabbit::median(v);
+    }
+};
+
+struct Rates {
+    std::optional<ReadBandwidth> cold, warm;
+    bool cold_valid = false; // the cold read came from the drive (little of it was cached)
+    double pinned_bps = 0, pageable_bps = 0; // 0: not measured (no GPU configuration)
+    uint64_t link_bytes = 0;
+};
+
+struct Settings {
+    size_t prompt_len = 512, gen = 32, repeat = 3, warmup = 1, threads = 0;
+    uint64_t ctx = 0; // 0: prompt and generated tokens
+    int gpu = 0;
+};
+
+struct Describe {
+    std::string gpu;      // name, compute capability, memory; empty without a GPU configuration
+    std::string versions; // CUDA driver and runtime
+};
+
+// 123 -> "123", 12.3 -> "12.3", 1.234 -> "1.23": tokens per second.
+std::string rate(double per_second);
+// "cuda, 2 slots, VRAM half, RAM default, batch 512"
+std::string config_label(const BenchConfig& b);
+
+// The lines above the table: the model, the machine, the rates measured, the runs.
+void print_header(const SplitModel& model, const Settings& s, const Rates& rates, const Describe& about);
+void print_table(const std::vector<ConfigResult>& results);
+// To path, or stdout for "-".
+void write_json(const std::string& path, const SplitModel& model, const Settings& s, const Rates& rates,
+                const std::vector<ConfigResult>& results, const Describe& d);
+
+} // namespace rabbit

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// How `run`, `bench` and `inspect` choose and make an engine: the device (--device, or the
+// first usable GPU), the one check that a GPU is usable, the one default RAM budget, and one
+// make_engine for both engines. Here, not in rabbit_core: it needs the CUDA engine, which the
+// core library does not link.
+#pragma once
+
+#include "common/dtype.h"
+#include "engine/engine.h"
+#include "engine/memory_plan.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace rabbit {
+
+class SplitModel;
+class CpuEngine;
+class CudaEngine;
+
+struct DeviceChoice {
+    bool cuda = false;
+    int index = 0;
+};
+
+// --device: cpu, cuda, cuda:N; by default the first usable GPU, else the CPU with a notice.
+DeviceChoice choose_device(const std::string& device);
+
+// The one GPU check: GPU `index` runs this binary's kernels, else a usage error that begins
+// with `option` (what asked for the GPU: "--device cuda:1", "--backend cuda") and ends with
+// `advice` ("; use --device cpu", or nothing).
+void check_gpu(const std::string& option, int index, const std::string& advice);
+
+// The first usable GPU's index, probing in order; nullopt without one (or without CUDA).
+std::optional<int> first_usable_gpu();
+
+// The default RAM budget: 3/4 of the memory available now.
+uint64_t default_ram_budget();
+
+// What an engine is made from; the GPU's settings are ignored on the CPU and the reverse.
+struct EngineRequest {
+    DeviceChoice device;
+    uint64_t ram_budget = 0; // bytes of weights kept in (pinned, for the GPU) memory across tokens
+    uint64_t ctx = 0;        // 0: the model's maximum
+    size_t batch = 512;      // most prompt tokens through the layers at once
+    size_t threads = 0;      // CPU: 0 for every processor this process may use
+    uint64_t vram_budget = 0; // GPU: 0 for the device's free memory less a margin
+    uint32_t ring_slots = 2;  // GPU
+    KvPlace kv = KvPlace::automatic;    // GPU
+    uint64_t max_resident = UINT64_MAX; // GPU: most bytes of weights resident in VRAM
+};
+
+// The engine, and the same engine as the type it is, for what only one of them reports.
+struct MadeEngine {
+    std::unique_ptr<Engine> engine;
+    CpuEngine* cpu = nullptr;
+    CudaEngine* cuda = nullptr;
+};
+
+MadeEngine make_engine(const SplitModel& model, const EngineRequest& request);
+
+// inspect's planning without an engine: the default --vram-budget of the first usable GPU
+// (nullopt without one), and the device memory the CUDA runtime takes beside the plan's
+// buffers (cuBLAS measured on that GPU as the engine measures it, else the planner's
+// estimate) with the reserve for rabbit's own kernels.
+struct PlanningBudget {
+    uint64_t budget = 0;
+    std::string source; // "free memory of GPU 0 (...) less a 512 MiB margin"
+};
+std::optional<PlanningBudget> default_gpu_budget();
+uint64_t runtime_overhead(DType weights);
+
+} // namespace rabbit
