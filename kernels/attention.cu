@@ -29,6 +29,7 @@
 #include "elem_device.cuh"
 
 #include <climits>
+#include <utility>
 
 namespace rabbit {
 
@@ -415,14 +416,31 @@ cudaError_t setup_dim(size_t optin) {
     return cudaSuccess;
 }
 
+// The head size of p among k_attention_head_dims[I..]: its kernels, or an error for none.
+template <size_t I = 0>
+cudaError_t attention_any_dim(const AttentionParams& p, cudaStream_t stream) {
+    if constexpr (I == k_attention_head_dim_count) {
+        return cudaErrorInvalidValue;
+    } else {
+        constexpr int D = k_attention_head_dims[I];
+        if (p.head_dim == D) return attention_dim<D>(p, stream);
+        return attention_any_dim<I + 1>(p, stream);
+    }
+}
+
+// Every head size set up (each tried, whatever the others return); the first error, if any.
+template <size_t... I>
+cudaError_t setup_dims(size_t optin, std::index_sequence<I...>) {
+    const cudaError_t errors[] = {setup_dim<k_attention_head_dims[I]>(optin)...};
+    for (cudaError_t e : errors)
+        if (e != cudaSuccess) return e;
+    return cudaSuccess;
+}
+
 } // namespace
 
 cudaError_t attention_setup(size_t smem_optin) {
-    for (cudaError_t e : {setup_dim<8>(smem_optin), setup_dim<16>(smem_optin), setup_dim<24>(smem_optin),
-                          setup_dim<32>(smem_optin), setup_dim<64>(smem_optin), setup_dim<80>(smem_optin),
-                          setup_dim<96>(smem_optin), setup_dim<128>(smem_optin), setup_dim<256>(smem_optin)})
-        if (e != cudaSuccess) return e;
-    return cudaSuccess;
+    return setup_dims(smem_optin, std::make_index_sequence<k_attention_head_dim_count>{});
 }
 
 cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
@@ -435,21 +453,9 @@ cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
     if (reinterpret_cast<uintptr_t>(p.k_cache) % 16 != 0 || reinterpret_cast<uintptr_t>(p.v_cache) % 16 != 0)
         return cudaErrorInvalidValue;
     if (p.tokens == 0) return cudaSuccess;
-    // Small heads (tiny test models, tinystories-656k's 8) use the same kernel: every D here is
-    // a multiple of 8, so cache rows are whole 16-byte vectors in every cache type, and lanes
-    // past D / 2 output pairs simply hold nothing. Keep this list attention_supports_head_dim's.
-    switch (p.head_dim) {
-    case 8: return attention_dim<8>(p, stream);
-    case 16: return attention_dim<16>(p, stream);
-    case 24: return attention_dim<24>(p, stream);
-    case 32: return attention_dim<32>(p, stream);
-    case 64: return attention_dim<64>(p, stream);
-    case 80: return attention_dim<80>(p, stream);
-    case 96: return attention_dim<96>(p, stream);
-    case 128: return attention_dim<128>(p, stream);
-    case 256: return attention_dim<256>(p, stream);
-    default: return cudaErrorInvalidValue;
-    }
+    // Small heads (tiny test models, tinystories-656k's 8) use the same kernel: every D is a
+    // multiple of 8, so lanes past D / 2 output pairs simply hold nothing.
+    return attention_any_dim(p, stream);
 }
 
 } // namespace rabbit

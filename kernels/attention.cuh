@@ -10,6 +10,7 @@
 #include "elem.cuh"
 #include "workspace.h" // k_attention_workspace
 
+#include <cstddef>
 #include <cstdint>
 
 namespace rabbit {
@@ -37,12 +38,16 @@ struct AttentionParams {
 // need more than 48 KiB of shared memory, and fit within smem_optin, have it.
 cudaError_t attention_setup(size_t smem_optin);
 
-// The head sizes launch_attention has kernels for (a loud error for any other).
+// The head sizes launch_attention has kernels for (a loud error for any other), listed once:
+// the kernels are instantiated, set up and dispatched from this array. Each is a multiple of 8,
+// so that cache rows are whole 16-byte vectors in every cache type.
+inline constexpr int k_attention_head_dims[] = {8, 16, 24, 32, 64, 80, 96, 128, 256};
+inline constexpr size_t k_attention_head_dim_count = sizeof(k_attention_head_dims) / sizeof(k_attention_head_dims[0]);
+
 inline bool attention_supports_head_dim(int d) {
-    switch (d) {
-    case 8: case 16: case 24: case 32: case 64: case 80: case 96: case 128: case 256: return true;
-    default: return false;
-    }
+    for (int s : k_attention_head_dims)
+        if (s == d) return true;
+    return false;
 }
 
 cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream);

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// The device workspaces the kernels need, in plain C++ (no CUDA): the kernels size their work
-// by these, and the VRAM planner (src/engine/memory_plan.cpp) plans the buffers by them.
+// The device workspaces the kernels and cuBLAS need, in plain C++ (no CUDA): the kernels size
+// their work by these, and the VRAM planner (src/engine/memory_plan.cpp) plans the buffers by
+// them. Each size is defined here and nowhere else.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 namespace rabbit {
+
+// cuBLAS: the workspace rabbit gives its handle (cublasSetWorkspace), so that it makes no
+// default one of its own.
+constexpr size_t k_cublas_workspace = 32ull << 20;
 
 // launch_attention: the partial results of positions split across blocks.
 constexpr size_t k_attention_workspace = 16ull << 20;

@@ -13,6 +13,7 @@
 
 #ifdef RABBIT_HAVE_CUDA
 #include "backend/cuda/cuda_engine.h"
+#include "backend/cuda/events.h"
 #include "backend/cuda/link.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/spans.h"
@@ -438,6 +439,35 @@ TEST_CASE("the GPU spans leave no error behind for the next launch when an event
         REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
         REQUIRE(spans.seconds() > 0);
     }
+    REQUIRE(cudaStreamDestroy(stream) == cudaSuccess);
+#endif
+}
+
+TEST_CASE("a CudaEvent moves its event and destroys it once", "[gpu][cuda-engine][streams]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    cudaStream_t stream = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+    {
+        CudaEvent a(cudaEventDisableTiming | cudaEventBlockingSync);
+        REQUIRE(a);
+        const cudaEvent_t raw = a.get();
+        CudaEvent b(std::move(a));
+        REQUIRE(!a);
+        REQUIRE(b.get() == raw);
+        CudaEvent c;
+        REQUIRE(!c);
+        c = std::move(b); // c had none: nothing destroyed
+        REQUIRE(!b);
+        REQUIRE(c.get() == raw);
+        REQUIRE(cudaEventRecord(c.get(), stream) == cudaSuccess);
+        REQUIRE(cudaEventSynchronize(c.get()) == cudaSuccess);
+        c = CudaEvent(cudaEventDefault); // the old one destroyed, a new one held
+        REQUIRE(c.get() != nullptr);
+        REQUIRE(cudaEventRecord(c.get(), stream) == cudaSuccess);
+        REQUIRE(cudaEventSynchronize(c.get()) == cudaSuccess);
+    }
+    REQUIRE(cudaGetLastError() == cudaSuccess);
     REQUIRE(cudaStreamDestroy(stream) == cudaSuccess);
 #endif
 }

@@ -10,9 +10,6 @@ namespace rabbit {
 namespace {
 
 constexpr uint64_t k_slot_floor = 16ull << 20;
-constexpr uint64_t k_align = 256; // every part of the fixed buffers, and every vector in `vectors`
-
-uint64_t aligned(uint64_t n) { return (n + k_align - 1) / k_align * k_align; }
 
 // Is this unit read by every decoded token (and so worth keeping resident)?
 bool per_token(const PlanUnit& u, bool tied) { return streams_per_token(u.kind, tied); }
@@ -22,6 +19,180 @@ size_t act_size_of(DType weights) { return weights == DType::f32 ? 4 : 2; }
 // Device memory a resident unit takes: whole pages; none for the final norm, whose vector is
 // among the fixed buffers' (`vectors`).
 uint64_t unit_pages(const PlanUnit& u) { return u.kind == UnitKind::final_norm ? 0 : device_pages(u.bytes); }
+
+// The units every decoded token reads, by kind, and what they come to.
+struct PerTokenUnits {
+    std::vector<size_t> layers, others; // indices in the input: the layers in order, then the rest
+    uint64_t bytes = 0, pages = 0, largest = 0;
+};
+
+PerTokenUnits per_token_units(const MemoryPlanInput& in) {
+    PerTokenUnits u;
+    for (size_t i = 0; i < in.units.size(); ++i) {
+        if (!per_token(in.units[i], in.config.tie_word_embeddings)) continue;
+        (in.units[i].kind == UnitKind::layer ? u.layers : u.others).push_back(i);
+        u.bytes += in.units[i].bytes;
+        u.pages += unit_pages(in.units[i]);
+        u.largest = std::max(u.largest, in.units[i].bytes);
+    }
+    return u;
+}
+
+// Step 1: the fixed buffers, the KV cache's size and the runtime's memory: what any plan holds.
+void plan_fixed(const MemoryPlanInput& in, MemoryPlan& p) {
+    const ModelConfig& c = in.config;
+    const size_t act = act_size_of(in.weight_dtype);
+    p.resident.assign(in.units.size(), false);
+    p.kv_cache_bytes = kv_cache_bytes(c, in.ctx, act);
+    p.fixed = fixed_layout(c, in.prefill_tokens, act, in.ctx);
+    p.vector_bytes = p.fixed.size(Fixed::vectors);
+    p.workspace_bytes = p.fixed.size(Fixed::cublas_workspace) + p.fixed.size(Fixed::attention_workspace) +
+                        p.fixed.size(Fixed::sample_workspace);
+    p.activation_bytes = p.fixed.total - p.vector_bytes - p.workspace_bytes;
+    p.overhead_bytes = in.overhead + k_device_reserve;
+}
+
+// Step 2: where the KV cache lives. On the GPU when asked, or (automatic) when it fits beside
+// the smallest ring; otherwise in pinned host memory, where attention reads it. Returns the
+// device memory every plan takes before units and ring: the fixed buffers, the runtime's
+// memory and the KV cache when it is on the GPU.
+uint64_t place_kv_cache(const MemoryPlanInput& in, uint64_t smallest_ring, uint64_t all_pages, MemoryPlan& p) {
+    const uint64_t base_no_kv = device_pages(p.fixed.total) + p.overhead_bytes;
+    const uint64_t kv_pages = device_pages(p.kv_cache_bytes);
+    p.kv_on_host = in.kv == KvPlace::host ||
+                   (in.kv == KvPlace::automatic && base_no_kv + kv_pages + smallest_ring > in.budget &&
+                    base_no_kv + kv_pages + all_pages > in.budget);
+    const uint64_t base = base_no_kv + (p.kv_on_host ? 0 : kv_pages);
+    p.minimum_budget = base + smallest_ring;
+    return base;
+}
+
+// Step 3: which units stay resident, and the slot size, together. A slot as large as the
+// largest streamed unit sends each unit in one copy; a smaller one sends the larger units in
+// row blocks, which costs no bandwidth and can leave room for more resident units. Every
+// per-token byte costs the same to stream, so keep the most bytes resident: for each candidate
+// slot, try each subset of the few non-layer units, then add layers in order while they fit.
+class ResidentSearch {
+public:
+    ResidentSearch(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base, uint64_t slots)
+        : in_(in), units_(units), base_(base), slots_(slots) {}
+
+    // Fills `resident` and `slot` with the best choice; the slot is at least min_slot.
+    void best(uint64_t min_slot, std::vector<bool>& resident, uint64_t& slot) const {
+        uint64_t best_bytes = 0, best_slot = 0;
+        std::vector<bool> best(in_.units.size(), false);
+        bool found = false;
+        for (uint64_t candidate : candidates(min_slot)) {
+            if (base_ + slots_ * device_pages(candidate) > in_.budget) continue;
+            for (size_t mask = 0; mask < (size_t(1) << units_.others.size()); ++mask) {
+                std::vector<bool> res;
+                if (!fill(candidate, mask, res)) continue;
+                const uint64_t bytes = resident_bytes(res, false);
+                const uint64_t need = slot_for(res, candidate);
+                // More resident bytes win; between equals, the larger slot (fewer, larger copies).
+                if (!found || bytes > best_bytes || (bytes == best_bytes && need > best_slot)) {
+                    found = true;
+                    best_bytes = bytes;
+                    best_slot = need;
+                    best = res;
+                }
+            }
+        }
+        resident = best;
+        slot = best_slot;
+    }
+
+private:
+    // Each unit's size, the largest slot the budget allows and the smallest useful one, each
+    // within [min_slot, max_slot], largest first.
+    std::vector<uint64_t> candidates(uint64_t min_slot) const {
+        std::vector<uint64_t> c;
+        for (size_t i : units_.layers) c.push_back(in_.units[i].bytes);
+        for (size_t i : units_.others) c.push_back(in_.units[i].bytes);
+        c.push_back((in_.budget - base_) / slots_ / k_device_page * k_device_page);
+        c.push_back(min_slot);
+        for (auto& s : c) {
+            s = std::max(s, min_slot);
+            if (in_.max_slot) s = std::min(s, in_.max_slot);
+        }
+        std::sort(c.begin(), c.end(), std::greater<uint64_t>());
+        c.erase(std::unique(c.begin(), c.end()), c.end());
+        return c;
+    }
+
+    // The non-layer units of `mask` resident, then the first layers while they fit; false when
+    // the non-layer units alone do not.
+    bool fill(uint64_t slot, size_t mask, std::vector<bool>& res) const {
+        res.assign(in_.units.size(), false);
+        for (size_t k = 0; k < units_.others.size(); ++k) res[units_.others[k]] = (mask >> k) & 1;
+        if (!fits(res, slot)) return false;
+        for (size_t i : units_.layers) { // layers in order: the first ones resident, the rest streamed
+            res[i] = true;
+            if (!fits(res, slot)) {
+                res[i] = false;
+                break;
+            }
+        }
+        return true;
+    }
+
+    bool fits(const std::vector<bool>& res, uint64_t slot) const {
+        return used(res, slot) <= in_.budget && resident_bytes(res, false) <= in_.max_resident;
+    }
+
+    // The slot a resident set needs: the largest streamed unit, at most `slot`.
+    uint64_t slot_for(const std::vector<bool>& res, uint64_t slot) const {
+        uint64_t need = 0;
+        for (size_t i : units_.layers) need = res[i] ? need : std::max(need, in_.units[i].bytes);
+        for (size_t i : units_.others) need = res[i] ? need : std::max(need, in_.units[i].bytes);
+        return std::min(need, slot);
+    }
+
+    uint64_t resident_bytes(const std::vector<bool>& res, bool pages) const {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < res.size(); ++i)
+            if (res[i]) bytes += pages ? unit_pages(in_.units[i]) : in_.units[i].bytes;
+        return bytes;
+    }
+
+    uint64_t used(const std::vector<bool>& res, uint64_t slot) const {
+        return base_ + slots_ * device_pages(slot_for(res, slot)) + resident_bytes(res, true);
+    }
+
+    const MemoryPlanInput& in_;
+    const PerTokenUnits& units_;
+    uint64_t base_, slots_;
+};
+
+// Step 4: the plan's totals for the chosen resident set and slot (0: no ring), and the list of
+// device allocations the engine makes from it.
+void finish(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base, uint64_t slots,
+            const std::vector<bool>& res, uint64_t slot, MemoryPlan& p) {
+    const bool tied = in.config.tie_word_embeddings;
+    p.resident = res;
+    p.resident_bytes = 0;
+    uint64_t resident_pages = 0;
+    for (size_t i = 0; i < res.size(); ++i)
+        if (res[i]) {
+            p.resident_bytes += in.units[i].bytes;
+            resident_pages += unit_pages(in.units[i]);
+        }
+    for (size_t i : units.layers) p.resident_layers += res[i] ? 1 : 0;
+    p.ring_slot_bytes = slot;
+    p.ring_bytes = slots * device_pages(slot) * (slot ? 1 : 0);
+    for (size_t i = 0; i < in.units.size(); ++i)
+        if (slot && per_token(in.units[i], tied) && !res[i] && in.units[i].bytes > slot) p.chunked = true;
+    p.fixed_bytes = base + p.ring_bytes;
+    p.device_bytes = p.fixed_bytes + resident_pages;
+    p.streamed_per_token = units.bytes - p.resident_bytes;
+
+    p.allocations.push_back({AllocationKind::fixed, 0, p.fixed.total, "fixed buffers"});
+    if (!p.kv_on_host) p.allocations.push_back({AllocationKind::kv_cache, 0, p.kv_cache_bytes, "KV cache"});
+    for (size_t i = 0; i < res.size(); ++i)
+        if (res[i] && in.units[i].kind != UnitKind::final_norm)
+            p.allocations.push_back({AllocationKind::unit, i, in.units[i].bytes, in.units[i].name});
+    for (uint64_t s = 0; slot && s < slots; ++s) p.allocations.push_back({AllocationKind::ring_slot, 0, slot, "ring slot"});
+}
 
 } // namespace
 
@@ -68,13 +239,13 @@ FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t 
     for (int i = 0; i < int(Fixed::count); ++i) {
         l.offset[i] = l.total;
         l.bytes[i] = bytes[i];
-        l.total += aligned(bytes[i]);
+        l.total += fixed_aligned(bytes[i]);
     }
     return l;
 }
 
 uint64_t vector_bytes(const ModelConfig& c) {
-    auto padded = [](uint64_t n) { return aligned(4 * n); };
+    auto padded = [](uint64_t n) { return fixed_aligned(4 * n); };
     const uint64_t per_layer = 2 * padded(c.hidden_size) + (c.qkv_bias ? padded(c.q_dim() + 2ull * c.kv_dim()) : 0) +
                                (c.qk_norm ? 2 * padded(c.head_dim) : 0) + (c.o_bias ? padded(c.hidden_size) : 0);
     return per_layer * c.num_layers + padded(c.hidden_size);
@@ -90,142 +261,33 @@ uint64_t minimum_slot_bytes(const ModelConfig& c, DType weight_dtype, uint64_t l
 }
 
 MemoryPlan plan_memory(const MemoryPlanInput& in) {
-    const ModelConfig& c = in.config;
-    const bool tied = c.tie_word_embeddings;
-    const size_t act = act_size_of(in.weight_dtype);
     const uint64_t slots = std::max<uint32_t>(1, in.ring_slots);
     MemoryPlan p;
-    p.resident.assign(in.units.size(), false);
-    p.kv_cache_bytes = kv_cache_bytes(c, in.ctx, act);
-    p.fixed = fixed_layout(c, in.prefill_tokens, act, in.ctx);
-    p.vector_bytes = p.fixed.size(Fixed::vectors);
-    p.workspace_bytes = p.fixed.size(Fixed::cublas_workspace) + p.fixed.size(Fixed::attention_workspace) +
-                        p.fixed.size(Fixed::sample_workspace);
-    p.activation_bytes = p.fixed.total - p.vector_bytes - p.workspace_bytes;
-    p.overhead_bytes = in.overhead + k_device_reserve;
-
-    std::vector<size_t> layers, others; // per-token units by kind
-    uint64_t all = 0, all_pages = 0, largest = 0;
-    for (size_t i = 0; i < in.units.size(); ++i) {
-        if (!per_token(in.units[i], tied)) continue;
-        (in.units[i].kind == UnitKind::layer ? layers : others).push_back(i);
-        all += in.units[i].bytes;
-        all_pages += unit_pages(in.units[i]);
-        largest = std::max(largest, in.units[i].bytes);
-    }
-    uint64_t min_slot = minimum_slot_bytes(c, in.weight_dtype, largest);
+    plan_fixed(in, p);
+    const PerTokenUnits units = per_token_units(in);
+    uint64_t min_slot = minimum_slot_bytes(in.config, in.weight_dtype, units.largest);
     if (in.max_slot) min_slot = std::min(min_slot, in.max_slot);
-
-    // The KV cache goes on the GPU when asked, or (automatic) when it fits beside the
-    // smallest ring; otherwise it stays in pinned host memory and attention reads it there.
-    const uint64_t base_no_kv = device_pages(p.fixed.total) + p.overhead_bytes;
-    const uint64_t kv_pages = device_pages(p.kv_cache_bytes);
-    const uint64_t smallest_ring = slots * device_pages(min_slot);
-    p.kv_on_host = in.kv == KvPlace::host ||
-                   (in.kv == KvPlace::automatic && base_no_kv + kv_pages + smallest_ring > in.budget &&
-                    base_no_kv + kv_pages + all_pages > in.budget);
-    const uint64_t base = base_no_kv + (p.kv_on_host ? 0 : kv_pages);
-    p.minimum_budget = base + smallest_ring;
-
-    auto finish = [&](const std::vector<bool>& res, uint64_t slot) {
-        p.resident = res;
-        p.resident_bytes = 0;
-        uint64_t resident_pages = 0;
-        for (size_t i = 0; i < res.size(); ++i)
-            if (res[i]) {
-                p.resident_bytes += in.units[i].bytes;
-                resident_pages += unit_pages(in.units[i]);
-            }
-        for (size_t i : layers) p.resident_layers += res[i] ? 1 : 0;
-        p.ring_slot_bytes = slot;
-        p.ring_bytes = slots * device_pages(slot) * (slot ? 1 : 0);
-        for (size_t i = 0; i < in.units.size(); ++i)
-            if (slot && per_token(in.units[i], tied) && !res[i] && in.units[i].bytes > slot) p.chunked = true;
-        p.fixed_bytes = base + p.ring_bytes;
-        p.device_bytes = p.fixed_bytes + resident_pages;
-        p.streamed_per_token = all - p.resident_bytes;
-        p.allocations.push_back({AllocationKind::fixed, 0, p.fixed.total, "fixed buffers"});
-        if (!p.kv_on_host) p.allocations.push_back({AllocationKind::kv_cache, 0, p.kv_cache_bytes, "KV cache"});
-        for (size_t i = 0; i < res.size(); ++i)
-            if (res[i] && in.units[i].kind != UnitKind::final_norm)
-                p.allocations.push_back({AllocationKind::unit, i, in.units[i].bytes, in.units[i].name});
-        for (uint64_t s = 0; slot && s < slots; ++s) p.allocations.push_back({AllocationKind::ring_slot, 0, slot, "ring slot"});
-        return p;
-    };
+    const uint64_t base = place_kv_cache(in, slots * device_pages(min_slot), units.pages, p);
 
     // Everything resident: no ring at all.
-    std::vector<bool> everything(in.units.size(), false);
-    for (size_t i : layers) everything[i] = true;
-    for (size_t i : others) everything[i] = true;
-    if (base + all_pages <= in.budget && all <= in.max_resident) {
+    if (base + units.pages <= in.budget && units.bytes <= in.max_resident) {
+        std::vector<bool> everything(in.units.size(), false);
+        for (size_t i : units.layers) everything[i] = true;
+        for (size_t i : units.others) everything[i] = true;
         p.fits = true;
-        return finish(everything, 0);
+        finish(in, units, base, slots, everything, 0, p);
+        return p;
     }
     p.fits = p.minimum_budget <= in.budget;
-    if (!p.fits) return finish(std::vector<bool>(in.units.size(), false), min_slot);
-
-    // Otherwise choose the slot size and the resident units together. A slot as large as
-    // the largest streamed unit sends each unit in one copy; a smaller one sends the larger
-    // units in row blocks, which costs no bandwidth and can leave room for more resident
-    // units. Every per-token byte costs the same to stream, so keep the most bytes resident:
-    // for each candidate slot, try each subset of the few non-layer units, then add layers
-    // in order while they fit.
-    std::vector<uint64_t> candidates;
-    for (size_t i : layers) candidates.push_back(in.units[i].bytes);
-    for (size_t i : others) candidates.push_back(in.units[i].bytes);
-    candidates.push_back((in.budget - base) / slots / k_device_page * k_device_page); // the largest slot the budget allows
-    candidates.push_back(min_slot);
-    for (auto& s : candidates) {
-        s = std::max(s, min_slot);
-        if (in.max_slot) s = std::min(s, in.max_slot);
+    if (!p.fits) {
+        finish(in, units, base, slots, std::vector<bool>(in.units.size(), false), min_slot, p);
+        return p;
     }
-    std::sort(candidates.begin(), candidates.end(), std::greater<uint64_t>());
-    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
-
-    // The slot a resident set needs: the largest streamed unit, at most `slot`.
-    auto slot_for = [&](const std::vector<bool>& res, uint64_t slot) {
-        uint64_t need = 0;
-        for (size_t i : layers) need = res[i] ? need : std::max(need, in.units[i].bytes);
-        for (size_t i : others) need = res[i] ? need : std::max(need, in.units[i].bytes);
-        return std::min(need, slot);
-    };
-    auto resident_bytes = [&](const std::vector<bool>& res, bool pages) {
-        uint64_t bytes = 0;
-        for (size_t i = 0; i < res.size(); ++i)
-            if (res[i]) bytes += pages ? unit_pages(in.units[i]) : in.units[i].bytes;
-        return bytes;
-    };
-    auto used = [&](const std::vector<bool>& res, uint64_t slot) {
-        return base + slots * device_pages(slot_for(res, slot)) + resident_bytes(res, true);
-    };
-    uint64_t best_bytes = 0, best_slot = 0;
-    std::vector<bool> best(in.units.size(), false);
-    bool found = false;
-    for (uint64_t slot : candidates) {
-        if (base + slots * device_pages(slot) > in.budget) continue;
-        for (size_t mask = 0; mask < (size_t(1) << others.size()); ++mask) {
-            std::vector<bool> res(in.units.size(), false);
-            for (size_t k = 0; k < others.size(); ++k) res[others[k]] = (mask >> k) & 1;
-            if (used(res, slot) > in.budget || resident_bytes(res, false) > in.max_resident) continue;
-            for (size_t i : layers) { // layers in order: the first ones resident, the rest streamed
-                res[i] = true;
-                if (used(res, slot) > in.budget || resident_bytes(res, false) > in.max_resident) {
-                    res[i] = false;
-                    break;
-                }
-            }
-            const uint64_t bytes = resident_bytes(res, false);
-            const uint64_t need = slot_for(res, slot);
-            // More resident bytes win; between equals, the larger slot (fewer, larger copies).
-            if (!found || bytes > best_bytes || (bytes == best_bytes && need > best_slot)) {
-                found = true;
-                best_bytes = bytes;
-                best_slot = need;
-                best = res;
-            }
-        }
-    }
-    return finish(best, best_slot);
+    std::vector<bool> resident;
+    uint64_t slot = 0;
+    ResidentSearch(in, units, base, slots).best(min_slot, resident, slot);
+    finish(in, units, base, slots, resident, slot, p);
+    return p;
 }
 
 } // namespace rabbit

@@ -48,7 +48,6 @@ enum class KvPlace { automatic, gpu, host };
 constexpr uint64_t k_device_page = 2ull << 20;
 inline uint64_t device_pages(uint64_t bytes) { return (bytes + k_device_page - 1) / k_device_page * k_device_page; }
 
-constexpr uint64_t k_cublas_workspace = 32ull << 20;        // the workspace rabbit gives cuBLAS
 constexpr uint64_t k_kernel_code_reserve = 16ull << 20;     // rabbit's kernels, loaded at their first launch
 constexpr uint64_t k_device_reserve = 32ull << 20;          // the driver's own allocations while running
 constexpr uint64_t k_estimated_cublas_bytes = 64ull << 20;  // cuBLAS's handle and kernels, unmeasured
@@ -56,7 +55,12 @@ constexpr uint64_t k_estimated_cublas_bytes = 64ull << 20;  // cuBLAS's handle a
 // Rows of logits the CUDA engine holds at once (more go through in groups).
 constexpr uint64_t k_planned_logit_rows = 8;
 
-// The fixed buffers, carved from one device allocation at 256-byte aligned offsets.
+// Every fixed buffer starts at a multiple of this, and so does every vector in `vectors` (the
+// CUDA engine packs them so). The workspace sizes are kernels/workspace.h's.
+constexpr uint64_t k_fixed_align = 256;
+inline uint64_t fixed_aligned(uint64_t bytes) { return (bytes + k_fixed_align - 1) / k_fixed_align * k_fixed_align; }
+
+// The fixed buffers, carved from one device allocation at k_fixed_align offsets.
 enum class Fixed : int {
     x,           // [tokens, hidden] f32, the residual stream
     xn,          // [tokens, hidden] compute type, norm outputs (matrix inputs)
@@ -74,10 +78,10 @@ enum class Fixed : int {
     topk_ids,    // [k_topk_max] int32
     picked,      // [1] int32
     penalty_ids, // [ctx] int32, the context's distinct ids
-    vectors,     // every layer's norms and biases and the final norm, f32, 256-byte aligned each
-    cublas_workspace,
-    attention_workspace,
-    sample_workspace,
+    vectors,     // every layer's norms and biases and the final norm, f32, each k_fixed_align aligned
+    cublas_workspace,    // k_cublas_workspace bytes
+    attention_workspace, // k_attention_workspace bytes
+    sample_workspace,    // sample_workspace_bytes(vocab)
     count
 };
 const char* fixed_name(Fixed f);
@@ -143,7 +147,7 @@ struct MemoryPlan {
 // embedding matrix when tied). The embedding lookup itself gathers one row on the host.
 uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied);
 
-// The f32 norms and biases of every layer and the final norm, each 256-byte aligned.
+// The f32 norms and biases of every layer and the final norm, each k_fixed_align aligned.
 uint64_t vector_bytes(const ModelConfig& c);
 // [layers, 2, kv_heads, ctx, head_dim] in the compute type.
 uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act_size);

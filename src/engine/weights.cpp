@@ -7,37 +7,69 @@ namespace rabbit {
 
 namespace {
 
-const UnitTensor* find(const ManifestUnit& u, const char* name) { return u.layout.find(name); }
+const UnitTensor* matrix_tensor(const ManifestUnit& u, const char* name) {
+    const UnitTensor* t = u.layout.find(name);
+    RABBIT_CHECK(t && t->shape.size() == 2, std::string("unit ") + u.layout.name + " has no matrix " + name);
+    return t;
+}
+
+// Null when the unit has no such vector.
+const UnitTensor* vector_tensor(const ManifestUnit& u, const char* name) {
+    const UnitTensor* t = u.layout.find(name);
+    if (!t) return nullptr;
+    RABBIT_CHECK(t->dtype == DType::f32 && t->shape.size() == 1, std::string("unit ") + u.layout.name + " vector " + name);
+    return t;
+}
+
+const float* place(const UnitTensor* t, const uint8_t* data) {
+    return t ? reinterpret_cast<const float*>(data + t->offset) : nullptr;
+}
 
 } // namespace
 
+Matrix tensor_matrix(const UnitTensor& t, const uint8_t* data) {
+    return {data ? data + t.offset : nullptr, t.dtype, t.shape[0], t.shape[1]};
+}
+
 Matrix unit_matrix(const ManifestUnit& u, const uint8_t* data, const char* name) {
-    const UnitTensor* t = find(u, name);
-    RABBIT_CHECK(t && t->shape.size() == 2, std::string("unit ") + u.layout.name + " has no matrix " + name);
-    return {data + t->offset, t->dtype, t->shape[0], t->shape[1]};
+    return tensor_matrix(*matrix_tensor(u, name), data);
 }
 
 const float* unit_vector(const ManifestUnit& u, const uint8_t* data, const char* name) {
-    const UnitTensor* t = find(u, name);
-    if (!t) return nullptr;
-    RABBIT_CHECK(t->dtype == DType::f32 && t->shape.size() == 1, std::string("unit ") + u.layout.name + " vector " + name);
-    return reinterpret_cast<const float*>(data + t->offset);
+    return place(vector_tensor(u, name), data);
 }
 
-LayerWeights layer_weights(const ManifestUnit& u, const uint8_t* data) {
+LayerTensors layer_tensors(const ManifestUnit& u) {
+    LayerTensors t;
+    t.attn_norm = vector_tensor(u, "attn_norm");
+    t.qkv = matrix_tensor(u, "qkv");
+    t.qkv_bias = vector_tensor(u, "qkv_bias");
+    t.q_norm = vector_tensor(u, "q_norm");
+    t.k_norm = vector_tensor(u, "k_norm");
+    t.o = matrix_tensor(u, "o");
+    t.o_bias = vector_tensor(u, "o_bias");
+    t.ffn_norm = vector_tensor(u, "ffn_norm");
+    t.gate_up = matrix_tensor(u, "gate_up");
+    t.down = matrix_tensor(u, "down");
+    RABBIT_CHECK(t.attn_norm && t.ffn_norm, "layer unit without norms: " + u.layout.name);
+    return t;
+}
+
+LayerWeights layer_weights(const LayerTensors& t, const uint8_t* data) {
     LayerWeights w;
-    w.attn_norm = unit_vector(u, data, "attn_norm");
-    w.qkv = unit_matrix(u, data, "qkv");
-    w.qkv_bias = unit_vector(u, data, "qkv_bias");
-    w.q_norm = unit_vector(u, data, "q_norm");
-    w.k_norm = unit_vector(u, data, "k_norm");
-    w.o = unit_matrix(u, data, "o");
-    w.o_bias = unit_vector(u, data, "o_bias");
-    w.ffn_norm = unit_vector(u, data, "ffn_norm");
-    w.gate_up = unit_matrix(u, data, "gate_up");
-    w.down = unit_matrix(u, data, "down");
-    RABBIT_CHECK(w.attn_norm && w.ffn_norm, "layer unit without norms: " + u.layout.name);
+    w.attn_norm = place(t.attn_norm, data);
+    w.qkv = tensor_matrix(*t.qkv, data);
+    w.qkv_bias = place(t.qkv_bias, data);
+    w.q_norm = place(t.q_norm, data);
+    w.k_norm = place(t.k_norm, data);
+    w.o = tensor_matrix(*t.o, data);
+    w.o_bias = place(t.o_bias, data);
+    w.ffn_norm = place(t.ffn_norm, data);
+    w.gate_up = tensor_matrix(*t.gate_up, data);
+    w.down = tensor_matrix(*t.down, data);
     return w;
 }
+
+LayerWeights layer_weights(const ManifestUnit& u, const uint8_t* data) { return layer_weights(layer_tensors(u), data); }
 
 } // namespace rabbit

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Views of a unit's tensors, by role, pointing into its data section (a mapping or a ring
-// slot): what the forward pass reads. Built from the manifest's tensor table.
+// Views of a unit's tensors, by role, pointing into its data section (a mapping, a ring slot, a
+// resident buffer): what the forward pass of both engines reads. Built from the manifest's
+// tensor table: a layer's tensors are found by name once (LayerTensors), and placed on any copy
+// of its data section by adding their offsets (layer_weights).
 #pragma once
 
 #include "model/matrix.h"
@@ -21,8 +23,29 @@ struct LayerWeights {
     Matrix down;                      // [hidden, intermediate]
 };
 
+// A layer unit's tensors by role, in the manifest's table (which outlives it): the optional
+// vectors null where the unit has none. Checked once, when made: the four matrices 2-D, the
+// vectors f32 and 1-D, both norms there.
+struct LayerTensors {
+    const UnitTensor* attn_norm = nullptr;
+    const UnitTensor* qkv = nullptr;
+    const UnitTensor* qkv_bias = nullptr;
+    const UnitTensor* q_norm = nullptr;
+    const UnitTensor* k_norm = nullptr;
+    const UnitTensor* o = nullptr;
+    const UnitTensor* o_bias = nullptr;
+    const UnitTensor* ffn_norm = nullptr;
+    const UnitTensor* gate_up = nullptr;
+    const UnitTensor* down = nullptr;
+};
+LayerTensors layer_tensors(const ManifestUnit& unit);
+
 // data: the unit's data section (offset 0 = the manifest's tensor offsets).
+LayerWeights layer_weights(const LayerTensors& tensors, const uint8_t* data);
 LayerWeights layer_weights(const ManifestUnit& unit, const uint8_t* data);
+// The matrix `t` of a unit whose data section is at `data`; null data: its shape and type only
+// (a matrix that streams in row blocks).
+Matrix tensor_matrix(const UnitTensor& t, const uint8_t* data);
 // The one matrix of an embed or lm_head unit, and the vector of the norm unit.
 Matrix unit_matrix(const ManifestUnit& unit, const uint8_t* data, const char* tensor);
 const float* unit_vector(const ManifestUnit& unit, const uint8_t* data, const char* tensor);

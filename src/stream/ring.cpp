@@ -6,8 +6,6 @@
 #include "common/timing.h"
 #include "stream/unit_source.h"
 
-#include <chrono>
-
 namespace rabbit {
 
 Ring::Ring(RingTransport& transport, PieceSource& source, std::vector<RingPiece> sequence, ThreadPool* fill)
@@ -40,11 +38,11 @@ void Ring::loader() {
                 // Pageable memory cannot be copied to the GPU asynchronously: stage it in the
                 // slot's pinned buffer, once the slot's previous copy has left it.
                 // First the pages from the file (the disk's time), then the copy (the host's).
-                const auto t0 = std::chrono::steady_clock::now();
+                const auto t0 = Clock::now();
                 read_in(pool_, src, p.bytes);
                 const double read = seconds_since(t0);
                 transport_.wait_staging_free(s);
-                const auto t1 = std::chrono::steady_clock::now();
+                const auto t1 = Clock::now();
                 parallel_memcpy(pool_, transport_.staging(s), src, p.bytes);
                 const double copied = seconds_since(t1);
                 source_.done(p);
@@ -76,13 +74,13 @@ void Ring::loader() {
     }
 }
 
-const uint8_t* Ring::acquire() {
+uint8_t* Ring::acquire() {
     RABBIT_CHECK(released_ == consumed_, "Ring::acquire before the last piece was released");
     transport_.arrival_wanted(); // before any wait for the loader: the compute may run dry during it
     {
         std::unique_lock<std::mutex> lock(mutex_);
         if (produced_ <= consumed_ && !error_) {
-            const auto t0 = std::chrono::steady_clock::now();
+            const auto t0 = Clock::now();
             cv_.wait(lock, [&] { return error_ || produced_ > consumed_; });
             stats_.consumer_wait_s += seconds_since(t0);
         }

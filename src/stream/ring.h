@@ -4,7 +4,7 @@
 // pass uses them. A loader thread copies piece k from the mapped unit file into host slot
 // k % N (several threads share the memcpy) and queues its copy to the device on the copy
 // stream; the consumer (the forward pass) makes its compute stream wait for that copy,
-// computes, and releases the slot, after which piece k + N may be copied over it. RingPiece k + 1
+// computes, and releases the slot, after which piece k + N may be copied over it. Piece k + 1
 // is read and copied while piece k computes. The consumer never waits on the GPU; it waits
 // on the loader only when the disk is slower than the layers.
 //
@@ -75,10 +75,12 @@ public:
     Ring& operator=(const Ring&) = delete;
 
     const std::vector<RingPiece>& sequence() const { return sequence_; }
-    // The next piece of the sequence: which it is, and its bytes on the device, which the
-    // consumer's stream will wait for. Rethrows the loader's error, if it failed.
+    // The next piece of the sequence: which it is (next_piece), and its bytes on the device
+    // (acquire), which the consumer's stream will wait for. They are the consumer's until
+    // release: it may rewrite them in place (bf16 to f16 on a GPU without bf16). acquire
+    // rethrows the loader's error, if it failed.
     const RingPiece& next_piece() const { return sequence_[consumed_ % sequence_.size()]; }
-    const uint8_t* acquire();
+    uint8_t* acquire();
     void release(); // the piece acquire() returned
     RingStats stats() const;
 

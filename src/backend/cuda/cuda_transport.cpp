@@ -23,8 +23,8 @@ void CudaTransport::create(size_t slots, uint64_t slot_bytes) {
         s.device = DeviceBuffer(slot_bytes);
         // The loader waits on `copied` from the host: sleep in the driver rather than spin a
         // core that the fill threads need.
-        RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming | cudaEventBlockingSync));
-        RABBIT_CUDA_CHECK(cudaEventCreateWithFlags(&s.freed, cudaEventDisableTiming));
+        s.copied = CudaEvent(cudaEventDisableTiming | cudaEventBlockingSync);
+        s.freed = CudaEvent(cudaEventDisableTiming);
     }
 }
 
@@ -33,35 +33,31 @@ CudaTransport::~CudaTransport() { destroy(); }
 void CudaTransport::destroy() {
     // The ring has stopped; let queued copies land before their buffers go.
     if (copy_) cudaStreamSynchronize(copy_);
-    for (Slot& s : slots_) {
-        if (s.copied) cudaEventDestroy(s.copied);
-        if (s.freed) cudaEventDestroy(s.freed);
-    }
+    slots_.clear(); // their events and buffers
     if (copy_) cudaStreamDestroy(copy_);
     copy_ = nullptr;
-    slots_.clear();
 }
 
 void CudaTransport::loader_started() { RABBIT_CUDA_CHECK(cudaSetDevice(device_)); }
 
-void CudaTransport::wait_staging_free(size_t s) { RABBIT_CUDA_CHECK(cudaEventSynchronize(slots_[s].copied)); }
+void CudaTransport::wait_staging_free(size_t s) { RABBIT_CUDA_CHECK(cudaEventSynchronize(slots_[s].copied.get())); }
 
 void CudaTransport::copy(size_t s, const uint8_t* src, uint64_t bytes) {
     Slot& slot = slots_[s];
-    RABBIT_CUDA_CHECK(cudaStreamWaitEvent(copy_, slot.freed, 0));
+    RABBIT_CUDA_CHECK(cudaStreamWaitEvent(copy_, slot.freed.get(), 0));
     copies_.begin(copy_); // after the wait for the slot: the span is the copy alone
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(slot.device.get(), src, bytes, cudaMemcpyHostToDevice, copy_));
     copies_.end(copy_);
-    RABBIT_CUDA_CHECK(cudaEventRecord(slot.copied, copy_));
+    RABBIT_CUDA_CHECK(cudaEventRecord(slot.copied.get(), copy_));
 }
 
 void CudaTransport::arrival_wanted() { stalls_.begin(compute_); }
 
 void CudaTransport::wait_arrival(size_t s) {
-    RABBIT_CUDA_CHECK(cudaStreamWaitEvent(compute_, slots_[s].copied, 0));
+    RABBIT_CUDA_CHECK(cudaStreamWaitEvent(compute_, slots_[s].copied.get(), 0));
     stalls_.end(compute_);
 }
 
-void CudaTransport::release(size_t s) { RABBIT_CUDA_CHECK(cudaEventRecord(slots_[s].freed, compute_)); }
+void CudaTransport::release(size_t s) { RABBIT_CUDA_CHECK(cudaEventRecord(slots_[s].freed.get(), compute_)); }
 
 } // namespace rabbit

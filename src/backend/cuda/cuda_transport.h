@@ -5,6 +5,7 @@
 // consumer recorded when it released the slot; the consumer's stream waits for the copy's.
 #pragma once
 
+#include "backend/cuda/events.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/spans.h"
 #include "stream/ring.h"
@@ -44,8 +45,8 @@ private:
     struct Slot {
         PinnedBuffer staging;
         DeviceBuffer device;
-        cudaEvent_t copied = nullptr; // the last copy into the device buffer (and out of staging) is done
-        cudaEvent_t freed = nullptr;  // the consumer's work on the device buffer is done
+        CudaEvent copied; // the last copy into the device buffer (and out of staging) is done
+        CudaEvent freed;  // the consumer's work on the device buffer is done
     };
     int device_;
     uint64_t slot_bytes_;

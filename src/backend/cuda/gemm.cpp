@@ -10,6 +10,12 @@ namespace rabbit {
 
 namespace {
 
+// The measurement's scratch buffer: the operands in its first half (the weights, then x, from
+// the start; y from a quarter on), the workspace cuBLAS is given in its second half.
+constexpr uint64_t k_scratch_bytes = 1ull << 20;
+constexpr uint64_t k_scratch_y = k_scratch_bytes / 4;
+constexpr uint64_t k_scratch_workspace = k_scratch_bytes / 2;
+
 cudaDataType_t cuda_type(Elem e) {
     switch (e) {
     case Elem::f32: return CUDA_R_32F;
@@ -38,11 +44,11 @@ uint64_t cublas_overhead(cublasHandle_t blas, cudaStream_t stream, Elem type, ui
     const size_t e = elem_size(type);
     uint64_t used_by_scratch = 0;
     {
-        DeviceBuffer scratch(1ull << 20);
+        DeviceBuffer scratch(k_scratch_bytes);
         used_by_scratch = device_pages(scratch.bytes());
         uint8_t* base = scratch.as<uint8_t>();
         RABBIT_CUDA_CHECK(cudaMemsetAsync(base, 0, scratch.bytes(), stream));
-        RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, base + (512u << 10), 512u << 10));
+        RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, base + k_scratch_workspace, k_scratch_bytes - k_scratch_workspace));
         for (int64_t tokens : {int64_t(1), int64_t(16)}) {
             GemmParams g;
             g.w = base;
@@ -52,7 +58,7 @@ uint64_t cublas_overhead(cublasHandle_t blas, cudaStream_t stream, Elem type, ui
             g.x = base + 64 * 64 * e;
             g.x_type = type;
             g.tokens = tokens;
-            g.y = reinterpret_cast<float*>(base + (256u << 10));
+            g.y = reinterpret_cast<float*>(base + k_scratch_y);
             g.ldy = 64;
             gemm(blas, g);
         }

@@ -2,6 +2,7 @@
 #include "backend/cuda/link.h"
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/events.h"
 #include "backend/cuda/memory.h"
 #include "bench/measure.h"
 #include "common/timing.h"
@@ -18,15 +19,9 @@ namespace {
 
 struct Stream {
     cudaStream_t s = nullptr;
-    cudaEvent_t a = nullptr, b = nullptr;
-    Stream() {
-        RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-        RABBIT_CUDA_CHECK(cudaEventCreate(&a));
-        RABBIT_CUDA_CHECK(cudaEventCreate(&b));
-    }
+    CudaEvent a{cudaEventDefault}, b{cudaEventDefault}; // timed: around each copy
+    Stream() { RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
     ~Stream() {
-        if (a) cudaEventDestroy(a);
-        if (b) cudaEventDestroy(b);
         if (s) cudaStreamDestroy(s);
     }
     Stream(const Stream&) = delete;
@@ -36,12 +31,12 @@ struct Stream {
 double copy_rate(void* dst, const void* src, uint64_t bytes, int repeats, Stream& st) {
     std::vector<double> rates;
     for (int r = -1; r < repeats; ++r) { // the first is not timed: it pays for first-touch costs
-        RABBIT_CUDA_CHECK(cudaEventRecord(st.a, st.s));
+        RABBIT_CUDA_CHECK(cudaEventRecord(st.a.get(), st.s));
         RABBIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st.s));
-        RABBIT_CUDA_CHECK(cudaEventRecord(st.b, st.s));
-        RABBIT_CUDA_CHECK(cudaEventSynchronize(st.b));
+        RABBIT_CUDA_CHECK(cudaEventRecord(st.b.get(), st.s));
+        RABBIT_CUDA_CHECK(cudaEventSynchronize(st.b.get()));
         float ms = 0;
-        RABBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, st.a, st.b));
+        RABBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, st.a.get(), st.b.get()));
         if (r >= 0 && ms > 0) rates.push_back(double(bytes) / (double(ms) / 1e3));
     }
     return median(rates);

@@ -3,6 +3,8 @@
 
 #include "backend/cuda/check.h"
 
+#include <utility>
+
 namespace rabbit {
 
 namespace {
@@ -11,67 +13,52 @@ namespace {
 constexpr size_t k_most_pending = 256;
 } // namespace
 
-GpuSpans::~GpuSpans() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [a, b] : pending_) {
-        cudaEventDestroy(a);
-        cudaEventDestroy(b);
-    }
-    for (cudaEvent_t e : spare_) cudaEventDestroy(e);
-    if (open_) cudaEventDestroy(open_);
-}
-
-cudaEvent_t GpuSpans::take() {
+CudaEvent GpuSpans::take() {
     std::lock_guard<std::mutex> lock(mutex_);
     collect(false);
     if (!spare_.empty()) {
-        cudaEvent_t e = spare_.back();
+        CudaEvent e = std::move(spare_.back());
         spare_.pop_back();
         return e;
     }
-    cudaEvent_t e = nullptr;
-    RABBIT_CUDA_CHECK(cudaEventCreate(&e)); // timed
-    return e;
+    return CudaEvent(cudaEventDefault); // timed
 }
 
 void GpuSpans::begin(cudaStream_t stream) {
     if (open_) { // a span begun and never ended (an error came between): not counted
         std::lock_guard<std::mutex> lock(mutex_);
-        spare_.push_back(open_);
-        open_ = nullptr;
+        spare_.push_back(std::move(open_));
     }
-    cudaEvent_t e = take();
-    if (const cudaError_t err = cudaEventRecord(e, stream); err != cudaSuccess) {
+    CudaEvent e = take();
+    if (const cudaError_t err = cudaEventRecord(e.get(), stream); err != cudaSuccess) {
         std::lock_guard<std::mutex> lock(mutex_);
-        spare_.push_back(e);
+        spare_.push_back(std::move(e));
         RABBIT_CUDA_CHECK(err);
     }
-    open_ = e;
+    open_ = std::move(e);
 }
 
 void GpuSpans::end(cudaStream_t stream) {
     if (!open_) return;
-    cudaEvent_t e = take();
-    const cudaError_t err = cudaEventRecord(e, stream);
+    CudaEvent e = take();
+    const cudaError_t err = cudaEventRecord(e.get(), stream);
     std::lock_guard<std::mutex> lock(mutex_);
     if (err != cudaSuccess) {
-        spare_.push_back(e);
-        spare_.push_back(open_);
-        open_ = nullptr;
+        spare_.push_back(std::move(e));
+        spare_.push_back(std::move(open_));
         RABBIT_CUDA_CHECK(err);
     }
-    pending_.emplace_back(open_, e);
-    open_ = nullptr;
+    pending_.emplace_back(std::move(open_), std::move(e));
     if (pending_.size() > k_most_pending) collect(true);
 }
 
 void GpuSpans::collect(bool all) const {
     while (!pending_.empty()) {
-        auto [a, b] = pending_.front();
+        auto& [a, b] = pending_.front();
         if (all && pending_.size() > k_most_pending / 2) {
-            RABBIT_CUDA_CHECK(cudaEventSynchronize(b));
+            RABBIT_CUDA_CHECK(cudaEventSynchronize(b.get()));
         } else {
-            const cudaError_t e = cudaEventQuery(b);
+            const cudaError_t e = cudaEventQuery(b.get());
             if (e == cudaErrorNotReady) {
                 cudaGetLastError(); // the runtime records it as this thread's last error: clear it, or the
                 return;             // next launcher's cudaGetLastError() would report it
@@ -79,11 +66,11 @@ void GpuSpans::collect(bool all) const {
             RABBIT_CUDA_CHECK(e);
         }
         float ms = 0;
-        RABBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        RABBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, a.get(), b.get()));
         total_ += double(ms) / 1e3;
+        spare_.push_back(std::move(a));
+        spare_.push_back(std::move(b));
         pending_.pop_front();
-        spare_.push_back(a);
-        spare_.push_back(b);
     }
 }
 

@@ -6,6 +6,8 @@
 // of the GPU: more than the ring ever needs.
 #pragma once
 
+#include "backend/cuda/events.h"
+
 #include <cuda_runtime.h>
 
 #include <deque>
@@ -18,7 +20,6 @@ namespace rabbit {
 class GpuSpans {
 public:
     GpuSpans() = default;
-    ~GpuSpans();
     GpuSpans(const GpuSpans&) = delete;
     GpuSpans& operator=(const GpuSpans&) = delete;
 
@@ -30,13 +31,13 @@ public:
 
 private:
     void collect(bool all) const; // with the mutex held
-    cudaEvent_t take();
+    CudaEvent take();
 
     mutable std::mutex mutex_;
-    mutable std::deque<std::pair<cudaEvent_t, cudaEvent_t>> pending_;
-    mutable std::vector<cudaEvent_t> spare_;
+    mutable std::deque<std::pair<CudaEvent, CudaEvent>> pending_; // begun and ended, not yet read
+    mutable std::vector<CudaEvent> spare_;                        // read: recorded again by later spans
     mutable double total_ = 0;
-    cudaEvent_t open_ = nullptr; // begun, not yet ended
+    CudaEvent open_; // begun, not yet ended
 };
 
 } // namespace rabbit

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA engine's forward pass: the inputs staged, then for each layer: its weights (resident,
+// or off the ring) -> the attention and MLP blocks -> the slot released; then the final norm
+// and lm_head for the rows whose logits are wanted.
+#include "backend/cuda/cuda_engine_impl.h"
+
+#include "attention.cuh"
+#include "convert.cuh"
+#include "embed.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "swiglu.cuh"
+
+#include "backend/cpu/kernels.h"
+#include "backend/cuda/check.h"
+#include "backend/cuda/gemm.h"
+#include "common/error.h"
+#include "common/interrupt.h"
+#include "engine/rope.h"
+
+#include <spdlog/fmt/fmt.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace rabbit {
+
+namespace {
+
+// y [tokens, ldy] = x [tokens, w.cols] w^T, for columns [0, w.rows) of y.
+GemmParams gemm_params(const Matrix& w, const void* x, Elem x_type, size_t tokens, float* y, size_t ldy) {
+    GemmParams g;
+    g.w = w.data;
+    g.w_type = elem_of(w.dtype);
+    g.rows = int64_t(w.rows);
+    g.cols = int64_t(w.cols);
+    g.x = x;
+    g.x_type = x_type;
+    g.tokens = int64_t(tokens);
+    g.y = y;
+    g.ldy = int64_t(ldy);
+    return g;
+}
+
+} // namespace
+
+void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float* host) {
+    if (in_pass)
+        throw Error(ExitCode::internal, "the CUDA engine was interrupted in the middle of a pass and cannot go on; "
+                                        "make a new one");
+    in_pass = true;
+    // The staging buffers are reused: wait until the last pass's copies out of them are done
+    // (long since, as a rule: a whole pass of the model ran after them).
+    RABBIT_CUDA_CHECK(cudaEventSynchronize(staged.get()));
+    upload_rope(m);
+    embed(tokens, m);
+    RABBIT_CUDA_CHECK(cudaEventRecord(staged.get(), compute));
+
+    for (size_t l = 0; l < roles.layers.size(); ++l) {
+        throw_if_interrupted();
+        layer(l, m);
+    }
+    pos += m;
+
+    // The final norm (with the last residual add) and lm_head, for the rows asked for.
+    if (rows == 0) {
+        if (ring) skip_unit(roles.head);
+        in_pass = false;
+        return;
+    }
+    final_norm(m - rows, rows);
+    head(rows, host);
+    in_pass = false;
+}
+
+void CudaEngine::Impl::upload_rope(size_t m) {
+    // RoPE's cos and sin for the pass's positions, computed on the host.
+    const size_t half = c.head_dim / 2;
+    float* cs = h_rope.as<float>();
+    float* sn = cs + m * half;
+    for (size_t t = 0; t < m; ++t) rope_cos_sin(inv_freq, int64_t(pos + t), cs + t * half, sn + t * half);
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::cos), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::sin), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
+}
+
+void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
+    check_token_ids(tokens, m, embed_host.rows, model.dir());
+    if (embed_dev.data) {
+        // A tied embedding that is resident (as the output projection): gather on the GPU.
+        std::memcpy(h_ids.get(), tokens, 4 * m);
+        RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::ids), h_ids.get(), 4 * m, cudaMemcpyHostToDevice, compute));
+        EmbedParams p;
+        p.table = embed_dev.data;
+        p.table_type = elem_of(embed_dev.dtype);
+        p.vocab = int64_t(embed_dev.rows);
+        p.hidden = int64_t(embed_dev.cols);
+        p.ids = fixed<int32_t>(Fixed::ids);
+        p.tokens = int(m);
+        p.out = fixed<float>(Fixed::x);
+        RABBIT_CUDA_CHECK(launch_embed(p, compute));
+        return;
+    }
+    // Otherwise gather the rows on the host, from the mapped file, and copy only them.
+    float* rows = h_embed.as<float>();
+    for (size_t t = 0; t < m; ++t) widen_row(embed_host, uint64_t(tokens[t]), rows + t * c.hidden_size);
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::x), rows, 4 * m * c.hidden_size, cudaMemcpyHostToDevice, compute));
+}
+
+uint8_t* CudaEngine::Impl::acquire_whole(size_t unit) {
+    RABBIT_CHECK(ring->next_piece().unit == unit,
+                 "the ring is out of step with the passes at " + model.manifest().units[unit].layout.name);
+    uint8_t* dev = ring->acquire();
+    if (to_f16) convert_unit(unit, dev);
+    return dev;
+}
+
+template <typename Product>
+void CudaEngine::Impl::by_row_blocks(size_t unit, const std::string& tensor, const Matrix& w, Product&& product) {
+    if (w.data) return product(w, uint64_t(0));
+    for (uint64_t done = 0; done < w.rows;) {
+        const RingPiece& p = ring->next_piece();
+        RABBIT_CHECK(p.unit == unit && p.tensor == tensor && p.row0 == done,
+                     fmt::format("the ring is out of step with {}.{} at row {}",
+                                 model.manifest().units[unit].layout.name, tensor, done));
+        uint8_t* dev = ring->acquire();
+        if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
+        Matrix part = w;
+        part.data = dev;
+        part.rows = p.rows;
+        product(part, p.row0);
+        ring->release();
+        done += part.rows;
+    }
+}
+
+void CudaEngine::Impl::linear(size_t unit, const std::string& tensor, const Matrix& w, const void* x, size_t m, float* y,
+                              size_t ldy) {
+    by_row_blocks(unit, tensor, w, [&](const Matrix& part, uint64_t row0) {
+        gemm(blas, gemm_params(part, x, act, m, y + row0, ldy));
+    });
+}
+
+void CudaEngine::Impl::skip_unit(size_t unit) {
+    // A pass that wants no logits still takes lm_head's pieces off the ring, to stay in step.
+    if (resident[unit].get()) return;
+    do {
+        ring->acquire();
+        ring->release();
+    } while (ring->next_piece().unit == unit && !streamed_whole[unit] && ring->next_piece().row0 != 0);
+}
+
+void CudaEngine::Impl::layer(size_t l, size_t m) {
+    // Its weights: resident (built at load), or its unit whole in the ring's next slot (built
+    // here, once for the layer), or its matrices streamed in row blocks (by linear).
+    const size_t u = roles.layers[l];
+    const bool whole = !resident[u].get() && streamed_whole[u];
+    const LayerWeights w = whole ? device_weights(l, acquire_whole(u)) : layer_w[l];
+    attention_block(l, w, m);
+    mlp_block(l, w, m);
+    if (whole) ring->release();
+}
+
+void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m) {
+    const size_t u = roles.layers[l];
+    const LayerTensors& t = layer_t[l];
+    const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim();
+    uint8_t* k_layer = k_base + l * kv_layer_bytes;
+    uint8_t* v_layer = v_base + l * kv_layer_bytes;
+    float* qkv = fixed<float>(Fixed::qkv);
+    void* xn = fixed(Fixed::xn);
+    void* attn = fixed(Fixed::attn);
+
+    // The residual add of the previous layer's MLP is fused into this norm.
+    RmsNormParams n;
+    n.x = fixed<float>(Fixed::x);
+    n.delta = l > 0 ? fixed<float>(Fixed::out) : nullptr;
+    n.delta_scale = l > 0 ? down_scale() : nullptr;
+    n.weight = w.attn_norm;
+    n.eps = float(c.rms_norm_eps);
+    n.rows = int(m);
+    n.n = int(h);
+    n.out = xn;
+    n.out_type = act;
+    RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+    linear(u, t.qkv->name, w.qkv, xn, m, qkv, q + 2 * kv);
+
+    QkvRopeParams r;
+    r.qkv = qkv;
+    r.bias = w.qkv_bias;
+    r.q_norm = w.q_norm;
+    r.k_norm = w.k_norm;
+    r.cos = fixed<float>(Fixed::cos);
+    r.sin = fixed<float>(Fixed::sin);
+    r.eps = float(c.rms_norm_eps);
+    r.tokens = int(m);
+    r.heads = int(c.num_heads);
+    r.kv_heads = int(c.num_kv_heads);
+    r.head_dim = int(c.head_dim);
+    r.k_cache = k_layer;
+    r.v_cache = v_layer;
+    r.cache_type = act;
+    r.cache_len = int64_t(ctx);
+    r.pos = int64_t(pos);
+    RABBIT_CUDA_CHECK(launch_qkv_rope(r, compute));
+
+    AttentionParams a;
+    a.q = qkv;
+    a.q_stride = int64_t(q + 2 * kv);
+    a.k_cache = k_layer;
+    a.v_cache = v_layer;
+    a.cache_type = act;
+    a.cache_len = int64_t(ctx);
+    a.out = attn;
+    a.out_type = act;
+    a.tokens = int(m);
+    a.heads = int(c.num_heads);
+    a.kv_heads = int(c.num_kv_heads);
+    a.head_dim = int(c.head_dim);
+    a.pos = int64_t(pos);
+    a.window = int64_t(c.sliding_window);
+    a.scale = 1.0f / std::sqrt(float(c.head_dim));
+    a.workspace = fixed(Fixed::attention_workspace);
+    a.sm_count = prop.multiProcessorCount;
+    a.smem_optin = prop.sharedMemPerBlockOptin;
+    RABBIT_CUDA_CHECK(launch_attention(a, compute));
+    linear(u, t.o->name, w.o, attn, m, fixed<float>(Fixed::out), h);
+}
+
+void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {
+    const size_t u = roles.layers[l];
+    const LayerTensors& t = layer_t[l];
+    const size_t h = c.hidden_size, inter = c.intermediate_size;
+    float* out = fixed<float>(Fixed::out);
+    void* xn = fixed(Fixed::xn);
+
+    // After the attention's residual add (and o_proj's bias) fused into its norm.
+    RmsNormParams n;
+    n.x = fixed<float>(Fixed::x);
+    n.delta = out;
+    n.bias = w.o_bias;
+    n.weight = w.ffn_norm;
+    n.eps = float(c.rms_norm_eps);
+    n.rows = int(m);
+    n.n = int(h);
+    n.out = xn;
+    n.out_type = act;
+    RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+    linear(u, t.gate_up->name, w.gate_up, xn, m, fixed<float>(Fixed::gate_up), 2 * inter);
+    SwigluParams s;
+    s.gate_up = fixed<float>(Fixed::gate_up);
+    s.tokens = int(m);
+    s.inter = int(inter);
+    s.out = fixed(Fixed::act);
+    s.out_type = act;
+    s.row_scale = down_scale(); // f16: rows beyond its range are scaled down, and the down product back up
+    RABBIT_CUDA_CHECK(launch_swiglu(s, compute));
+    linear(u, t.down->name, w.down, fixed(Fixed::act), m, out, h);
+}
+
+void CudaEngine::Impl::final_norm(size_t first, size_t rows) {
+    // Rows [first, first + rows) of the pass, with the last layer's residual add.
+    const size_t h = c.hidden_size;
+    RmsNormParams n;
+    n.x = fixed<float>(Fixed::x) + first * h;
+    n.delta = fixed<float>(Fixed::out) + first * h;
+    n.delta_scale = down_scale() ? down_scale() + first : nullptr;
+    n.weight = final_norm_w;
+    n.eps = float(c.rms_norm_eps);
+    n.rows = int(rows);
+    n.n = int(h);
+    n.out = fixed(Fixed::xn);
+    n.out_type = act;
+    RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+}
+
+void CudaEngine::Impl::wait_compute() {
+    RABBIT_CUDA_CHECK(cudaEventRecord(drained.get(), compute));
+    RABBIT_CUDA_CHECK(cudaEventSynchronize(drained.get()));
+}
+
+void CudaEngine::Impl::flush_logits() {
+    // The last pass's logits, copied into pinned h_logits on the stream, to where they belong.
+    if (!pending_logits) return;
+    RABBIT_CUDA_CHECK(cudaEventSynchronize(logits_copied.get()));
+    std::memcpy(pending_logits, h_logits.get(), 4 * pending_rows * c.vocab_size);
+    pending_logits = nullptr;
+    pending_rows = 0;
+}
+
+float* CudaEngine::Impl::pinned_logits(size_t rows) {
+    // h_logits, for `rows` rows, once it holds the previous pass's rows no more.
+    const size_t vocab = c.vocab_size;
+    flush_logits();
+    if (h_logits.bytes() < 4 * rows * vocab) {
+        pinned_bytes += 4 * rows * vocab - h_logits.bytes();
+        h_logits = PinnedBuffer(4 * rows * vocab, false);
+    }
+    return h_logits.as<float>();
+}
+
+void CudaEngine::Impl::head(size_t rows, float* host) {
+    // The device holds k_planned_logit_rows rows of logits: more rows (a prompt's, for
+    // --dump-logits) go through in groups, each group's logits copied out before the next is
+    // computed. They go to pinned memory (h_logits, grown to the rows of the pass), so that the
+    // copies stay asynchronous, and from there to `host` once the pass is done (flush_logits).
+    const size_t vocab = c.vocab_size, h = c.hidden_size;
+    float* pinned = host ? pinned_logits(rows) : nullptr;
+    RABBIT_CHECK(host || rows <= k_planned_logit_rows, "more logit rows than the device holds, and nowhere to put them");
+    float* logits = fixed<float>(Fixed::logits);
+    auto product = [&](const Matrix& part, uint64_t row0) {
+        for (size_t g0 = 0; g0 < rows; g0 += k_planned_logit_rows) {
+            const size_t gl = std::min<size_t>(k_planned_logit_rows, rows - g0);
+            const uint8_t* x = fixed<uint8_t>(Fixed::xn) + g0 * h * elem_size(act);
+            gemm(blas, gemm_params(part, x, act, gl, logits + row0, vocab));
+            if (pinned)
+                RABBIT_CUDA_CHECK(cudaMemcpy2DAsync(pinned + g0 * vocab + row0, 4 * vocab, logits + row0, 4 * vocab,
+                                                    4 * part.rows, gl, cudaMemcpyDeviceToHost, compute));
+        }
+    };
+    if (!resident[roles.head].get() && streamed_whole[roles.head]) {
+        product(matrix_on_device(*head_t, acquire_whole(roles.head)), 0);
+        ring->release();
+    } else {
+        by_row_blocks(roles.head, head_t->name, head_w, product);
+    }
+    if (pinned) {
+        RABBIT_CUDA_CHECK(cudaEventRecord(logits_copied.get(), compute));
+        pending_logits = host;
+        pending_rows = rows;
+    }
+}
+
+} // namespace rabbit

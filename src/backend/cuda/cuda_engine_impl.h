@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA engine's state, shared by the files that make it up (internal to src/backend/cuda):
+//   cuda_engine_setup.cpp    once, at init: the device, the plan, the allocations it lists, the
+//                            loads (vectors, resident units), each layer's LayerWeights, the ring;
+//   cuda_engine_forward.cpp  a pass: the embedding, the layers, the final norm and lm_head;
+//   cuda_engine_sample.cpp   choosing the next token on the GPU (CudaEngine::step);
+//   cuda_engine.cpp          the rest of the Engine interface.
+#pragma once
+
+#include "backend/cuda/cuda_engine.h"
+
+#include "elem.cuh"
+
+#include "backend/cuda/cuda_transport.h"
+#include "backend/cuda/events.h"
+#include "backend/cuda/memory.h"
+#include "common/thread_pool.h"
+#include "engine/weights.h"
+#include "stream/unit_source.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rabbit {
+
+// The kernels' element type of a weight dtype (f32, f16, bf16; any other is an internal error).
+Elem elem_of(DType t);
+
+// Where the ring reads a piece: the unit's pinned copy when --ram-budget keeps one, else its
+// mapping, which the loader faults in from the disk (read ahead by one piece) and drops after.
+class UnitPieces : public PieceSource {
+public:
+    UnitPieces(MmapUnitSource& files, const std::vector<PinnedBuffer>& tier) : files_(files), tier_(tier) {}
+    const uint8_t* bytes(const RingPiece& p) override { return base(p.unit) + p.offset; }
+    bool pinned(const RingPiece& p) override { return tier_[p.unit].get() != nullptr; }
+    void prefetch(const RingPiece& p) override {
+        if (!pinned(p)) files_.will_need(bytes(p), p.bytes);
+    }
+    void done(const RingPiece& p) override {
+        if (!pinned(p)) files_.done_with(p.unit, bytes(p), p.bytes);
+    }
+
+private:
+    const uint8_t* base(size_t unit) const {
+        return tier_[unit].get() ? tier_[unit].as<uint8_t>() : files_.data(unit);
+    }
+    MmapUnitSource& files_;
+    const std::vector<PinnedBuffer>& tier_;
+};
+
+struct CudaEngine::Impl {
+    Impl(const SplitModel& m, const CudaEngineOptions& o) : model(m), c(m.config()), opt(o) {}
+    ~Impl();
+
+    // Setup (cuda_engine_setup.cpp), in init's order.
+    void init();
+    void select_device();
+    void choose_compute_type();
+    void make_stream_and_blas();
+    void measure_runtime_overhead();
+    void plan_memory_and_context();
+    void choose_budget();
+    void fill_plan_input();
+    void allocate();
+    void allocate_staging();
+    void load_vectors();
+    void load_resident();
+    void place_weights();
+    void start_ring();
+    std::vector<RingPiece> ring_sequence(std::vector<size_t>& streamed);
+    void fill_ram_tier(const std::vector<size_t>& streamed);
+    void convert_unit(size_t unit, uint8_t* base);
+    // Matrix t of a unit whose data section is at `data` on the device (null: it streams in
+    // row blocks), in the type the GEMMs read it in (f16 once rewritten on arrival).
+    Matrix matrix_on_device(const UnitTensor& t, const uint8_t* data) const;
+    // Layer l's weights with its unit's data section at `data` on the device: its matrices
+    // there, its vectors in `vectors` (from layer_w).
+    LayerWeights device_weights(size_t l, const uint8_t* data) const;
+
+    // The forward pass (cuda_engine_forward.cpp).
+    void pass(const int32_t* tokens, size_t m, size_t rows, float* host);
+    void upload_rope(size_t m);
+    void embed(const int32_t* tokens, size_t m);
+    void layer(size_t l, size_t m);
+    void attention_block(size_t l, const LayerWeights& w, size_t m);
+    void mlp_block(size_t l, const LayerWeights& w, size_t m);
+    void final_norm(size_t first, size_t rows);
+    void head(size_t rows, float* host);
+    float* pinned_logits(size_t rows);
+    void flush_logits();
+    // y [m, ldy] (columns [0, w.rows)) = x [m, w.cols] w^T, w being matrix `tensor` of `unit`.
+    void linear(size_t unit, const std::string& tensor, const Matrix& w, const void* x, size_t m, float* y, size_t ldy);
+    // The product with matrix `tensor` of `unit`, at once when it is on the device (w.data),
+    // else block by block as its rows arrive from the ring, each slot released after its
+    // product: product(part, row0), part being rows [row0, row0 + part.rows) of w, on the device.
+    template <typename Product>
+    void by_row_blocks(size_t unit, const std::string& tensor, const Matrix& w, Product&& product);
+    // The next piece, unit `unit` whole, on the device (rewritten as f16 when it must be); the
+    // caller releases it.
+    uint8_t* acquire_whole(size_t unit);
+    void skip_unit(size_t unit);
+    // The host waits until the compute stream's work so far is done, sleeping in the driver
+    // (a blocking-sync event) whatever the device's flags are.
+    void wait_compute();
+
+    // Choosing the token (cuda_engine_sample.cpp), on the logits of the last pass's last row.
+    void penalize(const std::vector<int32_t>& history, float penalty);
+    int32_t pick_greedy();
+    int32_t pick_top_k(Sampler& sampler, int k);
+    int32_t pick_from_all(Sampler& sampler);
+
+    void track_memory();
+    uint64_t held() const;
+    template <typename T = void>
+    T* fixed(Fixed f) const {
+        return reinterpret_cast<T*>(fixed_buf.as<uint8_t>() + plan.fixed.at(f));
+    }
+    // f16 activations: the per-row powers of 2 that keep SwiGLU's output within f16 (the down
+    // product's rows are multiplied back by them); none in bf16 and f32.
+    float* down_scale() const { return act == Elem::f16 ? fixed<float>(Fixed::row_scale) : nullptr; }
+
+    const SplitModel& model;
+    const ModelConfig& c;
+    CudaEngineOptions opt;
+    cudaDeviceProp prop{};
+    std::string device_name;
+    Elem act = Elem::f32; // the compute type: matrix inputs and the KV cache
+    bool to_f16 = false;  // bf16 weights on a GPU without bf16: rewritten as f16 on arrival
+    uint64_t budget = 0, ctx = 0;
+    size_t batch = 512, pos = 0;
+    bool in_pass = false; // set while a pass runs: an exception inside one leaves the ring mid-sequence
+    MemoryPlanInput plan_in;
+    MemoryPlan plan;
+
+    cudaStream_t compute = nullptr;
+    cublasHandle_t blas = nullptr;
+    CudaEvent staged;        // the last pass's host-to-device copies of inputs are done
+    CudaEvent logits_copied; // the last pass's logits have reached h_logits
+    CudaEvent drained;       // recorded by wait_compute
+    size_t free_at_start = 0;
+    uint64_t runtime_overhead = 0; // device memory cuBLAS took beside rabbit's buffers (measured)
+    uint64_t used_growth = 0, pinned_bytes = 0, peak_held = 0;
+
+    std::unique_ptr<MmapUnitSource> files;
+    std::unique_ptr<ThreadPool> fill;
+    const UnitRoles& roles = model.roles();
+    std::vector<float> inv_freq;
+
+    // The weights as the passes read them, built once: per layer, its tensors in its unit
+    // (found by name at init) and its LayerWeights on the device (vectors in `vectors`;
+    // matrices in its resident buffer, or null: placed on each arrival by device_weights, or
+    // streamed in row blocks); the output projection likewise; the embedding table in its
+    // mapping (rows gathered on the host) and, when it is resident (tied), on the device.
+    std::vector<LayerTensors> layer_t;
+    std::vector<LayerWeights> layer_w;
+    const UnitTensor* head_t = nullptr; // lm_head, or the tied embedding
+    Matrix head_w;
+    Matrix embed_host, embed_dev;
+    const float* final_norm_w = nullptr; // [hidden] f32, in `vectors`
+
+    DeviceBuffer fixed_buf; // the plan's fixed buffers (activations, workspaces, vectors), carved by plan.fixed
+    // Pinned host twins of fixed buffers that cross the bus every pass, each its twin's size:
+    PinnedBuffer h_embed;  // Fixed::x: the gathered embedding rows
+    PinnedBuffer h_rope;   // Fixed::cos then Fixed::sin
+    PinnedBuffer h_ids;    // Fixed::ids
+    PinnedBuffer h_penal;  // Fixed::penalty_ids
+    PinnedBuffer h_result; // Fixed::topk_values, then Fixed::topk_ids and Fixed::picked
+    PinnedBuffer h_logits; // Fixed::logits, grown when a pass asks for more rows
+    float* pending_logits = nullptr; // where the last pass's h_logits rows go, once copied
+    size_t pending_rows = 0;
+    DeviceBuffer kv_dev;
+    PinnedBuffer kv_host;
+    uint8_t* k_base = nullptr; // [layers][kv_heads][ctx][head_dim] act, device-visible
+    uint8_t* v_base = nullptr;
+    uint64_t kv_layer_bytes = 0;
+    size_t ring_slots = 0;              // the plan's ring slots (0: nothing streams)
+    uint64_t ring_slot_bytes = 0;       // each the plan's size
+    std::vector<DeviceBuffer> resident; // per unit: its data section on the GPU, or empty
+    std::vector<bool> streamed_whole;   // per unit: streamed as one piece
+    std::vector<PinnedBuffer> tier;     // per unit: its pinned copy (--ram-budget), or empty
+    std::unique_ptr<UnitPieces> pieces;
+    std::unique_ptr<CudaTransport> transport;
+    std::unique_ptr<Ring> ring; // last: stops its loader before what it reads goes
+};
+
+} // namespace rabbit

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA engine's setup: the device, the plan, the allocations the plan lists (and nothing
+// else on the device), the loads, each layer's LayerWeights, and the ring.
+#include "backend/cuda/cuda_engine_impl.h"
+
+#include "attention.cuh"
+#include "convert.cuh"
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/gemm.h"
+#include "common/error.h"
+#include "common/interrupt.h"
+#include "common/system.h"
+#include "common/units.h"
+#include "engine/rope.h"
+#include "stream/pieces.h"
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace rabbit {
+
+namespace {
+
+constexpr uint64_t k_load_chunk = 64ull << 20; // staging for uploads at load time
+
+} // namespace
+
+Elem elem_of(DType t) {
+    switch (t) {
+    case DType::f32: return Elem::f32;
+    case DType::f16: return Elem::f16;
+    case DType::bf16: return Elem::bf16;
+    default: break;
+    }
+    RABBIT_CHECK(false, std::string("no kernel element type for ") + dtype_name(t));
+    return Elem::f32;
+}
+
+CudaEngine::Impl::~Impl() {
+    ring.reset();
+    if (compute) cudaStreamSynchronize(compute);
+    transport.reset();
+    if (blas) cublasDestroy(blas);
+    staged = CudaEvent();
+    logits_copied = CudaEvent();
+    drained = CudaEvent();
+    if (compute) cudaStreamDestroy(compute);
+}
+
+void CudaEngine::Impl::init() {
+    select_device();
+    choose_compute_type();
+    if (!attention_supports_head_dim(int(c.head_dim)))
+        throw unsupported(model.dir() + "/manifest.json",
+                          fmt::format("head_dim {} has no CUDA attention kernel; use --device cpu", c.head_dim));
+    inv_freq = rope_inv_freq(c);
+    batch = std::max<size_t>(1, opt.batch);
+    make_stream_and_blas();
+    measure_runtime_overhead();
+    plan_memory_and_context();
+    files = std::make_unique<MmapUnitSource>(model, 0);
+    fill = std::make_unique<ThreadPool>(std::max<size_t>(1, opt.loader_threads));
+    allocate();
+    allocate_staging();
+    load_vectors();
+    load_resident();
+    place_weights();
+    start_ring(); // last: its loader thread shares `fill` with the loads above
+    track_memory();
+}
+
+void CudaEngine::Impl::select_device() {
+    // Only the device asked for is probed, once per process (its context made there).
+    const CudaDevice& d = probe_cuda_device(opt.device);
+    if (d.name.empty()) throw Error(ExitCode::usage, fmt::format("--device cuda:{}: {}", opt.device, d.problem));
+    if (!d.usable) throw Error(ExitCode::unsupported, fmt::format("GPU {} ({}): {}", opt.device, d.name, d.problem));
+    RABBIT_CUDA_CHECK(cudaSetDevice(opt.device));
+    RABBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
+    device_name = fmt::format("{} (sm_{}{})", prop.name, prop.major, prop.minor);
+    size_t total = 0;
+    RABBIT_CUDA_CHECK(cudaMemGetInfo(&free_at_start, &total));
+}
+
+void CudaEngine::Impl::choose_compute_type() {
+    // The weights' type decides the compute type.
+    const Manifest& man = model.manifest();
+    const auto wt = dtype_from_name(man.dtype);
+    if (!wt || !is_weight_dtype(*wt))
+        throw unsupported(model.dir() + "/manifest.json",
+                          "weights of mixed types (" + man.dtype + ") run on the CPU only; split with --dtype bf16 for the GPU");
+    act = elem_of(*wt);
+    if (act == Elem::bf16 && prop.major < 8) {
+        act = Elem::f16;
+        to_f16 = true;
+        spdlog::info("{} has no bf16 arithmetic: bf16 weights are converted to f16 as they arrive", device_name);
+    }
+}
+
+void CudaEngine::Impl::make_stream_and_blas() {
+    RABBIT_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    staged = CudaEvent(cudaEventDisableTiming | cudaEventBlockingSync);
+    logits_copied = CudaEvent(cudaEventDisableTiming | cudaEventBlockingSync);
+    drained = CudaEvent(cudaEventDisableTiming | cudaEventBlockingSync);
+    RABBIT_CUBLAS_CHECK(cublasCreate(&blas));
+    RABBIT_CUBLAS_CHECK(cublasSetStream(blas, compute));
+    RABBIT_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH)); // no TF32: f32 stays f32
+    RABBIT_CUDA_CHECK(attention_setup(prop.sharedMemPerBlockOptin));
+}
+
+void CudaEngine::Impl::measure_runtime_overhead() {
+    runtime_overhead = cublas_overhead(blas, compute, act, free_at_start);
+    spdlog::debug("cuBLAS took {} of device memory (handle and kernels)", format_bytes(runtime_overhead));
+}
+
+void CudaEngine::Impl::choose_budget() {
+    if (opt.vram_budget) {
+        budget = opt.vram_budget;
+        // More than the device has free would fail in the middle of the load: use what is free.
+        if (budget > free_at_start) {
+            spdlog::warn("--vram-budget {} is more than the {} free on {}: using {}", format_bytes(budget),
+                         format_bytes(free_at_start), device_name, format_bytes(free_at_start));
+            budget = free_at_start;
+        }
+        return;
+    }
+    size_t total_b = 0, unused = 0;
+    RABBIT_CUDA_CHECK(cudaMemGetInfo(&unused, &total_b));
+    const uint64_t margin = std::max<uint64_t>(512ull << 20, total_b / 20);
+    budget = free_at_start > margin ? free_at_start - margin : 0;
+}
+
+void CudaEngine::Impl::fill_plan_input() {
+    plan_in.config = c;
+    plan_in.units = plan_units(model.manifest().units);
+    plan_in.weight_dtype = act == Elem::f32 ? DType::f32 : DType::bf16;
+    plan_in.budget = budget;
+    plan_in.ring_slots = std::max<uint32_t>(1, opt.ring_slots);
+    plan_in.prefill_tokens = uint32_t(batch);
+    plan_in.kv = opt.kv;
+    plan_in.max_slot = opt.max_slot;
+    plan_in.max_resident = opt.max_resident;
+    plan_in.overhead = runtime_overhead + k_kernel_code_reserve;
+}
+
+void CudaEngine::Impl::plan_memory_and_context() {
+    checked_context(c, opt.ctx);
+    choose_budget();
+    fill_plan_input();
+    // The context: as asked, else the model's maximum while its KV cache fits on the GPU or
+    // in half the host's available memory, halving it until it does.
+    ctx = opt.ctx ? opt.ctx : c.max_position_embeddings;
+    const uint64_t host_room = available_memory() / 2;
+    for (;;) {
+        plan_in.ctx = ctx;
+        plan = plan_memory(plan_in);
+        if (opt.ctx || ctx <= 512) break;
+        if (plan.fits && (!plan.kv_on_host || plan.kv_cache_bytes <= host_room)) break;
+        ctx /= 2;
+    }
+    if (!opt.ctx && ctx < c.max_position_embeddings)
+        spdlog::info("context {} positions (the model allows {}; the KV cache for more would not fit; --ctx sets it)",
+                     ctx, c.max_position_embeddings);
+    if (!plan.fits)
+        throw Error(ExitCode::resources,
+                    fmt::format("--vram-budget {} is too small for {} at context {}: the minimum is {} (lower --ctx or "
+                                "--ring-slots, or --kv-cache host, to need less)",
+                                format_bytes(budget), model.dir(), ctx, format_bytes(plan.minimum_budget)));
+}
+
+void CudaEngine::Impl::allocate() {
+    // The device allocations, as the plan lists them, each of the size it gives: the planner
+    // is the only source of sizes (the ring's slots are made by start_ring, of this size).
+    resident.resize(model.manifest().units.size());
+    ring_slots = 0;
+    for (const PlannedAllocation& a : plan.allocations) {
+        switch (a.kind) {
+        case AllocationKind::fixed: fixed_buf = DeviceBuffer(a.bytes); break;
+        case AllocationKind::kv_cache: kv_dev = DeviceBuffer(a.bytes); break;
+        case AllocationKind::unit: resident[a.unit] = DeviceBuffer(a.bytes); break; // filled by load_resident
+        case AllocationKind::ring_slot:
+            ++ring_slots;
+            ring_slot_bytes = a.bytes;
+            break;
+        }
+    }
+    RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, fixed(Fixed::cublas_workspace), plan.fixed.size(Fixed::cublas_workspace)));
+
+    // The KV cache: on the GPU, or in pinned host memory that the kernels reach over the bus,
+    // write-combined (the GPU writes it in whole bursts; the CPU never reads it). K of every
+    // layer, then V of every layer.
+    RABBIT_CHECK(plan.kv_cache_bytes % (2ull * c.num_layers) == 0, "a KV cache that does not split into layers");
+    kv_layer_bytes = plan.kv_cache_bytes / (2ull * c.num_layers);
+    if (plan.kv_on_host) {
+        kv_host = PinnedBuffer(plan.kv_cache_bytes, true, true);
+        pinned_bytes += plan.kv_cache_bytes;
+        k_base = static_cast<uint8_t*>(kv_host.device_pointer());
+        spdlog::info("KV cache in pinned host memory ({} for {} positions)", format_bytes(plan.kv_cache_bytes), ctx);
+    } else {
+        k_base = kv_dev.as<uint8_t>();
+    }
+    v_base = k_base + kv_layer_bytes * c.num_layers;
+}
+
+void CudaEngine::Impl::allocate_staging() {
+    // Pinned host buffers for what crosses the bus for every pass, each of its device twin's
+    // planned size.
+    const FixedLayout& f = plan.fixed;
+    h_penal = PinnedBuffer(f.size(Fixed::penalty_ids), false);
+    h_embed = PinnedBuffer(f.size(Fixed::x), false);
+    h_rope = PinnedBuffer(f.size(Fixed::cos) + f.size(Fixed::sin), false);
+    h_ids = PinnedBuffer(f.size(Fixed::ids), false);
+    h_result = PinnedBuffer(f.size(Fixed::topk_values) + f.size(Fixed::topk_ids) + f.size(Fixed::picked), false);
+    h_logits = PinnedBuffer(f.size(Fixed::logits), false); // grown when a pass asks for more rows
+    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes() + h_penal.bytes() + h_logits.bytes();
+}
+
+void CudaEngine::Impl::load_vectors() {
+    // Every f32 vector of every layer and the final norm, packed (each starting at a multiple
+    // of k_fixed_align, as vector_bytes plans them), copied once.
+    const auto& units = model.manifest().units;
+    constexpr size_t align_floats = k_fixed_align / sizeof(float);
+    std::vector<float> host;
+    std::vector<std::vector<std::pair<std::string, size_t>>> where(units.size()); // (tensor, float offset)
+    auto take = [&](size_t u) {
+        for (const UnitTensor& t : units[u].layout.tensors) {
+            if (t.dtype != DType::f32 || t.shape.size() != 1) continue;
+            where[u].emplace_back(t.name, host.size());
+            const float* src = reinterpret_cast<const float*>(files->data(u) + t.offset);
+            host.insert(host.end(), src, src + t.shape[0]);
+            host.resize((host.size() + align_floats - 1) / align_floats * align_floats);
+        }
+    };
+    for (size_t u : roles.layers) take(u);
+    take(roles.norm);
+    RABBIT_CHECK(host.size() * 4 <= plan.fixed.size(Fixed::vectors), "the norms and biases outgrow their planned buffer");
+    float* vectors = fixed<float>(Fixed::vectors);
+    RABBIT_CUDA_CHECK(cudaMemcpy(vectors, host.data(), host.size() * 4, cudaMemcpyHostToDevice)); // once, at load
+    auto find = [&](size_t u, const char* name) -> const float* {
+        for (const auto& [n, off] : where[u])
+            if (n == name) return vectors + off;
+        return nullptr;
+    };
+    // Each layer's LayerWeights starts with its vectors; place_weights adds the matrices.
+    layer_w.assign(roles.layers.size(), LayerWeights{});
+    for (size_t l = 0; l < roles.layers.size(); ++l) {
+        const size_t u = roles.layers[l];
+        LayerWeights& w = layer_w[l];
+        w.attn_norm = find(u, "attn_norm");
+        w.qkv_bias = find(u, "qkv_bias");
+        w.q_norm = find(u, "q_norm");
+        w.k_norm = find(u, "k_norm");
+        w.o_bias = find(u, "o_bias");
+        w.ffn_norm = find(u, "ffn_norm");
+        RABBIT_CHECK(w.attn_norm && w.ffn_norm, "layer unit without norms: " + units[u].layout.name);
+    }
+    final_norm_w = find(roles.norm, "norm");
+    RABBIT_CHECK(final_norm_w, "the norm unit has no vector \"norm\"");
+}
+
+void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base) {
+    for (const UnitTensor* t : matrices_in_use_order(model.manifest().units[unit]))
+        RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t->offset, int64_t(t->numel()), compute));
+}
+
+void CudaEngine::Impl::load_resident() {
+    // Every resident unit through the same two pinned buffers, so that reading the file
+    // overlaps the copy to the GPU.
+    const auto& units = model.manifest().units;
+    uint64_t largest = 0;
+    for (size_t i = 0; i < units.size(); ++i)
+        if (resident[i].get()) largest = std::max(largest, units[i].layout.data_size);
+    if (largest == 0) return;
+    PinnedBuffer stage[2] = {PinnedBuffer(std::min(largest, k_load_chunk), false),
+                             PinnedBuffer(std::min(largest, k_load_chunk), false)};
+    CudaEvent done[2] = {CudaEvent(cudaEventDisableTiming | cudaEventBlockingSync),
+                         CudaEvent(cudaEventDisableTiming | cudaEventBlockingSync)};
+    uint64_t k = 0; // chunks so far, across units: the buffers alternate
+    for (size_t i = 0; i < units.size(); ++i) {
+        if (!resident[i].get()) continue;
+        throw_if_interrupted();
+        const uint8_t* src = files->data(i);
+        const uint64_t bytes = units[i].layout.data_size;
+        for (uint64_t off = 0; off < bytes; ++k) {
+            const uint64_t n = std::min(k_load_chunk, bytes - off);
+            const size_t b = k % 2;
+            if (k >= 2) RABBIT_CUDA_CHECK(cudaEventSynchronize(done[b].get()));
+            uint8_t* s = stage[b].as<uint8_t>();
+            parallel_memcpy(fill.get(), s, src + off, n);
+            RABBIT_CUDA_CHECK(cudaMemcpyAsync(resident[i].as<uint8_t>() + off, s, n, cudaMemcpyHostToDevice, compute));
+            RABBIT_CUDA_CHECK(cudaEventRecord(done[b].get(), compute));
+            off += n;
+        }
+        wait_compute(); // before the pages go
+        files->done_with(i, src, bytes);
+        if (to_f16) convert_unit(i, resident[i].as<uint8_t>());
+    }
+    wait_compute();
+}
+
+Matrix CudaEngine::Impl::matrix_on_device(const UnitTensor& t, const uint8_t* data) const {
+    Matrix m = tensor_matrix(t, data);
+    if (to_f16) m.dtype = DType::f16;
+    return m;
+}
+
+LayerWeights CudaEngine::Impl::device_weights(size_t l, const uint8_t* data) const {
+    const LayerTensors& t = layer_t[l];
+    LayerWeights w = layer_w[l];
+    w.qkv = matrix_on_device(*t.qkv, data);
+    w.o = matrix_on_device(*t.o, data);
+    w.gate_up = matrix_on_device(*t.gate_up, data);
+    w.down = matrix_on_device(*t.down, data);
+    return w;
+}
+
+void CudaEngine::Impl::place_weights() {
+    // Each tensor found by name once, here; each resident unit's weights placed once, here.
+    const auto& units = model.manifest().units;
+    auto on_gpu = [&](size_t u) { return resident[u].get() ? resident[u].as<uint8_t>() : nullptr; };
+    layer_t.clear();
+    for (size_t l = 0; l < roles.layers.size(); ++l) {
+        const size_t u = roles.layers[l];
+        layer_t.push_back(layer_tensors(units[u]));
+        layer_w[l] = device_weights(l, on_gpu(u));
+    }
+    head_t = units[roles.head].layout.find(roles.tied ? "embed" : "lm_head");
+    RABBIT_CHECK(head_t && head_t->shape.size() == 2 && head_t->shape[0] == c.vocab_size,
+                 "the output projection is not a [vocab, hidden] matrix in " + units[roles.head].layout.name);
+    head_w = matrix_on_device(*head_t, on_gpu(roles.head));
+    embed_host = unit_matrix(units[roles.embed], files->data(roles.embed), "embed");
+    if (resident[roles.embed].get())
+        embed_dev = matrix_on_device(*units[roles.embed].layout.find("embed"), on_gpu(roles.embed));
+}
+
+std::vector<RingPiece> CudaEngine::Impl::ring_sequence(std::vector<size_t>& streamed) {
+    // The streamed units in the order a pass reads them, and their pieces.
+    const auto& units = model.manifest().units;
+    streamed_whole.assign(units.size(), false);
+    for (size_t u : roles.layers)
+        if (!resident[u].get()) streamed.push_back(u);
+    if (!resident[roles.head].get()) streamed.push_back(roles.head);
+    RABBIT_CHECK(!streamed.empty(), "a ring planned with nothing to stream");
+    std::vector<RingPiece> sequence;
+    for (size_t u : streamed) {
+        auto p = plan_pieces(units[u], u, ring_slot_bytes);
+        streamed_whole[u] = p.size() == 1 && p[0].tensor.empty();
+        sequence.insert(sequence.end(), p.begin(), p.end());
+    }
+    return sequence;
+}
+
+void CudaEngine::Impl::fill_ram_tier(const std::vector<size_t>& streamed) {
+    // The RAM tier: streamed units kept in pinned memory, in streaming order, while the
+    // budget lasts and the system lets us pin.
+    // Pinned pages cannot be reclaimed: never more than 3/4 of what is available now, after
+    // the host KV cache and the staging buffers were pinned.
+    const auto& units = model.manifest().units;
+    tier.resize(units.size());
+    const uint64_t tier_budget = std::min<uint64_t>(opt.ram_budget, available_memory() / 4 * 3);
+    uint64_t kept = 0;
+    for (size_t u : streamed) {
+        const uint64_t bytes = units[u].layout.data_size;
+        if (kept + bytes > tier_budget) continue;
+        try {
+            tier[u] = PinnedBuffer(bytes, false);
+        } catch (const Error& e) {
+            spdlog::warn("--ram-budget: {} ({} kept in pinned memory)", e.what(), format_bytes(kept));
+            break;
+        }
+        throw_if_interrupted();
+        parallel_memcpy(fill.get(), tier[u].get(), files->data(u), bytes);
+        files->done_with(u, files->data(u), bytes);
+        kept += bytes;
+    }
+    pinned_bytes += kept;
+}
+
+void CudaEngine::Impl::start_ring() {
+    if (ring_slots == 0) return; // everything resident
+    std::vector<size_t> streamed;
+    std::vector<RingPiece> sequence = ring_sequence(streamed);
+    fill_ram_tier(streamed);
+    transport = std::make_unique<CudaTransport>(opt.device, ring_slots, ring_slot_bytes, compute);
+    pinned_bytes += uint64_t(ring_slots) * ring_slot_bytes;
+    pieces = std::make_unique<UnitPieces>(*files, tier);
+    ring = std::make_unique<Ring>(*transport, *pieces, std::move(sequence), fill.get());
+}
+
+uint64_t CudaEngine::Impl::held() const {
+    uint64_t n = fixed_buf.bytes() + kv_dev.bytes();
+    for (const DeviceBuffer& b : resident) n += b.bytes();
+    if (transport) n += transport->slots() * transport->slot_bytes();
+    return n;
+}
+
+void CudaEngine::Impl::track_memory() {
+    peak_held = std::max(peak_held, held());
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_at_start > free_b)
+        used_growth = std::max<uint64_t>(used_growth, free_at_start - free_b);
+}
+
+} // namespace rabbit
