@@ -329,10 +329,13 @@ TEST_CASE("numeric options refuse negative values, and 0 where it means nothing"
     // split's --chunk (a size of 4K to 1G): its own checks.
     test::RunResult chunk = test::run_rabbit({"split", "no-model", "-o", "no-out", "--chunk", "-1"});
     REQUIRE(chunk.exit_code == int(ExitCode::usage));
-    REQUIRE_THAT(chunk.err, Contains("--chunk") && Contains("'-1' is not a size"));
+    REQUIRE_THAT(chunk.err, Contains("--chunk -1: expected a size above 0"));
     test::RunResult zero_chunk = test::run_rabbit({"split", "no-model", "-o", "no-out", "--chunk", "0"});
     REQUIRE(zero_chunk.exit_code == int(ExitCode::usage));
-    REQUIRE_THAT(zero_chunk.err, Contains("--chunk must be between 4K and 1G"));
+    REQUIRE_THAT(zero_chunk.err, Contains("--chunk 0: expected a size above 0"));
+    test::RunResult small_chunk = test::run_rabbit({"split", "no-model", "-o", "no-out", "--chunk", "1K"});
+    REQUIRE(small_chunk.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(small_chunk.err, Contains("--chunk 1K: expected a size from 4K to 1G"));
 }
 
 TEST_CASE("the tools' numeric options refuse negative values, and 0 where it means nothing", "[cli]") {

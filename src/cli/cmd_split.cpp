@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // rabbit split MODEL_DIR -o OUT
 #include "cli/commands.h"
+#include "cli/option_checks.h"
 #include "cli/progress.h"
 #include "common/error.h"
 #include "common/file_io.h"
@@ -13,12 +14,6 @@
 #include <memory>
 
 namespace rabbit {
-
-CLI::Validator size_validator() {
-    return CLI::Validator(
-        [](std::string& s) { return parse_size(s) ? std::string() : "'" + s + "' is not a size such as 4G, 512M or 4096"; },
-        "SIZE");
-}
 
 Command add_split_command(CLI::App& app, const GlobalOptions& global) {
     auto opt = std::make_shared<SplitOptions>();
@@ -35,14 +30,14 @@ Command add_split_command(CLI::App& app, const GlobalOptions& global) {
     sub->add_flag("--force", opt->force, "Rewrite every unit, replacing a split OUT already holds");
     sub->add_flag("--delete-original", opt->delete_original,
                   "Remove each source shard as soon as every unit read from it is written and verified");
-    sub->add_option("--chunk", *chunk, "Bytes read, converted and written at a time; bounds memory use (default 16M)")
-        ->check(size_validator());
+    size_option(sub->add_option("--chunk", *chunk, "Bytes read, converted and written at a time; bounds memory use (default 16M)"), "");
 
     auto run = [opt, dtype, chunk, &global]() {
         opt->dtype = *parse_dtype_choice(*dtype);
         if (!chunk->empty()) {
             uint64_t c = *parse_size(*chunk);
-            if (c < 4096 || c > (1ull << 30)) throw Error(ExitCode::usage, "--chunk must be between 4K and 1G");
+            if (c < 4096 || c > (1ull << 30))
+                throw Error(ExitCode::usage, "--chunk " + *chunk + ": expected a size from 4K to 1G");
             opt->chunk_bytes = size_t(c);
         }
         const bool tty = stderr_is_terminal();

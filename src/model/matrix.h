@@ -14,6 +14,9 @@ struct Matrix {
     const void* data = nullptr;
     DType dtype = DType::f32;
     uint64_t rows = 0, cols = 0;
+
+    // Row r: [cols] in dtype.
+    const uint8_t* row(uint64_t r) const { return static_cast<const uint8_t*>(data) + r * cols * dtype_size(dtype); }
 };
 
 } // namespace rabbit

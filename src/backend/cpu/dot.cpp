@@ -87,7 +87,7 @@ namespace cpu {
 
 float dot_row(const Matrix& w, uint64_t r, const float* x) {
     const size_t n = size_t(w.cols);
-    const void* row = static_cast<const uint8_t*>(w.data) + r * w.cols * dtype_size(w.dtype);
+    const void* row = w.row(r);
 #ifdef RABBIT_X86
     const Isa isa = cpu_isa();
     if (isa >= Isa::avx512) {
@@ -121,7 +121,7 @@ float dot_f32(const float* a, const float* b, size_t n) {
 
 void widen_row(const Matrix& w, uint64_t r, float* out) {
     const size_t n = size_t(w.cols);
-    const auto* row = static_cast<const uint8_t*>(w.data) + r * w.cols * dtype_size(w.dtype);
+    const uint8_t* row = w.row(r);
     if (w.dtype == DType::f32) {
         std::memcpy(out, row, n * 4);
         return;

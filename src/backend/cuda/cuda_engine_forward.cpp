@@ -11,7 +11,6 @@
 #include "rope.cuh"
 #include "swiglu.cuh"
 
-#include "backend/cpu/kernels.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/gemm.h"
 #include "common/error.h"
@@ -101,9 +100,12 @@ void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
         RABBIT_CUDA_CHECK(launch_embed(p, compute));
         return;
     }
-    // Otherwise gather the rows on the host, from the mapped file, and copy only them.
+    // Otherwise gather the rows on the host, from the mapped file (widened to f32: exact), and
+    // copy only them.
     float* rows = h_embed.as<float>();
-    for (size_t t = 0; t < m; ++t) widen_row(embed_host, uint64_t(tokens[t]), rows + t * c.hidden_size);
+    for (size_t t = 0; t < m; ++t)
+        convert_elements(embed_host.row(uint64_t(tokens[t])), embed_host.dtype, rows + t * c.hidden_size, DType::f32,
+                         c.hidden_size);
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::x), rows, 4 * m * c.hidden_size, cudaMemcpyHostToDevice, compute));
 }
 

@@ -4,7 +4,6 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/events.h"
 #include "backend/cuda/memory.h"
-#include "bench/measure.h"
 #include "common/timing.h"
 
 #include <cuda_runtime.h>
