@@ -411,7 +411,7 @@ std::string describe_swiglu(const SwigluCase& c) {
 
 SwigluData draw_swiglu(const SwigluCase& c, std::mt19937& rng) {
     std::vector<float> gu = random_vector(size_t(c.tokens) * 2 * c.inter, rng, -8.0f, 8.0f);
-    const float far = c.spread == Spread::tails ? 15.0f : c.spread == Spread::beyond_f16 ? 500.0f : 1.0f;
+    const float far = c.spread == Spread::tails ? 30.0f : c.spread == Spread::beyond_f16 ? 500.0f : 1.0f;
     for (size_t i = 0; i < gu.size(); i += 7) gu[i] *= far; // far into both tails of silu
     return {gu};
 }
