@@ -77,21 +77,4 @@ std::string make_golden_model(const HfGolden& g, const std::string& dtype, const
     return split_into(dir + "/hf", dir + "/split");
 }
 
-double worst_error(const std::vector<float>& got, const std::vector<float>& want, double atol, double rtol) {
-    if (got.size() != want.size()) return INFINITY;
-    double w = 0;
-    for (size_t i = 0; i < got.size(); ++i) {
-        // std::max(w, NaN) would keep w: a NaN or an infinity anywhere fails the comparison.
-        if (!std::isfinite(got[i]) || !std::isfinite(want[i])) return INFINITY;
-        w = std::max(w, std::fabs(double(got[i]) - want[i]) / (atol + rtol * std::fabs(double(want[i]))));
-    }
-    return w;
-}
-
-double rms(const std::vector<float>& v) {
-    double s = 0;
-    for (float x : v) s += double(x) * x;
-    return v.empty() ? 0.0 : std::sqrt(s / double(v.size()));
-}
-
 } // namespace rabbit::test

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "engine/engine.h"
+#include "helpers.h" // worst_error, rms
 #include "split/plan.h"
 
 #include <cstdint>
@@ -37,11 +38,5 @@ const std::vector<std::string>& hf_golden_names();
 HfGolden read_hf_golden(const std::string& name);
 // Generates the golden's model with the given dtype under dir and splits it; returns the split.
 std::string make_golden_model(const HfGolden& g, const std::string& dtype, const std::string& dir);
-
-// The largest |got - want| / (atol + rtol |want|); infinite when the sizes differ or either
-// side holds a NaN or an infinity.
-double worst_error(const std::vector<float>& got, const std::vector<float>& want, double atol, double rtol);
-// The root mean square of v (the scale of logits, for an absolute tolerance relative to it).
-double rms(const std::vector<float>& v);
 
 } // namespace rabbit::test

@@ -3,7 +3,10 @@
 
 #include "common/file_io.h"
 
+#include <catch2/catch.hpp>
+
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -134,6 +137,94 @@ FileId file_id(const std::string& path) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
     return {uint64_t(st.st_ino), int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+// ---- inputs and comparisons ------------------------------------------------------------------
+
+std::vector<float> random_vector(size_t n, std::mt19937& rng, float lo, float hi) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+Tol tol_for(DType type) { // see helpers.h
+    switch (type) {
+    case DType::f16: return {2e-3, 2e-3, true};
+    case DType::bf16: return {1e-2, 1e-2, true};
+    default: return {1e-5, 1e-4, false};
+    }
+}
+
+namespace {
+
+template <typename W>
+Comparison compare_values(const std::vector<float>& got, const std::vector<W>& want, Tol tol) {
+    Comparison c;
+    if (got.size() != want.size()) {
+        c.size_mismatch = true;
+        c.bad = std::max(got.size(), want.size());
+        c.worst = INFINITY;
+        return c;
+    }
+    double atol = tol.atol;
+    if (tol.atol_of_rms) {
+        double ss = 0;
+        for (W w : want) ss += double(w) * double(w);
+        atol *= want.empty() ? 0.0 : std::sqrt(ss / double(want.size()));
+    }
+    for (size_t i = 0; i < got.size(); ++i) {
+        const double g = got[i], w = double(want[i]);
+        const double ratio = std::fabs(g - w) / (atol + tol.rtol * std::fabs(w));
+        // !(ratio <= 1) fails a NaN; a non-finite side fails even where both are the same infinity.
+        if (!(ratio <= 1.0) || !std::isfinite(g) || !std::isfinite(w)) {
+            if (c.bad++ == 0) c.first_bad = i;
+        }
+        c.worst = std::isfinite(g) && std::isfinite(w) ? std::max(c.worst, ratio) : INFINITY; // inf stays
+    }
+    return c;
+}
+
+} // namespace
+
+std::string Comparison::what() const {
+    if (size_mismatch) return "the sizes differ";
+    return std::to_string(bad) + " elements off; first: element " + std::to_string(first_bad);
+}
+
+Comparison compare(const std::vector<float>& got, const std::vector<double>& want, Tol tol) {
+    return compare_values(got, want, tol);
+}
+
+void require_close(const std::vector<float>& got, const std::vector<double>& want, Tol tol) {
+    const Comparison c = compare(got, want, tol);
+    INFO(c.what() << " of " << got.size() << ": "
+                  << (c.bad && !c.size_mismatch ? got[c.first_bad] : 0.0f) << " vs "
+                  << (c.bad && !c.size_mismatch ? want[c.first_bad] : 0.0));
+    REQUIRE(c.bad == 0);
+}
+
+void require_same(const std::vector<float>& got, const std::vector<float>& want) {
+    REQUIRE(got.size() == want.size());
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        const bool same = std::isnan(want[i]) ? std::isnan(got[i])
+                                              : got[i] == want[i] && std::signbit(got[i]) == std::signbit(want[i]);
+        if (!same && bad++ == 0) first = i;
+    }
+    INFO(bad << " of " << got.size() << " differ; first: element " << first << ": " << (bad ? got[first] : 0.0f)
+              << " vs " << (bad ? want[first] : 0.0f));
+    REQUIRE(bad == 0);
+}
+
+double worst_error(const std::vector<float>& got, const std::vector<float>& want, double atol, double rtol) {
+    return compare_values(got, want, Tol{atol, rtol, false}).worst;
+}
+
+double rms(const std::vector<float>& v) {
+    double s = 0;
+    for (float x : v) s += double(x) * x;
+    return v.empty() ? 0.0 : std::sqrt(s / double(v.size()));
 }
 
 } // namespace rabbit::test
