@@ -107,28 +107,28 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
         int e = errno;
         ::close(fd);
         if (p == MAP_FAILED) throw bad_input(path, "cannot map: " + errno_text(e));
-        data_ = static_cast<const uint8_t*>(p);
+        map_ = p;
     } else {
         ::close(fd);
     }
 }
 
 MappedFile::~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (map_) ::munmap(map_, size_);
 }
 
-MappedFile::MappedFile(MappedFile&& o) noexcept : path_(std::move(o.path_)), data_(o.data_), size_(o.size_) {
-    o.data_ = nullptr;
+MappedFile::MappedFile(MappedFile&& o) noexcept : path_(std::move(o.path_)), map_(o.map_), size_(o.size_) {
+    o.map_ = nullptr;
     o.size_ = 0;
 }
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     if (this != &o) {
-        if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+        if (map_) ::munmap(map_, size_);
         path_ = std::move(o.path_);
-        data_ = o.data_;
+        map_ = o.map_;
         size_ = o.size_;
-        o.data_ = nullptr;
+        o.map_ = nullptr;
         o.size_ = 0;
     }
     return *this;

@@ -49,12 +49,12 @@ public:
     MappedFile& operator=(const MappedFile&) = delete;
 
     const std::string& path() const { return path_; }
-    const uint8_t* data() const { return data_; }
+    const uint8_t* data() const { return static_cast<const uint8_t*>(map_); }
     uint64_t size() const { return size_; }
 
 private:
     std::string path_;
-    const uint8_t* data_ = nullptr;
+    void* map_ = nullptr; // the read-only mapping, as mmap gave it (munmap takes it so)
     uint64_t size_ = 0;
 };
 
