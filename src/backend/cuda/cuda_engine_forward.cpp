@@ -174,16 +174,9 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     void* attn = fixed(Fixed::attn);
 
     // The residual add of the previous layer's MLP is fused into this norm.
-    RmsNormParams n;
-    n.x = fixed<float>(Fixed::x);
+    RmsNormParams n = residual_norm(w.attn_norm, 0, m);
     n.delta = l > 0 ? fixed<float>(Fixed::out) : nullptr;
     n.delta_scale = l > 0 ? down_scale() : nullptr;
-    n.weight = w.attn_norm;
-    n.eps = float(c.rms_norm_eps);
-    n.rows = int(m);
-    n.n = int(h);
-    n.out = xn;
-    n.out_type = act;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
     linear(u, t.qkv->name, w.qkv, xn, m, qkv, q + 2 * kv);
 
@@ -237,16 +230,9 @@ void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {
     void* xn = fixed(Fixed::xn);
 
     // After the attention's residual add (and o_proj's bias) fused into its norm.
-    RmsNormParams n;
-    n.x = fixed<float>(Fixed::x);
+    RmsNormParams n = residual_norm(w.ffn_norm, 0, m);
     n.delta = out;
     n.bias = w.o_bias;
-    n.weight = w.ffn_norm;
-    n.eps = float(c.rms_norm_eps);
-    n.rows = int(m);
-    n.n = int(h);
-    n.out = xn;
-    n.out_type = act;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
     linear(u, t.gate_up->name, w.gate_up, xn, m, fixed<float>(Fixed::gate_up), 2 * inter);
     SwigluParams s;
@@ -263,17 +249,24 @@ void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {
 void CudaEngine::Impl::final_norm(size_t first, size_t rows) {
     // Rows [first, first + rows) of the pass, with the last layer's residual add.
     const size_t h = c.hidden_size;
-    RmsNormParams n;
-    n.x = fixed<float>(Fixed::x) + first * h;
+    RmsNormParams n = residual_norm(final_norm_w, first, rows);
     n.delta = fixed<float>(Fixed::out) + first * h;
     n.delta_scale = down_scale() ? down_scale() + first : nullptr;
-    n.weight = final_norm_w;
+    RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+}
+
+RmsNormParams CudaEngine::Impl::residual_norm(const float* weight, size_t first, size_t rows) const {
+    // The norm of residual rows [first, first + rows) into xn, in the compute type; the caller
+    // adds what is fused into it (the sublayer's output, its scale, o_proj's bias).
+    RmsNormParams n;
+    n.x = fixed<float>(Fixed::x) + first * c.hidden_size;
+    n.weight = weight;
     n.eps = float(c.rms_norm_eps);
     n.rows = int(rows);
-    n.n = int(h);
+    n.n = int(c.hidden_size);
     n.out = fixed(Fixed::xn);
     n.out_type = act;
-    RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+    return n;
 }
 
 void CudaEngine::Impl::wait_compute() {

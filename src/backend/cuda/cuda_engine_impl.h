@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_engine.h"
 
 #include "elem.cuh"
+#include "rmsnorm.cuh"
 
 #include "backend/cuda/cuda_transport.h"
 #include "backend/cuda/events.h"
@@ -89,6 +90,7 @@ struct CudaEngine::Impl {
     void attention_block(size_t l, const LayerWeights& w, size_t m);
     void mlp_block(size_t l, const LayerWeights& w, size_t m);
     void final_norm(size_t first, size_t rows);
+    RmsNormParams residual_norm(const float* weight, size_t first, size_t rows) const;
     void head(size_t rows, float* host);
     float* pinned_logits(size_t rows);
     void flush_logits();

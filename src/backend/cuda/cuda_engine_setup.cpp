@@ -20,6 +20,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace rabbit {
 
@@ -219,16 +222,19 @@ void CudaEngine::Impl::allocate_staging() {
 }
 
 void CudaEngine::Impl::load_vectors() {
+    // Each layer's tensors, found by name once, here.
+    const auto& units = model.manifest().units;
+    layer_t.clear();
+    for (size_t u : roles.layers) layer_t.push_back(layer_tensors(units[u]));
     // Every f32 vector of every layer and the final norm, packed (each starting at a multiple
     // of k_fixed_align, as vector_bytes plans them), copied once.
-    const auto& units = model.manifest().units;
     constexpr size_t align_floats = k_fixed_align / sizeof(float);
     std::vector<float> host;
-    std::vector<std::vector<std::pair<std::string, size_t>>> where(units.size()); // (tensor, float offset)
+    std::unordered_map<const UnitTensor*, size_t> where; // a vector's first float in `vectors`
     auto take = [&](size_t u) {
         for (const UnitTensor& t : units[u].layout.tensors) {
             if (t.dtype != DType::f32 || t.shape.size() != 1) continue;
-            where[u].emplace_back(t.name, host.size());
+            where[&t] = host.size();
             const float* src = reinterpret_cast<const float*>(files->data(u) + t.offset);
             host.insert(host.end(), src, src + t.shape[0]);
             host.resize((host.size() + align_floats - 1) / align_floats * align_floats);
@@ -239,25 +245,25 @@ void CudaEngine::Impl::load_vectors() {
     RABBIT_CHECK(host.size() * 4 <= plan.fixed.size(Fixed::vectors), "the norms and biases outgrow their planned buffer");
     float* vectors = fixed<float>(Fixed::vectors);
     RABBIT_CUDA_CHECK(cudaMemcpy(vectors, host.data(), host.size() * 4, cudaMemcpyHostToDevice)); // once, at load
-    auto find = [&](size_t u, const char* name) -> const float* {
-        for (const auto& [n, off] : where[u])
-            if (n == name) return vectors + off;
-        return nullptr;
+    auto on_device = [&](const UnitTensor* t) -> const float* {
+        if (!t) return nullptr;
+        const auto it = where.find(t);
+        RABBIT_CHECK(it != where.end(), "vector " + t->name + " is not an f32 vector");
+        return vectors + it->second;
     };
     // Each layer's LayerWeights starts with its vectors; place_weights adds the matrices.
     layer_w.assign(roles.layers.size(), LayerWeights{});
     for (size_t l = 0; l < roles.layers.size(); ++l) {
-        const size_t u = roles.layers[l];
+        const LayerTensors& t = layer_t[l];
         LayerWeights& w = layer_w[l];
-        w.attn_norm = find(u, "attn_norm");
-        w.qkv_bias = find(u, "qkv_bias");
-        w.q_norm = find(u, "q_norm");
-        w.k_norm = find(u, "k_norm");
-        w.o_bias = find(u, "o_bias");
-        w.ffn_norm = find(u, "ffn_norm");
-        RABBIT_CHECK(w.attn_norm && w.ffn_norm, "layer unit without norms: " + units[u].layout.name);
+        w.attn_norm = on_device(t.attn_norm);
+        w.qkv_bias = on_device(t.qkv_bias);
+        w.q_norm = on_device(t.q_norm);
+        w.k_norm = on_device(t.k_norm);
+        w.o_bias = on_device(t.o_bias);
+        w.ffn_norm = on_device(t.ffn_norm);
     }
-    final_norm_w = find(roles.norm, "norm");
+    final_norm_w = on_device(units[roles.norm].layout.find("norm"));
     RABBIT_CHECK(final_norm_w, "the norm unit has no vector \"norm\"");
 }
 
@@ -318,15 +324,10 @@ LayerWeights CudaEngine::Impl::device_weights(size_t l, const uint8_t* data) con
 }
 
 void CudaEngine::Impl::place_weights() {
-    // Each tensor found by name once, here; each resident unit's weights placed once, here.
+    // Each resident unit's weights placed once, here (layer_t was filled by load_vectors).
     const auto& units = model.manifest().units;
     auto on_gpu = [&](size_t u) { return resident[u].get() ? resident[u].as<uint8_t>() : nullptr; };
-    layer_t.clear();
-    for (size_t l = 0; l < roles.layers.size(); ++l) {
-        const size_t u = roles.layers[l];
-        layer_t.push_back(layer_tensors(units[u]));
-        layer_w[l] = device_weights(l, on_gpu(u));
-    }
+    for (size_t l = 0; l < roles.layers.size(); ++l) layer_w[l] = device_weights(l, on_gpu(roles.layers[l]));
     head_t = units[roles.head].layout.find(roles.tied ? "embed" : "lm_head");
     RABBIT_CHECK(head_t && head_t->shape.size() == 2 && head_t->shape[0] == c.vocab_size,
                  "the output projection is not a [vocab, hidden] matrix in " + units[roles.head].layout.name);
