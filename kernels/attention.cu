@@ -107,11 +107,233 @@ __device__ __forceinline__ void load_tile(TC* dst, const TC* __restrict__ src, i
     }
 }
 
+// ---- the steps of attention_kernel ----------------------------------------------------------
+// Each runs in every thread of the block; the kernel holds the shared memory and the barriers.
+
+// Output pairs (2c, 2c + 1) per lane and row: c = lane + 32 i for i < k_lane_pairs<D>.
+template <int D>
+constexpr int k_lane_pairs = (D / 2 + 31) / 32;
+
+// Where a thread stands: its lane and warp, the block's KV group and split, and the block's
+// query rows [row0, row0 + nrows) of that group.
+struct AttnBlock {
+    int lane, warp;
+    int g, split;
+    int row0, nrows;
+};
+
+// A query row R of KV group g is (token t, head h) with R = t * group + (h - g * group).
+struct RowHead {
+    int t, h;
+};
+__device__ __forceinline__ RowHead row_head(const AttnArgs& a, int g, int R) {
+    const int t = R / a.group;
+    return {t, g * a.group + (R - t * a.group)};
+}
+
+// The positions of the block's split: [lo, hi), whole tiles from the block's first position.
+struct PositionRange {
+    int lo, hi;
+};
+
+// Per slot s (row s * warps + warp of the block) of a warp: the online softmax's running max
+// (log2 units) and sum, and the lane's unnormalised output pairs.
+template <int RW, int NP>
+struct RowAccum {
+    float m[RW], l[RW];
+    float2 o[RW][NP];
+};
+
+// q_s [br, D] f32 (shared) <- the block's rows of a.q times scale * log2 e, so that the
+// softmax can use exp2; rows past nrows are 0.
+template <int D, int BR>
+__device__ __forceinline__ void load_query_tile(float* q_s, const AttnArgs& a, const AttnBlock& b) {
+    for (int e = threadIdx.x; e < BR * D; e += k_attn_threads) {
+        const int r = e / D, d = e - r * D;
+        float x = 0.0f;
+        if (r < b.nrows) {
+            const RowHead th = row_head(a, b.g, b.row0 + r);
+            x = a.q[th.t * a.q_stride + int64_t(th.h) * D + d] * a.scale_log2;
+        }
+        q_s[e] = x;
+    }
+}
+
+// Each slot's allowed positions [first, last] (causal, and the sliding window when there is
+// one); an empty range for rows past the end.
+template <int RW>
+__device__ __forceinline__ void allowed_positions(const AttnArgs& a, const AttnBlock& b, int (&first)[RW],
+                                                  int (&last)[RW]) {
+#pragma unroll
+    for (int s = 0; s < RW; ++s) {
+        const int r = s * k_attn_warps + b.warp;
+        first[s] = 1;
+        last[s] = 0;
+        if (r < b.nrows) {
+            last[s] = a.pos + (b.row0 + r) / a.group;
+            first[s] = a.window > 0 ? max(0, last[s] + 1 - a.window) : 0;
+        }
+    }
+}
+
+// The block's positions (first and last are monotonic in the row), then this split's part.
+__device__ __forceinline__ PositionRange split_positions(const AttnArgs& a, const AttnBlock& b) {
+    const int t_lo = b.row0 / a.group, t_hi = (b.row0 + b.nrows - 1) / a.group;
+    const int lo = a.window > 0 ? max(0, a.pos + t_lo + 1 - a.window) : 0;
+    const int hi = a.pos + t_hi + 1; // exclusive
+    const int chunk = ((hi - lo + a.splits - 1) / a.splits + k_tile - 1) / k_tile * k_tile;
+    const int s_lo = lo + b.split * chunk; // may be past hi: an empty split
+    return {s_lo, min(hi, s_lo + chunk)};
+}
+
+// Max -inf and nothing summed: a row that never sees an allowed position stays so.
+template <int RW, int NP>
+__device__ __forceinline__ void init_accum(RowAccum<RW, NP>& acc) {
+#pragma unroll
+    for (int s = 0; s < RW; ++s) {
+        acc.m[s] = neg_inf();
+        acc.l[s] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NP; ++i) acc.o[s][i] = make_float2(0.0f, 0.0f);
+    }
+}
+
+// sc[s] = score of tile position `lane` against the warp's slot s:
+// q_s [br, D] f32 (shared, pre-scaled) . k_s [32, D + pad] TC (shared).
+template <int D, typename TC, int RW>
+__device__ __forceinline__ void tile_scores(const float* q_s, const TC* k_s, const AttnBlock& b, float (&sc)[RW]) {
+#pragma unroll
+    for (int s = 0; s < RW; ++s) sc[s] = 0.0f;
+    const TC* krow = k_s + b.lane * AttnShape<D, TC, RW>::row;
+#pragma unroll 4
+    for (int d = 0; d < D; d += 4) {
+        const float4 kk = load4_f32(krow + d);
+#pragma unroll
+        for (int s = 0; s < RW; ++s) {
+            const float4 qq = *reinterpret_cast<const float4*>(q_s + (s * k_attn_warps + b.warp) * D + d);
+            sc[s] = fmaf(qq.x, kk.x, sc[s]);
+            sc[s] = fmaf(qq.y, kk.y, sc[s]);
+            sc[s] = fmaf(qq.z, kk.z, sc[s]);
+            sc[s] = fmaf(qq.w, kk.w, sc[s]);
+        }
+    }
+}
+
+// Online softmax over the scores sc of tile positions [j0, j0 + nv), one per lane. The mask
+// first: position j = j0 + lane scores -inf for slot s unless it is in the tile and in the
+// slot's [first, last] (causal, sliding window); it stays in this loop, where nvcc gives the
+// code the one-piece kernel had. Then per slot the tile maximum and sum by warp shuffles (every
+// lane takes part), the running output rescaled, and the lane's probability to p_w [RW, 32] f32
+// (shared, this warp's). A row with nothing allowed so far keeps max -inf and
+// adds nothing (no -inf - -inf); a row with nothing allowed in this tile rescales by
+// exp2(0) = 1.
+template <int RW, int NP>
+__device__ __forceinline__ void softmax_update(const float (&sc)[RW], int j0, int nv, int lane, const int (&first)[RW],
+                                               const int (&last)[RW], RowAccum<RW, NP>& acc, float* p_w) {
+    const int j = j0 + lane;
+#pragma unroll
+    for (int s = 0; s < RW; ++s) {
+        const bool ok = lane < nv && j >= first[s] && j <= last[s];
+        const float x = ok ? sc[s] : neg_inf();
+        const float mn = fmaxf(acc.m[s], warp_max(x));
+        float p = 0.0f, alpha = 1.0f;
+        if (mn != neg_inf()) { // the same in every lane
+            alpha = exp2f(acc.m[s] - mn);
+            p = exp2f(x - mn);
+            acc.m[s] = mn;
+        }
+        acc.l[s] = acc.l[s] * alpha + warp_sum(p);
+#pragma unroll
+        for (int i = 0; i < NP; ++i) {
+            acc.o[s][i].x *= alpha;
+            acc.o[s][i].y *= alpha;
+        }
+        p_w[s * k_tile + lane] = p;
+    }
+}
+
+// acc.o += p_w [RW, 32] f32 (shared, this warp's; read across lanes) x v_s [32, D + pad] TC
+// (shared), over the tile's first nv positions, four at a time: rows of the tile past nv have
+// p = 0 and zeroed V. Lane c adds to output pairs c + 32 i below D / 2.
+template <int D, typename TC, int RW, int NP>
+__device__ __forceinline__ void accumulate_values(const float* p_w, const TC* v_s, int nv, int lane,
+                                                  RowAccum<RW, NP>& acc) {
+    constexpr int row = AttnShape<D, TC, RW>::row;
+    for (int jj = 0; jj < nv; jj += 4) {
+        float4 pp[RW];
+#pragma unroll
+        for (int s = 0; s < RW; ++s) pp[s] = *reinterpret_cast<const float4*>(p_w + s * k_tile + jj);
+#pragma unroll
+        for (int i = 0; i < NP; ++i) {
+            const int c = lane + 32 * i;
+            if (c < D / 2) {
+                const TC* vp = v_s + jj * row + 2 * c;
+                const float2 v0 = load2_f32(vp), v1 = load2_f32(vp + row), v2 = load2_f32(vp + 2 * row),
+                             v3 = load2_f32(vp + 3 * row);
+#pragma unroll
+                for (int s = 0; s < RW; ++s) {
+                    float2 o = acc.o[s][i];
+                    o.x = fmaf(pp[s].x, v0.x, o.x);
+                    o.y = fmaf(pp[s].x, v0.y, o.y);
+                    o.x = fmaf(pp[s].y, v1.x, o.x);
+                    o.y = fmaf(pp[s].y, v1.y, o.y);
+                    o.x = fmaf(pp[s].z, v2.x, o.x);
+                    o.y = fmaf(pp[s].z, v2.y, o.y);
+                    o.x = fmaf(pp[s].w, v3.x, o.x);
+                    o.y = fmaf(pp[s].w, v3.y, o.y);
+                    acc.o[s][i] = o;
+                }
+            }
+        }
+    }
+}
+
+// The warp's rows of the block, each (token, head) to a.out [tokens, heads * D] out_type as
+// o / l (0 for a row that saw nothing), or, with splits, to its partial result at
+// idx = (split, row) for attention_merge_kernel: a.ws_ml <- (m, l), a.ws_acc <- o unnormalised.
+// Both stores stay written out here: as helpers of their own, nvcc duplicated the loop over the
+// slots for some shapes (D = 64), where this keeps the code the one-piece kernel had.
+template <int D, int RW, int NP>
+__device__ __forceinline__ void store_rows(const AttnArgs& a, const AttnBlock& b, const RowAccum<RW, NP>& acc) {
+#pragma unroll
+    for (int s = 0; s < RW; ++s) {
+        const int r = s * k_attn_warps + b.warp;
+        if (r >= b.nrows) continue;
+        const RowHead th = row_head(a, b.g, b.row0 + r);
+        const int64_t orow = int64_t(th.t) * a.heads + th.h;
+        if (a.splits == 1) {
+            const float inv = acc.l[s] > 0.0f ? 1.0f / acc.l[s] : 0.0f;
+#pragma unroll
+            for (int i = 0; i < NP; ++i) {
+                const int c = b.lane + 32 * i;
+                if (c < D / 2) {
+                    store_elem(a.out, orow * D + 2 * c, acc.o[s][i].x * inv, a.out_type);
+                    store_elem(a.out, orow * D + 2 * c + 1, acc.o[s][i].y * inv, a.out_type);
+                }
+            }
+        } else {
+            const int64_t idx = int64_t(b.split) * a.tokens * a.heads + orow;
+            if (b.lane == 0) {
+                a.ws_ml[2 * idx] = acc.m[s];
+                a.ws_ml[2 * idx + 1] = acc.l[s];
+            }
+#pragma unroll
+            for (int i = 0; i < NP; ++i) {
+                const int c = b.lane + 32 * i;
+                if (c < D / 2) *reinterpret_cast<float2*>(a.ws_acc + idx * D + 2 * c) = acc.o[s][i];
+            }
+        }
+    }
+}
+
+// One block: br query rows of KV group blockIdx.y against its split blockIdx.z of the
+// positions, tile by tile (the file's comment has the layout). The shared memory is declared
+// here, once per block, and handed to the steps as pointers; every barrier is here too, reached
+// by all threads alike (the steps hold none, only warp shuffles).
 template <int D, typename TC, int RW>
 __global__ void __launch_bounds__(k_attn_threads) attention_kernel(const AttnArgs a) {
     using S = AttnShape<D, TC, RW>;
-    constexpr int br = S::br;
-    constexpr int np = (D / 2 + 31) / 32; // output pairs per lane and row
+    constexpr int np = k_lane_pairs<D>;
 
     RABBIT_DYNAMIC_SHARED(unsigned char, smem);
     float* q_s = reinterpret_cast<float*>(smem);                // [br, D] f32, pre-scaled
@@ -119,100 +341,34 @@ __global__ void __launch_bounds__(k_attn_threads) attention_kernel(const AttnArg
     TC* k_s = reinterpret_cast<TC*>(smem + S::q_bytes + S::p_bytes); // [32, D + pad] TC
     TC* v_s = S::shared_kv ? k_s : reinterpret_cast<TC*>(smem + S::q_bytes + S::p_bytes + S::tile_bytes);
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = blockIdx.y, split = blockIdx.z;
-    const int row0 = blockIdx.x * br;
-    const int nrows = min(br, a.rows - row0);
+    AttnBlock b;
+    b.lane = threadIdx.x & 31;
+    b.warp = threadIdx.x >> 5;
+    b.g = blockIdx.y;
+    b.split = blockIdx.z;
+    b.row0 = blockIdx.x * S::br;
+    b.nrows = min(S::br, a.rows - b.row0);
 
-    for (int e = threadIdx.x; e < br * D; e += k_attn_threads) {
-        const int r = e / D, d = e - r * D;
-        float x = 0.0f;
-        if (r < nrows) {
-            const int R = row0 + r, t = R / a.group, h = g * a.group + (R - t * a.group);
-            x = a.q[t * a.q_stride + int64_t(h) * D + d] * a.scale_log2;
-        }
-        q_s[e] = x;
-    }
-
-    // Each slot's allowed positions [first, last]; an empty range for rows past the end.
+    load_query_tile<D, S::br>(q_s, a, b);
     int first[RW], last[RW];
-#pragma unroll
-    for (int s = 0; s < RW; ++s) {
-        const int r = s * k_attn_warps + warp;
-        first[s] = 1;
-        last[s] = 0;
-        if (r < nrows) {
-            last[s] = a.pos + (row0 + r) / a.group;
-            first[s] = a.window > 0 ? max(0, last[s] + 1 - a.window) : 0;
-        }
-    }
-    // The block's positions (first and last are monotonic in the row), then this split's part.
-    const int t_lo = row0 / a.group, t_hi = (row0 + nrows - 1) / a.group;
-    const int lo = a.window > 0 ? max(0, a.pos + t_lo + 1 - a.window) : 0;
-    const int hi = a.pos + t_hi + 1; // exclusive
-    const int chunk = ((hi - lo + a.splits - 1) / a.splits + k_tile - 1) / k_tile * k_tile;
-    const int s_lo = lo + split * chunk; // may be past hi: an empty split
-    const int s_hi = min(hi, s_lo + chunk);
+    allowed_positions<RW>(a, b, first, last);
+    const PositionRange range = split_positions(a, b);
+    RowAccum<RW, np> acc;
+    init_accum(acc);
 
-    float m[RW], l[RW];
-    float2 o[RW][np];
-#pragma unroll
-    for (int s = 0; s < RW; ++s) {
-        m[s] = neg_inf();
-        l[s] = 0.0f;
-#pragma unroll
-        for (int i = 0; i < np; ++i) o[s][i] = make_float2(0.0f, 0.0f);
-    }
+    const TC* kg = static_cast<const TC*>(a.k) + int64_t(b.g) * a.cache_len * D; // [cache_len, D] TC
+    const TC* vg = static_cast<const TC*>(a.v) + int64_t(b.g) * a.cache_len * D; // [cache_len, D] TC
+    float* p_w = p_s + b.warp * RW * k_tile; // [RW, 32] f32, this warp's
 
-    const TC* kg = static_cast<const TC*>(a.k) + int64_t(g) * a.cache_len * D;
-    const TC* vg = static_cast<const TC*>(a.v) + int64_t(g) * a.cache_len * D;
-    float* p_w = p_s + warp * RW * k_tile;
-
-    for (int j0 = s_lo; j0 < s_hi; j0 += k_tile) {
-        const int nv = min(k_tile, s_hi - j0);
+    for (int j0 = range.lo; j0 < range.hi; j0 += k_tile) {
+        const int nv = min(k_tile, range.hi - j0);
         load_tile<D, TC>(k_s, kg + int64_t(j0) * D, nv);
         if (!S::shared_kv) load_tile<D, TC>(v_s, vg + int64_t(j0) * D, nv);
-        __syncthreads();
+        __syncthreads(); // q_s (written before the loop), K and V are in shared memory
 
-        // Scores of position j0 + lane against the warp's rows.
         float sc[RW];
-#pragma unroll
-        for (int s = 0; s < RW; ++s) sc[s] = 0.0f;
-        const TC* krow = k_s + lane * S::row;
-#pragma unroll 4
-        for (int d = 0; d < D; d += 4) {
-            const float4 kk = load4_f32(krow + d);
-#pragma unroll
-            for (int s = 0; s < RW; ++s) {
-                const float4 qq = *reinterpret_cast<const float4*>(q_s + (s * k_attn_warps + warp) * D + d);
-                sc[s] = fmaf(qq.x, kk.x, sc[s]);
-                sc[s] = fmaf(qq.y, kk.y, sc[s]);
-                sc[s] = fmaf(qq.z, kk.z, sc[s]);
-                sc[s] = fmaf(qq.w, kk.w, sc[s]);
-            }
-        }
-        // Online softmax. A row with nothing allowed so far keeps max -inf and adds nothing
-        // (no -inf - -inf); a row with nothing allowed in this tile rescales by exp2(0) = 1.
-        const int j = j0 + lane;
-#pragma unroll
-        for (int s = 0; s < RW; ++s) {
-            const bool ok = lane < nv && j >= first[s] && j <= last[s];
-            const float x = ok ? sc[s] : neg_inf();
-            const float mn = fmaxf(m[s], warp_max(x));
-            float p = 0.0f, alpha = 1.0f;
-            if (mn != neg_inf()) { // the same in every lane
-                alpha = exp2f(m[s] - mn);
-                p = exp2f(x - mn);
-                m[s] = mn;
-            }
-            l[s] = l[s] * alpha + warp_sum(p);
-#pragma unroll
-            for (int i = 0; i < np; ++i) {
-                o[s][i].x *= alpha;
-                o[s][i].y *= alpha;
-            }
-            p_w[s * k_tile + lane] = p;
-        }
+        tile_scores<D, TC, RW>(q_s, k_s, b, sc);
+        softmax_update(sc, j0, nv, b.lane, first, last, acc, p_w);
         if (S::shared_kv) {
             __syncthreads(); // every warp is done with K
             load_tile<D, TC>(v_s, vg + int64_t(j0) * D, nv);
@@ -220,67 +376,11 @@ __global__ void __launch_bounds__(k_attn_threads) attention_kernel(const AttnArg
         } else {
             __syncwarp(); // p_w is read across lanes
         }
-
-        // Values: rows of the tile past nv have p = 0 and zeroed V.
-        for (int jj = 0; jj < nv; jj += 4) {
-            float4 pp[RW];
-#pragma unroll
-            for (int s = 0; s < RW; ++s) pp[s] = *reinterpret_cast<const float4*>(p_w + s * k_tile + jj);
-#pragma unroll
-            for (int i = 0; i < np; ++i) {
-                const int c = lane + 32 * i;
-                if (c < D / 2) {
-                    const TC* vp = v_s + jj * S::row + 2 * c;
-                    const float2 v0 = load2_f32(vp), v1 = load2_f32(vp + S::row), v2 = load2_f32(vp + 2 * S::row),
-                                 v3 = load2_f32(vp + 3 * S::row);
-#pragma unroll
-                    for (int s = 0; s < RW; ++s) {
-                        float2 acc = o[s][i];
-                        acc.x = fmaf(pp[s].x, v0.x, acc.x);
-                        acc.y = fmaf(pp[s].x, v0.y, acc.y);
-                        acc.x = fmaf(pp[s].y, v1.x, acc.x);
-                        acc.y = fmaf(pp[s].y, v1.y, acc.y);
-                        acc.x = fmaf(pp[s].z, v2.x, acc.x);
-                        acc.y = fmaf(pp[s].z, v2.y, acc.y);
-                        acc.x = fmaf(pp[s].w, v3.x, acc.x);
-                        acc.y = fmaf(pp[s].w, v3.y, acc.y);
-                        o[s][i] = acc;
-                    }
-                }
-            }
-        }
+        accumulate_values<D, TC, RW>(p_w, v_s, nv, b.lane, acc);
         __syncthreads(); // before the next tile overwrites K, V and p
     }
 
-#pragma unroll
-    for (int s = 0; s < RW; ++s) {
-        const int r = s * k_attn_warps + warp;
-        if (r >= nrows) continue;
-        const int R = row0 + r, t = R / a.group, h = g * a.group + (R - t * a.group);
-        const int64_t orow = int64_t(t) * a.heads + h;
-        if (a.splits == 1) {
-            const float inv = l[s] > 0.0f ? 1.0f / l[s] : 0.0f;
-#pragma unroll
-            for (int i = 0; i < np; ++i) {
-                const int c = lane + 32 * i;
-                if (c < D / 2) {
-                    store_elem(a.out, orow * D + 2 * c, o[s][i].x * inv, a.out_type);
-                    store_elem(a.out, orow * D + 2 * c + 1, o[s][i].y * inv, a.out_type);
-                }
-            }
-        } else {
-            const int64_t idx = int64_t(split) * a.tokens * a.heads + orow;
-            if (lane == 0) {
-                a.ws_ml[2 * idx] = m[s];
-                a.ws_ml[2 * idx + 1] = l[s];
-            }
-#pragma unroll
-            for (int i = 0; i < np; ++i) {
-                const int c = lane + 32 * i;
-                if (c < D / 2) *reinterpret_cast<float2*>(a.ws_acc + idx * D + 2 * c) = o[s][i];
-            }
-        }
-    }
+    store_rows<D>(a, b, acc);
 }
 
 // One warp per output row (token, head): out = sum_s w_s acc_s / sum_s w_s l_s with
@@ -290,7 +390,7 @@ __global__ void __launch_bounds__(k_attn_threads)
     attention_merge_kernel(const float* __restrict__ ws_ml,  // [splits, total, 2] f32
                            const float* __restrict__ ws_acc, // [splits, total, D] f32
                            int splits, int64_t total, void* out, Elem out_type) { // out [total, D]
-    constexpr int np = (D / 2 + 31) / 32;
+    constexpr int np = k_lane_pairs<D>;
     const int lane = threadIdx.x & 31;
     const int64_t R = int64_t(blockIdx.x) * k_attn_warps + (threadIdx.x >> 5);
     if (R >= total) return; // whole warps; no block barrier follows
