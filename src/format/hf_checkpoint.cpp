@@ -114,13 +114,11 @@ std::vector<std::string> read_index(const std::string& index_path, std::map<std:
     return {files.begin(), files.end()}; // sorted: model-00001-of-00004 ... in order
 }
 
-} // namespace
-
-HfCheckpoint open_hf_checkpoint(const std::string& dir, const std::vector<DeletedShard>& deleted) {
+// The directory itself, config.json (required) and generation_config.json (optional).
+void read_config_files(HfCheckpoint& ck, const std::string& dir) {
     if (!path_exists(dir)) throw bad_input(dir, "no such directory");
     if (!is_directory(dir)) throw bad_input(dir, "is not a directory (expected a Hugging Face model directory)");
 
-    HfCheckpoint ck;
     ck.dir = dir;
     const std::string config_path = ck.config_path();
     if (!path_exists(config_path))
@@ -128,70 +126,70 @@ HfCheckpoint open_hf_checkpoint(const std::string& dir, const std::vector<Delete
     ck.config_text = read_text_file(config_path);
     const std::string gen_path = join_path(dir, "generation_config.json");
     if (path_exists(gen_path)) ck.generation_text = read_text_file(gen_path);
+}
 
-    const std::string index_path = join_path(dir, "model.safetensors.index.json");
+// The shard files, sorted: those the index names (filling weight_map), else the single
+// model.safetensors, present or deleted.
+std::vector<std::string> list_shard_files(const std::string& dir, const std::vector<DeletedShard>& deleted,
+                                          const std::string& index_path, std::map<std::string, std::string>* weight_map) {
     const std::string single_path = join_path(dir, "model.safetensors");
-    std::map<std::string, std::string> weight_map;
-    std::vector<std::string> shard_files;
-    if (path_exists(index_path)) {
-        shard_files = read_index(index_path, &weight_map);
-    } else if (path_exists(single_path)) {
-        shard_files = {"model.safetensors"};
+    if (path_exists(index_path)) return read_index(index_path, weight_map);
+    if (path_exists(single_path)) return {"model.safetensors"};
+    bool has_deleted_single = std::any_of(deleted.begin(), deleted.end(),
+                                          [](const DeletedShard& d) { return d.shard.file == "model.safetensors"; });
+    if (has_deleted_single) return {"model.safetensors"};
+    std::string hint;
+    if (path_exists(join_path(dir, "pytorch_model.bin")) || path_exists(join_path(dir, "pytorch_model.bin.index.json")))
+        hint = " (found pytorch_model.bin: rabbit reads safetensors only; convert the checkpoint first)";
+    throw bad_input(single_path, "no such file, and no model.safetensors.index.json either" + hint);
+}
+
+// Reads shard `si` (its header, or its record when it was deleted) and adds it, its tensors
+// and its metadata aliases to ck. from_index: an index names the shard (said when it is missing).
+void add_shard(HfCheckpoint& ck, uint32_t si, const std::string& name, const std::vector<DeletedShard>& deleted,
+               const std::string& index_path, bool from_index) {
+    const std::string path = join_path(ck.dir, name);
+    SourceShard shard;
+    shard.file = name;
+    std::vector<SourceTensor> found;
+    std::map<std::string, std::string> metadata;
+    if (path_exists(path)) {
+        InputFile f(path);
+        SafetensorsHeader h = read_safetensors_header(f);
+        shard.size = f.size();
+        shard.header_hash = h.header_hash;
+        for (const auto& t : h.tensors)
+            found.push_back({t.name, t.dtype, t.shape, si, h.data_start + t.begin, t.nbytes()});
+        metadata = h.metadata;
     } else {
-        bool has_deleted_single = std::any_of(deleted.begin(), deleted.end(),
-                                              [](const DeletedShard& d) { return d.shard.file == "model.safetensors"; });
-        if (has_deleted_single) {
-            shard_files = {"model.safetensors"};
-        } else {
-            std::string hint;
-            if (path_exists(join_path(dir, "pytorch_model.bin")) || path_exists(join_path(dir, "pytorch_model.bin.index.json")))
-                hint = " (found pytorch_model.bin: rabbit reads safetensors only; convert the checkpoint first)";
-            throw bad_input(single_path, "no such file, and no model.safetensors.index.json either" + hint);
+        auto it = std::find_if(deleted.begin(), deleted.end(), [&](const DeletedShard& d) { return d.shard.file == name; });
+        if (it == deleted.end())
+            throw bad_input(path, "no such file" + (from_index ? ", though " + index_path + " names it" : std::string()));
+        shard = it->shard;
+        shard.present = false;
+        for (auto t : it->tensors) {
+            t.shard = si;
+            found.push_back(t);
         }
     }
-
-    for (uint32_t si = 0; si < shard_files.size(); ++si) {
-        const std::string& name = shard_files[si];
-        const std::string path = join_path(dir, name);
-        SourceShard shard;
-        shard.file = name;
-        std::vector<SourceTensor> found;
-        std::map<std::string, std::string> metadata;
-        if (path_exists(path)) {
-            InputFile f(path);
-            SafetensorsHeader h = read_safetensors_header(f);
-            shard.size = f.size();
-            shard.header_hash = h.header_hash;
-            for (const auto& t : h.tensors)
-                found.push_back({t.name, t.dtype, t.shape, si, h.data_start + t.begin, t.nbytes()});
-            metadata = h.metadata;
-        } else {
-            auto it = std::find_if(deleted.begin(), deleted.end(), [&](const DeletedShard& d) { return d.shard.file == name; });
-            if (it == deleted.end())
-                throw bad_input(path, "no such file" + (weight_map.empty() ? std::string() : ", though " + index_path + " names it"));
-            shard = it->shard;
-            shard.present = false;
-            for (auto t : it->tensors) {
-                t.shard = si;
-                found.push_back(t);
-            }
-        }
-        for (const auto& t : found) {
-            auto [pos, fresh] = ck.tensors.emplace(t.name, t);
-            if (!fresh)
-                throw bad_input(path, "holds tensor '" + t.name + "', which " + ck.shards.at(pos->second.shard).file + " holds too");
-        }
-        // Metadata aliases: {"model.embed_tokens.weight": "lm_head.weight"} stores a tied
-        // matrix once and names it twice.
-        for (const auto& entry : metadata) {
-            const std::string& key = entry.first;
-            const std::string& value = entry.second;
-            bool value_here = std::any_of(found.begin(), found.end(), [&](const SourceTensor& t) { return t.name == value; });
-            if (value_here && key != value) ck.aliases[key] = value;
-        }
-        ck.shards.push_back(shard);
+    for (const auto& t : found) {
+        auto [pos, fresh] = ck.tensors.emplace(t.name, t);
+        if (!fresh)
+            throw bad_input(path, "holds tensor '" + t.name + "', which " + ck.shards.at(pos->second.shard).file + " holds too");
     }
+    // Metadata aliases: {"model.embed_tokens.weight": "lm_head.weight"} stores a tied
+    // matrix once and names it twice.
+    for (const auto& entry : metadata) {
+        const std::string& key = entry.first;
+        const std::string& value = entry.second;
+        bool value_here = std::any_of(found.begin(), found.end(), [&](const SourceTensor& t) { return t.name == value; });
+        if (value_here && key != value) ck.aliases[key] = value;
+    }
+    ck.shards.push_back(shard);
+}
 
+// Each alias becomes a tensor of its own name, unless a stored tensor has that name.
+void resolve_aliases(HfCheckpoint& ck) {
     for (auto it = ck.aliases.begin(); it != ck.aliases.end();) {
         if (ck.tensors.count(it->first)) { // a stored tensor wins over an alias of the same name
             it = ck.aliases.erase(it);
@@ -202,12 +200,30 @@ HfCheckpoint open_hf_checkpoint(const std::string& dir, const std::vector<Delete
         ck.tensors.emplace(it->first, t);
         ++it;
     }
+}
 
+// Every tensor the index names is in the shard it says.
+void check_weight_map(const HfCheckpoint& ck, const std::map<std::string, std::string>& weight_map,
+                      const std::string& index_path) {
     for (const auto& [tensor, file] : weight_map) {
         const SourceTensor* t = ck.find(tensor);
         if (!t || ck.shards[t->shard].file != file)
-            throw bad_input(join_path(dir, file), "holds no tensor '" + tensor + "', though " + index_path + " says it does");
+            throw bad_input(join_path(ck.dir, file), "holds no tensor '" + tensor + "', though " + index_path + " says it does");
     }
+}
+
+} // namespace
+
+HfCheckpoint open_hf_checkpoint(const std::string& dir, const std::vector<DeletedShard>& deleted) {
+    HfCheckpoint ck;
+    read_config_files(ck, dir);
+    const std::string index_path = join_path(dir, "model.safetensors.index.json");
+    std::map<std::string, std::string> weight_map;
+    const std::vector<std::string> shard_files = list_shard_files(dir, deleted, index_path, &weight_map);
+    for (uint32_t si = 0; si < shard_files.size(); ++si)
+        add_shard(ck, si, shard_files[si], deleted, index_path, !weight_map.empty());
+    resolve_aliases(ck);
+    check_weight_map(ck, weight_map, index_path);
     return ck;
 }
 

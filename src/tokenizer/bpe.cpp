@@ -80,47 +80,82 @@ const std::string* BpeModel::id_to_token(int32_t id) const {
     return &vocab_r_[size_t(id)];
 }
 
-void BpeModel::load(object m, const std::string& file) {
-    BpeModel& bpe = *this;
-    auto str_or_null = [&](const char* key) -> std::optional<std::string> {
-        auto e = json_field(m, key);
-        if (!e || e->is_null()) return std::nullopt;
-        return json_to_string(*e, file, std::string("model.") + key);
-    };
-    auto flag = [&](const char* key) {
-        auto e = json_field(m, key);
-        return e && !e->is_null() && json_to_bool(*e, file, std::string("model.") + key);
-    };
+namespace {
+
+// model.<key> as a string, or nullopt when it is missing or null.
+std::optional<std::string> model_string(object m, const char* key, const std::string& file) {
+    auto e = json_field(m, key);
+    if (!e || e->is_null()) return std::nullopt;
+    return json_to_string(*e, file, std::string("model.") + key);
+}
+
+// model.<key> as a boolean, false when it is missing or null.
+bool model_flag(object m, const char* key, const std::string& file) {
+    auto e = json_field(m, key);
+    return e && !e->is_null() && json_to_bool(*e, file, std::string("model.") + key);
+}
+
+// The options rabbit does not implement, refused unless set to their neutral values.
+void refuse_unsupported_options(object m, const std::string& file) {
     if (auto d = json_field(m, "dropout"); d && !d->is_null() && json_to_double(*d, file, "model.dropout") != 0.0)
         throw unsupported(file, "BPE dropout is not supported (it makes encoding random)");
-    if (auto p = str_or_null("continuing_subword_prefix"); p && !p->empty())
+    if (auto p = model_string(m, "continuing_subword_prefix", file); p && !p->empty())
         throw unsupported(file, "BPE continuing_subword_prefix '" + *p + "' is not supported");
-    if (auto s = str_or_null("end_of_word_suffix"); s && !s->empty())
+    if (auto s = model_string(m, "end_of_word_suffix", file); s && !s->empty())
         throw unsupported(file, "BPE end_of_word_suffix '" + *s + "' is not supported");
-    bpe.byte_fallback_ = flag("byte_fallback");
-    bpe.fuse_unk_ = flag("fuse_unk");
-    bpe.ignore_merges_ = flag("ignore_merges");
+}
 
+// model.vocab into the string -> id map and its reverse (by_id[id], has_id[id]).
+void read_vocab(object m, const std::string& file, StringIdMap& vocab_map, std::vector<std::string>& by_id,
+                std::vector<bool>& has_id) {
     auto vocab_el = json_field(m, "vocab");
     if (!vocab_el) throw bad_input(file, "model has no vocab");
     object vocab = json_to_object(*vocab_el, file, "model.vocab");
-    bpe.vocab_.reserve(vocab.size());
+    vocab_map.reserve(vocab.size());
     int32_t max_id = -1;
     for (auto kv : vocab) {
         const uint64_t id = json_to_uint(kv.value, file, "model.vocab entry '" + std::string(kv.key) + "'");
         if (id > 0x7fffffff) throw bad_input(file, "model.vocab id " + std::to_string(id) + " is too large");
-        bpe.vocab_.insert(kv.key, int32_t(id));
+        vocab_map.insert(kv.key, int32_t(id));
         max_id = std::max(max_id, int32_t(id));
     }
-    bpe.vocab_r_.assign(size_t(max_id + 1), std::string());
-    bpe.has_id_.assign(size_t(max_id + 1), false);
+    by_id.assign(size_t(max_id + 1), std::string());
+    has_id.assign(size_t(max_id + 1), false);
     for (auto kv : vocab) {
         const auto id = size_t(json_to_uint(kv.value, file, "model.vocab"));
-        bpe.vocab_r_[id] = std::string(kv.key); // several strings with one id: the last wins, as the reference
-        bpe.has_id_[id] = true;
+        by_id[id] = std::string(kv.key); // several strings with one id: the last wins, as the reference
+        has_id[id] = true;
     }
+}
 
-    if (auto unk = str_or_null("unk_token")) {
+// The two tokens of merge number rank + 1: the legacy string "a b" or the pair ["a", "b"].
+std::pair<std::string, std::string> merge_tokens(element entry, uint32_t rank, const std::string& file) {
+    if (entry.is_string()) {
+        // The legacy form "a b": exactly one space.
+        std::string line = json_to_string(entry, file, "model.merges entry");
+        const size_t sp = line.find(' ');
+        if (sp == std::string::npos || line.find(' ', sp + 1) != std::string::npos)
+            throw bad_input(file, "merge " + std::to_string(rank + 1) + " ('" + line + "') is not two tokens separated by one space");
+        return {line.substr(0, sp), line.substr(sp + 1)};
+    }
+    auto pair = json_to_array(entry, file, "model.merges entry");
+    if (pair.size() != 2) throw bad_input(file, "merge " + std::to_string(rank + 1) + " is not a pair");
+    return {json_to_string(pair.at(0).value(), file, "model.merges entry"),
+            json_to_string(pair.at(1).value(), file, "model.merges entry")};
+}
+
+} // namespace
+
+void BpeModel::load(object m, const std::string& file) {
+    BpeModel& bpe = *this;
+    refuse_unsupported_options(m, file);
+    bpe.byte_fallback_ = model_flag(m, "byte_fallback", file);
+    bpe.fuse_unk_ = model_flag(m, "fuse_unk", file);
+    bpe.ignore_merges_ = model_flag(m, "ignore_merges", file);
+
+    read_vocab(m, file, bpe.vocab_, bpe.vocab_r_, bpe.has_id_);
+
+    if (auto unk = model_string(m, "unk_token", file)) {
         // The reference loads such a file and fails only when a character needs the unk.
         auto id = bpe.vocab_.find(*unk);
         if (id) bpe.unk_id_ = *id;
@@ -138,21 +173,7 @@ void BpeModel::load(object m, const std::string& file) {
     uint32_t rank = 0;
     std::string joined;
     for (auto entry : merges) {
-        std::string a, b;
-        if (entry.is_string()) {
-            // The legacy form "a b": exactly one space.
-            std::string line = json_to_string(entry, file, "model.merges entry");
-            const size_t sp = line.find(' ');
-            if (sp == std::string::npos || line.find(' ', sp + 1) != std::string::npos)
-                throw bad_input(file, "merge " + std::to_string(rank + 1) + " ('" + line + "') is not two tokens separated by one space");
-            a = line.substr(0, sp);
-            b = line.substr(sp + 1);
-        } else {
-            auto pair = json_to_array(entry, file, "model.merges entry");
-            if (pair.size() != 2) throw bad_input(file, "merge " + std::to_string(rank + 1) + " is not a pair");
-            a = json_to_string(pair.at(0).value(), file, "model.merges entry");
-            b = json_to_string(pair.at(1).value(), file, "model.merges entry");
-        }
+        const auto [a, b] = merge_tokens(entry, rank, file);
         auto ia = bpe.vocab_.find(a), ib = bpe.vocab_.find(b);
         joined = a + b;
         auto inew = bpe.vocab_.find(joined);
