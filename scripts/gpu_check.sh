@@ -7,9 +7,9 @@
 #                                     the test binary and their non-CUDA shared libraries
 #                                     ($ORIGIN rpath), with tinystories-656k, into gpu-bundle/
 #                                     (ignored by git; carry it)
-#   scripts/gpu_check.sh run [OUT]    there, in the repository's root, within 8 minutes (each step
-#                                     has a time limit; together they come to 7m45s at most):
-#                                     the [gpu] tests, compute-sanitizer memcheck and racecheck on
+#   scripts/gpu_check.sh run [OUT]    there, in the repository's root, within 9 minutes (each step
+#                                     has a time limit; together they come to 8m25s at most):
+#                                     the [gpu] tests, the op table's kernel times, compute-sanitizer memcheck and racecheck on
 #                                     the kernel tests, the CPU-vs-CUDA greedy comparison, and
 #                                     rabbit bench on a Qwen2.5-14B-shaped model (4 layers) at a
 #                                     4 GiB VRAM budget with the link rate; one summary file,
@@ -110,6 +110,9 @@ run() {
     note "  **$skipped test cases skipped**: $(grep -m1 -o 'SKIPPED:.*' "$out/gpu-tests.log")"
     step_status=1
   fi
+
+  # The op table's kernel times per case, from CUDA events (never asserted; for the record).
+  step op-timing 40 env RABBIT_OPS_TIMING=1 "$bin/rabbit_tests" "[gpu][ops]"
 
   # 2. compute-sanitizer on the kernel tests: memcheck everywhere, racecheck on the kernels
   #    that share memory between threads.
