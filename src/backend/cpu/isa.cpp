@@ -4,6 +4,9 @@
 #include "backend/cpu/simd.h"
 
 #include <algorithm>
+#ifdef RABBIT_X86
+#include <cpuid.h>
+#endif
 #include <cstdlib>
 #include <string>
 
@@ -11,23 +14,35 @@ namespace rabbit {
 
 namespace {
 
+#ifdef RABBIT_X86
+enum class Reg { eax, ebx, ecx, edx };
+
+// Bit `bit` of register `reg` of CPUID leaf `leaf`, subleaf `sub` (false where the leaf is
+// beyond the processor's maximum).
+bool cpuid_bit(unsigned leaf, unsigned sub, Reg reg, int bit) {
+    unsigned r[4] = {};
+    if (!__get_cpuid_count(leaf, sub, &r[0], &r[1], &r[2], &r[3])) return false;
+    return (r[int(reg)] >> bit) & 1u;
+}
+#endif
+
 // The best level the processor and the operating system support.
 Isa detect_isa() {
     Isa best = Isa::portable;
 #ifdef RABBIT_X86
     // A feature counts only if the operating system also saves its registers on a context
     // switch (XGETBV: the YMM state for AVX2, FMA and F16C; the opmask and ZMM states for
-    // the AVX-512 ones). libgcc's __builtin_cpu_supports makes that check itself: after
-    // OSXSAVE it reads XGETBV and reports AVX2/FMA/F16C only with the YMM state enabled,
-    // AVX512F/BW/VL and AVX512_BF16 only with the opmask and ZMM states too (GCC 12's
-    // get_available_features, common/config/i386/cpuinfo.h), so no CPUID or XGETBV here.
+    // the AVX-512 ones). __builtin_cpu_supports makes that check itself (GCC 12's libgcc and
+    // clang's compiler-rt both read XGETBV after OSXSAVE), so no XGETBV here. F16C and
+    // AVX512_BF16 come from CPUID directly: clang 14 (the fuzz build) knows neither name. Their
+    // register state is AVX2's and AVX-512F's, which the checks before them have seen enabled.
     __builtin_cpu_init(); // needed only before constructors run; harmless after
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpuid_bit(1, 0, Reg::ecx, 29)) // F16C
         best = Isa::avx2;
     if (best == Isa::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl"))
         best = Isa::avx512;
-    if (best == Isa::avx512 && __builtin_cpu_supports("avx512bf16")) best = Isa::avx512bf16;
+    if (best == Isa::avx512 && cpuid_bit(7, 1, Reg::eax, 5)) best = Isa::avx512bf16; // AVX512_BF16
 #endif
     // RABBIT_ISA=portable|avx2|avx512 caps it (the tests run every level the machine has).
     if (const char* cap = std::getenv("RABBIT_ISA"); cap && *cap) {
