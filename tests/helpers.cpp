@@ -105,6 +105,14 @@ std::string source_dir() { return from_env("RABBIT_TEST_SOURCE_DIR", RABBIT_SOUR
 std::string shared_dir() { return from_env("RABBIT_TEST_SHARED_DIR", RABBIT_SHARED_DIR); }
 std::string tinystories_dir() { return shared_dir() + "/models/tinystories-656k"; }
 
+bool have_shared() {
+    if (exists(tinystories_dir() + "/model.safetensors") && exists(shared_dir() + "/tokenizers/qwen3/tokenizer.json"))
+        return true;
+    WARN("SKIPPED: needs the shared models and tokenizers in " << shared_dir()
+                                                                 << " (not in this clone; RABBIT_TEST_SHARED_DIR names another place)");
+    return false;
+}
+
 std::string read_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw std::runtime_error("cannot read " + path);

@@ -49,6 +49,9 @@ std::string genmodel_bin();
 std::string source_dir();
 std::string shared_dir();          // ../shared beside the repository
 std::string tinystories_dir();     // shared/models/tinystories-656k
+// Whether ../shared's models and tokenizers are there. A clone without them (a user's) skips
+// the test cases that need them, each with a visible WARN("SKIPPED: ..."), instead of failing.
+bool have_shared();
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& contents);

@@ -102,6 +102,7 @@ TEST_CASE("peak memory: reset, then it follows what is touched", "[bench]") {
 }
 
 TEST_CASE("the CPU engine counts the weights it reads from the files", "[bench][engine]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
     SplitModel model = SplitModel::open(split);
@@ -142,6 +143,7 @@ TEST_CASE("the CPU engine counts the weights it reads from the files", "[bench][
 }
 
 TEST_CASE("rabbit bench prints the CPU rows as a table and as JSON", "[bench][cli]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
     const std::string json = dir / "bench.json";
@@ -204,6 +206,7 @@ TEST_CASE("rabbit bench prints the CPU rows as a table and as JSON", "[bench][cl
 }
 
 TEST_CASE("rabbit bench refuses what it cannot measure, before the work", "[bench][cli][bad-input]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
     auto bad = [&](std::vector<std::string> extra, int code, const std::string& says) {

@@ -45,6 +45,7 @@ TEST_CASE("usage errors exit 2 with one error line and a hint", "[cli]") {
 }
 
 TEST_CASE("split and inspect tinystories-656k from the command line", "[cli][tinystories]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     const std::string out = dir / "ts";
     test::RunResult s = test::run_rabbit({"split", test::tinystories_dir(), "-o", out});
@@ -194,6 +195,7 @@ TEST_CASE("on a terminal, split draws a progress bar on stderr", "[cli]") {
 }
 
 TEST_CASE("tokenize prints ids, pieces, special tokens and decodes back", "[cli][tokenizer]") {
+    if (!test::have_shared()) return;
     const std::string qwen = test::shared_dir() + "/tokenizers/qwen3";
     test::RunResult r = test::run_rabbit({"tokenize", "-m", qwen}, {}, "Hello, my dog is cute\n\nsecond line\n");
     INFO(r.err);
@@ -220,6 +222,7 @@ TEST_CASE("tokenize prints ids, pieces, special tokens and decodes back", "[cli]
 }
 
 TEST_CASE("tokenize --chat wraps lines in the model's chat format", "[cli][tokenizer][chat]") {
+    if (!test::have_shared()) return;
     const std::string qwen = test::shared_dir() + "/tokenizers/qwen3";
     test::RunResult r = test::run_rabbit({"tokenize", "-m", qwen, "--chat", "--system", "You are a poet."}, {},
                                          "Write a haiku about rabbits.\n");
@@ -238,6 +241,7 @@ TEST_CASE("tokenize --chat wraps lines in the model's chat format", "[cli][token
 }
 
 TEST_CASE("tokenize without a tokenizer, or with bad input lines, fails clearly", "[cli][tokenizer]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     test::RunResult r = test::run_rabbit({"tokenize", "-m", dir.path()}, {}, "hi\n");
     REQUIRE(r.exit_code == int(ExitCode::bad_input));
@@ -368,6 +372,7 @@ TEST_CASE("the tools' numeric options refuse negative values, and 0 where it mea
 }
 
 TEST_CASE("0 is accepted where it means something", "[cli][tinystories]") {
+    if (!test::have_shared()) return;
     // -n 0: the prompt alone; --ctx 0: the model's maximum; --threads 0: every processor;
     // greedy, no top-k or min-p; seed 0; nothing kept in memory.
     test::RunResult r = test::run_rabbit({"-q", "run", "-m", test::tinystories_dir(), "--raw", "-p", "Once", "-n", "0", "--ctx",

@@ -101,6 +101,7 @@ TEST_CASE("CUDA logits match the CPU engine and Hugging Face for every architect
 }
 
 TEST_CASE("CUDA greedy output equals the CPU's for tinystories-656k", "[gpu][cuda-engine][golden]") {
+    if (!test::have_shared()) return;
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
@@ -564,6 +565,7 @@ TEST_CASE("emulated sm_75: bf16 weights in f16 with MLP activations beyond 65504
 #endif
 
 TEST_CASE("rabbit run --device cuda gives the CPU's greedy text for tinystories-656k, also with everything streamed", "[gpu][cuda-engine][golden][cli]") {
+    if (!test::have_shared()) return;
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;

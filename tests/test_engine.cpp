@@ -46,6 +46,7 @@ using test::greedy;
 using test::split_into;
 
 TEST_CASE("tinystories-656k reproduces both goldens with f32 weights", "[engine][golden]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     SplitModel model = SplitModel::open(split_into(test::tinystories_dir(), dir / "f32"));
     REQUIRE(model.manifest().dtype == "f32");
@@ -61,6 +62,7 @@ TEST_CASE("tinystories-656k reproduces both goldens with f32 weights", "[engine]
 }
 
 TEST_CASE("tinystories-656k with bf16 weights: how many golden tokens agree", "[engine][golden]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     SplitModel model = SplitModel::open(split_into(test::tinystories_dir(), dir / "bf16", DTypeChoice::bf16));
     CpuEngine engine(model, {});
@@ -145,6 +147,7 @@ TEST_CASE("logits and greedy tokens match Hugging Face transformers for every ar
 }
 
 TEST_CASE("generation stops at eos, at a stop string, at the token limit", "[engine][generate]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     SplitModel model = SplitModel::open(split_into(test::tinystories_dir(), dir / "ts"));
     auto tok = load_tokenizer(model.dir());
@@ -209,6 +212,7 @@ TEST_CASE("generation stops at eos, at a stop string, at the token limit", "[eng
 }
 
 TEST_CASE("rabbit run reproduces the tinystories-656k goldens on the command line", "[engine][cli][golden]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     const std::string split = split_into(test::tinystories_dir(), dir / "ts");
     auto tok = load_tokenizer(split);
@@ -240,6 +244,7 @@ TEST_CASE("rabbit run reproduces the tinystories-656k goldens on the command lin
 }
 
 TEST_CASE("rabbit run refuses what it cannot run, clearly", "[engine][cli][bad-input]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     const std::string split = split_into(test::tinystories_dir(), dir / "ts");
     // A prompt longer than the context.
@@ -291,6 +296,7 @@ TEST_CASE("rabbit run refuses what it cannot run, clearly", "[engine][cli][bad-i
 #endif
 
 TEST_CASE("resident memory follows the RAM budget, not the model", "[engine][memory]") {
+    if (!test::have_shared()) return;
 #ifdef RABBIT_ASAN
     WARN("SKIPPED: resident memory is not measurable under AddressSanitizer");
     return;

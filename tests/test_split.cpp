@@ -182,6 +182,7 @@ TEST_CASE("split round-trips every architecture, dtype and sharding", "[split]")
 
 TEST_CASE("split of the real tinystories-656k keeps f32, stores the tied embedding once, copies the tokenizer",
           "[split][tinystories]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     const std::string src = test::tinystories_dir();
     REQUIRE(test::exists(src + "/model.safetensors"));

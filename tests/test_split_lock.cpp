@@ -99,6 +99,7 @@ const char* const k_waiting = "another rabbit is splitting into ";
 } // namespace
 
 TEST_CASE("concurrent first runs of an unsplit model split it once and all use it", "[split][lock]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     test::copy_dir(test::tinystories_dir(), dir / "tinystories");
     const std::vector<std::string> args = {"run", "-m", dir / "tinystories", "-p", "Once upon a time", "-n", "12"};

@@ -127,6 +127,7 @@ TEST_CASE("a directory with only tokenizer.model is served by SentencePiece", "[
 }
 
 TEST_CASE("streaming decode emits whole characters only, and all of the text", "[tokenizer][stream]") {
+    if (!test::have_shared()) return;
     const std::vector<std::string> lines = corpus();
     for (const std::string& dir : {test::shared_dir() + "/tokenizers/qwen3", test::tinystories_dir(),
                                    data_dir() + "/sentencepiece", data_dir() + "/synthetic/metaspace-first"}) {
@@ -152,6 +153,7 @@ TEST_CASE("streaming decode emits whole characters only, and all of the text", "
 }
 
 TEST_CASE("streaming decode holds back a character split over two tokens", "[tokenizer][stream]") {
+    if (!test::have_shared()) return;
     auto tok = load_tokenizer(test::shared_dir() + "/tokenizers/qwen3");
     // A rare character's four bytes spread over three tokens: U+20000 is [172, 63219, 222].
     const std::vector<int32_t> ids = tok->encode("\xf0\xa0\x80\x80 rabbit", false);
@@ -233,6 +235,7 @@ TEST_CASE("an added token squeezed to nothing by its neighbours' stripping is dr
 }
 
 TEST_CASE("streaming decode gives real U+FFFD characters whole, and only once complete", "[tokenizer][stream]") {
+    if (!test::have_shared()) return;
     // The synthetic byte-fallback tokenizer has no U+FFFD token: each one is three byte tokens,
     // and a run of them decodes as U+FFFD per byte until its last byte arrives.
     for (const std::string& dir : {data_dir() + "/synthetic/metaspace-first", test::shared_dir() + "/tokenizers/qwen3"}) {
@@ -252,6 +255,7 @@ TEST_CASE("streaming decode gives real U+FFFD characters whole, and only once co
 }
 
 TEST_CASE("special tokens are left out of decoded text unless asked", "[tokenizer]") {
+    if (!test::have_shared()) return;
     auto tok = load_tokenizer(test::shared_dir() + "/tokenizers/qwen3");
     const std::vector<int32_t> ids = tok->encode("<|im_start|>user\nhi<|im_end|>", false);
     REQUIRE(ids.front() == 151644);
@@ -379,6 +383,7 @@ TEST_CASE("added tokens get the ids the reference gives them, not the ones the f
 
 TEST_CASE("tokenizer_config.json's add_bos_token and add_eos_token rule a Llama tokenizer's template",
           "[tokenizer]") {
+    if (!test::have_shared()) return;
     test::TempDir dir;
     test::write_file(dir / "tokenizer.json", read_text_file(test::tinystories_dir() + "/tokenizer.json"));
     auto config = [&](const std::string& flags) {
@@ -400,6 +405,7 @@ TEST_CASE("tokenizer_config.json's add_bos_token and add_eos_token rule a Llama 
 }
 
 TEST_CASE("one tokenizer encodes from several threads at once", "[tokenizer]") {
+    if (!test::have_shared()) return;
     auto tok = load_tokenizer(test::shared_dir() + "/tokenizers/qwen3");
     std::vector<std::string> texts = corpus();
     texts.resize(400);
