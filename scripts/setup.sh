@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake pkg-config git bc python3 python3-venv
+packages=(build-essential cmake pkg-config git bc curl python3 python3-venv
           libcli11-dev libspdlog-dev libsimdjson-dev libxxhash-dev catch2
           libsentencepiece-dev libpcre2-dev libutf8proc-dev
           clang libclang-rt-14-dev
