@@ -24,9 +24,9 @@ Error usage(const std::string& message) { return Error(ExitCode::usage, message)
 
 // cuda:N's N, or 0 for plain cuda.
 int device_index(const std::string& device) {
-    if (device.size() <= 5) return 0;
-    const std::string n = device.substr(5);
-    if (n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3)
+    if (device.empty() || device == "cuda") return 0;
+    const std::string n = device.substr(5); // past "cuda:"
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3)
         throw usage("--device " + device + ": expected cuda:N with N a GPU number");
     return std::stoi(n);
 }
@@ -85,8 +85,6 @@ std::optional<int> first_usable_gpu() {
 #endif
     return std::nullopt;
 }
-
-uint64_t default_ram_budget() { return available_memory() / 4 * 3; }
 
 MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
     MadeEngine made;

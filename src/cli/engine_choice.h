@@ -36,9 +36,6 @@ void check_gpu(const std::string& option, int index, const std::string& advice);
 // The first usable GPU's index, probing in order; nullopt without one (or without CUDA).
 std::optional<int> first_usable_gpu();
 
-// The default RAM budget: 3/4 of the memory available now.
-uint64_t default_ram_budget();
-
 // What an engine is made from; the GPU's settings are ignored on the CPU and the reverse.
 struct EngineRequest {
     DeviceChoice device;

@@ -232,21 +232,23 @@ bool still_named(int fd, const std::string& path) {
 FileLock::FileLock(const std::string& path, const std::function<void()>& on_wait) : path_(path) {
     bool waited = false;
     for (;;) {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+        // Writable: on NFS, flock is a POSIX lock, whose exclusive form needs a writable descriptor.
+        const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) throw output_error(path, "cannot create the lock file: " + errno_text(errno));
         int r = ::flock(fd, LOCK_EX | LOCK_NB);
         if (r != 0 && errno == EWOULDBLOCK) {
             if (!waited && on_wait) on_wait();
             waited = true;
-            // Our signal handlers are installed without SA_RESTART: Ctrl-C ends the wait.
-            while ((r = ::flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+            // Our signal handlers are installed without SA_RESTART: Ctrl-C ends the wait (and one
+            // that came before it began is seen first).
+            do {
                 try {
                     throw_if_interrupted();
                 } catch (...) {
                     ::close(fd);
                     throw;
                 }
-            }
+            } while ((r = ::flock(fd, LOCK_EX)) != 0 && errno == EINTR);
         }
         if (r != 0) {
             const int e = errno;

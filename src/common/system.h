@@ -11,6 +11,10 @@ namespace rabbit {
 // memory.max leaves when the process runs in a limited container. 0 when unknown.
 uint64_t available_memory();
 
+// The default RAM budget, and the most pinned memory the CUDA engine takes: 3/4 of the memory
+// available now (the rest is left to the page cache and everything else running).
+inline uint64_t default_ram_budget() { return available_memory() / 4 * 3; }
+
 // Processors this process may run on: its CPU affinity (taskset), lowered to the cgroup's
 // cpu.max quota (a container's --cpus), rounded up. At least 1.
 unsigned usable_cpus();

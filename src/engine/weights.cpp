@@ -70,6 +70,4 @@ LayerWeights layer_weights(const LayerTensors& t, const uint8_t* data) {
     return w;
 }
 
-LayerWeights layer_weights(const ManifestUnit& u, const uint8_t* data) { return layer_weights(layer_tensors(u), data); }
-
 } // namespace rabbit

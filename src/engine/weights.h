@@ -42,7 +42,6 @@ LayerTensors layer_tensors(const ManifestUnit& unit);
 
 // data: the unit's data section (offset 0 = the manifest's tensor offsets).
 LayerWeights layer_weights(const LayerTensors& tensors, const uint8_t* data);
-LayerWeights layer_weights(const ManifestUnit& unit, const uint8_t* data);
 // The matrix `t` of a unit whose data section is at `data`; null data: its shape and type only
 // (a matrix that streams in row blocks).
 Matrix tensor_matrix(const UnitTensor& t, const uint8_t* data);

@@ -21,6 +21,7 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     batch_ = std::max<size_t>(1, options.batch);
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
     inv_freq_ = rope_inv_freq(c);
+    for (size_t u : roles_.layers) layer_t_.push_back(layer_tensors(model.manifest().units[u]));
     k_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
     v_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
 }
@@ -185,7 +186,7 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
     for (size_t l = 0; l < roles_.layers.size(); ++l) {
         throw_if_interrupted(); // a long prompt on a big model takes minutes
         const size_t u = roles_.layers[l];
-        const LayerWeights w = layer_weights(units[u], source_->acquire(u));
+        const LayerWeights w = layer_weights(layer_t_[l], source_->acquire(u));
         run_layer(l, u, w, n);
         source_->release(u);
     }

@@ -66,6 +66,7 @@ private:
     size_t batch_ = 512;
     size_t pos_ = 0;
     const UnitRoles& roles_ = model_.roles();
+    std::vector<LayerTensors> layer_t_; // each layer's tensors, found by name once, at construction
     std::vector<float> inv_freq_;
 
     // Activations of the tokens in flight.

@@ -132,7 +132,7 @@ void CudaEngine::Impl::choose_budget() {
     }
     size_t total_b = 0, unused = 0;
     RABBIT_CUDA_CHECK(cudaMemGetInfo(&unused, &total_b));
-    const uint64_t margin = std::max<uint64_t>(512ull << 20, total_b / 20);
+    const uint64_t margin = cuda_budget_margin(total_b);
     budget = free_at_start > margin ? free_at_start - margin : 0;
 }
 
@@ -361,7 +361,7 @@ void CudaEngine::Impl::fill_ram_tier(const std::vector<size_t>& streamed) {
     // the host KV cache and the staging buffers were pinned.
     const auto& units = model.manifest().units;
     tier.resize(units.size());
-    const uint64_t tier_budget = std::min<uint64_t>(opt.ram_budget, available_memory() / 4 * 3);
+    const uint64_t tier_budget = std::min<uint64_t>(opt.ram_budget, default_ram_budget());
     uint64_t kept = 0;
     for (size_t u : streamed) {
         const uint64_t bytes = units[u].layout.data_size;

@@ -123,9 +123,11 @@ std::string cuda_versions() {
     return "driver " + text(driver) + ", runtime " + text(runtime);
 }
 
+uint64_t cuda_budget_margin(uint64_t total) { return std::max<uint64_t>(512ull << 20, total / 20); }
+
 std::optional<CudaBudget> default_cuda_budget(const CudaDevice& d) {
     if (!d.usable) return std::nullopt;
-    const uint64_t margin = std::max<uint64_t>(512ull << 20, d.total_bytes / 20);
+    const uint64_t margin = cuda_budget_margin(d.total_bytes);
     if (d.free_bytes <= margin) return std::nullopt;
     return CudaBudget{d.free_bytes - margin, "free memory of GPU " + std::to_string(d.index) + " (" + d.name + ") less a " +
                                                  format_bytes(margin) + " margin"};

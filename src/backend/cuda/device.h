@@ -41,8 +41,11 @@ struct CudaBudget {
     std::string description; // "free memory of GPU 0 (NVIDIA H100) less a 512 MiB margin"
 };
 
-// The default --vram-budget of a probed, usable device: its free memory less a margin (512 MiB
-// or 5 % of the card, whichever is larger); nullopt when nothing is left.
+// The memory the default --vram-budget leaves free on a card of `total` bytes: 512 MiB or 5 %
+// of it, whichever is larger.
+uint64_t cuda_budget_margin(uint64_t total);
+// The default --vram-budget of a probed, usable device: its free memory less that margin;
+// nullopt when nothing is left.
 std::optional<CudaBudget> default_cuda_budget(const CudaDevice& d);
 
 } // namespace rabbit
