@@ -256,7 +256,8 @@ uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act) {
 }
 
 uint64_t minimum_slot_bytes(const ModelConfig& c, DType weight_dtype, uint64_t largest_unit) {
-    const uint64_t widest_row = uint64_t(std::max(c.hidden_size, c.intermediate_size)) * dtype_size(weight_dtype);
+    const uint64_t widest = std::max(c.hidden_size, c.intermediate_size), block = dtype_block(weight_dtype);
+    const uint64_t widest_row = (widest + block - 1) / block * dtype_block_bytes(weight_dtype);
     return std::min(largest_unit, std::max(widest_row, k_slot_floor));
 }
 

@@ -12,30 +12,37 @@ namespace rabbit {
 
 struct LayerWeights {
     const float* attn_norm = nullptr; // [hidden]
-    Matrix qkv;                       // [q_dim + 2 kv_dim, hidden]
+    StackedMatrix qkv;                // [q_dim + 2 kv_dim, hidden]
     const float* qkv_bias = nullptr;  // [q_dim + 2 kv_dim], or null
     const float* q_norm = nullptr;    // [head_dim], or null (Qwen3)
     const float* k_norm = nullptr;    // [head_dim], or null
     Matrix o;                         // [hidden, q_dim]
     const float* o_bias = nullptr;    // [hidden], or null
     const float* ffn_norm = nullptr;  // [hidden]
-    Matrix gate_up;                   // [2 intermediate, hidden]
+    StackedMatrix gate_up;            // [2 intermediate, hidden]
     Matrix down;                      // [hidden, intermediate]
 };
 
+// The tensors of a stacked matrix: "qkv", or "q", "k", "v" where their dtypes differ; "gate_up",
+// or "gate", "up".
+struct TensorStack {
+    const UnitTensor* part[3] = {nullptr, nullptr, nullptr};
+    size_t parts = 0;
+};
+
 // A layer unit's tensors by role, in the manifest's table (which outlives it): the optional
-// vectors null where the unit has none. Checked once, when made: the four matrices 2-D, the
-// vectors f32 and 1-D, both norms there.
+// vectors null where the unit has none. Checked once, when made: the matrices 2-D with one
+// column count per stack, the vectors f32 and 1-D, both norms there.
 struct LayerTensors {
     const UnitTensor* attn_norm = nullptr;
-    const UnitTensor* qkv = nullptr;
+    TensorStack qkv;
     const UnitTensor* qkv_bias = nullptr;
     const UnitTensor* q_norm = nullptr;
     const UnitTensor* k_norm = nullptr;
     const UnitTensor* o = nullptr;
     const UnitTensor* o_bias = nullptr;
     const UnitTensor* ffn_norm = nullptr;
-    const UnitTensor* gate_up = nullptr;
+    TensorStack gate_up;
     const UnitTensor* down = nullptr;
 };
 LayerTensors layer_tensors(const ManifestUnit& unit);

@@ -63,7 +63,9 @@ UnitLayout layout_unit(const std::string& name, std::vector<UnitTensor> tensors)
     for (auto& t : tensors) {
         offset = align_up(offset, k_tensor_align);
         t.offset = offset;
-        t.nbytes = t.numel() * dtype_size(t.dtype);
+        const auto bytes = shape_bytes(t.shape, t.dtype);
+        RABBIT_CHECK(bytes, "tensor " + t.name + " of " + name + ": its shape is not whole " + dtype_name(t.dtype) + " blocks");
+        t.nbytes = *bytes;
         offset += t.nbytes;
     }
     l.tensors = std::move(tensors);

@@ -9,7 +9,8 @@
 namespace rabbit {
 
 std::vector<const UnitTensor*> matrices_in_use_order(const ManifestUnit& unit) {
-    static const char* const layer[] = {"qkv", "o", "gate_up", "down"};
+    // A stack kept apart (engine/weights.h) streams part by part.
+    static const char* const layer[] = {"qkv", "q", "k", "v", "o", "gate_up", "gate", "up", "down"};
     static const char* const head[] = {"lm_head", "embed"};
     std::vector<const UnitTensor*> out;
     if (unit.kind == UnitKind::layer) {

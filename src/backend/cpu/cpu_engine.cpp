@@ -75,11 +75,18 @@ void CpuEngine::attention(size_t layer, size_t n) {
     });
 }
 
-void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y) {
-    if (source_->resident(unit)) return matmul(pool_, x, n, w, bias, y);
+void CpuEngine::linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y) {
+    const size_t ldy = size_t(w.rows());
+    for (size_t i = 0, row0 = 0; i < w.parts; row0 += w.part[i].rows, ++i)
+        linear(unit, w.part[i], bias ? bias + row0 : nullptr, x, n, y + row0, ldy);
+}
+
+void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy) {
+    if (!ldy) ldy = size_t(w.rows);
+    if (source_->resident(unit)) return matmul(pool_, x, n, w, bias, y, ldy);
     // A streamed weight is in memory only while its rows are used: resident memory grows by
     // one block, not by the unit (a 72B model's lm_head is 2.5 GB).
-    const size_t row_bytes = size_t(w.cols) * dtype_size(w.dtype);
+    const size_t row_bytes = size_t(w.row_bytes());
     const size_t rows_per_block = std::max<size_t>(1, stream_block_ / row_bytes);
     for (size_t r0 = 0; r0 < w.rows; r0 += rows_per_block) {
         Matrix part = w;
@@ -94,7 +101,7 @@ void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const fl
         stats_.disk_s += took;
         stats_.wait_s += took;
         stats_.file_bytes += part.rows * row_bytes;
-        matmul(pool_, x, n, part, bias ? bias + r0 : nullptr, y + r0, size_t(w.rows));
+        matmul(pool_, x, n, part, bias ? bias + r0 : nullptr, y + r0, ldy);
         source_->done_with(unit, part.data, part.rows * row_bytes);
     }
 }

@@ -50,7 +50,9 @@ private:
     void embed(const int32_t* tokens, size_t n);
     // matmul over a weight of unit `unit`; a streamed unit's weight goes in row blocks of at
     // most options.stream_block bytes, each dropped from memory once used.
-    void linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y);
+    // y [n, ldy] (ldy 0: w.rows); a stack writes each part's rows at their place in y [n, w.rows()].
+    void linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy = 0);
+    void linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y);
     void run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n);
     // The new q and k of n tokens normed (Qwen3) and rotated in place in qkv_; their keys and
     // values appended to the layer's cache.

@@ -143,6 +143,12 @@ void CudaEngine::Impl::linear(size_t unit, const std::string& tensor, const Matr
     });
 }
 
+void CudaEngine::Impl::linear(size_t unit, const TensorStack& tensors, const StackedMatrix& w, const void* x, size_t m,
+                              float* y, size_t ldy) {
+    for (size_t i = 0, row0 = 0; i < w.parts; row0 += w.part[i].rows, ++i)
+        linear(unit, tensors.part[i]->name, w.part[i], x, m, y + row0, ldy);
+}
+
 void CudaEngine::Impl::skip_unit(size_t unit) {
     // A pass that wants no logits still takes lm_head's pieces off the ring, to stay in step.
     if (resident[unit].get()) return;
@@ -178,7 +184,7 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     n.delta = l > 0 ? fixed<float>(Fixed::out) : nullptr;
     n.delta_scale = l > 0 ? down_scale() : nullptr;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
-    linear(u, t.qkv->name, w.qkv, xn, m, qkv, q + 2 * kv);
+    linear(u, t.qkv, w.qkv, xn, m, qkv, q + 2 * kv);
 
     QkvRopeParams r;
     r.qkv = qkv;
@@ -234,7 +240,7 @@ void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {
     n.delta = out;
     n.bias = w.o_bias;
     RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
-    linear(u, t.gate_up->name, w.gate_up, xn, m, fixed<float>(Fixed::gate_up), 2 * inter);
+    linear(u, t.gate_up, w.gate_up, xn, m, fixed<float>(Fixed::gate_up), 2 * inter);
     SwigluParams s;
     s.gate_up = fixed<float>(Fixed::gate_up);
     s.tokens = int(m);

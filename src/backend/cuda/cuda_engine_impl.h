@@ -96,6 +96,9 @@ struct CudaEngine::Impl {
     void flush_logits();
     // y [m, ldy] (columns [0, w.rows)) = x [m, w.cols] w^T, w being matrix `tensor` of `unit`.
     void linear(size_t unit, const std::string& tensor, const Matrix& w, const void* x, size_t m, float* y, size_t ldy);
+    // Each part's rows at their place in y [m, ldy].
+    void linear(size_t unit, const TensorStack& tensors, const StackedMatrix& w, const void* x, size_t m, float* y,
+                size_t ldy);
     // The product with matrix `tensor` of `unit`, at once when it is on the device (w.data),
     // else block by block as its rows arrive from the ring, each slot released after its
     // product: product(part, row0), part being rows [row0, row0 + part.rows) of w, on the device.

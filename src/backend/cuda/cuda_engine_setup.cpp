@@ -316,9 +316,9 @@ Matrix CudaEngine::Impl::matrix_on_device(const UnitTensor& t, const uint8_t* da
 LayerWeights CudaEngine::Impl::device_weights(size_t l, const uint8_t* data) const {
     const LayerTensors& t = layer_t[l];
     LayerWeights w = layer_w[l];
-    w.qkv = matrix_on_device(*t.qkv, data);
+    for (size_t i = 0; i < t.qkv.parts; ++i) w.qkv.part[i] = matrix_on_device(*t.qkv.part[i], data);
     w.o = matrix_on_device(*t.o, data);
-    w.gate_up = matrix_on_device(*t.gate_up, data);
+    for (size_t i = 0; i < t.gate_up.parts; ++i) w.gate_up.part[i] = matrix_on_device(*t.gate_up.part[i], data);
     w.down = matrix_on_device(*t.down, data);
     return w;
 }
