@@ -126,8 +126,10 @@ void quantize_q5_1(const float* x, BlockQ5_1& b) {
 // ---- k-quants ----------------------------------------------------------------------------
 
 // A group's x ~= scale * L - min, L in 0..nmax, min >= 0; the search is over the candidate
-// steps (nmax + rmin + rdelta * i) / (max - min), i = 0..steps, each refined by the weighted
-// least-squares scale and min for its rounding.
+// steps (nmax + rmin + rdelta * i) / (max - origin), i = 0..steps, each refined by the weighted
+// least-squares scale and min for its rounding. The origin starts at the group's minimum and
+// moves to the best offset found so far, so later candidates round around the better fit
+// (llama-quantize searches so; its quality is the target).
 struct MinScaleSearch {
     int nmax;
     float rmin, rdelta;
@@ -171,8 +173,8 @@ GroupFit fit_scale_min(const float* x, const float* w, int n, const MinScaleSear
     float best_err = weighted_error(x, w, L, n, best_scale, best_offset);
     uint8_t cand[k_qkk];
     for (int step = 0; step <= s.steps; ++step) {
-        iscale = (s.rmin + s.rdelta * float(step) + float(s.nmax)) / (hi - lo);
-        round_affine(x, n, iscale, lo, s.nmax, cand);
+        iscale = (s.rmin + s.rdelta * float(step) + float(s.nmax)) / (hi - best_offset);
+        round_affine(x, n, iscale, best_offset, s.nmax, cand);
         float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
         for (int i = 0; i < n; ++i) {
             const float l = float(cand[i]);
