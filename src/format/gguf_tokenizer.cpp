@@ -13,6 +13,7 @@
 
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 namespace rabbit {
 
@@ -74,7 +75,8 @@ std::vector<Merge> parse_merges(const GgufVocab& v, const std::vector<std::strin
         if (sp == std::string::npos || sp + 1 >= m.size())
             throw bad_input(file, "tokenizer.ggml.merges entry " + std::to_string(i) + " ('" + m + "') is not two tokens");
         Merge merge{m.substr(0, sp), m.substr(sp + 1)};
-        for (const std::string* t : {&merge.first, &merge.second})
+        const std::string joined = merge.first + merge.second;
+        for (const std::string* t : {&std::as_const(merge.first), &std::as_const(merge.second), &joined})
             if (!known.count(*t))
                 throw bad_input(file, "tokenizer.ggml.merges entry " + std::to_string(i) + " ('" + m + "') names '" + *t +
                                           "', which is not in tokenizer.ggml.tokens");
