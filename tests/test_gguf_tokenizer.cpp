@@ -12,6 +12,7 @@
 #include "format/gguf_tokenizer.h"
 #include "format/gguf_tokenizer_internal.h"
 #include "helpers.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
 #include <catch2/catch.hpp>
@@ -331,4 +332,19 @@ TEST_CASE("a GGUF vocab rabbit cannot convert is refused with one line naming th
     CHECK(code_of(v).first == ExitCode::bad_input);
     GgufVocab sp = sentencepiece_vocab({{"\xff", -1}});
     CHECK(code_of(sp).first == ExitCode::bad_input); // not UTF-8
+}
+
+TEST_CASE("a GGUF's ChatML template whose default system prompt holds a real newline is recognised",
+          "[gguf][tokenizer][chat]") {
+    // SmolLM2's, as its GGUF stores it: the Jinja literal holds the newline itself, not "\\n".
+    const std::string smollm = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                               "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+                               "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+                               "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}";
+    const ChatTemplate t = detect_chat_template_text(smollm, "smollm.gguf");
+    CHECK(t.format == ChatFormat::chatml);
+    CHECK(t.default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+    CHECK(apply_chat_template(t, "Hi", std::nullopt) ==
+          "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+          "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
