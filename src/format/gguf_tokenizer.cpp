@@ -39,6 +39,7 @@ struct Plan {
     gguf_tok::Gpt2Pipeline pipeline; // byte-level only
     bool add_bos = false, add_eos = false, space_prefix = false;
     bool normalized_specials = false; // added tokens matched in the normalized text
+    std::optional<int64_t> unk;       // unknown_token_id, else the first token typed unknown
 };
 
 int32_t type_of(const GgufVocab& v, size_t i) { return v.token_type.empty() ? int32_t(normal) : v.token_type[i]; }
@@ -115,6 +116,9 @@ Plan make_plan(const GgufVocab& v, const std::string& file) {
         p.merges = parse_merges(v, p.vocab, file);
     } else {
         p.merges = llama_merges(v, file);
+        p.unk = v.unk;
+        for (size_t i = 0; !p.unk && i < v.token_type.size(); ++i)
+            if (v.token_type[i] == unknown) p.unk = int64_t(i);
         p.space_prefix = v.add_space_prefix.value_or(true);
         // Scores that rank nothing mean the llama_hf converter, i.e. a tokenizer.json BPE trained
         // by `tokenizers`, whose special tokens are matched after normalization (tinystories);
@@ -207,7 +211,7 @@ void write_decoder(JsonWriter& w, const Plan& p) {
 void write_model(JsonWriter& w, const GgufVocab& v, const Plan& p) {
     w.key("model").begin_object().member("type", "BPE").key("dropout").null();
     w.key("unk_token");
-    if (!p.byte_level && v.unk) w.value(v.tokens[size_t(*v.unk)]);
+    if (!p.byte_level && p.unk) w.value(v.tokens[size_t(*p.unk)]);
     else w.null();
     w.member("continuing_subword_prefix", "").member("end_of_word_suffix", "");
     w.member("fuse_unk", !p.byte_level).member("byte_fallback", !p.byte_level);
