@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: Apache-2.0
+// The quantized-weight kernels (kernels/quant.cu) and the product dispatch of the CUDA engine
+// (backend/cuda/gemm.cpp's weight_product) against plain loops: the blocks dequantized on the
+// host with common/quant.h, then an f32 product accumulated in double. Every GGUF type, 1..8
+// tokens (the decode kernel) and prefill sizes (tiles dequantized for cuBLAS), odd row counts,
+// a ldy wider than the rows, every activation type. Tagged [gpu][quant].
+#include "gpu.h"
+#include "helpers.h"
+
+#include <catch2/catch.hpp>
+
+#ifdef RABBIT_HAVE_CUDA
+#include "quant.cuh"
+
+#include "backend/cuda/gemm.h"
+#include "common/quant.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <random>
+#endif
+
+using namespace rabbit;
+using namespace rabbit::test;
+
+#ifdef RABBIT_HAVE_CUDA
+namespace {
+
+const DType k_quant_types[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1,
+                               DType::q2_k, DType::q3_k, DType::q4_k, DType::q5_k, DType::q6_k};
+const Elem k_acts[] = {Elem::f32, Elem::f16, Elem::bf16};
+
+// Where each type keeps its f16 scales (d, and m or dmin), in bytes from the block's start.
+std::vector<size_t> scale_offsets(DType t) {
+    switch (t) {
+    case DType::q4_1: case DType::q5_1: case DType::q4_k: case DType::q5_k: return {0, 2};
+    case DType::q2_k: return {80, 82};
+    case DType::q3_k: return {108};
+    case DType::q6_k: return {208};
+    default: return {0};
+    }
+}
+
+// rows x cols of type t: random bytes (every bit pattern of the quants is a valid block), with
+// scales of a weight's size (f16, 0.002 .. 0.03, either sign), so that no value is huge.
+std::vector<uint8_t> random_blocks(DType t, size_t rows, size_t cols, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::vector<uint8_t> b(rows * dtype_row_bytes(t, cols));
+    for (uint8_t& v : b) v = uint8_t(rng());
+    std::uniform_real_distribution<float> mag(0.002f, 0.03f);
+    const size_t bb = dtype_block_bytes(t);
+    for (size_t off = 0; off < b.size(); off += bb)
+        for (size_t s : scale_offsets(t)) {
+            const float v = (rng() & 1 ? -1.0f : 1.0f) * mag(rng);
+            convert_elements(&v, DType::f32, b.data() + off + s, DType::f16, 1);
+        }
+    return b;
+}
+
+std::vector<float> dequantized(DType t, const std::vector<uint8_t>& blocks, size_t rows, size_t cols) {
+    std::vector<float> w(rows * cols);
+    for (size_t r = 0; r < rows; ++r) dequantize(t, blocks.data() + r * dtype_row_bytes(t, cols), w.data() + r * cols, cols);
+    return w;
+}
+
+// x [tokens, cols] as stored in `act`, and the values the kernels see.
+struct Acts {
+    std::vector<uint8_t> bytes;
+    std::vector<float> values;
+};
+Acts random_acts(size_t tokens, size_t cols, Elem act, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> n(0.0f, 1.0f);
+    std::vector<float> v(tokens * cols);
+    for (float& x : v) x = n(rng);
+    Acts a;
+    a.bytes = encode(v, act);
+    a.values = decode(a.bytes, act);
+    return a;
+}
+
+// The plain loop: y [tokens, ldy] (columns [0, rows); the rest left as `fill`).
+std::vector<double> reference_product(const std::vector<float>& w, const std::vector<float>& x, size_t rows, size_t cols,
+                                      size_t tokens, size_t ldy, double fill) {
+    std::vector<double> y(tokens * ldy, fill);
+    for (size_t t = 0; t < tokens; ++t)
+        for (size_t r = 0; r < rows; ++r) {
+            double s = 0;
+            for (size_t c = 0; c < cols; ++c) s += double(w[r * cols + c]) * double(x[t * cols + c]);
+            y[t * ldy + r] = s;
+        }
+    return y;
+}
+
+// y's columns past the rows keep their NaN fill: compare only what the product writes.
+std::vector<float> written(const std::vector<float>& y, size_t rows, size_t tokens, size_t ldy) {
+    std::vector<float> out;
+    for (size_t t = 0; t < tokens; ++t) out.insert(out.end(), y.begin() + long(t * ldy), y.begin() + long(t * ldy + rows));
+    return out;
+}
+std::vector<double> written(const std::vector<double>& y, size_t rows, size_t tokens, size_t ldy) {
+    std::vector<double> out;
+    for (size_t t = 0; t < tokens; ++t) out.insert(out.end(), y.begin() + long(t * ldy), y.begin() + long(t * ldy + rows));
+    return out;
+}
+
+// The product with weights rounded to `act` (prefill's tiles) errs by that rounding: 2^-8
+// relative per weight in bf16, 2^-11 in f16; the decode kernel's, in f32, by f32 sums only.
+Tol product_tol(Elem act, bool tiles) {
+    if (!tiles || act == Elem::f32) return Tol{1e-4, 1e-4, true};
+    return act == Elem::bf16 ? Tol{2e-2, 2e-2, true} : Tol{4e-3, 4e-3, true};
+}
+
+} // namespace
+
+TEST_CASE("quantized matvec: every type, 1..8 tokens, odd rows, wide ldy, every activation type", "[gpu][quant]") {
+    if (!gpu_available()) return;
+    // 1280 columns: more than one chunk of shared x for 3 or more tokens, 5 k-quant blocks.
+    const struct { size_t rows, cols; } shapes[] = {{37, 1280}, {5, 256}};
+    uint32_t seed = 1;
+    for (DType t : k_quant_types)
+        for (const auto& sh : shapes) {
+            const std::vector<uint8_t> blocks = random_blocks(t, sh.rows, sh.cols, seed++);
+            const std::vector<float> w = dequantized(t, blocks, sh.rows, sh.cols);
+            const DevBuf dw = to_device(blocks);
+            for (Elem act : k_acts)
+                for (size_t m = 1; m <= size_t(k_matvec_max_tokens); ++m) {
+                    INFO(dtype_name(t) << " " << sh.rows << "x" << sh.cols << ", act " << dtype_name(dtype_of(act))
+                                       << ", " << m << " tokens");
+                    const Acts x = random_acts(m, sh.cols, act, seed++);
+                    const size_t ldy = sh.rows + 3;
+                    const DevBuf dx = to_device(x.bytes);
+                    DevBuf dy(4 * m * ldy);
+                    dy.fill(0xff);
+                    QuantMatvecParams p;
+                    p.w = dw.get();
+                    p.w_type = wtype_of(t);
+                    p.rows = int64_t(sh.rows);
+                    p.cols = int64_t(sh.cols);
+                    p.x = dx.get();
+                    p.x_type = act;
+                    p.tokens = int(m);
+                    p.y = dy.get<float>();
+                    p.ldy = int64_t(ldy);
+                    launch_checked([&] { return launch_quant_matvec(p, nullptr); });
+                    const std::vector<float> y = to_host<float>(dy, m * ldy);
+                    const std::vector<double> want = reference_product(w, x.values, sh.rows, sh.cols, m, ldy, 0);
+                    require_close(written(y, sh.rows, m, ldy), written(want, sh.rows, m, ldy), product_tol(act, false));
+                    for (size_t k = 0; k < m; ++k) REQUIRE(std::isnan(y[k * ldy + sh.rows])); // past the rows: untouched
+                }
+        }
+}
+
+TEST_CASE("quantized rows dequantize to f32, f16 and bf16, gathered by id or in order", "[gpu][quant]") {
+    if (!gpu_available()) return;
+    const size_t rows = 9, cols = 512;
+    uint32_t seed = 100;
+    for (DType t : k_quant_types) {
+        const std::vector<uint8_t> blocks = random_blocks(t, rows, cols, seed++);
+        const std::vector<float> w = dequantized(t, blocks, rows, cols);
+        const DevBuf dw = to_device(blocks);
+        const std::vector<int32_t> ids = {8, 0, 3, 3, 7};
+        const DevBuf dids = to_device(ids);
+        for (Elem out : k_acts)
+            for (bool gather : {false, true}) {
+                INFO(dtype_name(t) << " to " << dtype_name(dtype_of(out)) << (gather ? ", gathered" : ", in order"));
+                const size_t n = gather ? ids.size() : rows, ldo = cols + 32;
+                DevBuf dout(elem_size(out) * n * ldo);
+                DequantParams p;
+                p.w = dw.get();
+                p.w_type = wtype_of(t);
+                p.cols = int64_t(cols);
+                p.rows = int64_t(n);
+                p.ids = gather ? dids.get<int32_t>() : nullptr;
+                p.out = dout.get();
+                p.out_type = out;
+                p.ldo = int64_t(ldo);
+                launch_checked([&] { return launch_dequant(p, nullptr); });
+                const std::vector<float> all = download_as_f32(dout, n * ldo, out);
+                std::vector<float> got;
+                std::vector<double> want;
+                for (size_t r = 0; r < n; ++r) {
+                    const size_t src = gather ? size_t(ids[r]) : r;
+                    got.insert(got.end(), all.begin() + long(r * ldo), all.begin() + long(r * ldo + cols));
+                    // The value the kernel should store: the reference rounded to `out`.
+                    const std::vector<float> row(w.begin() + long(src * cols), w.begin() + long((src + 1) * cols));
+                    for (float v : decode(encode(row, out), out)) want.push_back(v);
+                }
+                // Both compute each value in f32 (the kernel maybe in another order): within an ulp.
+                require_close(got, want, out == Elem::f32 ? Tol{1e-7, 1e-6} : out == Elem::f16 ? Tol{1e-6, 1e-3} : Tol{1e-6, 8e-3});
+            }
+    }
+}
+
+TEST_CASE("weight_product: quantized decode and tiled prefill, float weights of another type, vs plain loops", "[gpu][quant]") {
+    if (!gpu_available()) return;
+    cublasHandle_t blas = nullptr;
+    REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+    const size_t rows = 45, cols = 256;
+    uint32_t seed = 200;
+    std::vector<DType> types(std::begin(k_quant_types), std::end(k_quant_types));
+    types.insert(types.end(), {DType::f32, DType::f16, DType::bf16});
+    for (DType t : types) {
+        std::vector<uint8_t> blocks;
+        if (is_quant_dtype(t)) {
+            blocks = random_blocks(t, rows, cols, seed++);
+        } else {
+            std::vector<float> v(rows * cols);
+            std::mt19937 rng(seed++);
+            std::normal_distribution<float> n(0.0f, 0.05f);
+            for (float& x : v) x = n(rng);
+            blocks.resize(rows * cols * dtype_size(t));
+            convert_elements(v.data(), DType::f32, blocks.data(), t, v.size());
+        }
+        const std::vector<float> w = dequantized(t, blocks, rows, cols);
+        const DevBuf dw = to_device(blocks);
+        Matrix mw{dw.get(), t, rows, cols};
+        for (Elem act : k_acts)
+            for (size_t m : {size_t(1), size_t(8), size_t(9), size_t(33)}) {
+                // A workspace of 16 rows: the 45 rows in three tiles, the last one short.
+                const size_t ldy = rows + 1;
+                DevBuf ws(16 * cols * elem_size(act));
+                INFO(dtype_name(t) << ", act " << dtype_name(dtype_of(act)) << ", " << m << " tokens");
+                const Acts x = random_acts(m, cols, act, seed++);
+                const DevBuf dx = to_device(x.bytes);
+                DevBuf dy(4 * m * ldy);
+                dy.fill(0xff);
+                weight_product(blas, nullptr, mw, dx.get(), act, m, dy.get<float>(), ldy, {ws.get(), ws.bytes()});
+                sync();
+                const std::vector<float> y = to_host<float>(dy, m * ldy);
+                const std::vector<double> want = reference_product(w, x.values, rows, cols, m, ldy, 0);
+                const bool tiles = !(is_quant_dtype(t) && m <= 8) && dtype_of(act) != t;
+                require_close(written(y, rows, m, ldy), written(want, rows, m, ldy), product_tol(act, tiles));
+            }
+    }
+    cublasDestroy(blas);
+}
+
+TEST_CASE("quantized launchers refuse what they do not support", "[gpu][quant]") {
+    if (!gpu_available()) return;
+    DevBuf buf(1 << 16);
+    QuantMatvecParams p;
+    p.w = buf.get();
+    p.w_type = WType::q4_k;
+    p.rows = 4;
+    p.cols = 256;
+    p.x = buf.get();
+    p.tokens = 1;
+    p.y = buf.get<float>();
+    p.ldy = 4;
+    REQUIRE(launch_quant_matvec(p, nullptr) == cudaSuccess);
+    p.cols = 288; // not whole super-blocks
+    REQUIRE(launch_quant_matvec(p, nullptr) == cudaErrorInvalidValue);
+    p.cols = 256;
+    p.tokens = k_matvec_max_tokens + 1;
+    REQUIRE(launch_quant_matvec(p, nullptr) == cudaErrorInvalidValue);
+    p.tokens = 1;
+    p.w_type = WType::bf16; // float weights go through cuBLAS or launch_dequant
+    REQUIRE(launch_quant_matvec(p, nullptr) == cudaErrorInvalidValue);
+    p.w_type = WType::q8_0;
+    p.ldy = 3;
+    REQUIRE(launch_quant_matvec(p, nullptr) == cudaErrorInvalidValue);
+    DequantParams d;
+    d.w = buf.get();
+    d.w_type = WType::q5_0;
+    d.cols = 48;
+    d.rows = 1;
+    d.out = buf.get();
+    d.ldo = 48;
+    REQUIRE(launch_dequant(d, nullptr) == cudaErrorInvalidValue);
+    sync();
+}
+#endif
