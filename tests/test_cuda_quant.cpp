@@ -5,8 +5,10 @@
 // tokens (the decode kernel) and prefill sizes (tiles dequantized for cuBLAS), odd row counts,
 // a ldy wider than the rows, every activation type. Tagged [gpu][quant].
 #include "engine_helpers.h"
+#include "genmodel.h"
 #include "gpu.h"
 #include "helpers.h"
+#include "engine/memory_plan.h"
 
 #include <catch2/catch.hpp>
 
@@ -33,6 +35,31 @@
 
 using namespace rabbit;
 using namespace rabbit::test;
+
+TEST_CASE("the plan reserves the dequantization workspace for quantized weights only", "[plan][quant]") {
+    MemoryPlanInput in;
+    in.config = preset_spec("tiny-qwen3").config;
+    in.units = {{"embed", UnitKind::embed, 1 << 20}, {"layer.0", UnitKind::layer, 1 << 20},
+                {"layer.1", UnitKind::layer, 1 << 20}, {"norm", UnitKind::final_norm, 4096},
+                {"lm_head", UnitKind::lm_head, 1 << 20}};
+    in.config.num_layers = 2;
+    in.budget = 1ull << 30;
+    in.ctx = 256;
+    const MemoryPlan plain = plan_memory(in);
+    REQUIRE(plain.fixed.size(Fixed::dequant_workspace) == 0);
+    for (int how = 0; how < 2; ++how) {
+        MemoryPlanInput q = in;
+        if (how == 0) q.dequant = true;              // the CUDA engine's flag
+        else q.weight_dtype = DType::q4_k;           // rabbit inspect's manifest dtype
+        const MemoryPlan p = plan_memory(q);
+        const uint64_t ws = p.fixed.size(Fixed::dequant_workspace);
+        REQUIRE(ws >= (16u << 20)); // kernels/workspace.h's k_dequant_workspace
+        REQUIRE(p.workspace_bytes == plain.workspace_bytes + ws);
+        REQUIRE(p.fixed.total == plain.fixed.total + ws);
+        REQUIRE(p.kv_cache_bytes == plain.kv_cache_bytes); // the compute type is 16-bit either way
+        REQUIRE(p.fixed.at(Fixed::dequant_workspace) % k_fixed_align == 0);
+    }
+}
 
 #ifdef RABBIT_HAVE_CUDA
 namespace {
@@ -391,5 +418,44 @@ TEST_CASE("the CUDA engine on a quantized split gives the CPU's logits on the sa
             CHECK(w <= 1.0);
         }
     }
+}
+
+TEST_CASE("quantized matvec: the bandwidth it reaches on a real GPU (RABBIT_OPS_TIMING=1, never asserted)", "[gpu][quant][timing]") {
+    if (!gpu_available() || !ops_timing()) return; // the emulated device's times mean nothing
+    const size_t rows = 14336, cols = 4096; // a 7B-8B model's gate or up projection
+    for (DType t : {DType::q4_0, DType::q4_k, DType::q6_k, DType::q8_0})
+        for (int m : {1, 8}) {
+            const std::vector<uint8_t> blocks = random_blocks(t, rows, cols, 7);
+            const DevBuf dw = to_device(blocks);
+            const Acts x = random_acts(size_t(m), cols, Elem::bf16, 8);
+            const DevBuf dx = to_device(x.bytes);
+            DevBuf dy(4 * size_t(m) * rows);
+            QuantMatvecParams p;
+            p.w = dw.get();
+            p.w_type = wtype_of(t);
+            p.rows = int64_t(rows);
+            p.cols = int64_t(cols);
+            p.x = dx.get();
+            p.x_type = Elem::bf16;
+            p.tokens = m;
+            p.y = dy.get<float>();
+            p.ldy = int64_t(rows);
+            launch_checked([&] { return launch_quant_matvec(p, nullptr); });
+            cudaEvent_t a = nullptr, b = nullptr;
+            REQUIRE(cudaEventCreate(&a) == cudaSuccess);
+            REQUIRE(cudaEventCreate(&b) == cudaSuccess);
+            constexpr int reps = 20;
+            REQUIRE(cudaEventRecord(a, nullptr) == cudaSuccess);
+            for (int i = 0; i < reps; ++i) REQUIRE(launch_quant_matvec(p, nullptr) == cudaSuccess);
+            REQUIRE(cudaEventRecord(b, nullptr) == cudaSuccess);
+            sync();
+            float ms = 0;
+            REQUIRE(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
+            cudaEventDestroy(a);
+            cudaEventDestroy(b);
+            const double s_per = ms / 1e3 / reps;
+            WARN(dtype_name(t) << " " << rows << "x" << cols << ", " << m << " tokens: " << s_per * 1e6 << " us, "
+                               << double(blocks.size()) / s_per / 1e9 << " GB/s of weights");
+        }
 }
 #endif
