@@ -53,7 +53,10 @@ __global__ void __launch_bounds__(k_matvec_threads)
         }
         __syncthreads();
         const int groups = len / 32;
-        for (int r = 0; r < R && r < rows_per_warp; ++r) {
+        // Unrolled, as every loop that indexes acc: the accumulators stay in registers.
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            if (r >= rows_per_warp) break;
             const int64_t row = row0 + r;
             if (row >= rows) break; // the same for the whole warp
             const uint8_t* wr = w + row * row_bytes;
@@ -72,10 +75,13 @@ __global__ void __launch_bounds__(k_matvec_threads)
             }
         }
     }
-    for (int r = 0; r < R && r < rows_per_warp; ++r) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
         const int64_t row = row0 + r;
-        if (row >= rows) break;
-        for (int t = 0; t < tokens; ++t) {
+        if (r >= rows_per_warp || row >= rows) break;
+#pragma unroll
+        for (int t = 0; t < k_matvec_max_tokens; ++t) {
+            if (t >= tokens) break;
             const float v = warp_sum(acc[r][t]);
             if (lane == 0) y[int64_t(t) * ldy + row] = v;
         }
