@@ -26,6 +26,10 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#ifdef RABBIT_CUDA_EMULATOR
+#include "cuda_emu.h"
+#endif
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -201,6 +205,19 @@ void requantized_split(const SplitModel& src, const std::string& out, const Type
     man.dtype = reference ? "f32" : "mixed";
     write_file(out + "/" + k_manifest_file, man.to_json());
 }
+
+#ifdef RABBIT_CUDA_EMULATOR
+// The emulated device reports itself as sm_`arch` (0: as it is) while this lives.
+struct EmuArch {
+    cuda_emu::Settings saved = cuda_emu::settings();
+    explicit EmuArch(int arch) {
+        cuda_emu::Settings s = saved;
+        if (arch) s.arch = arch;
+        cuda_emu::set_settings(s);
+    }
+    ~EmuArch() { cuda_emu::set_settings(saved); }
+};
+#endif
 
 } // namespace
 
@@ -406,13 +423,22 @@ TEST_CASE("the CUDA engine on a quantized split gives the CPU's logits on the sa
         cases[1].o.batch = 4;
         cases[2].what = "nothing resident, whole units in two slots";
         cases[2].o.max_resident = 0;
+#ifdef RABBIT_CUDA_EMULATOR
+        cases.push_back({"emulated sm_75: f16 compute", {}});
+#endif
         for (const Case& cs : cases) {
             INFO(cs.what);
-            CudaEngine gpu(quant, cs.o);
-            REQUIRE(gpu.plan().fixed.size(Fixed::dequant_workspace) > 0);
-            const std::vector<float> got = prompt_and_steps_logits(gpu, prompt);
-            // bf16 activations and KV cache (the CPU keeps f32), and prefill's weight tiles in
-            // bf16: the tolerance of bf16 models.
+            std::vector<float> got;
+            {
+#ifdef RABBIT_CUDA_EMULATOR
+                const EmuArch arch(std::string(cs.what).find("sm_75") != std::string::npos ? 75 : 0);
+#endif
+                CudaEngine gpu(quant, cs.o);
+                REQUIRE(gpu.plan().fixed.size(Fixed::dequant_workspace) > 0);
+                got = prompt_and_steps_logits(gpu, prompt);
+            }
+            // bf16 (f16) activations and KV cache (the CPU keeps f32), and prefill's weight
+            // tiles in bf16 (f16): the tolerance of 16-bit models.
             const double w = worst_error(got, want, 3e-2 * rms(want), 3e-2);
             WARN(preset << ", " << cs.what << ": largest CUDA-CPU logit difference " << w << " of the tolerance");
             CHECK(w <= 1.0);
