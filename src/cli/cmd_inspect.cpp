@@ -141,6 +141,7 @@ InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
     in.config = m.config;
     in.units = m.units;
     in.weight_dtype = weight_dtype(m.dtype);
+    in.dequant = m.dtype == "mixed"; // as the CUDA engine plans a mixed split: with the dequantization workspace
     in.budget = *p.budget;
     in.ctx = p.ctx;
     in.ring_slots = o.ring_slots;
