@@ -10,6 +10,7 @@
 #include "format/manifest.h"
 #include "format/split_model.h"
 #include "split/journal.h"
+#include "split/quantize_rows.h"
 
 #include <spdlog/spdlog.h>
 
@@ -81,7 +82,7 @@ private:
 
 // Writes one unit file and returns the XXH3-64 of everything written.
 uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders& src, std::vector<uint8_t>& in_buf,
-                    std::vector<uint8_t>& out_buf, SplitProgress& progress) {
+                    std::vector<uint8_t>& out_buf, RowQuantizer& quantizer, SplitProgress& progress) {
     OutputFile out(path);
     out.preallocate(pu.layout.file_size());
     Hasher hash;
@@ -111,6 +112,11 @@ uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders
     for (size_t i = 0; i < pu.layout.tensors.size(); ++i) {
         const UnitTensor& t = pu.layout.tensors[i];
         pad_to(t.offset);
+        if (is_quant_dtype(t.dtype)) { // whole rows at a time: quantize_rows.h
+            for (const SourcePiece& piece : pu.pieces[i])
+                pos += quantizer.write_piece(src.get(piece.shard), piece, t.dtype, t.shape[1], emit);
+            continue;
+        }
         const size_t out_el = dtype_size(t.dtype);
         for (const SourcePiece& piece : pu.pieces[i]) {
             const InputFile& in = src.get(piece.shard);
@@ -292,6 +298,7 @@ private:
         ck_ = open_hf_checkpoint(opt_.model_dir, deleted_);
         plan_ = plan_split(ck_, opt_.dtype);
         for (const auto& note : plan_.notes) spdlog::debug("{}", note);
+        for (const auto& note : plan_.fallbacks) spdlog::info("{}", note);
         companions_ = companions_of(ck_);
         result_.units_total = plan_.units.size();
         result_.bytes_total = plan_.total_bytes();
@@ -408,11 +415,14 @@ private:
         deleter.remove_finished(users_, readers, record_in_journal, &result_.deleted_shards);
 
         std::vector<uint8_t> in_buf(opt_.chunk_bytes), out_buf(opt_.chunk_bytes);
+        std::unique_ptr<ThreadPool> pool; // threads only for a split that quantizes
+        if (is_quant_choice(opt_.dtype)) pool = std::make_unique<ThreadPool>(0);
+        RowQuantizer quantizer(opt_.chunk_bytes, pool.get());
         for (size_t i = 0; i < plan_.units.size(); ++i) {
             if (done_[i]) continue;
             const PlannedUnit& pu = plan_.units[i];
             const std::string path = join_path(out_, pu.file);
-            const uint64_t h = write_unit(pu, path, readers, in_buf, out_buf, progress_);
+            const uint64_t h = write_unit(pu, path, readers, in_buf, out_buf, quantizer, progress_);
             if (opt_.delete_original) {
                 // Read back from the disk itself, not the page cache, before anything is deleted.
                 const uint64_t back = hash_file(path, true);
