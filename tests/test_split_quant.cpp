@@ -7,6 +7,7 @@
 #include "backend/cpu/cpu_engine.h"
 #include "common/dtype.h"
 #include "common/error.h"
+#include "common/json_read.h"
 #include "common/quant.h"
 #include "format/safetensors.h"
 #include "format/split_model.h"
@@ -480,4 +481,67 @@ TEST_CASE("a quantized split runs on the CPU engine, its logits near the f32 spl
         WARN(dtype_choice_name(c) << ": logits' RMS error " << rel << " of their RMS");
         REQUIRE(rel < (c == DTypeChoice::q8_0 ? 0.02 : c == DTypeChoice::q6_k ? 0.05 : 0.25));
     }
+}
+
+TEST_CASE("inspect lists every --dtype's size and bytes per token; a quantized split's are its real bytes",
+          "[split][quant][cli]") {
+    test::TempDir dir;
+    const std::string src = k_model(dir, "m", false);
+    test::RunResult r = test::run_rabbit({"inspect", src, "--dtype", "q4_k_m", "--json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    JsonDocument doc(r.out, "inspect output");
+    REQUIRE(json_to_string(*json_field(doc.root_object(), "dtype"), "", "") == "mixed");
+    std::map<std::string, std::pair<uint64_t, uint64_t>> options; // --dtype -> total, per token
+    for (auto o : json_to_array(*json_field(doc.root_object(), "dtype_options"), "", "")) {
+        auto obj = json_to_object(o, "", "");
+        options[json_to_string(*json_field(obj, "dtype"), "", "")] = {
+            json_to_uint(*json_field(obj, "total_file_bytes"), "", ""), json_to_uint(*json_field(obj, "bytes_per_token"), "", "")};
+    }
+    HfCheckpoint ck = open_hf_checkpoint(src);
+    for (const std::string& name : dtype_choice_names()) {
+        INFO(name);
+        REQUIRE(options.count(name));
+        const SplitPlan plan = plan_split(ck, *parse_dtype_choice(name));
+        REQUIRE(options[name].first == plan.total_bytes());
+    }
+    // Per token: every unit but the (untied) embedding.
+    REQUIRE(options["q4_k_m"].second == json_to_uint(*json_field(doc.root_object(), "bytes_per_token"), "", ""));
+    REQUIRE(options["q4_k"].second < options["q4_k_m"].second);
+    REQUIRE(options["q4_k_m"].second < options["q8_0"].second);
+    REQUIRE(options["q8_0"].second < options["bf16"].second);
+    test::RunResult text = test::run_rabbit({"inspect", src});
+    REQUIRE(text.exit_code == 0);
+    REQUIRE_THAT(text.out, Catch::Contains("--dtype") && Catch::Contains("per token") && Catch::Contains("q4_k_m   mixed"));
+
+    if (!quantizer_ready("inspect of a quantized split")) return;
+    split(src, dir / "q", DTypeChoice::q4_k_m);
+    test::RunResult q = test::run_rabbit({"inspect", dir / "q", "--json"});
+    REQUIRE(q.exit_code == 0);
+    JsonDocument qdoc(q.out, "inspect output");
+    REQUIRE(json_to_uint(*json_field(qdoc.root_object(), "bytes_per_token"), "", "") == options["q4_k_m"].second);
+    auto bytes = json_to_object(*json_field(qdoc.root_object(), "matrix_bytes"), "", "");
+    REQUIRE(json_field(bytes, "q4_k"));
+    REQUIRE(json_field(bytes, "q6_k"));
+}
+
+TEST_CASE("rabbit split --dtype q4_k_m stays in bounded memory: a 1 MiB chunk of a 64 MiB embedding", "[split][quant][cli]") {
+    if (!quantizer_ready("bounded memory")) return;
+    test::TempDir dir;
+    GenSpec spec = preset_spec("tiny-llama3");
+    spec.config.hidden_size = 1024;
+    spec.config.intermediate_size = 1024;
+    spec.config.num_heads = 8;
+    spec.config.num_kv_heads = 2;
+    spec.config.head_dim = 128;
+    spec.config.vocab_size = 32768; // embed and lm_head: 64 MiB each in bf16, 128 MiB widened to f32
+    spec.dtype = DType::bf16;
+    spec.seed = 3;
+    generate_model(spec, dir / "m");
+    test::RunResult r = test::run_rabbit({"split", dir / "m", "-o", dir / "q", "--dtype", "q4_k_m", "--chunk", "1M"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    WARN("rabbit split --dtype q4_k_m --chunk 1M: peak RSS " << r.max_rss_kib / 1024 << " MiB");
+    REQUIRE(r.max_rss_kib < 48 * 1024);
+    REQUIRE(SplitModel::open(dir / "q").manifest().dtype == "mixed");
 }

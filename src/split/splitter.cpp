@@ -5,6 +5,7 @@
 #include "common/file_io.h"
 #include "common/hash.h"
 #include "common/interrupt.h"
+#include "common/quant.h"
 #include "common/timing.h"
 #include "common/units.h"
 #include "format/manifest.h"
@@ -299,6 +300,11 @@ private:
         plan_ = plan_split(ck_, opt_.dtype);
         for (const auto& note : plan_.notes) spdlog::debug("{}", note);
         for (const auto& note : plan_.fallbacks) spdlog::info("{}", note);
+        for (const auto& u : plan_.units)
+            for (const auto& t : u.layout.tensors)
+                if (is_quant_dtype(t.dtype) && !can_quantize(t.dtype))
+                    throw unsupported(opt_.model_dir, std::string("--dtype ") + dtype_choice_name(opt_.dtype) + " needs " +
+                                                          dtype_name(t.dtype) + " quantization, which this build lacks");
         companions_ = companions_of(ck_);
         result_.units_total = plan_.units.size();
         result_.bytes_total = plan_.total_bytes();
