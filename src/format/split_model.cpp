@@ -19,21 +19,6 @@ bool SplitModel::streams_per_token(size_t i) const {
     return rabbit::streams_per_token(manifest_.units.at(i).kind, roles_.tied);
 }
 
-namespace {
-
-// The tensors a unit stores for `ts`: itself, or, for a stack (qkv, gate_up) the unit lacks,
-// its parts ("q", "k", "v"; "gate", "up"), each of its own dtype (a GGUF's mixed types).
-std::vector<TensorSpec> stored_as(const TensorSpec& ts, const UnitLayout& layout) {
-    static const std::vector<std::string> qkv = {"q", "k", "v"}, gate_up = {"gate", "up"};
-    const std::vector<std::string>* names = ts.name == "qkv" ? &qkv : ts.name == "gate_up" ? &gate_up : nullptr;
-    if (!names || layout.find(ts.name) || !layout.find(names->front())) return {ts};
-    std::vector<TensorSpec> parts;
-    for (size_t i = 0; i < names->size(); ++i) parts.push_back({(*names)[i], {ts.source_rows[i], ts.shape[1]}, false, {}, {}});
-    return parts;
-}
-
-} // namespace
-
 void check_units_match_config(const Manifest& m, const std::string& file) {
     std::vector<UnitSpec> want = model_units(m.config);
     if (want.size() != m.units.size())
@@ -45,20 +30,23 @@ void check_units_match_config(const Manifest& m, const std::string& file) {
         if (u.layout.name != w.name || u.kind != w.kind || (w.kind == UnitKind::layer && u.layer != w.layer))
             throw bad_input(file, "unit " + std::to_string(i) + " is '" + u.layout.name + "', expected '" + w.name + "'");
         const auto matrix_dtype = dtype_from_name(m.dtype); // nullopt for "mixed"
-        size_t expected = 0;
-        for (const auto& ts : w.tensors)
-            for (const TensorSpec& part : stored_as(ts, u.layout)) {
-                ++expected;
-                const UnitTensor* t = u.layout.find(part.name);
-                const std::string what = "unit '" + w.name + "' tensor '" + part.name + "'";
-                if (!t) throw bad_input(file, "unit '" + w.name + "' lacks tensor '" + part.name + "'");
-                if (t->shape != part.shape)
-                    throw bad_input(file, what + " has shape " + shape_text(t->shape) + ", the config needs " + shape_text(part.shape));
-                if (ts.vector && t->dtype != DType::f32) throw bad_input(file, what + " must be f32, not " + dtype_name(t->dtype));
-                if (!ts.vector && matrix_dtype && t->dtype != *matrix_dtype)
-                    throw bad_input(file, what + " is " + dtype_name(t->dtype) + " but the manifest's dtype is " + m.dtype);
-            }
-        if (u.layout.tensors.size() != expected)
+        std::vector<TensorSpec> want_tensors; // a stacked matrix the unit holds as its parts counts as them
+        for (const auto& ts : w.tensors) {
+            std::vector<TensorSpec> parts = u.layout.find(ts.name) ? std::vector<TensorSpec>{} : unstack(ts);
+            if (parts.empty()) want_tensors.push_back(ts);
+            else want_tensors.insert(want_tensors.end(), parts.begin(), parts.end());
+        }
+        for (const auto& ts : want_tensors) {
+            const UnitTensor* t = u.layout.find(ts.name);
+            const std::string what = "unit '" + w.name + "' tensor '" + ts.name + "'";
+            if (!t) throw bad_input(file, "unit '" + w.name + "' lacks tensor '" + ts.name + "'");
+            if (t->shape != ts.shape)
+                throw bad_input(file, what + " has shape " + shape_text(t->shape) + ", the config needs " + shape_text(ts.shape));
+            if (ts.vector && t->dtype != DType::f32) throw bad_input(file, what + " must be f32, not " + dtype_name(t->dtype));
+            if (!ts.vector && matrix_dtype && t->dtype != *matrix_dtype)
+                throw bad_input(file, what + " is " + dtype_name(t->dtype) + " but the manifest's dtype is " + m.dtype);
+        }
+        if (u.layout.tensors.size() != want_tensors.size())
             throw bad_input(file, "unit '" + w.name + "' holds tensors the config does not use");
     }
 }
