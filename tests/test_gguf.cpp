@@ -325,6 +325,25 @@ TEST_CASE("tinystories-656k as a GGUF gives the logits of its safetensors", "[gg
     test::require_same(test::prompt_and_steps_logits(eb, {1, 400, 20, 7}), test::prompt_and_steps_logits(ea, {1, 400, 20, 7}));
 }
 
+TEST_CASE("tinystories-656k converted by llama.cpp's convert_hf_to_gguf.py splits as its safetensors", "[gguf][tinystories][llama.cpp]") {
+    // The converter itself, where this machine has it: the reader and the unpermute checked
+    // against what llama.cpp writes, not only against this test's own writer.
+    const char* home = std::getenv("HOME");
+    const std::string cache = std::string(home ? home : "") + "/.cache/rabbit";
+    const std::string python = cache + "/venv/bin/python";
+    const std::string convert = cache + "/peers/llama_cpp_python-0.3.36/vendor/llama.cpp/convert_hf_to_gguf.py";
+    if (!test::have_shared()) return;
+    if (!test::exists(python) || !test::exists(convert)) {
+        WARN("SKIPPED: llama.cpp's converter or its Python environment is absent (" << convert << ")");
+        return;
+    }
+    test::TempDir dir;
+    const test::RunResult r = test::run_program(python, {convert, test::tinystories_dir(), "--outtype", "f32", "--outfile", dir / "ts.gguf"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    require_same_units(test::split_into(test::tinystories_dir(), dir / "from_hf"), test::split_into(dir / "ts.gguf", dir / "from_gguf"));
+}
+
 TEST_CASE("quantized GGUF tensors keep their type; q/k/v of different types are kept apart", "[gguf]") {
     test::TempDir dir;
     SECTION("one type: stacked") {
@@ -468,4 +487,29 @@ TEST_CASE("SmolLM2-135M-Instruct Q4_1 GGUF maps onto 30 llama layers", "[gguf][s
     REQUIRE(l.find("attn_norm")->dtype == DType::f32);
     // q and k come back row by row: one piece per row.
     REQUIRE(plan.units[1].pieces[1].size() == 576 + 192 + 1);
+}
+
+// Not run by default: writes the fuzzer's seed corpus (tests/fuzz/corpus_gguf) from the
+// writer above. `rabbit_tests "[.gguf-seeds]"` after a change of the format's coverage.
+TEST_CASE("write the GGUF fuzz seeds", "[.gguf-seeds]") {
+    const std::string dir = test::source_dir() + "/tests/fuzz/corpus_gguf";
+    make_directories(dir);
+    TinyTypes mixed;
+    mixed.v = DType::q4_0;
+    tiny_llama(mixed).write(dir + "/tiny_llama_q8_0_q4_0.gguf");
+    GgufWriter q3 = tiny_llama({}, "qwen3");
+    q3.version = 2;
+    q3.alignment = 64;
+    q3.tensor("blk.0.attn_q_norm.weight", DType::f32, {32}, tensor_bytes(DType::f32, 1, 32, 3));
+    q3.tensor("blk.0.attn_k_norm.weight", DType::f32, {32}, tensor_bytes(DType::f32, 1, 32, 4));
+    q3.write(dir + "/tiny_qwen3_v2_align64.gguf");
+    GgufWriter meta;
+    meta.value("u8", test::gguf_scalar(GgufType::u8, 7)).value("i16", test::gguf_scalar(GgufType::i16, 0x8001));
+    meta.u64("u64", 99).f32("f32", 0.5f).boolean("b", false).str("s", "x");
+    meta.value("f64", test::gguf_scalar(GgufType::f64, 0x3ff0000000000000ull));
+    meta.value("nested", test::gguf_array(GgufType::array, {test::gguf_array(GgufType::i32, {test::gguf_scalar(GgufType::i32, 1)})}));
+    meta.strings("tokenizer.ggml.tokens", {"a", "b"});
+    meta.value("split.no", test::gguf_scalar(GgufType::u16, 0)).value("split.count", test::gguf_scalar(GgufType::u16, 1));
+    meta.tensor("t", DType::q4_k, {256, 1}, std::string(144, '\1'));
+    meta.write(dir + "/metadata_all_types.gguf");
 }
