@@ -121,13 +121,17 @@ std::string make_hf(const test::TempDir& dir, const std::string& preset, DType d
     return dir / "hf";
 }
 
-void require_same_units(const std::string& a, const std::string& b) {
+// eos: whether the stop tokens must agree too (llama.cpp's converter takes them from the
+// tokenizer's files, which a random-weight model borrows from another).
+void require_same_units(const std::string& a, const std::string& b, bool eos = true) {
     const SplitModel x = SplitModel::open(a), y = SplitModel::open(b);
+    ModelConfig xc = x.config(), yc = y.config();
+    if (!eos) yc.eos_token_ids = xc.eos_token_ids;
     JsonWriter cx, cy;
-    x.config().to_json(cx);
-    y.config().to_json(cy);
+    xc.to_json(cx);
+    yc.to_json(cy);
     REQUIRE(cx.str() == cy.str());
-    REQUIRE(x.config() == y.config());
+    REQUIRE(xc == yc);
     REQUIRE(x.manifest().dtype == y.manifest().dtype);
     REQUIRE(x.manifest().units.size() == y.manifest().units.size());
     for (size_t i = 0; i < x.manifest().units.size(); ++i) {
@@ -257,6 +261,8 @@ std::vector<BadCase> bad_cases() {
          ExitCode::unsupported},
         {"a tensor rabbit does not map", edit([](GgufWriter& w) { w.tensor("blk.0.ffn_gate_exps.weight", DType::f32, {4}, std::string(16, '\0')); }),
          "holds tensor 'blk.0.ffn_gate_exps.weight', which is not part of a llama model", ExitCode::unsupported},
+        {"a missing tensor", edit([](GgufWriter& w) { w.tensors.erase(w.tensors.begin() + 8); }),
+         "tensor 'model.layers.0.mlp.up_proj.weight' is missing"},
         {"a missing block_count", edit([](GgufWriter& w) { w.kv.erase(w.kv.begin() + 1); }), "has no metadata 'llama.block_count'"},
     };
 }
@@ -274,7 +280,7 @@ TEST_CASE("malformed GGUF files are refused in one line each, in the parser and 
         const std::string path = dir / ("bad" + std::to_string(n) + ".gguf"), out = dir / ("out" + std::to_string(n++));
         test::write_file(path, c.bytes());
         try {
-            open_gguf_checkpoint(path);
+            plan_split(open_gguf_checkpoint(path), DTypeChoice::automatic);
             FAIL("accepted");
         } catch (const Error& e) {
             REQUIRE_THAT(e.what(), Contains(path) && Contains(c.message));
@@ -283,7 +289,12 @@ TEST_CASE("malformed GGUF files are refused in one line each, in the parser and 
         const test::RunResult r = test::run_rabbit({"split", path, "-o", out});
         REQUIRE(r.exit_code == int(c.code));
         REQUIRE_THAT(r.err, Contains(c.message));
-        REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+        // One error line, the last (a warning that the GGUF has no tokenizer may come first).
+        const size_t last = r.err.rfind('\n', r.err.size() - 2);
+        const std::string error_line = last == std::string::npos ? r.err : r.err.substr(last + 1);
+        REQUIRE(error_line.rfind("error: ", 0) == 0);
+        REQUIRE_THAT(error_line, Contains(c.message));
+        REQUIRE(r.err.find("error") == r.err.size() - error_line.size());
         REQUIRE_FALSE(test::exists(out));
     }
 }
@@ -323,6 +334,42 @@ TEST_CASE("tinystories-656k as a GGUF gives the logits of its safetensors", "[gg
     const SplitModel ma = SplitModel::open(a), mb = SplitModel::open(b);
     CpuEngine ea(ma, {}), eb(mb, {});
     test::require_same(test::prompt_and_steps_logits(eb, {1, 400, 20, 7}), test::prompt_and_steps_logits(ea, {1, 400, 20, 7}));
+}
+
+TEST_CASE("tinystories-656k converted by llama.cpp's convert_hf_to_gguf.py splits as its safetensors", "[gguf][tinystories][llama.cpp]") {
+    // The converter itself, where this machine has it: the reader and the unpermute checked
+    // against what llama.cpp writes, not only against this test's own writer.
+    const char* home = std::getenv("HOME");
+    const std::string cache = std::string(home ? home : "") + "/.cache/rabbit";
+    const std::string python = cache + "/venv/bin/python";
+    const std::string convert = cache + "/peers/llama_cpp_python-0.3.36/vendor/llama.cpp/convert_hf_to_gguf.py";
+    if (!test::have_shared()) return;
+    if (!test::exists(python) || !test::exists(convert)) {
+        WARN("SKIPPED: llama.cpp's converter or its Python environment is absent (" << convert << ")");
+        return;
+    }
+    test::TempDir dir;
+    // f32 as it is; f16 as numpy rounds it, to nearest even, as rabbit's --dtype f16 does.
+    for (auto [outtype, dtype] : {std::pair<const char*, DTypeChoice>{"f32", DTypeChoice::f32}, {"f16", DTypeChoice::f16}}) {
+        INFO(outtype);
+        const std::string gguf = dir / (std::string("ts-") + outtype + ".gguf");
+        const test::RunResult r = test::run_program(python, {convert, test::tinystories_dir(), "--outtype", outtype, "--outfile", gguf});
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        require_same_units(test::split_into(test::tinystories_dir(), dir / (std::string("hf-") + outtype), dtype),
+                           test::split_into(gguf, dir / (std::string("gguf-") + outtype)));
+    }
+    // Qwen3 (q/k norms, no permutation), with the Qwen3 tokenizer the converter needs.
+    GenSpec spec = preset_spec("tiny-qwen3");
+    spec.config.vocab_size = 151936;
+    spec.config.tie_word_embeddings = true;
+    spec.tokenizer_dir = test::shared_dir() + "/tokenizers/qwen3";
+    spec.seed = 3;
+    generate_model(spec, dir / "qwen3");
+    const test::RunResult r = test::run_program(python, {convert, dir / "qwen3", "--outtype", "f32", "--outfile", dir / "q3.gguf"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    require_same_units(test::split_into(dir / "qwen3", dir / "q3-hf"), test::split_into(dir / "q3.gguf", dir / "q3-gguf"), false);
 }
 
 TEST_CASE("quantized GGUF tensors keep their type; q/k/v of different types are kept apart", "[gguf]") {
@@ -468,4 +515,29 @@ TEST_CASE("SmolLM2-135M-Instruct Q4_1 GGUF maps onto 30 llama layers", "[gguf][s
     REQUIRE(l.find("attn_norm")->dtype == DType::f32);
     // q and k come back row by row: one piece per row.
     REQUIRE(plan.units[1].pieces[1].size() == 576 + 192 + 1);
+}
+
+// Not run by default: writes the fuzzer's seed corpus (tests/fuzz/corpus_gguf) from the
+// writer above. `rabbit_tests "[.gguf-seeds]"` after a change of the format's coverage.
+TEST_CASE("write the GGUF fuzz seeds", "[.gguf-seeds]") {
+    const std::string dir = test::source_dir() + "/tests/fuzz/corpus_gguf";
+    make_directories(dir);
+    TinyTypes mixed;
+    mixed.v = DType::q4_0;
+    tiny_llama(mixed).write(dir + "/tiny_llama_q8_0_q4_0.gguf");
+    GgufWriter q3 = tiny_llama({}, "qwen3");
+    q3.version = 2;
+    q3.alignment = 64;
+    q3.tensor("blk.0.attn_q_norm.weight", DType::f32, {32}, tensor_bytes(DType::f32, 1, 32, 3));
+    q3.tensor("blk.0.attn_k_norm.weight", DType::f32, {32}, tensor_bytes(DType::f32, 1, 32, 4));
+    q3.write(dir + "/tiny_qwen3_v2_align64.gguf");
+    GgufWriter meta;
+    meta.value("u8", test::gguf_scalar(GgufType::u8, 7)).value("i16", test::gguf_scalar(GgufType::i16, 0x8001));
+    meta.u64("u64", 99).f32("f32", 0.5f).boolean("b", false).str("s", "x");
+    meta.value("f64", test::gguf_scalar(GgufType::f64, 0x3ff0000000000000ull));
+    meta.value("nested", test::gguf_array(GgufType::array, {test::gguf_array(GgufType::i32, {test::gguf_scalar(GgufType::i32, 1)})}));
+    meta.strings("tokenizer.ggml.tokens", {"a", "b"});
+    meta.value("split.no", test::gguf_scalar(GgufType::u16, 0)).value("split.count", test::gguf_scalar(GgufType::u16, 1));
+    meta.tensor("t", DType::q4_k, {256, 1}, std::string(144, '\1'));
+    meta.write(dir + "/metadata_all_types.gguf");
 }
