@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // matmul for quantized weights: the activations quantized to 8-bit blocks once, then each
-// thread streams its own weight rows, each read once and dotted with every token's blocks,
-// a register tile of tokens at a time (decode is the tile of one token).
+// thread streams its own blocks of weight rows, each row read from memory once and dotted
+// with every token's blocks, a register tile of tokens at a time (decode: a tile of one).
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/qkernels.h"
 
@@ -44,20 +44,24 @@ void qmatmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, c
     }, 16);
     auto* dot = path == QPath::vnni ? qdot_vnni : path == QPath::avx2 ? qdot_avx2 : qdot_portable;
     const size_t tile = path == QPath::vnni ? k_qtile_vnni : k_qtile_avx2;
-    // Blocks of rows big enough that handing them out costs little next to reading them.
-    const size_t grain = std::max<size_t>(4, 16384 / std::max<size_t>(1, size_t(w.row_bytes()) * tokens));
-    pool.parallel_for(rows, [&](size_t r0, size_t r1) {
+    // Each thread takes blocks of rows and goes through them in parts of up to 64 KiB of
+    // weights, which stay in cache while every tile of tokens passes over them (a tile's
+    // activation blocks stay in L1 while the part's rows pass).
+    const size_t part = std::max<size_t>(4, 65536 / size_t(w.row_bytes()));
+    pool.parallel_for(rows, [&](size_t b, size_t e) {
         float out[k_qtile_vnni];
-        for (size_t r = r0; r < r1; ++r) {
-            const uint8_t* row = w.row(r);
-            const float add = bias ? bias[r] : 0.0f;
+        for (size_t r0 = b; r0 < e; r0 += part) {
+            const size_t r1 = std::min(e, r0 + part);
             for (size_t t0 = 0; t0 < tokens; t0 += tile) {
                 const size_t nt = std::min(tile, tokens - t0);
-                dot(t, row, cols, xqp + t0 * xs, xs, nt, out);
-                for (size_t j = 0; j < nt; ++j) y[(t0 + j) * ldy + r] = out[j] + add;
+                for (size_t r = r0; r < r1; ++r) {
+                    dot(t, w.row(r), cols, xqp + t0 * xs, xs, nt, out);
+                    const float add = bias ? bias[r] : 0.0f;
+                    for (size_t j = 0; j < nt; ++j) y[(t0 + j) * ldy + r] = out[j] + add;
+                }
             }
         }
-    }, grain);
+    }, 4);
 }
 
 } // namespace rabbit::cpu
