@@ -4,8 +4,9 @@
 // numpy's astype does), the small integers are exact in f32, and every product, sum and
 // difference is one f32 operation in numpy's order, e.g. q4_k's `(d * sc) * q - (dmin * m)`
 // is two roundings for the products and one for the difference. This file is compiled with
-// -ffp-contract=off (CMakeLists.txt): a fused multiply-add would round `a * q - b` once
-// instead of twice and change the last bit against the reference.
+// -ffp-contract=off (CMakeLists.txt) so that the compiler never fuses `a * q - b` into one
+// rounding: with today's types the products happen to be exact (an 11-bit f16 times a level
+// of at most 14 bits), but the bit-identity must not rest on that or on the target's FMA.
 #include "common/quant.h"
 
 #include "common/error.h"

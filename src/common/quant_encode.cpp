@@ -32,8 +32,15 @@ namespace {
 
 constexpr float k_group_eps = 1e-15f; // a group whose largest |x| is below this is all zeros
 
-// Round to nearest, ties to even (the default rounding mode), as ggml's nearest_int.
-int nearest(float v) { return int(std::lrintf(v)); }
+// Round to nearest, ties to even, as ggml's nearest_int (lrintf is a library call; this is
+// inlined). Below 2^22 in magnitude, v + 1.5 * 2^23 has no fraction bits left, so the addition
+// rounds v to an integer in the default mode and the subtraction is exact. Larger values (a
+// level the caller clamps anyway) are clamped first.
+int nearest(float v) {
+    constexpr float limit = 4194303.0f, magic = 12582912.0f;
+    v = std::min(limit, std::max(-limit, v));
+    return int((v + magic) - magic);
+}
 
 uint16_t f16(float v) { return f32_to_f16(v); }
 
