@@ -2,9 +2,13 @@
 #include "gguf_writer.h"
 
 #include "common/file_io.h"
+#include "common/json_writer.h"
 #include "format/safetensors.h"
+#include "format/split_model.h"
 #include "helpers.h"
 #include "model/config.h"
+
+#include <catch2/catch.hpp>
 
 #include <cstdio>
 #include <cstring>
@@ -239,6 +243,26 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
         if (p == 0) first = path;
     }
     return first;
+}
+
+// eos: whether the stop tokens must agree too (llama.cpp's converter takes them from the
+// tokenizer's files, which a random-weight model borrows from another).
+void require_same_units(const std::string& a, const std::string& b, bool eos) {
+    const SplitModel x = SplitModel::open(a), y = SplitModel::open(b);
+    ModelConfig xc = x.config(), yc = y.config();
+    if (!eos) yc.eos_token_ids = xc.eos_token_ids;
+    JsonWriter cx, cy;
+    xc.to_json(cx);
+    yc.to_json(cy);
+    REQUIRE(cx.str() == cy.str());
+    REQUIRE(xc == yc);
+    REQUIRE(x.manifest().dtype == y.manifest().dtype);
+    REQUIRE(x.manifest().units.size() == y.manifest().units.size());
+    for (size_t i = 0; i < x.manifest().units.size(); ++i) {
+        INFO(x.manifest().units[i].layout.name);
+        REQUIRE(x.manifest().units[i].layout == y.manifest().units[i].layout);
+        REQUIRE(x.manifest().units[i].xxh3 == y.manifest().units[i].xxh3);
+    }
 }
 
 } // namespace rabbit::test

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// A small GGUF writer for the tests: synthetic files of any metadata and tensors, and a
+// GGUF test helpers: a small writer: synthetic files of any metadata and tensors, and a
 // Hugging Face model directory (safetensors, as rabbit-genmodel writes it) converted to a
 // GGUF the way llama.cpp's convert_hf_to_gguf.py lays it out (names, metadata, llama's q/k
 // row permutation), optionally as a split set. Written from the specification, for tests.
@@ -61,5 +61,10 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
 
 // GGUF's rows of q/k for llama: GGUF row h*hd + 2i + s holds HF row h*hd + s*hd/2 + i.
 uint64_t gguf_row_of_hf_row(uint64_t hf_row, uint64_t head_dim);
+
+// REQUIREs that two splits hold the same config and units, byte for byte (by checksum).
+// eos: whether the stop tokens must agree too (llama.cpp's converter takes them from the
+// tokenizer's files, which a random-weight model borrows from another).
+void require_same_units(const std::string& a, const std::string& b, bool eos = true);
 
 } // namespace rabbit::test

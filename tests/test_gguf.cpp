@@ -121,26 +121,6 @@ std::string make_hf(const test::TempDir& dir, const std::string& preset, DType d
     return dir / "hf";
 }
 
-// eos: whether the stop tokens must agree too (llama.cpp's converter takes them from the
-// tokenizer's files, which a random-weight model borrows from another).
-void require_same_units(const std::string& a, const std::string& b, bool eos = true) {
-    const SplitModel x = SplitModel::open(a), y = SplitModel::open(b);
-    ModelConfig xc = x.config(), yc = y.config();
-    if (!eos) yc.eos_token_ids = xc.eos_token_ids;
-    JsonWriter cx, cy;
-    xc.to_json(cx);
-    yc.to_json(cy);
-    REQUIRE(cx.str() == cy.str());
-    REQUIRE(xc == yc);
-    REQUIRE(x.manifest().dtype == y.manifest().dtype);
-    REQUIRE(x.manifest().units.size() == y.manifest().units.size());
-    for (size_t i = 0; i < x.manifest().units.size(); ++i) {
-        INFO(x.manifest().units[i].layout.name);
-        REQUIRE(x.manifest().units[i].layout == y.manifest().units[i].layout);
-        REQUIRE(x.manifest().units[i].xxh3 == y.manifest().units[i].xxh3);
-    }
-}
-
 } // namespace
 
 TEST_CASE("GGUF metadata of all 13 types, nested arrays and tensor infos read back", "[gguf]") {
@@ -316,7 +296,7 @@ TEST_CASE("a llama GGUF splits into its Hugging Face model's units, q and k rows
         const std::string gguf = test::convert_hf_to_gguf(hf, dir / "m.gguf", conv);
         const std::string a = test::split_into(hf, dir / "from_hf", DTypeChoice::keep);
         const std::string b = test::split_into(gguf, dir / "from_gguf");
-        require_same_units(a, b);
+        test::require_same_units(a, b);
         const SplitModel ma = SplitModel::open(a), mb = SplitModel::open(b);
         CpuEngine ea(ma, {}), eb(mb, {});
         const std::vector<int32_t> prompt = {1, 17, 300, 4, 99};
@@ -330,46 +310,10 @@ TEST_CASE("tinystories-656k as a GGUF gives the logits of its safetensors", "[gg
     const std::string gguf = test::convert_hf_to_gguf(test::tinystories_dir(), dir / "ts.gguf");
     const std::string a = test::split_into(test::tinystories_dir(), dir / "from_hf");
     const std::string b = test::split_into(gguf, dir / "from_gguf");
-    require_same_units(a, b);
+    test::require_same_units(a, b);
     const SplitModel ma = SplitModel::open(a), mb = SplitModel::open(b);
     CpuEngine ea(ma, {}), eb(mb, {});
     test::require_same(test::prompt_and_steps_logits(eb, {1, 400, 20, 7}), test::prompt_and_steps_logits(ea, {1, 400, 20, 7}));
-}
-
-TEST_CASE("tinystories-656k converted by llama.cpp's convert_hf_to_gguf.py splits as its safetensors", "[gguf][tinystories][llama.cpp]") {
-    // The converter itself, where this machine has it: the reader and the unpermute checked
-    // against what llama.cpp writes, not only against this test's own writer.
-    const char* home = std::getenv("HOME");
-    const std::string cache = std::string(home ? home : "") + "/.cache/rabbit";
-    const std::string python = cache + "/venv/bin/python";
-    const std::string convert = cache + "/peers/llama_cpp_python-0.3.36/vendor/llama.cpp/convert_hf_to_gguf.py";
-    if (!test::have_shared()) return;
-    if (!test::exists(python) || !test::exists(convert)) {
-        WARN("SKIPPED: llama.cpp's converter or its Python environment is absent (" << convert << ")");
-        return;
-    }
-    test::TempDir dir;
-    // f32 as it is; f16 as numpy rounds it, to nearest even, as rabbit's --dtype f16 does.
-    for (auto [outtype, dtype] : {std::pair<const char*, DTypeChoice>{"f32", DTypeChoice::f32}, {"f16", DTypeChoice::f16}}) {
-        INFO(outtype);
-        const std::string gguf = dir / (std::string("ts-") + outtype + ".gguf");
-        const test::RunResult r = test::run_program(python, {convert, test::tinystories_dir(), "--outtype", outtype, "--outfile", gguf});
-        INFO(r.err);
-        REQUIRE(r.exit_code == 0);
-        require_same_units(test::split_into(test::tinystories_dir(), dir / (std::string("hf-") + outtype), dtype),
-                           test::split_into(gguf, dir / (std::string("gguf-") + outtype)));
-    }
-    // Qwen3 (q/k norms, no permutation), with the Qwen3 tokenizer the converter needs.
-    GenSpec spec = preset_spec("tiny-qwen3");
-    spec.config.vocab_size = 151936;
-    spec.config.tie_word_embeddings = true;
-    spec.tokenizer_dir = test::shared_dir() + "/tokenizers/qwen3";
-    spec.seed = 3;
-    generate_model(spec, dir / "qwen3");
-    const test::RunResult r = test::run_program(python, {convert, dir / "qwen3", "--outtype", "f32", "--outfile", dir / "q3.gguf"});
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    require_same_units(test::split_into(dir / "qwen3", dir / "q3-hf"), test::split_into(dir / "q3.gguf", dir / "q3-gguf"), false);
 }
 
 TEST_CASE("quantized GGUF tensors keep their type; q/k/v of different types are kept apart", "[gguf]") {
@@ -450,7 +394,7 @@ TEST_CASE("a GGUF split set splits as one file; a missing part is named", "[gguf
     const GgufSet set = open_gguf_set(dir / "set-00002-of-00003.gguf"); // any part opens the set
     REQUIRE(set.parts.size() == 3);
     REQUIRE(set.parts[1].tensors().size() > 0);
-    require_same_units(test::split_into(one, dir / "a"), test::split_into(first, dir / "b"));
+    test::require_same_units(test::split_into(one, dir / "a"), test::split_into(first, dir / "b"));
 
     test::remove_path(dir / "set-00002-of-00003.gguf");
     const test::RunResult r = test::run_rabbit({"split", first, "-o", dir / "c"});
