@@ -11,6 +11,7 @@
 #include "common/quant.h"
 
 #include <cstring>
+#include <vector>
 
 namespace rabbit::cpu {
 
@@ -141,8 +142,10 @@ float block_dot(const Decoded& o, const int8_t* x, float dx) {
 
 } // namespace
 
-void qdot_portable(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt,
-                   float* out) {
+namespace {
+
+// One row against nt tokens.   out [nt]
+void row_dot(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
     const size_t bs = dtype_block(t), bb = dtype_block_bytes(t), nb = cols / bs;
     Decoded o;
     for (size_t j = 0; j < nt; ++j) out[j] = 0.0f;
@@ -158,6 +161,17 @@ void qdot_portable(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq,
                 out[j] += block_dot(o, a.q, a.d);
             }
         }
+    }
+}
+
+} // namespace
+
+void qdot_portable(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+                   size_t nt, const float* bias, float* y, size_t ldy) {
+    std::vector<float> out(nt);
+    for (size_t r = 0; r < nrows; ++r) {
+        row_dot(t, w + r * rb, cols, xq, xstride, nt, out.data());
+        for (size_t j = 0; j < nt; ++j) y[j * ldy + r] = out[j] + (bias ? bias[r] : 0.0f);
     }
 }
 

@@ -34,12 +34,14 @@ namespace vnni {
 #undef QTILE
 } // namespace vnni
 
-void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
-    avx2::dot_tokens(t, wrow, cols, xq, xstride, nt, out);
+void qdot_avx2(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+               size_t nt, const float* bias, float* y, size_t ldy) {
+    avx2::dot_rows(t, w, rb, nrows, cols, xq, xstride, nt, bias, y, ldy);
 }
 
-void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
-    vnni::dot_tokens(t, wrow, cols, xq, xstride, nt, out);
+void qdot_vnni(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+               size_t nt, const float* bias, float* y, size_t ldy) {
+    vnni::dot_rows(t, w, rb, nrows, cols, xq, xstride, nt, bias, y, ldy);
 }
 
 void qgemm8_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t cols, const uint8_t* xq, size_t xs, size_t tokens,
@@ -48,11 +50,13 @@ void qgemm8_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t cols, const
 }
 #else
 // No vector paths off x86: best_qpath() never names them.
-void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
-    qdot_portable(t, wrow, cols, xq, xstride, nt, out);
+void qdot_avx2(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+               size_t nt, const float* bias, float* y, size_t ldy) {
+    qdot_portable(t, w, rb, nrows, cols, xq, xstride, nt, bias, y, ldy);
 }
-void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
-    qdot_portable(t, wrow, cols, xq, xstride, nt, out);
+void qdot_vnni(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+               size_t nt, const float* bias, float* y, size_t ldy) {
+    qdot_portable(t, w, rb, nrows, cols, xq, xstride, nt, bias, y, ldy);
 }
 void qgemm8_vnni(DType, const uint8_t*, size_t, size_t, const uint8_t*, size_t, size_t, const float*, float*, size_t) {
     RABBIT_CHECK(false, "qgemm8_vnni off x86");

@@ -52,12 +52,14 @@ const char* qpath_name(QPath p);
 void qmatmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y,
              size_t ldy, QPath path);
 
-// One weight row dotted with `nt` tokens' activation blocks (token j's at xq + j * xstride),
-// on each path.   out [nt]
-void qdot_portable(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt,
-                   float* out);
-void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out);
-void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out);
+// nrows weight rows (rb bytes apart) dotted with `nt` tokens' activation blocks (token j's
+// at xq + j * xstride), on each path: y[j * ldy + r] = dot + bias[r] (bias [nrows] or null).
+void qdot_portable(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+                   size_t nt, const float* bias, float* y, size_t ldy);
+void qdot_avx2(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+               size_t nt, const float* bias, float* y, size_t ldy);
+void qdot_vnni(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
+               size_t nt, const float* bias, float* y, size_t ldy);
 // Prefill on VNNI of a 32-element type (q8_0 .. q5_1, has_gemm8): 8 weight rows (w, each
 // row_bytes apart) against every token; q8_0 takes its activations' quanta biased by 128 (as
 // u8: bias_act_q8). Writes y[t * ldy + i] for i < 8, bias [8] or null.

@@ -47,13 +47,8 @@ void gemm8_matmul(ThreadPool& pool, size_t tokens, const Matrix& w, const float*
         for (size_t g = b; g < e; ++g)
             qgemm8_vnni(w.dtype, w.row(8 * g), rb, cols, xg, xs, tokens, bias ? bias + 8 * g : nullptr, y + 8 * g, ldy);
     });
-    float out[k_qtile_vnni];
-    for (size_t r = groups * 8; r < rows; ++r)
-        for (size_t t0 = 0; t0 < tokens; t0 += k_qtile_vnni) {
-            const size_t nt = std::min(k_qtile_vnni, tokens - t0);
-            qdot_vnni(w.dtype, w.row(r), cols, xq + t0 * xs, xs, nt, out);
-            for (size_t j = 0; j < nt; ++j) y[(t0 + j) * ldy + r] = out[j] + (bias ? bias[r] : 0.0f);
-        }
+    const size_t r0 = groups * 8;
+    if (r0 < rows) qdot_vnni(w.dtype, w.row(r0), rb, rows - r0, cols, xq, xs, tokens, bias ? bias + r0 : nullptr, y + r0, ldy);
 }
 
 } // namespace
@@ -79,18 +74,14 @@ void qmatmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, c
     // weights, which stay in cache while every tile of tokens passes over them (a tile's
     // activation blocks stay in L1 while the part's rows pass).
     const size_t part = std::max<size_t>(4, 65536 / size_t(w.row_bytes()));
+    const auto* base = static_cast<const uint8_t*>(w.data);
+    const size_t rb = size_t(w.row_bytes());
     pool.parallel_for(rows, [&](size_t b, size_t e) {
-        float out[k_qtile_vnni];
         for (size_t r0 = b; r0 < e; r0 += part) {
-            const size_t r1 = std::min(e, r0 + part);
-            for (size_t t0 = 0; t0 < tokens; t0 += tile) {
-                const size_t nt = std::min(tile, tokens - t0);
-                for (size_t r = r0; r < r1; ++r) {
-                    dot(t, w.row(r), cols, xqp + t0 * xs, xs, nt, out);
-                    const float add = bias ? bias[r] : 0.0f;
-                    for (size_t j = 0; j < nt; ++j) y[(t0 + j) * ldy + r] = out[j] + add;
-                }
-            }
+            const size_t n = std::min(e, r0 + part) - r0;
+            for (size_t t0 = 0; t0 < tokens; t0 += tile)
+                dot(t, base + r0 * rb, rb, n, cols, xqp + t0 * xs, xs, std::min(tile, tokens - t0),
+                    bias ? bias + r0 : nullptr, y + t0 * ldy + r0, ldy);
         }
     }, 4);
 }
