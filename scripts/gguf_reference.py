@@ -118,6 +118,23 @@ def compare(path, rabbit, prompt, steps):
     }
 
 
+def complete_config(path, architecture):
+    """What a config read from a GGUF lacks for other readers: `architectures` (transformers
+    leaves it out), and rope_theta where transformers 5 keeps it only in rope_parameters."""
+    with open(path) as f:
+        c = json.load(f)
+    c.setdefault("architectures", [architecture])
+    if not c.get("architectures"):
+        c["architectures"] = [architecture]
+    rope = c.get("rope_parameters") or {}
+    if "rope_theta" not in c and "rope_theta" in rope:
+        c["rope_theta"] = rope["rope_theta"]
+    c.pop("quantization_config", None)
+    with open(path, "w") as f:
+        json.dump(c, f, indent=2)
+        f.write("\n")
+
+
 def save_f32(path, out):
     from safetensors.torch import save_file
     tok, model = load(path)
@@ -131,8 +148,8 @@ def save_f32(path, out):
     save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config.torch_dtype = "float32"
     model.config.save_pretrained(out)
+    complete_config(os.path.join(out, "config.json"), type(model).__name__)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(out)
     tok.save_pretrained(out)
