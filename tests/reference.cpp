@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 namespace rabbit::ref {
@@ -202,6 +203,133 @@ std::vector<int32_t> topk(const std::vector<float>& logits, size_t k) {
                      [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
     order.resize(k);
     return order;
+}
+
+} // namespace rabbit::ref
+
+namespace rabbit::ref {
+
+namespace {
+
+float half(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return f16_to_f32(h);
+}
+
+// One block of a 32-element type: d at 0, then (q4_1, q5_1) m, then (q5_*) qh, then qs.
+void dequantize_legacy(int type, const uint8_t* p, float* out) {
+    const float d = half(p);
+    if (type == 8) { // Q8_0
+        for (int j = 0; j < 32; ++j) out[j] = d * float(int8_t(p[2 + j]));
+        return;
+    }
+    const bool has_min = type == 3 || type == 7, five = type == 6 || type == 7;
+    const float m = has_min ? half(p + 2) : 0.0f;
+    const uint8_t* qh = p + (has_min ? 4 : 2);
+    const uint8_t* qs = qh + (five ? 4 : 0);
+    uint32_t h = 0;
+    if (five) std::memcpy(&h, qh, 4);
+    for (int j = 0; j < 32; ++j) {
+        int q = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+        if (five) q |= int((h >> j) & 1) << 4;
+        if (has_min) out[j] = d * float(q) + m;
+        else out[j] = d * float(q - (five ? 16 : 8));
+    }
+}
+
+// The k-quants' 6-bit scale and min of group g from the 12 bytes (q4_k, q5_k).
+void scale_min(const uint8_t* s, int g, int& sc, int& mn) {
+    if (g < 4) {
+        sc = s[g] & 63, mn = s[g + 4] & 63;
+    } else {
+        sc = (s[g + 4] & 15) | ((s[g - 4] >> 6) << 4);
+        mn = (s[g + 4] >> 4) | ((s[g] >> 6) << 4);
+    }
+}
+
+void dequantize_k(int type, const uint8_t* p, float* out) {
+    for (int e = 0; e < 256; ++e) {
+        const int half_i = e / 128, in_half = e % 128, l = e % 32, plane = in_half / 32;
+        if (type == 10) { // Q2_K: scales[16], qs[64], d, dmin
+            const float d = half(p + 80), dmin = half(p + 82);
+            const uint8_t sc = p[e / 16];
+            const int q = (p[16 + 32 * half_i + l] >> (2 * plane)) & 3;
+            out[e] = d * float(sc & 15) * float(q) - dmin * float(sc >> 4);
+        } else if (type == 11) { // Q3_K: hmask[32], qs[64], scales[12], d
+            const float d = half(p + 108);
+            const uint8_t* s = p + 96;
+            const int g = e / 16;
+            const int low = g < 8 ? s[g] & 15 : s[g - 8] >> 4, high = (s[8 + g % 4] >> (2 * (g / 4))) & 3;
+            const int q = ((p[32 + 32 * half_i + l] >> (2 * plane)) & 3) - (((p[l] >> (e / 32)) & 1) ? 0 : 4);
+            out[e] = d * float((low | high << 4) - 32) * float(q);
+        } else if (type == 12 || type == 13) { // Q4_K / Q5_K: d, dmin, scales[12], (qh[32],) qs
+            const float d = half(p), dmin = half(p + 2);
+            int sc, mn;
+            scale_min(p + 4, e / 32, sc, mn);
+            const uint8_t* qs = p + (type == 12 ? 16 : 48);
+            int q = (qs[32 * (e / 64) + l] >> (4 * ((e / 32) & 1))) & 15;
+            if (type == 13) q |= ((p[16 + l] >> (e / 32)) & 1) << 4;
+            out[e] = d * float(sc) * float(q) - dmin * float(mn);
+        } else { // Q6_K: ql[128], qh[64], scales[16] (signed), d
+            const float d = half(p + 208);
+            const int low = (p[64 * half_i + in_half % 64] >> (4 * (in_half / 64))) & 15;
+            const int high = (p[128 + 32 * half_i + l] >> (2 * plane)) & 3;
+            out[e] = d * float(int8_t(p[192 + e / 16])) * float((low | high << 4) - 32);
+        }
+    }
+}
+
+} // namespace
+
+std::vector<float> dequantize(int type, const uint8_t* blocks, size_t n) {
+    const bool k = type >= 10;
+    const size_t bs = k ? 256 : 32;
+    const size_t bb = type == 8 ? 34 : type == 2 ? 18 : type == 3 ? 20 : type == 6 ? 22 : type == 7 ? 24
+                    : type == 10 ? 84 : type == 11 ? 110 : type == 12 ? 144 : type == 13 ? 176 : 210;
+    std::vector<float> out(n);
+    for (size_t b = 0; b < n / bs; ++b) {
+        if (k) dequantize_k(type, blocks + b * bb, out.data() + b * bs);
+        else dequantize_legacy(type, blocks + b * bb, out.data() + b * bs);
+    }
+    return out;
+}
+
+Q8Act quantize_q8(const std::vector<float>& x, size_t block) {
+    Q8Act a;
+    a.block = block;
+    a.q.resize(x.size());
+    for (size_t b = 0; b < x.size() / block; ++b) {
+        float amax = 0.0f;
+        for (size_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(x[b * block + i]));
+        const float d = amax >= 1e-30f ? amax / 127.0f : 0.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (size_t i = 0; i < block; ++i) a.q[b * block + i] = int8_t(std::nearbyint(x[b * block + i] * id));
+        a.d.push_back(d);
+    }
+    return a;
+}
+
+std::vector<double> matmul_q8(const Q8Act& x, const std::vector<float>& w, const std::vector<float>& bias,
+                              size_t rows, size_t cols, std::vector<double>* mag) {
+    const size_t tokens = x.q.size() / cols, nb = cols / x.block;
+    std::vector<double> y(tokens * rows), m(tokens * rows);
+    for (size_t t = 0; t < tokens; ++t)
+        for (size_t r = 0; r < rows; ++r) {
+            double acc = bias.empty() ? 0.0 : double(bias[r]), abs = bias.empty() ? 0.0 : std::fabs(bias[r]);
+            for (size_t b = 0; b < nb; ++b) {
+                double s = 0, sa = 0;
+                for (size_t i = b * x.block; i < (b + 1) * x.block; ++i) {
+                    s += double(w[r * cols + i]) * x.q[t * cols + i];
+                    sa += std::fabs(double(w[r * cols + i]) * x.q[t * cols + i]);
+                }
+                acc += double(x.d[t * nb + b]) * s;
+                abs += double(x.d[t * nb + b]) * sa;
+            }
+            y[t * rows + r] = acc;
+            m[t * rows + r] = abs;
+        }
+    if (mag) *mag = std::move(m);
+    return y;
 }
 
 } // namespace rabbit::ref

@@ -80,6 +80,29 @@ std::vector<double> attention_values(const std::vector<float>& p, const std::vec
 std::vector<double> matmul(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& bias,
                            size_t rows, size_t cols);
 
+// ---- quantized products ------------------------------------------------------------------------
+
+// n elements (whole blocks) of a GGUF block type to f32, as gguf-py's dequantize defines them:
+// each element from the block layout, one at a time (f32 operations in its order).
+std::vector<float> dequantize(int ggml_type, const uint8_t* blocks, size_t n);
+
+// Activations as the CPU's quantized products round them: per block of `block` (32 or 256),
+// d = max|x| / 127 (0 below 1e-30), q = nearest-even(x * (1 / d)) in f32.
+//   x [tokens, cols]; q [tokens, cols], d [tokens, cols / block]
+struct Q8Act {
+    std::vector<int8_t> q;
+    std::vector<float> d;
+    size_t block;
+};
+Q8Act quantize_q8(const std::vector<float>& x, size_t block);
+
+// y[t, r] = sum over blocks b of d[t, b] * sum_{k in b} w[r, k] q[t, k] (+ bias[r]), in double
+// (exact but for the products d * sum); `mag` gets the same sum of absolute values, the scale
+// a kernel's f32 rounding is relative to.
+//   w [rows, cols] (dequantized), bias [rows] or empty; y, mag [tokens, rows]
+std::vector<double> matmul_q8(const Q8Act& x, const std::vector<float>& w, const std::vector<float>& bias,
+                              size_t rows, size_t cols, std::vector<double>* mag);
+
 // out[t] = table row ids[t], exactly.   table [vocab, hidden]; out [tokens, hidden]
 std::vector<float> embed(const std::vector<float>& table, const std::vector<int32_t>& ids, size_t hidden);
 

@@ -9,6 +9,8 @@
 #include "common/json_writer.h"
 #include "common/units.h"
 #include "engine/memory_plan.h"
+#include "format/gguf.h"
+#include "format/gguf_import.h"
 #include "format/hf_checkpoint.h"
 #include "format/split_model.h"
 #include "split/plan.h"
@@ -31,6 +33,7 @@ struct InspectedModel {
     std::vector<PlanUnit> units;    // bytes: what streams to the GPU
     std::vector<uint64_t> file_bytes; // per unit: what lies on disk
     bool tied = false;                // the embedding is lm_head (UnitRoles::tied)
+    std::optional<GgufSummary> gguf;  // an unsplit GGUF: what the file holds
 };
 
 InspectedModel load(const std::string& dir, DTypeChoice dtype) {
@@ -46,10 +49,12 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
         for (const auto& u : s.manifest().units) m.file_bytes.push_back(u.size());
         return m;
     }
-    if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
-    if (!looks_like_hf_checkpoint(dir))
+    const bool gguf = looks_like_gguf(dir);
+    if (gguf) m.gguf = summarize_gguf(open_gguf_set(dir));
+    if (!gguf && !is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
+    if (!gguf && !looks_like_hf_checkpoint(dir))
         throw bad_input(dir, "holds neither manifest.json (a rabbit split) nor config.json (a Hugging Face model)");
-    HfCheckpoint ck = open_hf_checkpoint(dir);
+    HfCheckpoint ck = gguf ? open_gguf_checkpoint(dir, false) : open_hf_checkpoint(dir);
     SplitPlan plan = plan_split(ck, dtype);
     m.dtype = plan.dtype;
     m.config = plan.config;
@@ -173,11 +178,32 @@ void plan_json(JsonWriter& w, const InspectedModel& m, const InspectPlan& p) {
     w.end_object();
 }
 
+// The GGUF file itself: its architecture and how many tensors of each GGML type it holds.
+void gguf_json(JsonWriter& w, const GgufSummary& g) {
+    w.key("gguf").begin_object();
+    w.member("architecture", g.architecture).member("name", g.name).member("version", uint64_t(g.version));
+    w.member("parts", uint64_t(g.parts)).member("tensors", uint64_t(g.tensors));
+    w.key("types").begin_object();
+    for (const auto& [type, use] : g.types)
+        w.key(type).begin_object().member("tensors", uint64_t(use.tensors)).member("bytes", use.bytes).end_object();
+    w.end_object();
+    w.end_object();
+}
+
+std::string gguf_text(const GgufSummary& g) {
+    std::string types;
+    for (const auto& [type, use] : g.types)
+        types += (types.empty() ? "" : ", ") + fmt::format("{} x{} ({})", type, use.tensors, format_bytes(use.bytes));
+    return fmt::format("version {}, {}{}, {} file{}, {} tensors: {}", g.version, g.architecture,
+                       g.name.empty() ? "" : " '" + g.name + "'", g.parts, g.parts == 1 ? "" : "s", g.tensors, types);
+}
+
 void print_json(const InspectedModel& m, const Summary& s, const InspectPlan& p) {
     JsonWriter w;
     w.begin_object();
     w.member("dir", m.dir);
     w.member("split", m.split);
+    if (m.gguf) gguf_json(w, *m.gguf);
     w.member("dtype", m.dtype);
     w.key("config");
     m.config.to_json(w);
@@ -201,7 +227,10 @@ void print_json(const InspectedModel& m, const Summary& s, const InspectPlan& p)
 void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p) {
     const ModelConfig& c = m.config;
     auto line = [](const std::string& key, const std::string& value) { fmt::print("{:<13} {}\n", key, value); };
-    line("model", m.dir + (m.split ? " (rabbit split)" : " (Hugging Face checkpoint, not split: sizes as `rabbit split` would write them)"));
+    const char* unsplit = m.gguf ? " (GGUF, not split: sizes as `rabbit split` would write them)"
+                                 : " (Hugging Face checkpoint, not split: sizes as `rabbit split` would write them)";
+    line("model", m.dir + (m.split ? " (rabbit split)" : unsplit));
+    if (m.gguf) line("GGUF", gguf_text(*m.gguf));
     line("architecture", c.architecture);
     line("shape", fmt::format("{} layers, hidden {}, {} heads / {} kv heads x head_dim {}, ffn {}, vocab {}", c.num_layers,
                               c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size));
@@ -237,7 +266,7 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
     auto o = std::make_shared<InspectOptions>();
     CLI::App* sub = app.add_subcommand("inspect", "Describe a model (split or not): architecture, unit sizes, bytes "
                                                   "streamed per token, what a VRAM budget holds resident");
-    sub->add_option("DIR", o->dir, "A split directory (manifest.json) or a Hugging Face model directory")->required();
+    sub->add_option("DIR", o->dir, "A split directory (manifest.json), a Hugging Face model directory or a .gguf file")->required();
     size_option(sub->add_option("--vram-budget", o->budget, "Plan for this much GPU memory, e.g. 4G"), "");
     zero_or_positive(sub->add_option("--ctx", o->ctx, "Context length the KV cache is planned for (default or 0: the "
                                                       "model's, at most 4096)"),

@@ -19,8 +19,9 @@ Command add_split_command(CLI::App& app, const GlobalOptions& global) {
     auto opt = std::make_shared<SplitOptions>();
     auto dtype = std::make_shared<std::string>("auto");
     auto chunk = std::make_shared<std::string>();
-    CLI::App* sub = app.add_subcommand("split", "Turn a Hugging Face checkpoint into per-layer shard files for streaming");
-    sub->add_option("MODEL_DIR", opt->model_dir, "Hugging Face model directory: config.json, safetensors weights, tokenizer")
+    CLI::App* sub = app.add_subcommand("split", "Turn a Hugging Face checkpoint or a GGUF into per-layer shard files for streaming");
+    sub->add_option("MODEL_DIR", opt->model_dir, "Hugging Face model directory (config.json, safetensors weights, tokenizer), "
+                                                 "or a .gguf file (the first part of a split set)")
         ->required();
     sub->add_option("-o,--out", opt->out_dir, "Output directory; a split interrupted into it resumes")->required();
     sub->add_option("--dtype", *dtype,

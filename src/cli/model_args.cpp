@@ -4,6 +4,8 @@
 #include "cli/progress.h"
 #include "common/error.h"
 #include "common/file_io.h"
+#include "format/gguf.h"
+#include "format/gguf_import.h"
 #include "format/hf_checkpoint.h"
 #include "format/split_model.h"
 #include "split/splitter.h"
@@ -31,16 +33,29 @@ std::string basename_of(std::string dir) {
     return slash == std::string::npos ? dir : dir.substr(slash + 1);
 }
 
+// The source opened for splitting: a GGUF file, else a Hugging Face directory.
+HfCheckpoint open_source(const std::string& dir) {
+    if (looks_like_gguf(dir)) return open_gguf_checkpoint(dir);
+    if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
+    if (!looks_like_hf_checkpoint(dir))
+        throw bad_input(dir, "holds neither manifest.json (a rabbit split) nor config.json (a Hugging Face model)");
+    return open_hf_checkpoint(dir);
+}
+
+// "m.Q4_1.gguf" -> "m.Q4_1"; a directory's name as it is.
+std::string cache_name_of(const std::string& source) {
+    std::string name = basename_of(source);
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
+    return name;
+}
+
 } // namespace
 
 std::string split_dir_for(const std::string& dir, const GlobalOptions& global) {
     if (is_split_dir(dir)) return dir;
-    if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
-    if (!looks_like_hf_checkpoint(dir))
-        throw bad_input(dir, "holds neither manifest.json (a rabbit split) nor config.json (a Hugging Face model)");
-    const HfCheckpoint ck = open_hf_checkpoint(dir);
+    const HfCheckpoint ck = open_source(dir);
     const SplitPlan plan = plan_split(ck, DTypeChoice::automatic);
-    const std::string out = join_path(join_path(cache_root(), "splits"), basename_of(dir) + "-" + plan.fingerprint);
+    const std::string out = join_path(join_path(cache_root(), "splits"), cache_name_of(dir) + "-" + plan.fingerprint);
     // The fingerprint in the name covers the source files and the split options; a finished
     // split is used as it is (run_split would verify every unit again, reading it whole).
     if (is_split_dir(out)) {

@@ -20,7 +20,7 @@ const SourceTensor* HfCheckpoint::find(const std::string& name) const {
 
 std::string HfCheckpoint::shard_path(uint32_t shard) const { return join_path(dir, shards.at(shard).file); }
 
-std::string HfCheckpoint::config_path() const { return join_path(dir, "config.json"); }
+std::string HfCheckpoint::config_path() const { return from_gguf() ? gguf_file : join_path(dir, "config.json"); }
 
 const std::vector<std::string>& hf_companion_files() {
     static const std::vector<std::string> files = {

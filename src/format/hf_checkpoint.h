@@ -35,6 +35,9 @@ struct SourceTensor {
     uint32_t shard = 0;  // index into HfCheckpoint::shards
     uint64_t offset = 0; // absolute byte offset in the shard file
     uint64_t nbytes = 0;
+    // > 0: the rows are in llama.cpp's rotary order for this many heads (a GGUF's q and k of
+    // a llama model), which the split plan undoes row by row.
+    uint32_t permuted_heads = 0;
 };
 
 struct HfCheckpoint {
@@ -44,6 +47,12 @@ struct HfCheckpoint {
     std::vector<SourceShard> shards;
     std::map<std::string, SourceTensor> tensors;   // by name, aliases included
     std::map<std::string, std::string> aliases;    // alias -> stored name
+    // A GGUF model (format/gguf_import.h): its first file, where config_text was made from
+    // the metadata, and the companion files made from it rather than copied (name, text).
+    std::string gguf_file;
+    std::vector<std::pair<std::string, std::string>> made_files;
+
+    bool from_gguf() const { return !gguf_file.empty(); }
 
     const SourceTensor* find(const std::string& name) const;
     std::string shard_path(uint32_t shard) const;

@@ -117,6 +117,59 @@ DType matrix_dtype(DTypeChoice choice, bool any_half, const std::set<DType>& src
     return DType::f32;
 }
 
+// The byte ranges of one source tensor, in Hugging Face row order. A GGUF's q and k rows of a
+// llama model are stored per head as interleaved pairs (llama.cpp's converter: GGUF row
+// 2i + s of a head holds Hugging Face row s * head_dim/2 + i); they come back one whole row
+// at a time, so a quantized row moves with its blocks intact.
+void add_source_pieces(const SourceTensor& t, std::vector<SourcePiece>& pieces) {
+    if (t.permuted_heads == 0) {
+        pieces.push_back({t.name, t.shard, t.offset, t.nbytes, t.dtype});
+        return;
+    }
+    const uint64_t rows = t.shape.at(0), row_bytes = t.nbytes / rows;
+    const uint64_t head_dim = rows / t.permuted_heads, half = head_dim / 2;
+    for (uint64_t h = 0; h < t.permuted_heads; ++h)
+        for (uint64_t s = 0; s < 2; ++s)
+            for (uint64_t i = 0; i < half; ++i) {
+                const uint64_t from = h * head_dim + 2 * i + s;
+                pieces.push_back({t.name, t.shard, t.offset + from * row_bytes, row_bytes, t.dtype});
+            }
+}
+
+// A stacked matrix (qkv, gate_up) whose sources keep quantized types that differ (a Q4_K_M
+// GGUF's q and k in Q4_K, v in Q6_K) is stored as its parts, each in its own type: the
+// engines read "q", "k", "v" (or "gate", "up") where "qkv" is absent.
+bool keeps_apart(const TensorSpec& ts, DTypeChoice choice, const std::set<DType>& src_types) {
+    if (ts.vector || ts.sources.size() < 2 || src_types.size() < 2 || choice != DTypeChoice::keep) return false;
+    return std::any_of(src_types.begin(), src_types.end(), [](DType t) { return is_quant_dtype(t); });
+}
+
+void add_parts_apart(const HfCheckpoint& ck, const TensorSpec& ts, std::vector<UnitTensor>& out,
+                     std::vector<std::vector<SourcePiece>>& unit_pieces, std::set<DType>& matrix_dtypes) {
+    static const std::vector<std::string> qkv = {"q", "k", "v"}, gate_up = {"gate", "up"};
+    const std::vector<std::string>& names = ts.name == "qkv" ? qkv : gate_up;
+    RABBIT_CHECK((ts.name == "qkv" || ts.name == "gate_up") && names.size() == ts.sources.size(),
+                 "no part names for stacked tensor " + ts.name);
+    for (size_t i = 0; i < ts.sources.size(); ++i) {
+        const SourceTensor* t = ck.find(ts.sources[i]);
+        std::vector<SourcePiece> pieces;
+        add_source_pieces(*t, pieces);
+        out.push_back({names[i], t->dtype, {ts.source_rows[i], ts.shape[1]}, 0, 0});
+        matrix_dtypes.insert(t->dtype);
+        unit_pieces.push_back(std::move(pieces));
+    }
+}
+
+// A quantized source is copied as it is: rabbit does not dequantize while splitting.
+void check_conversion(const HfCheckpoint& ck, const std::vector<SourcePiece>& pieces, DType dt) {
+    for (const auto& p : pieces)
+        if (is_quant_dtype(p.dtype) && p.dtype != dt)
+            throw unsupported(ck.shard_path(p.shard), "tensor '" + p.name + "' is " + dtype_safetensors_name(p.dtype) +
+                                                          "; a split keeps quantized tensors as they are "
+                                                          "(--dtype auto or keep), it does not convert them to " +
+                                                          dtype_name(dt));
+}
+
 // One unit: where its tensors' pieces come from, their stored dtypes (each matrix's added to
 // matrix_dtypes) and the unit file's layout.
 PlannedUnit plan_unit(const HfCheckpoint& ck, const UnitSpec& spec, const std::string& embed_source, DTypeChoice choice,
@@ -133,15 +186,20 @@ PlannedUnit plan_unit(const HfCheckpoint& ck, const UnitSpec& spec, const std::s
         for (const auto& src : ts.sources) {
             const std::string& name = ts.name == "embed" ? embed_source : src;
             const SourceTensor* t = ck.find(name);
-            pieces.push_back({name, t->shard, t->offset, t->nbytes, t->dtype});
+            add_source_pieces(*t, pieces);
             src_types.insert(t->dtype);
             shards.insert(t->shard);
+        }
+        if (keeps_apart(ts, choice, src_types)) {
+            add_parts_apart(ck, ts, out, pu.pieces, matrix_dtypes);
+            continue;
         }
         DType dt = DType::f32; // vectors (norm weights, biases) are always f32: tiny, and exact
         if (!ts.vector) {
             dt = matrix_dtype(choice, any_half, src_types);
             matrix_dtypes.insert(dt);
         }
+        check_conversion(ck, pieces, dt);
         out.push_back({ts.name, dt, ts.shape, 0, 0});
         pu.pieces.push_back(std::move(pieces));
     }
@@ -165,8 +223,10 @@ SplitPlan plan_split(const HfCheckpoint& ck, DTypeChoice choice) {
     const bool any_half = check_sources(ck, c, specs, embed_source, tensors_file, used);
     check_no_extra_tensors(ck, c, used);
 
+    // A GGUF's tensors stay in their types: quantized ones are never converted by default.
+    const DTypeChoice stored = ck.from_gguf() && choice == DTypeChoice::automatic ? DTypeChoice::keep : choice;
     std::set<DType> matrix_dtypes;
-    for (const auto& spec : specs) plan.units.push_back(plan_unit(ck, spec, embed_source, choice, any_half, matrix_dtypes));
+    for (const auto& spec : specs) plan.units.push_back(plan_unit(ck, spec, embed_source, stored, any_half, matrix_dtypes));
     plan.dtype = matrix_dtypes.size() == 1 ? dtype_name(*matrix_dtypes.begin()) : "mixed";
     plan.fingerprint = fingerprint(ck, choice);
     return plan;

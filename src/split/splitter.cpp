@@ -7,6 +7,8 @@
 #include "common/interrupt.h"
 #include "common/timing.h"
 #include "common/units.h"
+#include "format/gguf.h"
+#include "format/gguf_import.h"
 #include "format/manifest.h"
 #include "format/split_model.h"
 #include "split/journal.h"
@@ -79,6 +81,17 @@ private:
     std::vector<std::unique_ptr<InputFile>> files_;
 };
 
+// Copies a piece's bytes unchanged, a buffer at a time.
+template <typename Emit>
+void copy_piece(const InputFile& in, const SourcePiece& piece, std::vector<uint8_t>& buf, Emit& emit) {
+    for (uint64_t b = 0; b < piece.nbytes; b += buf.size()) {
+        throw_if_interrupted();
+        const size_t m = size_t(std::min<uint64_t>(buf.size(), piece.nbytes - b));
+        in.read_at(buf.data(), m, piece.offset + b);
+        emit(buf.data(), m);
+    }
+}
+
 // Writes one unit file and returns the XXH3-64 of everything written.
 uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders& src, std::vector<uint8_t>& in_buf,
                     std::vector<uint8_t>& out_buf, SplitProgress& progress) {
@@ -111,10 +124,14 @@ uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders
     for (size_t i = 0; i < pu.layout.tensors.size(); ++i) {
         const UnitTensor& t = pu.layout.tensors[i];
         pad_to(t.offset);
-        const size_t out_el = dtype_size(t.dtype);
         for (const SourcePiece& piece : pu.pieces[i]) {
             const InputFile& in = src.get(piece.shard);
-            const size_t in_el = dtype_size(piece.dtype);
+            if (piece.dtype == t.dtype) { // a copy, by bytes: a quantized type has no element size
+                copy_piece(in, piece, in_buf, emit);
+                pos += piece.nbytes;
+                continue;
+            }
+            const size_t in_el = dtype_size(piece.dtype), out_el = dtype_size(t.dtype);
             const uint64_t n_el = piece.nbytes / in_el;
             const uint64_t chunk_el = in_buf.size() / std::max(in_el, out_el);
             for (uint64_t e = 0; e < n_el; e += chunk_el) {
@@ -165,6 +182,12 @@ struct Companion {
 
 std::vector<Companion> companions_of(const HfCheckpoint& ck) {
     std::vector<Companion> out;
+    if (ck.from_gguf()) { // made from the metadata: nothing beside the GGUF is the model's
+        out.push_back({"config.json", "", ck.config_text});
+        if (ck.generation_text) out.push_back({"generation_config.json", "", *ck.generation_text});
+        for (const auto& [name, text] : ck.made_files) out.push_back({name, "", text});
+        return out;
+    }
     for (const auto& name : hf_companion_files()) {
         if (name == "config.json") {
             out.push_back({name, "", ck.config_text});
@@ -289,7 +312,8 @@ private:
         // Shards an earlier --delete-original run removed: the journal knows while a split
         // runs, the manifest once it is done.
         deleted_ = journal_ ? journal_->deleted : manifest_ ? manifest_->deleted_sources : std::vector<DeletedShard>{};
-        ck_ = open_hf_checkpoint(opt_.model_dir, deleted_);
+        ck_ = looks_like_gguf(opt_.model_dir) ? open_gguf_checkpoint(opt_.model_dir)
+                                              : open_hf_checkpoint(opt_.model_dir, deleted_);
         plan_ = plan_split(ck_, opt_.dtype);
         for (const auto& note : plan_.notes) spdlog::debug("{}", note);
         companions_ = companions_of(ck_);
@@ -298,7 +322,7 @@ private:
         result_.dtype = plan_.dtype;
         done_.assign(plan_.units.size(), false);
         users_.assign(ck_.shards.size(), 0);
-        if (!path_exists(join_path(opt_.model_dir, "tokenizer.json")) &&
+        if (!ck_.from_gguf() && !path_exists(join_path(opt_.model_dir, "tokenizer.json")) &&
             !path_exists(join_path(opt_.model_dir, "tokenizer.model")))
             spdlog::warn("{} has no tokenizer (tokenizer.json or tokenizer.model): the split can be inspected and "
                          "benchmarked, but `rabbit run` will have no tokenizer for text",
@@ -477,8 +501,12 @@ private:
 void check_arguments(const SplitOptions& opt) {
     const std::string& out = opt.out_dir;
     if (path_exists(out) && !is_directory(out)) throw output_error(out, "exists and is not a directory");
-    if (!is_directory(opt.model_dir))
-        throw bad_input(opt.model_dir, path_exists(opt.model_dir) ? "is not a directory" : "no such directory");
+    if (looks_like_gguf(opt.model_dir)) {
+        if (opt.delete_original) throw Error(ExitCode::usage, "--delete-original is for Hugging Face directories, not GGUF files");
+    } else if (!is_directory(opt.model_dir)) {
+        throw bad_input(opt.model_dir, path_exists(opt.model_dir) ? "is not a directory (nor a .gguf file)"
+                                        : ends_with(opt.model_dir, ".gguf") ? "no such file" : "no such directory");
+    }
     if (same_file(out, opt.model_dir)) throw Error(ExitCode::usage, "the output directory must differ from MODEL_DIR");
     if (opt.delete_original && ::access(opt.model_dir.c_str(), W_OK) != 0)
         throw output_error(opt.model_dir, "--delete-original must remove files here, but the directory is not writable");

@@ -5,6 +5,8 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/simd.h"
 
+#include "common/quant.h"
+
 #include <cstring>
 #include <vector>
 
@@ -126,6 +128,7 @@ void widen_row(const Matrix& w, uint64_t r, float* out) {
         std::memcpy(out, row, n * 4);
         return;
     }
+    if (is_quant_dtype(w.dtype)) return dequantize(w.dtype, row, out, n);
 #ifdef RABBIT_X86
     if (cpu_isa() >= Isa::avx2) return widen_avx2(row, w.dtype, out, n);
 #endif

@@ -62,6 +62,15 @@ Isa cpu_isa() {
     return isa;
 }
 
+bool cpu_vnni() {
+#ifdef RABBIT_X86
+    static const bool vnni = cpu_isa() >= Isa::avx512 && cpuid_bit(7, 0, Reg::ecx, 11); // AVX512_VNNI
+    return vnni;
+#else
+    return false;
+#endif
+}
+
 const char* isa_name(Isa isa) {
     switch (isa) {
     case Isa::portable: return "portable";

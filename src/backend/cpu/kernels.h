@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CPU backend's kernels. Activations are f32; weights f32, bf16 or f16, widened on the fly.
+// The CPU backend's kernels. Activations are f32; weights f32, bf16 or f16, widened on the fly,
+// or block-quantized (q8_0 .. q6_k), multiplied in integers with activations quantized to
+// 8-bit blocks (qkernels.h).
 // The inner loops use AVX-512 or AVX2/FMA/F16C where the processor has them (checked at run
 // time) and portable loops elsewhere. They are the CPU backend, not a reference: both
 // backends' kernels are tested against the plain loops of tests/reference.h, and the CPU
 // engine's whole output is what the CUDA engine's is compared with.
 //
 // Defined by concern: isa.cpp (cpu_isa, isa_name), matmul.cpp (matmul,
-// matmul_rounds_activations), dot.cpp (dot_f32, widen_row), attention.cpp (attention_scores,
+// matmul_rounds_activations), qmatmul.cpp, act_quant.cpp, qdot.cpp, qdot_x86.cpp (the
+// quantized products), dot.cpp (dot_f32, widen_row), attention.cpp (attention_scores,
 // attention_values), ops.cpp (rmsnorm, swiglu, softmax, rope); simd.h holds the vector helpers
 // they share.
 #pragma once
@@ -25,11 +28,15 @@ class ThreadPool;
 // (portable, avx2, avx512) for tests and comparisons.
 enum class Isa { portable, avx2, avx512, avx512bf16 };
 Isa cpu_isa();
+// Whether the processor has AVX512_VNNI (8-bit dot products, vpdpbusd) and cpu_isa() allows
+// AVX-512: the fastest path of quantized products.
+bool cpu_vnni();
 const char* isa_name(Isa isa);
 
-// Whether matmul rounds the activations to bf16 for this weight and token count: bf16 weights
-// on a processor with AVX512_BF16, which multiplies bf16 pairs directly (as a bf16 model
-// computes in transformers), at twice the rate or more. Otherwise activations stay f32.
+// Whether matmul rounds the activations for this weight and token count: to bf16 for bf16
+// weights on a processor with AVX512_BF16, which multiplies bf16 pairs directly (as a bf16
+// model computes in transformers), at twice the rate or more; to 8-bit blocks for quantized
+// weights (as llama.cpp does; docs/ARCHITECTURE.md gives the error). Otherwise they stay f32.
 bool matmul_rounds_activations(const Matrix& w, size_t tokens);
 
 // y[t, r] = sum_k x[t, k] * w[r, k] + bias[r]
@@ -68,7 +75,8 @@ void attention_scores(const float* q, const float* k_blocks, size_t head_dim, si
 // out = sum over j in [first, end) of p[j] * value j.   out [head_dim]
 void attention_values(const float* p, const float* v, size_t head_dim, size_t first, size_t end, float* out);
 
-// Row r of a weight matrix as f32.  out [w.cols]
+// Row r of a weight matrix as f32 (a quantized row through common/quant.h's dequantize).
+//   out [w.cols]
 void widen_row(const Matrix& w, uint64_t r, float* out);
 
 } // namespace rabbit

@@ -5,6 +5,7 @@
 // the activations rounded to bf16.
 #include "backend/cpu/dot.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/qkernels.h"
 #include "backend/cpu/simd.h"
 
 #include "common/error.h"
@@ -293,12 +294,13 @@ void matmul_rows(ThreadPool& pool, const float* x, size_t tokens, const Matrix& 
 } // namespace
 
 bool matmul_rounds_activations(const Matrix& w, size_t) {
-    return w.dtype == DType::bf16 && cpu_isa() == Isa::avx512bf16;
+    return is_quant_dtype(w.dtype) || (w.dtype == DType::bf16 && cpu_isa() == Isa::avx512bf16);
 }
 
 void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y, size_t ldy) {
     if (ldy == 0) ldy = size_t(w.rows);
     RABBIT_CHECK(is_weight_dtype(w.dtype), "matmul on a non-weight dtype");
+    if (is_quant_dtype(w.dtype)) return cpu::qmatmul(pool, x, tokens, w, bias, y, ldy, cpu::best_qpath());
     const Isa isa = cpu_isa();
 #ifdef RABBIT_X86
     if (tokens == 1 && matmul_rounds_activations(w, tokens)) return decode_bf16(pool, x, w, bias, y);

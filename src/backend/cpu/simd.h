@@ -30,6 +30,7 @@
 #define RABBIT_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define RABBIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define RABBIT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+#define RABBIT_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define RABBIT_INLINE __attribute__((always_inline)) inline
 
 namespace rabbit::simd {

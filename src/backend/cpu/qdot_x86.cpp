@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+// qdot_x86.inc compiled for AVX2 and for AVX-512 VNNI: the vector paths of the quantized
+// products (qkernels.h).
+#include "backend/cpu/qkernels.h"
+#include "backend/cpu/simd.h"
+
+#include "common/error.h"
+#include "common/quant.h"
+
+#include <cstring>
+#include <string>
+
+namespace rabbit::cpu {
+
+#ifdef RABBIT_X86
+namespace avx2 {
+#define QTARGET RABBIT_AVX2
+#define QVNNI 0
+#define QTILE k_qtile_avx2
+#include "backend/cpu/qdot_x86.inc"
+#undef QTARGET
+#undef QVNNI
+#undef QTILE
+} // namespace avx2
+
+namespace vnni {
+#define QTARGET RABBIT_AVX512VNNI
+#define QVNNI 1
+#define QTILE k_qtile_vnni
+#include "backend/cpu/qdot_x86.inc"
+#undef QTARGET
+#undef QVNNI
+#undef QTILE
+} // namespace vnni
+
+void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
+    avx2::dot_tokens(t, wrow, cols, xq, xstride, nt, out);
+}
+
+void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
+    vnni::dot_tokens(t, wrow, cols, xq, xstride, nt, out);
+}
+#else
+// No vector paths off x86: best_qpath() never names them.
+void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
+    qdot_portable(t, wrow, cols, xq, xstride, nt, out);
+}
+void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
+    qdot_portable(t, wrow, cols, xq, xstride, nt, out);
+}
+#endif
+
+} // namespace rabbit::cpu
