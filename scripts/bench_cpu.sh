@@ -7,7 +7,7 @@
 #       by llama-quantize from the F32 conversion of a ~0.5B Qwen2.5-like model whose rows
 #       are 256-aligned for the k-quants (qwen2.5-0.5b with hidden 1024, intermediate 4096,
 #       16 heads; 24 layers; tied vocabulary of 151936); with the weight bytes each decoded
-#       token reads and the rate that makes.
+#       token reads and the rate that makes. GGUF_LAYERS=N makes fewer layers (a quick check).
 # Environment: THREADS (default: all cores), PROMPT_LEN (128), GEN (32), DTYPE (bf16),
 # RABBIT_BENCH_DIR (models; default ~/.cache/rabbit/bench), RABBIT_PEERS (llama.cpp build;
 # default ~/.cache/rabbit/peers).
@@ -61,10 +61,11 @@ fi
 
 # The model: a Hugging Face checkpoint, its rabbit split and its GGUF conversion.
 if [ "$mode" = gguf ]; then
-  model=$work/qwen2.5-0.5b-aligned-f32
+  layers=${GGUF_LAYERS:-24} # fewer for a quick check of the script itself
+  model=$work/qwen2.5-0.5b-aligned-$layers-f32
   if [ ! -f "$model/config.json" ]; then
     "$genmodel" --preset qwen2.5-0.5b --hidden 1024 --intermediate 4096 --heads 16 --kv-heads 2 --tied \
-      --dtype f32 --tokenizer "$tokenizer" -o "$model" >&2
+      --layers "$layers" --dtype f32 --tokenizer "$tokenizer" -o "$model" >&2
   fi
 else
   model=$work/$preset-$dtype
@@ -156,6 +157,6 @@ for t in ${GGUF_TYPES:-Q8_0 Q4_0 Q4_K_M}; do
     "$quantize" "$model.gguf" "$f.tmp" "$t" "$threads" >"$work/quantize-$t.log" 2>&1
     mv "$f.tmp" "$f"
   fi
-  bench_pair "$f" "$f" "qwen2.5-0.5b-like (256-aligned rows) $t GGUF"
+  bench_pair "$f" "$f" "qwen2.5-0.5b-like (256-aligned rows, $layers layers) $t GGUF"
   echo
 done

@@ -59,20 +59,21 @@ if [ ! -f "$f32gguf" ]; then
   mv "$f32gguf.part" "$f32gguf"
 fi
 
-# MODEL: `rabbit perplexity --json`'s line.
+# MODEL: `rabbit perplexity --json`'s line, or null when it fails (its error on stderr).
 score() {
-  "$rabbit" -q perplexity -m "$1" -f "$text" --ctx "$ctx" --device cpu --json
+  "$rabbit" -q perplexity -m "$1" -f "$text" --ctx "$ctx" --device cpu --json || echo null
 }
 
 results=$work/results.jsonl
 : >"$results"
-printf '{"name": "f32 split", "r": %s}\n' "$(score "$hf")" >>"$results"
+printf '{"name": "float32 checkpoint", "r": %s}\n' "$(score "$hf")" >>"$results"
 printf '{"name": "original Q4_1 GGUF", "r": %s}\n' "$(score "$gguf")" >>"$results"
 for t in "${types[@]}"; do
   split=$work/split-$t
   if [ ! -f "$split/manifest.json" ]; then
     rm -rf "$split"
-    "$rabbit" -q split "$hf" --dtype "$t" -o "$split"
+    # A type this rabbit cannot write leaves its row without rabbit's column, and fails it.
+    "$rabbit" -q split "$hf" --dtype "$t" -o "$split" || rm -rf "$split"
   fi
   read -r ltype lflags <<<"$(llama_type "$t")"
   lg=$work/llama-$t.gguf
@@ -82,9 +83,13 @@ for t in "${types[@]}"; do
       die "llama-quantize $ltype failed: see $work/quantize-$t.log" 1
     mv "$lg.part" "$lg"
   fi
+  r=null rb=0
+  if [ -f "$split/manifest.json" ]; then
+    r=$(score "$split")
+    rb=$(du -sb "$split" | cut -f1)
+  fi
   printf '{"name": "%s", "type": "%s", "rabbit": %s, "llama": %s, "rabbit_bytes": %s, "llama_bytes": %s}\n' \
-    "$t" "$ltype $lflags" "$(score "$split")" "$(score "$lg")" "$(du -sb "$split" | cut -f1)" \
-    "$(stat -c %s "$lg")" >>"$results"
+    "$t" "$ltype $lflags" "$r" "$(score "$lg")" "$rb" "$(stat -c %s "$lg")" >>"$results"
 done
 
 "$py" - "$results" "$text" "$ctx" <<'EOF'
@@ -93,14 +98,22 @@ path, text, ctx = sys.argv[1:]
 rows = [json.loads(l) for l in open(path) if l.strip()]
 print(f"perplexity of SmolLM2-135M-Instruct on {text} (rabbit perplexity --ctx {ctx})")
 for r in rows:
-    if "r" in r:
+    if "r" in r and r["r"]:
         print(f"  {r['name']:24} {r['r']['perplexity']:10.4f}   ({r['r']['tokens']} tokens)")
 print(f"{'type':8} {'llama-quantize':16} {'rabbit split':>12} {'llama.cpp':>10} {'ratio':>8} {'MiB r/l':>13}  within 1%")
 bad = 0
 for r in rows:
     if "rabbit" not in r:
         continue
-    a, b = r["rabbit"]["perplexity"], r["llama"]["perplexity"]
+    if r["rabbit"] is None or r["llama"] is None:
+        bad += 1
+        cells = [f"{x['perplexity']:.4f}" if x else "-" for x in (r["rabbit"], r["llama"])]
+        print(f"{r['name']:8} {r['type']:16} {cells[0]:>12} {cells[1]:>10} {'-':>8} {'':13}  NO ("
+              + ("rabbit split --dtype failed" if r["rabbit"] is None else "rabbit perplexity failed on llama.cpp's file")
+              + ")")
+        continue
+    b = r["llama"]["perplexity"]
+    a = r["rabbit"]["perplexity"]
     same_tokens = r["rabbit"]["text_tokens"] == r["llama"]["text_tokens"]
     ok = abs(a / b - 1) <= 0.01 and same_tokens
     bad += not ok
