@@ -21,18 +21,19 @@ share of rows whose top token agrees, and whether the prompt's tokenization agre
 file named by --require-greedy). Random-weight models have near ties among their top logits,
 so that their greedy paths may part legitimately; a trained model's should not.
 
-The tolerance is relative to the RMS of the reference logits:
+The criterion is the RMS of the logit differences over every row, as a share of the RMS of
+the reference logits (the largest difference is reported beside it: over ~10^6 logits it
+sits 4 to 5 RMS errors out, too much at the mercy of one tail to be the test). Tolerances:
   F32 and F16 weights: rabbit widens them to f32 and computes in f32, so only the order of the
-    f32 sums differs from transformers: 1e-3.
+    f32 sums differs from transformers: 1e-4.
   quantized weights (and BF16 on a processor with AVX512_BF16): rabbit, like llama.cpp,
     rounds each product's input activations, to 8 bits per block of 32 (256 for the k-quants;
     bf16 for BF16 weights). docs/ARCHITECTURE.md measures what one rounding costs: a relative
     RMS error of the product of 0.4 % (blocks of 32) to 1.7 % (SwiGLU outputs in 256-blocks),
-    tools/qbench/q8_error.py on SmolLM2's real activations. An estimate, not a bound: taking
-    ~1 % a layer's worth of products, independent from layer to layer, the logits' relative
-    RMS error grows as 1 % * sqrt(L / 2) over L layers (the residual stream carries the first
-    layers' errors on, diluted), and the largest of the ~10^6 logits compared sits about 3
-    RMS errors out: 3 % * sqrt(L / 2), capped at 15 %. docs/BENCHMARKS.md has the measured
+    tools/qbench/q8_error.py on SmolLM2's real activations. An estimate, not a bound: with up
+    to 2 % from the products of the first layers, and errors independent from layer to layer
+    that the residual stream carries on, the logits' relative RMS error grows as
+    2 % * sqrt(L / 2) over L layers, capped at 10 %. docs/BENCHMARKS.md has the measured
     values beside it.
 
 `--save-f32 DIR` writes the dequantized model as a float32 Hugging Face checkpoint
@@ -111,7 +112,7 @@ def compare(path, rabbit, prompt, steps):
     while same < steps and r_greedy[same] == h_greedy[same]:
         same += 1
     rounded = any(t not in EXACT_TYPES for t in types)
-    tol = min(0.15, 0.03 * math.sqrt(max(layers, 2) / 2)) if rounded else 1e-3
+    tol = min(0.10, 0.02 * math.sqrt(max(layers, 2) / 2)) if rounded else 1e-4
     return {
         "file": path, "arch": arch, "layers": layers, "types": types,
         "prompt_ids": ids, "hf_prompt_ids": hf_ids, "tokenization_equal": ids == hf_ids,
@@ -163,9 +164,10 @@ def save_f32(path, out):
 
 
 def line(r, steps, ok):
-    return (f"{os.path.basename(r['file']):28} {'yes' if r['greedy_equal'] else 'no':>5} {r['greedy_same_prefix']:>3}/{steps:<3}"
-            f" {r['max_abs_dlogit']:10.4g} {r['logit_rms']:8.3g} {100 * r['rel_max']:8.3g}% {100 * r['tolerance_rel']:6.3g}%"
-            f" {100 * r['top1_agree']:6.0f}% {'equal' if r['tokenization_equal'] else 'DIFFER':>7}  {'ok' if ok else 'FAIL'}")
+    return (f"{os.path.basename(r['file']):32} {'yes' if r['greedy_equal'] else 'no':>5} {r['greedy_same_prefix']:>3}/{steps:<3}"
+            f" {r['max_abs_dlogit']:9.3g} {r['logit_rms']:7.3g} {100 * r['rel_max']:8.3g}% {100 * r['rel_rms']:8.3g}%"
+            f" {100 * r['tolerance_rel']:6.3g}% {100 * r['top1_agree']:6.0f}% {'equal' if r['tokenization_equal'] else 'DIFFER':>7}"
+            f"  {'ok' if ok else 'FAIL'}")
 
 
 def main():
@@ -183,7 +185,8 @@ def main():
     if args.save_f32:
         save_f32(args.gguf[0], args.save_f32)
         return 0
-    print(f"{'file':28} {'greedy':>5} {'same':>7} {'max|dlog|':>10} {'rms':>8} {'rel':>9} {'tol':>7} {'top-1':>7} {'prompt':>7}")
+    print(f"{'file':32} {'greedy':>5} {'same':>7} {'max|dlog|':>9} {'ref rms':>7} {'max/rms':>9} {'rms/rms':>9} {'tol':>7}"
+          f" {'top-1':>7} {'prompt':>7}")
     failed = 0
     out = open(args.json, "w") if args.json else None
     for path in args.gguf:
@@ -191,15 +194,16 @@ def main():
             r = compare(path, args.rabbit, args.prompt, args.steps)
         except (subprocess.CalledProcessError, SystemExit, Exception) as e:  # one row per file, whatever fails
             msg = e.stderr.strip().splitlines()[-1] if getattr(e, "stderr", None) else str(e).splitlines()[0]
-            print(f"{os.path.basename(path):28} FAIL: {msg}")
+            print(f"{os.path.basename(path):32} FAIL: {msg}", flush=True)
             failed += 1
             continue
         must = "all" in args.require_greedy or any(os.path.samefile(path, f) for f in args.require_greedy)
-        ok = r["rel_max"] <= r["tolerance_rel"] and (r["greedy_equal"] or not must)
+        ok = r["rel_rms"] <= r["tolerance_rel"] and (r["greedy_equal"] or not must)
         failed += not ok
         print(line(r, args.steps, ok), flush=True)
         if out:
             out.write(json.dumps(r) + "\n")
+            out.flush()
     return 1 if failed else 0
 
 
