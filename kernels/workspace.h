@@ -16,6 +16,11 @@ constexpr size_t k_cublas_workspace = 32ull << 20;
 // launch_attention: the partial results of positions split across blocks.
 constexpr size_t k_attention_workspace = 16ull << 20;
 
+// Prefill with quantized weights: tiles of a matrix's rows dequantized to the compute type for
+// cuBLAS (backend/cuda/gemm.cpp's weight_product): 16 Mi 16-bit elements, over a thousand
+// rows of the widest matrices, enough for cuBLAS's efficient tile shapes.
+constexpr size_t k_dequant_workspace = 32ull << 20;
+
 // launch_argmax and launch_topk.
 constexpr int k_topk_max = 256;        // the most candidates launch_topk returns
 constexpr int k_topk_chunk = 4096;     // keys a block sorts in shared memory at once

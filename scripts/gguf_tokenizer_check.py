@@ -44,9 +44,16 @@ def convert(hf_dir, work):
         if name.endswith(".json") or name == "tokenizer.model":
             shutil.copy(os.path.join(hf_dir, name), src)
     if not os.path.exists(os.path.join(src, "config.json")):
-        n = len(json.load(open(os.path.join(src, "tokenizer.json"), encoding="utf-8"))["model"]["vocab"])
+        if os.path.exists(os.path.join(src, "tokenizer.model")):  # SentencePiece: a Llama
+            import sentencepiece
+            sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(src, "tokenizer.model"))
+            config = dict(QWEN3_CONFIG, architectures=["LlamaForCausalLM"], model_type="llama",
+                          vocab_size=sp.vocab_size(), bos_token_id=sp.bos_id(), eos_token_id=sp.eos_id())
+        else:
+            n = len(json.load(open(os.path.join(src, "tokenizer.json"), encoding="utf-8"))["model"]["vocab"])
+            config = dict(QWEN3_CONFIG, vocab_size=n + 293)  # Qwen3 pads to 151936
         with open(os.path.join(src, "config.json"), "w") as f:
-            json.dump(dict(QWEN3_CONFIG, vocab_size=n + 293), f)  # Qwen3 pads to 151936
+            json.dump(config, f)
     out = os.path.join(work, "vocab.gguf")
     env = dict(os.environ, PYTHONPATH=os.path.join(LLAMA_CPP, "gguf-py"))
     subprocess.run([sys.executable, os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), src, "--vocab-only",
@@ -73,6 +80,27 @@ def read_vocab(path):
     return v
 
 
+def vocab_from_json(directory, pre):
+    """A byte-level tokenizer.json as a gpt2 GGUF vocab would hold it, for the pre types the
+    converter has no tokenizer here to recognise (its hash list names real models only)."""
+    d = json.load(open(os.path.join(directory, "tokenizer.json"), encoding="utf-8"))
+    by_id = {i: t for t, i in d["model"]["vocab"].items()}
+    types = {}
+    for a in d.get("added_tokens", []):
+        by_id[a["id"]] = a["content"]
+        types[a["id"]] = 3 if a["special"] else 4
+    n = max(by_id) + 1
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n)]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in d["model"]["merges"]]
+    bos = None
+    post = json.dumps(d.get("post_processor"))
+    for i, t in by_id.items():
+        if types.get(i) == 3 and json.dumps(t) in post:
+            bos = i
+    return {"model": "gpt2", "pre": pre, "tokens": tokens, "token_type": [types.get(i, 1) for i in range(n)],
+            "merges": merges, "bos": bos, "add_bos": bos is not None}
+
+
 def rabbit_lines(rabbit, model_dir, lines, *flags):
     p = subprocess.run([rabbit, "tokenize", "-m", model_dir, *flags], input="".join(l + "\n" for l in lines),
                        capture_output=True, text=True, check=True)
@@ -92,6 +120,9 @@ def main():
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--gguf", help="a GGUF file")
     src.add_argument("--convert", help="a Hugging Face tokenizer directory to make a vocab-only GGUF of")
+    src.add_argument("--from-json", help="a byte-level tokenizer.json directory, read as a gpt2 vocab with --pre")
+    ap.add_argument("--pre", default="gpt-2", help="with --from-json: the tokenizer.ggml.pre to give it")
+    ap.add_argument("--ref", help="reference ids (a *.ref.jsonl of tests/data/tokenizer: ids, special_ids, decoded)")
     ap.add_argument("--original", help="the original Hugging Face tokenizer directory")
     ap.add_argument("--no-transformers", action="store_true", help="skip transformers' GGUF tokenizer")
     ap.add_argument("--strict-transformers", action="store_true", help="count transformers' differences too")
@@ -106,8 +137,9 @@ def main():
     rabbit = os.path.join(a.build, "rabbit")
     work = tempfile.mkdtemp(prefix="gguf-tok-")
     try:
-        path = a.gguf or convert(a.convert, work)
-        vocab = read_vocab(path)
+        path = a.gguf or (convert(a.convert, work) if a.convert else None)
+        vocab = read_vocab(path) if path else vocab_from_json(a.from_json, a.pre)
+        path = path or a.from_json
         print(f"{path}: model {vocab['model']}, pre {vocab['pre']!r}, {len(vocab['tokens'])} tokens, "
               f"{len(vocab['merges'] or [])} merges, add_bos {vocab['add_bos']}")
         vocab_json = os.path.join(work, "vocab.json")
@@ -132,7 +164,17 @@ def main():
             compare("ids with special tokens", special, [orig.encode(t).ids for t in texts], texts, failures)
             decoded = rabbit_lines(rabbit, out, [json.dumps(w) for w in want], "--decode")
             compare("decoded", decoded, [orig.decode(w, skip_special_tokens=True) for w in want], texts, failures)
-        if not a.no_transformers:
+        if a.ref:
+            refs = [json.loads(l) for l in open(a.ref, encoding="utf-8")]
+            stride = len(texts) // len(refs)  # synthetic references hold every 4th corpus line
+            sub = texts[::stride][:len(refs)]
+            print(f"rabbit vs {a.ref} (every {stride} corpus line):")
+            compare("ids", plain[::stride], [r["ids"] for r in refs], sub, failures)
+            compare("ids with special tokens", special[::stride], [r["special_ids"] for r in refs], sub, failures)
+            decoded = rabbit_lines(rabbit, out, [json.dumps(r["ids"]) for r in refs], "--decode")
+            compare("decoded", decoded, [r["decoded"] for r in refs], sub, failures)
+        ref = None
+        if not a.no_transformers and a.from_json is None:
             from transformers import AutoTokenizer
             try:
                 ref = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(path)),

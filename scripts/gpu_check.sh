@@ -8,7 +8,7 @@
 #                                     ($ORIGIN rpath), with tinystories-656k, into gpu-bundle/
 #                                     (ignored by git; carry it)
 #   scripts/gpu_check.sh run [OUT]    there, in the repository's root, within 9 minutes (each step
-#                                     has a time limit; together they come to 8m25s at most):
+#                                     has a time limit; together they come to 8m45s at most):
 #                                     the [gpu] tests, the op table's kernel times, compute-sanitizer memcheck and racecheck on
 #                                     the kernel tests, the CPU-vs-CUDA greedy comparison, and
 #                                     rabbit bench on a Qwen2.5-14B-shaped model (4 layers) at a
@@ -101,7 +101,7 @@ run() {
   note ""
 
   # 1. Every [gpu] test case (the kernels, the engine against the CPU and the transformers
-  #    goldens, the streaming variants, sampling, budgets).
+  #    goldens, the streaming variants, sampling, budgets, the quantized kernels and engine).
   step gpu-tests 120 "$bin/rabbit_tests" "[gpu]" --durations yes
   note "  $(grep -E '^(All tests passed|test cases:)' "$out/gpu-tests.log" | tail -1)"
   local skipped
@@ -113,15 +113,18 @@ run() {
 
   # The op table's kernel times per case, from CUDA events (never asserted; for the record).
   step op-timing 40 env RABBIT_OPS_TIMING=1 "$bin/rabbit_tests" "[gpu][ops]"
+  # The quantized decode kernel's bandwidth on a 14336x4096 matrix (never asserted).
+  step quant-timing 20 env RABBIT_OPS_TIMING=1 "$bin/rabbit_tests" "[quant][timing]"
+  note "  $(grep -hoE '(q[0-9]_[0-9k]) 14336x4096, [0-9] tokens: [0-9.]+ us, [0-9.]+ GB/s' "$out/quant-timing.log" | tr '\n' ';')"
 
-  # 2. compute-sanitizer on the kernel tests: memcheck everywhere, racecheck on the kernels
-  #    that share memory between threads.
+  # 2. compute-sanitizer on the kernel tests: memcheck everywhere (the quantized matvec and
+  #    dequantization included), racecheck on the kernels that share memory between threads.
   export PATH=$PATH:/usr/local/cuda/bin
   if command -v compute-sanitizer >/dev/null; then
     step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/rabbit_tests" \
-      "gpu: rmsnorm*,gpu: qkv*,gpu: swiglu*,gpu: the embedding*,gpu: bf16*,gpu: gemm*,gpu: penalty*,gpu: argmax*,gpu: attention with a sliding window,gpu: attention reads*"
+      "gpu: rmsnorm*,gpu: qkv*,gpu: swiglu*,gpu: the embedding*,gpu: bf16*,gpu: gemm*,gpu: penalty*,gpu: argmax*,gpu: attention with a sliding window,gpu: attention reads*,quantized*,weight_product*"
     step racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 9 "$bin/rabbit_tests" \
-      "gpu: rmsnorm*,gpu: argmax*,gpu: attention with a sliding window"
+      "gpu: rmsnorm*,gpu: argmax*,gpu: attention with a sliding window,quantized launchers*"
     note "  $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/memcheck.log" "$out/racecheck.log" | tr '\n' ' ')"
   else
     note "- **compute-sanitizer**: not on this machine"

@@ -90,7 +90,7 @@ fi
 if want fuzz; then
   cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DRABBIT_FUZZ=ON \
     -DRABBIT_BUILD_TESTS=OFF -DRABBIT_CUDA=OFF -DRABBIT_FUZZ_SECONDS="${RABBIT_FUZZ_SECONDS:-60}"
-  cmake --build build-fuzz --target fuzz_safetensors fuzz_split_metadata fuzz_tokenizer -j"$jobs"
+  cmake --build build-fuzz --target fuzz_safetensors fuzz_split_metadata fuzz_tokenizer fuzz_gguf -j"$jobs"
   ctest --test-dir build-fuzz -L fuzz --output-on-failure
   stage_done "the fuzzers"
 fi

@@ -46,6 +46,16 @@ uint64_t weight_bytes(const SplitModel& model) {
     return n;
 }
 
+// The weights a decoded token reads (model/layout's streams_per_token): for a quantized split,
+// its quantized bytes.
+uint64_t bytes_per_token(const SplitModel& model) {
+    uint64_t n = 0;
+    const auto& units = model.manifest().units;
+    for (size_t i = 0; i < units.size(); ++i)
+        if (model.streams_per_token(i)) n += units[i].layout.data_size;
+    return n;
+}
+
 void token_json(JsonWriter& j, const RunFigures& f) {
     j.begin_object();
     j.member("wall", f.token.wall).member("disk", f.token.disk).member("host_copy", f.token.host_copy);
@@ -163,8 +173,9 @@ std::string config_label(const BenchConfig& b) {
 
 void print_header(const SplitModel& model, const Settings& s, const Rates& rates, const Describe& about) {
     const MachineInfo m = machine_info();
-    fmt::print("model: {} ({}, {} layers, {} of {} weights)\n", model.dir(), model.config().architecture,
-               unsigned(model.config().num_layers), format_bytes(weight_bytes(model)), model.manifest().dtype);
+    fmt::print("model: {} ({}, {} layers, {} of {} weights, {} read per decoded token)\n", model.dir(),
+               model.config().architecture, unsigned(model.config().num_layers), format_bytes(weight_bytes(model)),
+               model.manifest().dtype, format_bytes(bytes_per_token(model)));
     fmt::print("machine: {}, {} CPUs, {} memory, Linux {}{}{}{}{}; rabbit {} ({})\n", m.cpu, m.cpus, format_bytes(m.memory),
                m.kernel, about.gpu.empty() ? "" : "; GPU: ", about.gpu, about.versions.empty() ? "" : ", CUDA ",
                about.versions, RABBIT_VERSION, RABBIT_GIT_REV);
@@ -217,6 +228,7 @@ void write_json(const std::string& path, const SplitModel& model, const Settings
     j.key("model").begin_object();
     j.member("dir", model.dir()).member("arch", c.architecture).member("layers", uint64_t(c.num_layers));
     j.member("dtype", model.manifest().dtype).member("weight_bytes", weight_bytes(model));
+    j.member("bytes_per_token", bytes_per_token(model));
     j.end_object();
     j.key("settings").begin_object();
     j.member("prompt_len", uint64_t(s.prompt_len)).member("gen", uint64_t(s.gen)).member("repeat", uint64_t(s.repeat));

@@ -18,7 +18,9 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 #include <memory>
 
 namespace rabbit {
@@ -34,7 +36,39 @@ struct InspectedModel {
     std::vector<uint64_t> file_bytes; // per unit: what lies on disk
     bool tied = false;                // the embedding is lm_head (UnitRoles::tied)
     std::optional<GgufSummary> gguf;  // an unsplit GGUF: what the file holds
+    std::map<DType, uint64_t> matrix_bytes; // per stored matrix dtype: the bytes of its matrices
+    std::vector<std::string> fallbacks;     // an unsplit directory's quantized --dtype: matrices stored otherwise
+    struct Option {                         // an unsplit directory: what each --dtype would give
+        std::string choice, dtype;
+        uint64_t total_file = 0, per_token = 0;
+    };
+    std::vector<Option> options;
 };
+
+// The bytes of each matrix dtype (vectors, always f32, are left out).
+void count_matrix_bytes(const UnitLayout& layout, std::map<DType, uint64_t>& bytes) {
+    for (const auto& t : layout.tensors)
+        if (t.shape.size() == 2) bytes[t.dtype] += t.nbytes;
+}
+
+// What every --dtype would split the checkpoint into: a few header reads, nothing converted.
+std::vector<InspectedModel::Option> dtype_options(const HfCheckpoint& ck) {
+    std::vector<InspectedModel::Option> out;
+    for (const std::string& name : dtype_choice_names()) {
+        const DTypeChoice c = *parse_dtype_choice(name);
+        SplitPlan plan;
+        try {
+            plan = plan_split(ck, c);
+        } catch (const Error& e) { // a quantized GGUF converts to no other type
+            if (e.code() != ExitCode::unsupported) throw;
+            continue;
+        }
+        InspectedModel::Option o{name, plan.dtype, plan.total_bytes(), 0};
+        o.per_token = weight_bytes_per_token(plan_units(plan.units), plan.config.tie_word_embeddings);
+        out.push_back(o);
+    }
+    return out;
+}
 
 InspectedModel load(const std::string& dir, DTypeChoice dtype) {
     InspectedModel m;
@@ -47,6 +81,7 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
         m.units = plan_units(s.manifest().units);
         m.tied = s.roles().tied;
         for (const auto& u : s.manifest().units) m.file_bytes.push_back(u.size());
+        for (const auto& u : s.manifest().units) count_matrix_bytes(u.layout, m.matrix_bytes);
         return m;
     }
     const bool gguf = looks_like_gguf(dir);
@@ -61,12 +96,33 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
     m.units = plan_units(plan.units);
     m.tied = plan.config.tie_word_embeddings; // what the split's roles().tied will be
     for (const auto& u : plan.units) m.file_bytes.push_back(u.layout.file_size());
+    for (const auto& u : plan.units) count_matrix_bytes(u.layout, m.matrix_bytes);
+    m.fallbacks = plan.fallbacks;
+    m.options = dtype_options(ck);
     return m;
 }
 
-DType weight_dtype(const std::string& name) {
-    auto d = dtype_from_name(name);
-    return d ? *d : DType::f32; // "mixed" holds f32 somewhere: size for the wider one
+// The dtype the memory plan sizes activations and the KV cache for: f32 when any matrix is
+// f32, else bf16 (half-precision activations, as the engines compute on half and quantized weights).
+DType weight_dtype(const InspectedModel& m) {
+    if (m.matrix_bytes.count(DType::f32)) return DType::f32;
+    if (m.matrix_bytes.size() == 1 && !is_quant_dtype(m.matrix_bytes.begin()->first)) return m.matrix_bytes.begin()->first;
+    return DType::bf16;
+}
+
+// "q4_k 71%, q6_k 24%, q8_0 5%": a mixed split's matrices by dtype, largest share first.
+std::string mix_text(const InspectedModel& m) {
+    std::vector<std::pair<uint64_t, DType>> by_size;
+    uint64_t total = 0;
+    for (const auto& [t, n] : m.matrix_bytes) {
+        by_size.push_back({n, t});
+        total += n;
+    }
+    std::sort(by_size.rbegin(), by_size.rend());
+    std::string out;
+    for (const auto& [n, t] : by_size)
+        out += (out.empty() ? "" : ", ") + fmt::format("{} {:.0f}%", dtype_name(t), 100.0 * double(n) / double(std::max<uint64_t>(total, 1)));
+    return out;
 }
 
 std::string rope_text(const ModelConfig& c) {
@@ -105,7 +161,7 @@ Summary summarize(const InspectedModel& m) {
         }
     }
     s.per_token = weight_bytes_per_token(m.units, m.tied);
-    const uint64_t kv_elem = weight_dtype(m.dtype) == DType::f32 ? 4 : 2;
+    const uint64_t kv_elem = weight_dtype(m) == DType::f32 ? 4 : 2;
     s.kv_per_position = 2ull * m.config.num_layers * m.config.kv_dim() * kv_elem;
     return s;
 }
@@ -140,7 +196,10 @@ InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
     MemoryPlanInput& in = p.input;
     in.config = m.config;
     in.units = m.units;
-    in.weight_dtype = weight_dtype(m.dtype);
+    in.weight_dtype = weight_dtype(m);
+    const auto matrices = dtype_from_name(m.dtype);
+    // As the CUDA engine plans a quantized or mixed split: with the dequantization workspace.
+    in.dequant = m.dtype == "mixed" || (matrices && is_quant_dtype(*matrices));
     in.budget = *p.budget;
     in.ctx = p.ctx;
     in.ring_slots = o.ring_slots;
@@ -219,9 +278,33 @@ void print_json(const InspectedModel& m, const Summary& s, const InspectPlan& p)
     w.member("total_file_bytes", s.total_file);
     w.member("bytes_per_token", s.per_token);
     w.member("kv_bytes_per_position", s.kv_per_position);
+    w.key("matrix_bytes").begin_object();
+    for (const auto& [t, n] : m.matrix_bytes) w.member(dtype_name(t), n);
+    w.end_object();
+    if (!m.split) {
+        w.key("fallbacks").begin_array();
+        for (const auto& f : m.fallbacks) w.value(f);
+        w.end_array();
+        w.key("dtype_options").begin_array();
+        for (const auto& o : m.options)
+            w.begin_object()
+                .member("dtype", o.choice)
+                .member("stored", o.dtype)
+                .member("total_file_bytes", o.total_file)
+                .member("bytes_per_token", o.per_token)
+                .end_object();
+        w.end_array();
+    }
     if (p.plan) plan_json(w, m, p);
     w.end_object();
     fmt::print("{}\n", w.str());
+}
+
+// An unsplit directory: the size each --dtype would give, to choose by.
+void print_options(const InspectedModel& m) {
+    fmt::print("\n{:<8} {:<7} {:>10} {:>10}\n", "--dtype", "stored", "total", "per token");
+    for (const auto& o : m.options)
+        fmt::print("{:<8} {:<7} {:>10} {:>10}\n", o.choice, o.dtype, format_bytes(o.total_file), format_bytes(o.per_token));
 }
 
 void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p) {
@@ -242,7 +325,9 @@ void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p)
     features += m.tied ? ", lm_head tied to the embedding" : ", separate lm_head";
     line("features", features);
     line("context", std::to_string(c.max_position_embeddings) + " positions");
-    line("weights", m.dtype + ", " + format_bytes(s.total_file) + " in " + std::to_string(m.units.size()) + " unit files");
+    const std::string mix = m.matrix_bytes.size() > 1 ? " (" + mix_text(m) + ")" : "";
+    line("weights", m.dtype + mix + ", " + format_bytes(s.total_file) + " in " + std::to_string(m.units.size()) + " unit files");
+    for (const auto& f : m.fallbacks) line("  fallback", f);
     line("  embed", format_bytes(s.embed));
     if (s.layer_min == s.layer_max) line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_max));
     else line("  layers", std::to_string(c.num_layers) + " x " + format_bytes(s.layer_min) + " .. " + format_bytes(s.layer_max));
@@ -258,6 +343,7 @@ void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p)
                                 std::to_string(p.input.ring_slots) + " ring slots");
         for (const auto& [key, text] : plan_lines(*p.plan, p.input)) line(key, text);
     }
+    if (!m.options.empty()) print_options(m);
 }
 
 } // namespace
@@ -273,7 +359,7 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
                      "the model's, at most 4096");
     positive(sub->add_option("--ring-slots", o->ring_slots, "Slots in the streaming ring (default 2)"), 16);
     sub->add_option("--dtype", o->dtype, "For an unsplit directory: the dtype it would be split with (default auto)")
-        ->check(CLI::IsMember({"auto", "keep", "bf16", "f16", "f32"}));
+        ->check(CLI::IsMember(dtype_choice_names()));
     sub->add_flag("--json", o->json, "Print JSON instead of text");
 
     auto run = [o]() {

@@ -110,7 +110,7 @@ struct RunOptions {
 };
 
 void add_run_options(CLI::App* sub, RunOptions& o) {
-    sub->add_option("-m,--model", o.dir, "A split model, or a Hugging Face directory (split into the cache on first use)")
+    sub->add_option("-m,--model", o.dir, "A split model, a Hugging Face directory or a .gguf file (split into the cache on first use)")
         ->required();
     sub->add_option("-p,--prompt", o.prompt, "The prompt (default: read from stdin)");
     sub->add_flag("--raw", o.raw, "Use the prompt as it is, not wrapped in the model's chat format");

@@ -25,8 +25,10 @@ Command add_split_command(CLI::App& app, const GlobalOptions& global) {
         ->required();
     sub->add_option("-o,--out", opt->out_dir, "Output directory; a split interrupted into it resumes")->required();
     sub->add_option("--dtype", *dtype,
-                    "Matrix dtype: auto (bf16 for f16/bf16 sources, f32 sources stay f32), keep, bf16, f16, f32")
-        ->check(CLI::IsMember({"auto", "keep", "bf16", "f16", "f32"}))
+                    "Matrix dtype: auto (bf16 for f16/bf16 sources, f32 sources stay f32), keep, bf16, f16, f32; or "
+                    "quantized: q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, or q4_k_m (llama.cpp's Q4_K_M mix). "
+                    "Norms and biases stay f32; see docs/FORMAT.md")
+        ->check(CLI::IsMember(dtype_choice_names()))
         ->default_str("auto");
     sub->add_flag("--force", opt->force, "Rewrite every unit, replacing a split OUT already holds");
     sub->add_flag("--delete-original", opt->delete_original,

@@ -36,6 +36,8 @@ std::string basename_of(std::string dir) {
 // The source opened for splitting: a GGUF file, else a Hugging Face directory.
 HfCheckpoint open_source(const std::string& dir) {
     if (looks_like_gguf(dir)) return open_gguf_checkpoint(dir);
+    if (!path_exists(dir) && dir.size() > 5 && dir.compare(dir.size() - 5, 5, ".gguf") == 0)
+        throw bad_input(dir, "no such file");
     if (!is_directory(dir)) throw bad_input(dir, path_exists(dir) ? "is not a directory" : "no such directory");
     if (!looks_like_hf_checkpoint(dir))
         throw bad_input(dir, "holds neither manifest.json (a rabbit split) nor config.json (a Hugging Face model)");

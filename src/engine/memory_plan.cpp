@@ -15,6 +15,7 @@ constexpr uint64_t k_slot_floor = 16ull << 20;
 bool per_token(const PlanUnit& u, bool tied) { return streams_per_token(u.kind, tied); }
 
 size_t act_size_of(DType weights) { return weights == DType::f32 ? 4 : 2; }
+bool needs_dequant(const MemoryPlanInput& in) { return in.dequant || is_quant_dtype(in.weight_dtype); }
 
 // Device memory a resident unit takes: whole pages; none for the final norm, whose vector is
 // among the fixed buffers' (`vectors`).
@@ -44,10 +45,10 @@ void plan_fixed(const MemoryPlanInput& in, MemoryPlan& p) {
     const size_t act = act_size_of(in.weight_dtype);
     p.resident.assign(in.units.size(), false);
     p.kv_cache_bytes = kv_cache_bytes(c, in.ctx, act);
-    p.fixed = fixed_layout(c, in.prefill_tokens, act, in.ctx);
+    p.fixed = fixed_layout(c, in.prefill_tokens, act, in.ctx, needs_dequant(in));
     p.vector_bytes = p.fixed.size(Fixed::vectors);
     p.workspace_bytes = p.fixed.size(Fixed::cublas_workspace) + p.fixed.size(Fixed::attention_workspace) +
-                        p.fixed.size(Fixed::sample_workspace);
+                        p.fixed.size(Fixed::sample_workspace) + p.fixed.size(Fixed::dequant_workspace);
     p.activation_bytes = p.fixed.total - p.vector_bytes - p.workspace_bytes;
     p.overhead_bytes = in.overhead + k_device_reserve;
 }
@@ -199,7 +200,8 @@ void finish(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base
 const char* fixed_name(Fixed f) {
     static const char* names[] = {"x", "xn", "qkv", "attn", "out", "gate_up", "act", "row_scale", "cos", "sin", "ids",
                                   "logits", "topk_values", "topk_ids", "picked", "penalty_ids", "vectors",
-                                  "cublas_workspace", "attention_workspace", "sample_workspace"};
+                                  "cublas_workspace", "attention_workspace", "sample_workspace",
+                                  "dequant_workspace"};
     static_assert(sizeof(names) / sizeof(names[0]) == size_t(Fixed::count), "a name for every fixed buffer");
     return names[int(f)];
 }
@@ -211,7 +213,7 @@ uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied) {
     return n;
 }
 
-FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t ctx) {
+FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t ctx, bool dequant) {
     const uint64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
     uint64_t bytes[int(Fixed::count)] = {};
     auto set = [&](Fixed f, uint64_t b) { bytes[int(f)] = b; };
@@ -235,6 +237,7 @@ FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t 
     set(Fixed::cublas_workspace, k_cublas_workspace);
     set(Fixed::attention_workspace, k_attention_workspace);
     set(Fixed::sample_workspace, sample_workspace_bytes(int64_t(c.vocab_size)));
+    set(Fixed::dequant_workspace, dequant ? k_dequant_workspace : 0);
     FixedLayout l;
     for (int i = 0; i < int(Fixed::count); ++i) {
         l.offset[i] = l.total;

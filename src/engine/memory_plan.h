@@ -82,6 +82,7 @@ enum class Fixed : int {
     cublas_workspace,    // k_cublas_workspace bytes
     attention_workspace, // k_attention_workspace bytes
     sample_workspace,    // sample_workspace_bytes(vocab)
+    dequant_workspace,   // k_dequant_workspace bytes when weights are quantized, else none
     count
 };
 const char* fixed_name(Fixed f);
@@ -95,12 +96,14 @@ struct FixedLayout {
 };
 // For `tokens` tokens at once, matrix inputs and the KV cache in act_size-byte elements, and a
 // context of ctx positions.
-FixedLayout fixed_layout(const ModelConfig& c, uint64_t tokens, size_t act_size, uint64_t ctx);
+// With `dequant`, the workspace prefill dequantizes quantized weights into.
+FixedLayout fixed_layout(const ModelConfig& c, uint64_t tokens, size_t act_size, uint64_t ctx, bool dequant = false);
 
 struct MemoryPlanInput {
     ModelConfig config;
     std::vector<PlanUnit> units; // as split: embed, layers, norm, lm_head (absent when tied)
-    DType weight_dtype = DType::bf16;
+    DType weight_dtype = DType::bf16; // of the matrices (a quantized type: the compute type is bf16)
+    bool dequant = false;             // some matrix is not in the compute type (quantized weights)
     uint64_t budget = 0;        // bytes of GPU memory rabbit may use
     uint64_t ctx = 4096;        // positions the KV cache holds
     uint32_t ring_slots = 2;

@@ -2,6 +2,7 @@
 #include "engine/weights.h"
 
 #include "common/error.h"
+#include "model/layout.h"
 
 namespace rabbit {
 
@@ -22,13 +23,13 @@ const UnitTensor* vector_tensor(const ManifestUnit& u, const char* name) {
 }
 
 // `stacked` ("qkv"), else its parts by name ("q", "k", "v"), all matrices of one width.
-TensorStack tensor_stack(const ManifestUnit& u, const char* stacked, std::initializer_list<const char*> parts) {
+TensorStack tensor_stack(const ManifestUnit& u, const char* stacked) {
     TensorStack s;
     if (u.layout.find(stacked)) {
         s.part[s.parts++] = matrix_tensor(u, stacked);
         return s;
     }
-    for (const char* p : parts) s.part[s.parts++] = matrix_tensor(u, p);
+    for (const std::string& p : stacked_part_names(stacked)) s.part[s.parts++] = matrix_tensor(u, p.c_str());
     for (size_t i = 1; i < s.parts; ++i)
         RABBIT_CHECK(s.part[i]->shape[1] == s.part[0]->shape[1],
                      std::string("unit ") + u.layout.name + ": the parts of " + stacked + " differ in width");
@@ -63,14 +64,14 @@ const float* unit_vector(const ManifestUnit& u, const uint8_t* data, const char*
 LayerTensors layer_tensors(const ManifestUnit& u) {
     LayerTensors t;
     t.attn_norm = vector_tensor(u, "attn_norm");
-    t.qkv = tensor_stack(u, "qkv", {"q", "k", "v"});
+    t.qkv = tensor_stack(u, "qkv");
     t.qkv_bias = vector_tensor(u, "qkv_bias");
     t.q_norm = vector_tensor(u, "q_norm");
     t.k_norm = vector_tensor(u, "k_norm");
     t.o = matrix_tensor(u, "o");
     t.o_bias = vector_tensor(u, "o_bias");
     t.ffn_norm = vector_tensor(u, "ffn_norm");
-    t.gate_up = tensor_stack(u, "gate_up", {"gate", "up"});
+    t.gate_up = tensor_stack(u, "gate_up");
     t.down = matrix_tensor(u, "down");
     RABBIT_CHECK(t.attn_norm && t.ffn_norm, "layer unit without norms: " + u.layout.name);
     return t;

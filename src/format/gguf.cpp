@@ -228,7 +228,10 @@ private:
         const uint64_t n_dims = u(4, what + " dimension count");
         if (n_dims == 0 || n_dims > k_max_dims)
             throw bad(what + " has " + std::to_string(n_dims) + " dimensions; GGUF allows 1 to 4");
-        for (uint64_t d = 0; d < n_dims; ++d) t.ne.push_back(u(8, what + " dimension"));
+        for (uint64_t d = 0; d < n_dims; ++d) {
+            t.ne.push_back(u(8, what + " dimension"));
+            if (t.ne.back() == 0) throw bad(what + " has a dimension of 0"); // no weight is empty
+        }
         t.shape.assign(t.ne.rbegin(), t.ne.rend());
         t.ggml_type = uint32_t(u(4, what + " type"));
         auto dt = dtype_from_ggml(t.ggml_type);

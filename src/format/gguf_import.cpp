@@ -119,8 +119,12 @@ std::string gguf_config_json(const GgufSet& set) {
     if (auto vd = f.get_int(a + "attention.value_length"); vd && uint64_t(*vd) != head_dim)
         throw unsupported(f.path(), a + "attention.value_length " + std::to_string(*vd) + " differs from key_length " +
                                         std::to_string(head_dim) + ", which rabbit does not run");
-    auto [embd_part, embd] = set.find_tensor("token_embd.weight");
-    if (!embd || embd->shape.size() != 2) throw bad_input(f.path(), "has no 2-D tensor 'token_embd.weight'");
+    // A tied model converted from a checkpoint that stores only lm_head.weight (tinystories)
+    // has output.weight and no token_embd.weight: the embedding is read from it.
+    const GgufTensorInfo* embd = set.find_tensor("token_embd.weight").second;
+    const GgufTensorInfo* output = set.find_tensor("output.weight").second;
+    const GgufTensorInfo* vocab_rows = embd ? embd : output;
+    if (!vocab_rows || vocab_rows->shape.size() != 2) throw bad_input(f.path(), "has no 2-D tensor 'token_embd.weight'");
 
     JsonWriter w;
     w.begin_object();
@@ -129,11 +133,11 @@ std::string gguf_config_json(const GgufSet& set) {
     w.member("intermediate_size", positive(f, a + "feed_forward_length", f.get_int(a + "feed_forward_length")));
     w.member("num_hidden_layers", positive(f, a + "block_count", f.get_int(a + "block_count")));
     w.member("num_attention_heads", heads).member("num_key_value_heads", kv_heads).member("head_dim", head_dim);
-    w.member("vocab_size", embd->shape[0]);
+    w.member("vocab_size", vocab_rows->shape[0]);
     if (auto ctx = f.get_int(a + "context_length"); ctx && *ctx > 0) w.member("max_position_embeddings", *ctx);
     if (auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon")) w.member("rms_norm_eps", *eps);
     write_rope(w, f, arch, head_dim);
-    w.member("tie_word_embeddings", set.find_tensor("output.weight").second == nullptr);
+    w.member("tie_word_embeddings", !embd || !output);
     if (arch != "qwen2") w.member("attention_bias", set.find_tensor("blk.0.attn_q.bias").second != nullptr);
     write_special_tokens(w, f);
     w.end_object();

@@ -13,6 +13,7 @@
 
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 namespace rabbit {
 
@@ -38,6 +39,7 @@ struct Plan {
     gguf_tok::Gpt2Pipeline pipeline; // byte-level only
     bool add_bos = false, add_eos = false, space_prefix = false;
     bool normalized_specials = false; // added tokens matched in the normalized text
+    std::optional<int64_t> unk;       // unknown_token_id, else the first token typed unknown
 };
 
 int32_t type_of(const GgufVocab& v, size_t i) { return v.token_type.empty() ? int32_t(normal) : v.token_type[i]; }
@@ -74,7 +76,8 @@ std::vector<Merge> parse_merges(const GgufVocab& v, const std::vector<std::strin
         if (sp == std::string::npos || sp + 1 >= m.size())
             throw bad_input(file, "tokenizer.ggml.merges entry " + std::to_string(i) + " ('" + m + "') is not two tokens");
         Merge merge{m.substr(0, sp), m.substr(sp + 1)};
-        for (const std::string* t : {&merge.first, &merge.second})
+        const std::string joined = merge.first + merge.second;
+        for (const std::string* t : {&std::as_const(merge.first), &std::as_const(merge.second), &joined})
             if (!known.count(*t))
                 throw bad_input(file, "tokenizer.ggml.merges entry " + std::to_string(i) + " ('" + m + "') names '" + *t +
                                           "', which is not in tokenizer.ggml.tokens");
@@ -113,6 +116,9 @@ Plan make_plan(const GgufVocab& v, const std::string& file) {
         p.merges = parse_merges(v, p.vocab, file);
     } else {
         p.merges = llama_merges(v, file);
+        p.unk = v.unk;
+        for (size_t i = 0; !p.unk && i < v.token_type.size(); ++i)
+            if (v.token_type[i] == unknown) p.unk = int64_t(i);
         p.space_prefix = v.add_space_prefix.value_or(true);
         // Scores that rank nothing mean the llama_hf converter, i.e. a tokenizer.json BPE trained
         // by `tokenizers`, whose special tokens are matched after normalization (tinystories);
@@ -205,7 +211,7 @@ void write_decoder(JsonWriter& w, const Plan& p) {
 void write_model(JsonWriter& w, const GgufVocab& v, const Plan& p) {
     w.key("model").begin_object().member("type", "BPE").key("dropout").null();
     w.key("unk_token");
-    if (!p.byte_level && v.unk) w.value(v.tokens[size_t(*v.unk)]);
+    if (!p.byte_level && p.unk) w.value(v.tokens[size_t(*p.unk)]);
     else w.null();
     w.member("continuing_subword_prefix", "").member("end_of_word_suffix", "");
     w.member("fuse_unk", !p.byte_level).member("byte_fallback", !p.byte_level);

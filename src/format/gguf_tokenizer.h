@@ -11,7 +11,10 @@
 
 namespace rabbit {
 
-// tokenizer.ggml.* of a GGUF, as read (ids are token ids).
+// tokenizer.ggml.* of a GGUF, as read (ids are token ids). The keys: model, pre, tokens,
+// scores, token_type, merges, bos_token_id, eos_token_id, unknown_token_id, padding_token_id,
+// eot_token_id, add_bos_token, add_eos_token, add_space_prefix; and tokenizer.chat_template.
+// A key the file lacks stays empty / nullopt.
 struct GgufVocab {
     std::string model;               // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
     std::string pre;                 // tokenizer.ggml.pre: "qwen2", "smollm", "llama-bpe", "gpt2", "default", ...; may be empty

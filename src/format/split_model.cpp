@@ -30,7 +30,13 @@ void check_units_match_config(const Manifest& m, const std::string& file) {
         if (u.layout.name != w.name || u.kind != w.kind || (w.kind == UnitKind::layer && u.layer != w.layer))
             throw bad_input(file, "unit " + std::to_string(i) + " is '" + u.layout.name + "', expected '" + w.name + "'");
         const auto matrix_dtype = dtype_from_name(m.dtype); // nullopt for "mixed"
+        std::vector<TensorSpec> want_tensors; // a stacked matrix the unit holds as its parts counts as them
         for (const auto& ts : w.tensors) {
+            std::vector<TensorSpec> parts = u.layout.find(ts.name) ? std::vector<TensorSpec>{} : unstack(ts);
+            if (parts.empty()) want_tensors.push_back(ts);
+            else want_tensors.insert(want_tensors.end(), parts.begin(), parts.end());
+        }
+        for (const auto& ts : want_tensors) {
             const UnitTensor* t = u.layout.find(ts.name);
             const std::string what = "unit '" + w.name + "' tensor '" + ts.name + "'";
             if (!t) throw bad_input(file, "unit '" + w.name + "' lacks tensor '" + ts.name + "'");
@@ -40,7 +46,7 @@ void check_units_match_config(const Manifest& m, const std::string& file) {
             if (!ts.vector && matrix_dtype && t->dtype != *matrix_dtype)
                 throw bad_input(file, what + " is " + dtype_name(t->dtype) + " but the manifest's dtype is " + m.dtype);
         }
-        if (u.layout.tensors.size() != w.tensors.size())
+        if (u.layout.tensors.size() != want_tensors.size())
             throw bad_input(file, "unit '" + w.name + "' holds tensors the config does not use");
     }
 }

@@ -83,4 +83,21 @@ std::vector<UnitSpec> model_units(const ModelConfig& c) {
     return units;
 }
 
+std::vector<std::string> stacked_part_names(const std::string& tensor) {
+    if (tensor == "qkv") return {"q", "k", "v"};
+    if (tensor == "gate_up") return {"gate", "up"};
+    return {};
+}
+
+std::vector<TensorSpec> unstack(const TensorSpec& ts) {
+    const std::vector<std::string> names = stacked_part_names(ts.name);
+    std::vector<TensorSpec> parts;
+    for (size_t i = 0; i < names.size() && i < ts.sources.size(); ++i) {
+        std::vector<uint64_t> shape = ts.shape;
+        shape[0] = ts.source_rows[i];
+        parts.push_back({names[i], shape, ts.vector, {ts.sources[i]}, {ts.source_rows[i]}});
+    }
+    return parts;
+}
+
 } // namespace rabbit

@@ -52,6 +52,14 @@ struct UnitSpec {
 // The units of a model in streaming order.
 std::vector<UnitSpec> model_units(const ModelConfig& c);
 
+// The names a stacked matrix's parts take when they are stored apart, one per source, in
+// order: "qkv" -> q, k, v; "gate_up" -> gate, up. Empty for a tensor that is never stacked.
+// A unit holds either the stacked tensor or all of its parts (when their dtypes differ, as
+// in a Q4_K_M mix); engine/weights reads both forms.
+std::vector<std::string> stacked_part_names(const std::string& tensor);
+// ts as its parts, each a matrix of its one source's rows.
+std::vector<TensorSpec> unstack(const TensorSpec& ts);
+
 // Tensors a Hugging Face checkpoint may hold that no unit needs (precomputed RoPE tables).
 bool is_ignored_hf_tensor(const std::string& name);
 

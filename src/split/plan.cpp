@@ -6,18 +6,25 @@
 #include "common/hash.h"
 #include "format/manifest.h"
 #include "format/safetensors.h"
+#include "split/quant_plan.h"
 
 #include <algorithm>
 #include <set>
 
 namespace rabbit {
 
+namespace {
+
+constexpr DTypeChoice k_all_choices[] = {DTypeChoice::automatic, DTypeChoice::keep, DTypeChoice::f32,  DTypeChoice::f16,
+                                         DTypeChoice::bf16,      DTypeChoice::q8_0, DTypeChoice::q6_k, DTypeChoice::q5_k,
+                                         DTypeChoice::q5_1,      DTypeChoice::q5_0, DTypeChoice::q4_k_m, DTypeChoice::q4_k,
+                                         DTypeChoice::q4_1,      DTypeChoice::q4_0};
+
+} // namespace
+
 std::optional<DTypeChoice> parse_dtype_choice(const std::string& s) {
-    if (s == "auto") return DTypeChoice::automatic;
-    if (s == "keep") return DTypeChoice::keep;
-    if (s == "f32") return DTypeChoice::f32;
-    if (s == "f16") return DTypeChoice::f16;
-    if (s == "bf16") return DTypeChoice::bf16;
+    for (DTypeChoice c : k_all_choices)
+        if (s == dtype_choice_name(c)) return c;
     return std::nullopt;
 }
 
@@ -28,8 +35,35 @@ const char* dtype_choice_name(DTypeChoice c) {
     case DTypeChoice::f32: return "f32";
     case DTypeChoice::f16: return "f16";
     case DTypeChoice::bf16: return "bf16";
+    case DTypeChoice::q8_0: return "q8_0";
+    case DTypeChoice::q4_0: return "q4_0";
+    case DTypeChoice::q4_1: return "q4_1";
+    case DTypeChoice::q5_0: return "q5_0";
+    case DTypeChoice::q5_1: return "q5_1";
+    case DTypeChoice::q4_k: return "q4_k";
+    case DTypeChoice::q5_k: return "q5_k";
+    case DTypeChoice::q6_k: return "q6_k";
+    case DTypeChoice::q4_k_m: return "q4_k_m";
     }
     return "?";
+}
+
+bool is_quant_choice(DTypeChoice c) {
+    return c != DTypeChoice::automatic && c != DTypeChoice::keep && c != DTypeChoice::f32 && c != DTypeChoice::f16 &&
+           c != DTypeChoice::bf16;
+}
+
+std::vector<std::string> dtype_choice_names() {
+    std::vector<std::string> out;
+    for (DTypeChoice c : k_all_choices) out.push_back(dtype_choice_name(c));
+    return out;
+}
+
+std::vector<DTypeChoice> quant_dtype_choices() {
+    std::vector<DTypeChoice> out;
+    for (DTypeChoice c : k_all_choices)
+        if (is_quant_choice(c)) out.push_back(c);
+    return out;
 }
 
 uint64_t SplitPlan::total_bytes() const {
@@ -113,6 +147,7 @@ DType matrix_dtype(DTypeChoice choice, bool any_half, const std::set<DType>& src
     case DTypeChoice::f32: return DType::f32;
     case DTypeChoice::f16: return DType::f16;
     case DTypeChoice::bf16: return DType::bf16;
+    default: break; // the quantized choices: quant_unit_tensors
     }
     return DType::f32;
 }
@@ -146,9 +181,8 @@ bool keeps_apart(const TensorSpec& ts, DTypeChoice choice, const std::set<DType>
 
 void add_parts_apart(const HfCheckpoint& ck, const TensorSpec& ts, std::vector<UnitTensor>& out,
                      std::vector<std::vector<SourcePiece>>& unit_pieces, std::set<DType>& matrix_dtypes) {
-    static const std::vector<std::string> qkv = {"q", "k", "v"}, gate_up = {"gate", "up"};
-    const std::vector<std::string>& names = ts.name == "qkv" ? qkv : gate_up;
-    RABBIT_CHECK((ts.name == "qkv" || ts.name == "gate_up") && names.size() == ts.sources.size(),
+    const std::vector<std::string> names = stacked_part_names(ts.name);
+    RABBIT_CHECK(!names.empty() && names.size() == ts.sources.size(),
                  "no part names for stacked tensor " + ts.name);
     for (size_t i = 0; i < ts.sources.size(); ++i) {
         const SourceTensor* t = ck.find(ts.sources[i]);
@@ -173,14 +207,20 @@ void check_conversion(const HfCheckpoint& ck, const std::vector<SourcePiece>& pi
 // One unit: where its tensors' pieces come from, their stored dtypes (each matrix's added to
 // matrix_dtypes) and the unit file's layout.
 PlannedUnit plan_unit(const HfCheckpoint& ck, const UnitSpec& spec, const std::string& embed_source, DTypeChoice choice,
-                      bool any_half, std::set<DType>& matrix_dtypes) {
+                      bool any_half, std::set<DType>& matrix_dtypes, const std::vector<TypedTensor>& quantized) {
     PlannedUnit pu;
     pu.kind = spec.kind;
     pu.layer = spec.layer;
     pu.file = spec.file;
     std::vector<UnitTensor> out;
     std::set<uint32_t> shards;
-    for (const auto& ts : spec.tensors) {
+    std::vector<TensorSpec> tensors = spec.tensors; // a quantized choice may keep stacked parts apart
+    if (!quantized.empty()) {
+        tensors.clear();
+        for (const auto& q : quantized) tensors.push_back(q.spec);
+    }
+    for (size_t n = 0; n < tensors.size(); ++n) {
+        const TensorSpec& ts = tensors[n];
         std::vector<SourcePiece> pieces;
         std::set<DType> src_types;
         for (const auto& src : ts.sources) {
@@ -196,7 +236,7 @@ PlannedUnit plan_unit(const HfCheckpoint& ck, const UnitSpec& spec, const std::s
         }
         DType dt = DType::f32; // vectors (norm weights, biases) are always f32: tiny, and exact
         if (!ts.vector) {
-            dt = matrix_dtype(choice, any_half, src_types);
+            dt = quantized.empty() ? matrix_dtype(choice, any_half, src_types) : quantized[n].dtype;
             matrix_dtypes.insert(dt);
         }
         check_conversion(ck, pieces, dt);
@@ -226,7 +266,13 @@ SplitPlan plan_split(const HfCheckpoint& ck, DTypeChoice choice) {
     // A GGUF's tensors stay in their types: quantized ones are never converted by default.
     const DTypeChoice stored = ck.from_gguf() && choice == DTypeChoice::automatic ? DTypeChoice::keep : choice;
     std::set<DType> matrix_dtypes;
-    for (const auto& spec : specs) plan.units.push_back(plan_unit(ck, spec, embed_source, stored, any_half, matrix_dtypes));
+    FallbackLog fallbacks;
+    for (const auto& spec : specs) {
+        std::vector<TypedTensor> quantized;
+        if (is_quant_choice(choice)) quantized = quant_unit_tensors(spec, choice, c, fallbacks);
+        plan.units.push_back(plan_unit(ck, spec, embed_source, stored, any_half, matrix_dtypes, quantized));
+    }
+    plan.fallbacks = fallback_lines(fallbacks);
     plan.dtype = matrix_dtypes.size() == 1 ? dtype_name(*matrix_dtypes.begin()) : "mixed";
     plan.fingerprint = fingerprint(ck, choice);
     return plan;

@@ -16,10 +16,31 @@
 
 namespace rabbit {
 
-enum class DTypeChoice { automatic, keep, f32, f16, bf16 };
+// --dtype: a float type for every matrix, a quantized type for every matrix (with
+// llama.cpp's fallback where a row is not whole blocks), or q4_k_m, llama.cpp's Q4_K_M mix.
+enum class DTypeChoice { automatic, keep, f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m };
 
 std::optional<DTypeChoice> parse_dtype_choice(const std::string& s);
 const char* dtype_choice_name(DTypeChoice c);
+// Every choice's name, in the order `inspect` lists them; quantized: only those that quantize.
+std::vector<std::string> dtype_choice_names();
+std::vector<DTypeChoice> quant_dtype_choices();
+bool is_quant_choice(DTypeChoice c);
+
+// What a matrix is, for the choice of its quantized type.
+enum class MatrixRole { embed, output, q, k, v, o, gate, up, down };
+
+// The type a quantized choice gives a matrix of this role in layer `layer` of n_layers,
+// before the row-length fallback. `tied`: the embedding is also the output projection.
+// q4_k_m, as llama.cpp's Q4_K_M: q6_k for the output projection (a tied embedding too), and
+// for attn_v and ffn_down in the layers use_more_bits picks; q4_k for the rest.
+DType quant_target(DTypeChoice c, MatrixRole role, uint32_t layer, uint32_t n_layers, bool tied);
+// llama.cpp's use_more_bits: the first and last eighth of the layers, and every third between.
+bool use_more_bits(uint32_t layer, uint32_t n_layers);
+// The type a matrix with rows of `cols` elements gets instead of t when its rows are not whole
+// blocks of t, as llama.cpp's quantizer: q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0; a 32-block
+// type that still does not fit -> f16. t itself when it fits.
+DType row_fallback(DType t, uint64_t cols);
 
 struct SourcePiece {
     std::string name;   // Hugging Face tensor name
@@ -44,6 +65,7 @@ struct SplitPlan {
     std::string fingerprint; // source identity (config, shard headers) and options
     std::vector<PlannedUnit> units;
     std::vector<std::string> notes; // decisions worth a log line (tied lm_head stored once, ...)
+    std::vector<std::string> fallbacks; // matrices a quantized choice stores in another type, and why
 
     uint64_t total_bytes() const;
 };

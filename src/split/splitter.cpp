@@ -5,6 +5,7 @@
 #include "common/file_io.h"
 #include "common/hash.h"
 #include "common/interrupt.h"
+#include "common/quant.h"
 #include "common/timing.h"
 #include "common/units.h"
 #include "format/gguf.h"
@@ -12,6 +13,7 @@
 #include "format/manifest.h"
 #include "format/split_model.h"
 #include "split/journal.h"
+#include "split/quantize_rows.h"
 
 #include <spdlog/spdlog.h>
 
@@ -94,7 +96,7 @@ void copy_piece(const InputFile& in, const SourcePiece& piece, std::vector<uint8
 
 // Writes one unit file and returns the XXH3-64 of everything written.
 uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders& src, std::vector<uint8_t>& in_buf,
-                    std::vector<uint8_t>& out_buf, SplitProgress& progress) {
+                    std::vector<uint8_t>& out_buf, RowQuantizer& quantizer, SplitProgress& progress) {
     OutputFile out(path);
     out.preallocate(pu.layout.file_size());
     Hasher hash;
@@ -129,6 +131,10 @@ uint64_t write_unit(const PlannedUnit& pu, const std::string& path, ShardReaders
             if (piece.dtype == t.dtype) { // a copy, by bytes: a quantized type has no element size
                 copy_piece(in, piece, in_buf, emit);
                 pos += piece.nbytes;
+                continue;
+            }
+            if (is_quant_dtype(t.dtype)) { // whole rows at a time: quantize_rows.h
+                pos += quantizer.write_piece(in, piece, t.dtype, t.shape[1], emit);
                 continue;
             }
             const size_t in_el = dtype_size(piece.dtype), out_el = dtype_size(t.dtype);
@@ -316,6 +322,12 @@ private:
                                               : open_hf_checkpoint(opt_.model_dir, deleted_);
         plan_ = plan_split(ck_, opt_.dtype);
         for (const auto& note : plan_.notes) spdlog::debug("{}", note);
+        for (const auto& note : plan_.fallbacks) spdlog::info("{}", note);
+        for (const auto& u : plan_.units)
+            for (const auto& t : u.layout.tensors)
+                if (is_quant_dtype(t.dtype) && !can_quantize(t.dtype))
+                    throw unsupported(opt_.model_dir, std::string("--dtype ") + dtype_choice_name(opt_.dtype) + " needs " +
+                                                          dtype_name(t.dtype) + " quantization, which this build lacks");
         companions_ = companions_of(ck_);
         result_.units_total = plan_.units.size();
         result_.bytes_total = plan_.total_bytes();
@@ -432,11 +444,14 @@ private:
         deleter.remove_finished(users_, readers, record_in_journal, &result_.deleted_shards);
 
         std::vector<uint8_t> in_buf(opt_.chunk_bytes), out_buf(opt_.chunk_bytes);
+        std::unique_ptr<ThreadPool> pool; // threads only for a split that quantizes
+        if (is_quant_choice(opt_.dtype)) pool = std::make_unique<ThreadPool>(0);
+        RowQuantizer quantizer(opt_.chunk_bytes, pool.get());
         for (size_t i = 0; i < plan_.units.size(); ++i) {
             if (done_[i]) continue;
             const PlannedUnit& pu = plan_.units[i];
             const std::string path = join_path(out_, pu.file);
-            const uint64_t h = write_unit(pu, path, readers, in_buf, out_buf, progress_);
+            const uint64_t h = write_unit(pu, path, readers, in_buf, out_buf, quantizer, progress_);
             if (opt_.delete_original) {
                 // Read back from the disk itself, not the page cache, before anything is deleted.
                 const uint64_t back = hash_file(path, true);

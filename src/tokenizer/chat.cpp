@@ -25,17 +25,19 @@ const char* chat_format_name(ChatFormat f) {
 namespace {
 
 // A template's fixed default system prompt: '<|im_start|>system\n' followed by literal text
-// up to '<|im_end|>', written inside one Jinja string literal.
+// up to '<|im_end|>', written inside one Jinja string literal. The newline is the escape \n
+// (Qwen2.5) or a real one (SmolLM2, whose tokenizer_config.json escapes it for JSON only).
 std::string chatml_default_system(const std::string& t) {
-    const std::string head = "<|im_start|>system\\n";
-    for (size_t pos = t.find(head); pos != std::string::npos; pos = t.find(head, pos + 1)) {
-        const size_t start = pos + head.size();
-        const size_t end = t.find("<|im_end|>", start);
-        if (end == std::string::npos) continue;
-        const std::string text = t.substr(start, end - start);
-        if (text.empty() || text.find_first_of("'\"{}+") != std::string::npos || text.find("\\n") != std::string::npos)
-            continue;
-        return text;
+    for (const std::string head : {"<|im_start|>system\\n", "<|im_start|>system\n"}) {
+        for (size_t pos = t.find(head); pos != std::string::npos; pos = t.find(head, pos + 1)) {
+            const size_t start = pos + head.size();
+            const size_t end = t.find("<|im_end|>", start);
+            if (end == std::string::npos) continue;
+            const std::string text = t.substr(start, end - start);
+            if (text.empty() || text.find_first_of("'\"{}+\n") != std::string::npos || text.find("\\n") != std::string::npos)
+                continue;
+            return text;
+        }
     }
     return {};
 }

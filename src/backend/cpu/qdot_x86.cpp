@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace rabbit::cpu {
 
@@ -40,6 +41,11 @@ void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, siz
 void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
     vnni::dot_tokens(t, wrow, cols, xq, xstride, nt, out);
 }
+
+void qgemm8_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t cols, const uint8_t* xq, size_t xs, size_t tokens,
+                 const float* bias, float* y, size_t ldy) {
+    vnni::gemm8_rows(t, w, row_bytes, cols, xq, xs, tokens, bias, y, ldy);
+}
 #else
 // No vector paths off x86: best_qpath() never names them.
 void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
@@ -48,6 +54,17 @@ void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, siz
 void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out) {
     qdot_portable(t, wrow, cols, xq, xstride, nt, out);
 }
+void qgemm8_vnni(DType, const uint8_t*, size_t, size_t, const uint8_t*, size_t, size_t, const float*, float*, size_t) {
+    RABBIT_CHECK(false, "qgemm8_vnni off x86");
+}
 #endif
+
+bool has_gemm8(DType t) { return !uses_q8k(t); }
+
+void bias_act_q8(uint8_t* xq, size_t cols) {
+    auto* a = reinterpret_cast<ActQ8*>(xq);
+    for (size_t b = 0; b < cols / 32; ++b)
+        for (auto& q : a[b].q) q = int8_t(uint8_t(q) ^ 0x80u);
+}
 
 } // namespace rabbit::cpu

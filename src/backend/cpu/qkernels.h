@@ -58,6 +58,14 @@ void qdot_portable(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq,
                    float* out);
 void qdot_avx2(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out);
 void qdot_vnni(DType t, const uint8_t* wrow, size_t cols, const uint8_t* xq, size_t xstride, size_t nt, float* out);
+// Prefill on VNNI of a 32-element type (q8_0 .. q5_1, has_gemm8): 8 weight rows (w, each
+// row_bytes apart) against every token; q8_0 takes its activations' quanta biased by 128 (as
+// u8: bias_act_q8). Writes y[t * ldy + i] for i < 8, bias [8] or null.
+bool has_gemm8(DType t);
+void qgemm8_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t cols, const uint8_t* xq, size_t xs, size_t tokens,
+                 const float* bias, float* y, size_t ldy);
+// One token's ActQ8 blocks with every quantum + 128, in place (the u8 side of vpdpbusd).
+void bias_act_q8(uint8_t* xq, size_t cols);
 // The most tokens one call of each vector path takes at once (its register tile).
 constexpr size_t k_qtile_avx2 = 4, k_qtile_vnni = 8;
 

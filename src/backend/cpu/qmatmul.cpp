@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // matmul for quantized weights: the activations quantized to 8-bit blocks once, then each
-// thread streams its own weight rows, each read once and dotted with every token's blocks,
-// a register tile of tokens at a time (decode is the tile of one token).
+// thread streams its own blocks of weight rows, each row read from memory once and dotted
+// with every token's blocks, a register tile of tokens at a time (decode: a tile of one).
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/qkernels.h"
 
@@ -29,6 +29,35 @@ const char* qpath_name(QPath p) {
     return "?";
 }
 
+namespace {
+
+// Prefill of a 32-element type on VNNI: groups of 8 rows through qgemm8_vnni, the rows past
+// the last whole group through the row kernel.   xq: every token's ActQ8 blocks
+void gemm8_matmul(ThreadPool& pool, size_t tokens, const Matrix& w, const float* bias, float* y, size_t ldy,
+                  uint8_t* xq, size_t xs) {
+    const size_t rows = size_t(w.rows), cols = size_t(w.cols), rb = size_t(w.row_bytes()), groups = rows / 8;
+    thread_local std::vector<uint8_t> biased;
+    const uint8_t* xg = xq;
+    if (w.dtype == DType::q8_0) { // its signed weights take the activations as u8, biased by 128
+        biased.assign(xq, xq + tokens * xs);
+        for (size_t k = 0; k < tokens; ++k) bias_act_q8(biased.data() + k * xs, cols);
+        xg = biased.data();
+    }
+    pool.parallel_for(groups, [&](size_t b, size_t e) {
+        for (size_t g = b; g < e; ++g)
+            qgemm8_vnni(w.dtype, w.row(8 * g), rb, cols, xg, xs, tokens, bias ? bias + 8 * g : nullptr, y + 8 * g, ldy);
+    });
+    float out[k_qtile_vnni];
+    for (size_t r = groups * 8; r < rows; ++r)
+        for (size_t t0 = 0; t0 < tokens; t0 += k_qtile_vnni) {
+            const size_t nt = std::min(k_qtile_vnni, tokens - t0);
+            qdot_vnni(w.dtype, w.row(r), cols, xq + t0 * xs, xs, nt, out);
+            for (size_t j = 0; j < nt; ++j) y[(t0 + j) * ldy + r] = out[j] + (bias ? bias[r] : 0.0f);
+        }
+}
+
+} // namespace
+
 void qmatmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y,
              size_t ldy, QPath path) {
     const DType t = w.dtype;
@@ -42,22 +71,28 @@ void qmatmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, c
     pool.parallel_for(tokens, [&](size_t b, size_t e) {
         for (size_t k = b; k < e; ++k) quantize_act(t, x + k * cols, cols, xqp + k * xs, avx2);
     }, 16);
+    if (path == QPath::vnni && has_gemm8(t) && tokens >= 2 && rows >= 8)
+        return gemm8_matmul(pool, tokens, w, bias, y, ldy, xqp, xs);
     auto* dot = path == QPath::vnni ? qdot_vnni : path == QPath::avx2 ? qdot_avx2 : qdot_portable;
     const size_t tile = path == QPath::vnni ? k_qtile_vnni : k_qtile_avx2;
-    // Blocks of rows big enough that handing them out costs little next to reading them.
-    const size_t grain = std::max<size_t>(4, 16384 / std::max<size_t>(1, size_t(w.row_bytes()) * tokens));
-    pool.parallel_for(rows, [&](size_t r0, size_t r1) {
+    // Each thread takes blocks of rows and goes through them in parts of up to 64 KiB of
+    // weights, which stay in cache while every tile of tokens passes over them (a tile's
+    // activation blocks stay in L1 while the part's rows pass).
+    const size_t part = std::max<size_t>(4, 65536 / size_t(w.row_bytes()));
+    pool.parallel_for(rows, [&](size_t b, size_t e) {
         float out[k_qtile_vnni];
-        for (size_t r = r0; r < r1; ++r) {
-            const uint8_t* row = w.row(r);
-            const float add = bias ? bias[r] : 0.0f;
+        for (size_t r0 = b; r0 < e; r0 += part) {
+            const size_t r1 = std::min(e, r0 + part);
             for (size_t t0 = 0; t0 < tokens; t0 += tile) {
                 const size_t nt = std::min(tile, tokens - t0);
-                dot(t, row, cols, xqp + t0 * xs, xs, nt, out);
-                for (size_t j = 0; j < nt; ++j) y[(t0 + j) * ldy + r] = out[j] + add;
+                for (size_t r = r0; r < r1; ++r) {
+                    dot(t, w.row(r), cols, xqp + t0 * xs, xs, nt, out);
+                    const float add = bias ? bias[r] : 0.0f;
+                    for (size_t j = 0; j < nt; ++j) y[(t0 + j) * ldy + r] = out[j] + add;
+                }
             }
         }
-    }, grain);
+    }, 4);
 }
 
 } // namespace rabbit::cpu

@@ -7,6 +7,7 @@
 #include "attention.cuh"
 #include "convert.cuh"
 #include "embed.cuh"
+#include "quant.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -15,6 +16,7 @@
 #include "backend/cuda/gemm.h"
 #include "common/error.h"
 #include "common/interrupt.h"
+#include "common/quant.h"
 #include "engine/rope.h"
 
 #include <spdlog/fmt/fmt.h>
@@ -24,25 +26,6 @@
 #include <cstring>
 
 namespace rabbit {
-
-namespace {
-
-// y [tokens, ldy] = x [tokens, w.cols] w^T, for columns [0, w.rows) of y.
-GemmParams gemm_params(const Matrix& w, const void* x, Elem x_type, size_t tokens, float* y, size_t ldy) {
-    GemmParams g;
-    g.w = w.data;
-    g.w_type = elem_of(w.dtype);
-    g.rows = int64_t(w.rows);
-    g.cols = int64_t(w.cols);
-    g.x = x;
-    g.x_type = x_type;
-    g.tokens = int64_t(tokens);
-    g.y = y;
-    g.ldy = int64_t(ldy);
-    return g;
-}
-
-} // namespace
 
 void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float* host) {
     if (in_pass)
@@ -86,9 +69,23 @@ void CudaEngine::Impl::upload_rope(size_t m) {
 void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
     check_token_ids(tokens, m, embed_host.rows, model.dir());
     if (embed_dev.data) {
-        // A tied embedding that is resident (as the output projection): gather on the GPU.
+        // A tied embedding that is resident (as the output projection): gather on the GPU,
+        // dequantizing the rows of a quantized table.
         std::memcpy(h_ids.get(), tokens, 4 * m);
         RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::ids), h_ids.get(), 4 * m, cudaMemcpyHostToDevice, compute));
+        if (is_quant_dtype(embed_dev.dtype)) {
+            DequantParams d;
+            d.w = embed_dev.data;
+            d.w_type = wtype_of(embed_dev.dtype);
+            d.cols = int64_t(embed_dev.cols);
+            d.rows = int64_t(m);
+            d.ids = fixed<int32_t>(Fixed::ids);
+            d.out = fixed<float>(Fixed::x);
+            d.out_type = Elem::f32;
+            d.ldo = int64_t(embed_dev.cols);
+            RABBIT_CUDA_CHECK(launch_dequant(d, compute));
+            return;
+        }
         EmbedParams p;
         p.table = embed_dev.data;
         p.table_type = elem_of(embed_dev.dtype);
@@ -100,12 +97,11 @@ void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
         RABBIT_CUDA_CHECK(launch_embed(p, compute));
         return;
     }
-    // Otherwise gather the rows on the host, from the mapped file (widened to f32: exact), and
-    // copy only them.
+    // Otherwise gather the rows on the host, from the mapped file (widened or dequantized to
+    // f32, as the CPU engine reads them), and copy only them.
     float* rows = h_embed.as<float>();
     for (size_t t = 0; t < m; ++t)
-        convert_elements(embed_host.row(uint64_t(tokens[t])), embed_host.dtype, rows + t * c.hidden_size, DType::f32,
-                         c.hidden_size);
+        dequantize(embed_host.dtype, embed_host.row(uint64_t(tokens[t])), rows + t * c.hidden_size, c.hidden_size);
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::x), rows, 4 * m * c.hidden_size, cudaMemcpyHostToDevice, compute));
 }
 
@@ -126,7 +122,7 @@ void CudaEngine::Impl::by_row_blocks(size_t unit, const std::string& tensor, con
                      fmt::format("the ring is out of step with {}.{} at row {}",
                                  model.manifest().units[unit].layout.name, tensor, done));
         uint8_t* dev = ring->acquire();
-        if (to_f16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
+        if (converted(unit, tensor)) RABBIT_CUDA_CHECK(launch_bf16_to_f16(dev, int64_t(p.bytes / 2), compute));
         Matrix part = w;
         part.data = dev;
         part.rows = p.rows;
@@ -138,15 +134,18 @@ void CudaEngine::Impl::by_row_blocks(size_t unit, const std::string& tensor, con
 
 void CudaEngine::Impl::linear(size_t unit, const std::string& tensor, const Matrix& w, const void* x, size_t m, float* y,
                               size_t ldy) {
-    by_row_blocks(unit, tensor, w, [&](const Matrix& part, uint64_t row0) {
-        gemm(blas, gemm_params(part, x, act, m, y + row0, ldy));
-    });
+    by_row_blocks(unit, tensor, w, [&](const Matrix& part, uint64_t row0) { product(part, x, m, y + row0, ldy); });
 }
 
 void CudaEngine::Impl::linear(size_t unit, const TensorStack& tensors, const StackedMatrix& w, const void* x, size_t m,
                               float* y, size_t ldy) {
     for (size_t i = 0, row0 = 0; i < w.parts; row0 += w.part[i].rows, ++i)
         linear(unit, tensors.part[i]->name, w.part[i], x, m, y + row0, ldy);
+}
+
+void CudaEngine::Impl::product(const Matrix& w, const void* x, size_t m, float* y, size_t ldy) {
+    weight_product(blas, compute, w, x, act, m, y, ldy,
+                   {fixed(Fixed::dequant_workspace), plan.fixed.size(Fixed::dequant_workspace)});
 }
 
 void CudaEngine::Impl::skip_unit(size_t unit) {
@@ -309,21 +308,21 @@ void CudaEngine::Impl::head(size_t rows, float* host) {
     float* pinned = host ? pinned_logits(rows) : nullptr;
     RABBIT_CHECK(host || rows <= k_planned_logit_rows, "more logit rows than the device holds, and nowhere to put them");
     float* logits = fixed<float>(Fixed::logits);
-    auto product = [&](const Matrix& part, uint64_t row0) {
+    auto logits_of = [&](const Matrix& part, uint64_t row0) {
         for (size_t g0 = 0; g0 < rows; g0 += k_planned_logit_rows) {
             const size_t gl = std::min<size_t>(k_planned_logit_rows, rows - g0);
             const uint8_t* x = fixed<uint8_t>(Fixed::xn) + g0 * h * elem_size(act);
-            gemm(blas, gemm_params(part, x, act, gl, logits + row0, vocab));
+            product(part, x, gl, logits + row0, vocab);
             if (pinned)
                 RABBIT_CUDA_CHECK(cudaMemcpy2DAsync(pinned + g0 * vocab + row0, 4 * vocab, logits + row0, 4 * vocab,
                                                     4 * part.rows, gl, cudaMemcpyDeviceToHost, compute));
         }
     };
     if (!resident[roles.head].get() && streamed_whole[roles.head]) {
-        product(matrix_on_device(*head_t, acquire_whole(roles.head)), 0);
+        logits_of(matrix_on_device(*head_t, acquire_whole(roles.head)), 0);
         ring->release();
     } else {
-        by_row_blocks(roles.head, head_t->name, head_w, product);
+        by_row_blocks(roles.head, head_t->name, head_w, logits_of);
     }
     if (pinned) {
         RABBIT_CUDA_CHECK(cudaEventRecord(logits_copied.get(), compute));

@@ -102,6 +102,11 @@ struct CudaEngine::Impl {
     // The product with matrix `tensor` of `unit`, at once when it is on the device (w.data),
     // else block by block as its rows arrive from the ring, each slot released after its
     // product: product(part, row0), part being rows [row0, row0 + part.rows) of w, on the device.
+    // y [m, ldy] = x [m, w.cols] w^T for w on the device, whatever its weight type (gemm.h's
+    // weight_product, with the plan's dequantization workspace).
+    void product(const Matrix& w, const void* x, size_t m, float* y, size_t ldy);
+    // Whether `tensor` of `unit` is bf16 rewritten as f16 on arrival (to_f16).
+    bool converted(size_t unit, const std::string& tensor) const;
     template <typename Product>
     void by_row_blocks(size_t unit, const std::string& tensor, const Matrix& w, Product&& product);
     // The next piece, unit `unit` whole, on the device (rewritten as f16 when it must be); the
@@ -135,6 +140,7 @@ struct CudaEngine::Impl {
     std::string device_name;
     Elem act = Elem::f32; // the compute type: matrix inputs and the KV cache
     bool to_f16 = false;  // bf16 weights on a GPU without bf16: rewritten as f16 on arrival
+    bool quantized = false; // some matrix is not in the compute type: the plan has a dequantization workspace
     uint64_t budget = 0, ctx = 0;
     size_t batch = 512, pos = 0;
     bool in_pass = false; // set while a pass runs: an exception inside one leaves the ring mid-sequence

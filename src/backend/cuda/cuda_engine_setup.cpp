@@ -89,17 +89,20 @@ void CudaEngine::Impl::select_device() {
 }
 
 void CudaEngine::Impl::choose_compute_type() {
-    // The weights' type decides the compute type.
+    // The weights' type decides the compute type. Quantized (or mixed) weights compute in bf16,
+    // as the models they come from mostly were made in: their products read the blocks
+    // (decode) or tiles dequantized to bf16 (prefill); f16 where the GPU has no bf16.
     const Manifest& man = model.manifest();
     const auto wt = dtype_from_name(man.dtype);
-    if (!wt || !is_weight_dtype(*wt))
-        throw unsupported(model.dir() + "/manifest.json",
-                          "weights of mixed types (" + man.dtype + ") run on the CPU only; split with --dtype bf16 for the GPU");
-    act = elem_of(*wt);
+    if (man.dtype != "mixed" && (!wt || !is_weight_dtype(*wt)))
+        throw unsupported(model.dir() + "/manifest.json", "weights of type " + man.dtype + " have no CUDA kernels");
+    quantized = !wt || is_quant_dtype(*wt);
+    act = quantized ? Elem::bf16 : elem_of(*wt);
     if (act == Elem::bf16 && prop.major < 8) {
         act = Elem::f16;
         to_f16 = true;
-        spdlog::info("{} has no bf16 arithmetic: bf16 weights are converted to f16 as they arrive", device_name);
+        spdlog::info("{} has no bf16 arithmetic: {} in f16{}", device_name, quantized ? "computing" : "bf16 weights",
+                     quantized ? "" : ", converted as they arrive");
     }
 }
 
@@ -140,6 +143,7 @@ void CudaEngine::Impl::fill_plan_input() {
     plan_in.config = c;
     plan_in.units = plan_units(model.manifest().units);
     plan_in.weight_dtype = act == Elem::f32 ? DType::f32 : DType::bf16;
+    plan_in.dequant = quantized;
     plan_in.budget = budget;
     plan_in.ring_slots = std::max<uint32_t>(1, opt.ring_slots);
     plan_in.prefill_tokens = uint32_t(batch);
@@ -268,8 +272,15 @@ void CudaEngine::Impl::load_vectors() {
 }
 
 void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base) {
+    // Only the bf16 matrices: quantized blocks and other float types are read as they are.
     for (const UnitTensor* t : matrices_in_use_order(model.manifest().units[unit]))
-        RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t->offset, int64_t(t->numel()), compute));
+        if (t->dtype == DType::bf16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t->offset, int64_t(t->numel()), compute));
+}
+
+bool CudaEngine::Impl::converted(size_t unit, const std::string& tensor) const {
+    if (!to_f16) return false;
+    const UnitTensor* t = model.manifest().units[unit].layout.find(tensor);
+    return t && t->dtype == DType::bf16;
 }
 
 void CudaEngine::Impl::load_resident() {
@@ -309,7 +320,7 @@ void CudaEngine::Impl::load_resident() {
 
 Matrix CudaEngine::Impl::matrix_on_device(const UnitTensor& t, const uint8_t* data) const {
     Matrix m = tensor_matrix(t, data);
-    if (to_f16) m.dtype = DType::f16;
+    if (to_f16 && m.dtype == DType::bf16) m.dtype = DType::f16;
     return m;
 }
 

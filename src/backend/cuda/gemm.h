@@ -4,6 +4,9 @@
 #pragma once
 
 #include "elem.cuh"
+#include "quant.cuh"
+
+#include "model/matrix.h"
 
 #include <cublas_v2.h>
 
@@ -23,6 +26,23 @@ struct GemmParams {
 };
 
 void gemm(cublasHandle_t blas, const GemmParams& p);
+
+// The kernels' type of a weight dtype (every weight dtype has one).
+WType wtype_of(DType t);
+
+// y [tokens, ldy] (columns [0, w.rows)) = x [tokens, w.cols] w^T for w of any weight type, on
+// `stream` (blas's):
+//   w in the compute type x_type          cuBLAS (gemm);
+//   quantized, tokens <= k_matvec_max_tokens   launch_quant_matvec, on the blocks where they are;
+//   otherwise (prefill, or a float type other than x_type)   tiles of rows dequantized into
+//       `workspace` (x_type) and multiplied by cuBLAS, tile after tile in stream order.
+// A workspace that holds no row of w is an internal error.
+struct Workspace {
+    void* data = nullptr;
+    uint64_t bytes = 0;
+};
+void weight_product(cublasHandle_t blas, cudaStream_t stream, const Matrix& w, const void* x, Elem x_type,
+                    size_t tokens, float* y, size_t ldy, Workspace workspace);
 
 // cuBLAS's own device memory: what the current device's free memory lost since free_before
 // (read before `blas` was made), once two small GEMMs of `type` (one token, and several) ran
