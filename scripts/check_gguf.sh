@@ -27,5 +27,5 @@ if ((${#files[@]} == 0)); then
     done
   done
 fi
-echo "rabbit $("$RABBIT" --version | head -n 1) against transformers (float32, dequantized GGUF), 32 greedy tokens" >&2
+echo "$("$RABBIT" --version | head -n 1) against transformers (float32, dequantized GGUF), 32 greedy tokens" >&2
 exec "$py" "$here/gguf_reference.py" "${files[@]}" --require-greedy "$smollm2" ${JSON:+--json "$JSON"}
