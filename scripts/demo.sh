@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The README's first command, after setup.sh: greedy text from a real trained model.
-#   scripts/demo.sh [MODEL_DIR]
-# The model: MODEL_DIR, else ../shared/models/tinystories-656k beside the repository (where the
-# project's machines keep it), else TinyStories-656K (656k parameters, Llama architecture, f32)
-# downloaded once from the Hugging Face hub into ${XDG_CACHE_HOME:-~/.cache}/rabbit/models/.
-# RABBIT_DEMO_URL replaces the hub's address (a mirror, or file:// for a local copy).
+# The README's first command, after setup.sh: a real trained model answers a real question.
+#   scripts/demo.sh              SmolLM2-135M-Instruct (Q4_1 GGUF, fetched by scripts/setup.sh,
+#                                else now): "What is the capital of France? Answer in one
+#                                sentence.", greedy, in the
+#                                chat format of the GGUF's template
+#   scripts/demo.sh tinystories  TinyStories-656K (f32 Llama): 60 greedy tokens of a story
+#   scripts/demo.sh MODEL        any model (GGUF file, split or Hugging Face directory) asked
+#                                the same question
+# TinyStories-656K comes from ../shared/models/tinystories-656k beside the repository (where
+# the project's machines keep it), else is downloaded once from the Hugging Face hub into
+# ${XDG_CACHE_HOME:-~/.cache}/rabbit/models/; RABBIT_DEMO_URL replaces the hub's address (a
+# mirror, or file:// for a local copy). Exit codes: rabbit's; 2 not built; 3 no model and no
+# network to fetch it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The bare question puts SmolLM2's first token on a near tie ("The" 0.08 logits over "L" in
+# float32) that 8-bit activations tip into French; asked for one sentence, it answers plainly.
+question="What is the capital of France? Answer in one sentence."
 prompt="Once upon a time, there was a dog named"
 rabbit=build/rabbit
 [ -x "$rabbit" ] || { echo "error: $rabbit: not built (run scripts/setup.sh first)" >&2; exit 2; }
@@ -54,13 +64,21 @@ fetch() {
   mv "$part" "$dir"
 }
 
-model=${1:-}
-if [ -z "$model" ]; then
-  if [ -f ../shared/models/tinystories-656k/model.safetensors ]; then
-    model=../shared/models/tinystories-656k
-  else
-    model=${XDG_CACHE_HOME:-$HOME/.cache}/rabbit/models/tinystories-656k
-    [ -f "$model/model.safetensors" ] || fetch "$model"
-  fi
-fi
-exec "$rabbit" run -m "$model" -p "$prompt" -n 60 --temp 0
+case "${1:-}" in
+  "")
+    model=$(scripts/fetch_smollm2.sh)
+    exec "$rabbit" run -m "$model" -p "$question" -n 128 --temp 0
+    ;;
+  tinystories)
+    if [ -f ../shared/models/tinystories-656k/model.safetensors ]; then
+      model=../shared/models/tinystories-656k
+    else
+      model=${XDG_CACHE_HOME:-$HOME/.cache}/rabbit/models/tinystories-656k
+      [ -f "$model/model.safetensors" ] || fetch "$model"
+    fi
+    exec "$rabbit" run -m "$model" -p "$prompt" -n 60 --temp 0
+    ;;
+  *)
+    exec "$rabbit" run -m "$1" -p "$question" -n 128 --temp 0
+    ;;
+esac

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Installs rabbit's build dependencies (Debian 12 packages), configures and builds into build/.
-#   scripts/setup.sh              install what is missing, configure, build
+# Installs rabbit's build dependencies (Debian 12 packages), configures and builds into build/,
+# then fetches the demo's model, SmolLM2-135M-Instruct as a Q4_1 GGUF (scripts/fetch_smollm2.sh).
+#   scripts/setup.sh              install what is missing, configure, build, fetch the model
 #   scripts/setup.sh --deps-only  install what is missing, nothing else
+#   scripts/setup.sh --no-model   install, configure and build, no download
+# Exit codes: those of the build; 3 when the model cannot be fetched (no network: the build is
+# complete, and `scripts/demo.sh tinystories` runs without it where ../shared is present).
 # RABBIT_CMAKE_ARGS adds CMake options, e.g. "-DRABBIT_CUDA_ARCHS=90" or "-DRABBIT_CUDA=OFF".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +33,5 @@ fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${RABBIT_CMAKE_ARGS:-}
 cmake --build build -j"$(nproc)"
 echo "setup: built build/rabbit" >&2
+[ "${1:-}" = "--no-model" ] && exit 0
+scripts/fetch_smollm2.sh >/dev/null

@@ -113,6 +113,23 @@ bool have_shared() {
     return false;
 }
 
+std::string smollm2_gguf() {
+    if (const char* p = std::getenv("RABBIT_SMOLLM2"); p && *p) return p;
+    std::string cache;
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+        cache = x;
+    else if (const char* h = std::getenv("HOME"); h && *h)
+        cache = std::string(h) + "/.cache";
+    return cache + "/rabbit/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+bool have_smollm2() {
+    if (exists(smollm2_gguf())) return true;
+    WARN("SKIPPED: needs SmolLM2-135M-Instruct's GGUF at " << smollm2_gguf()
+                                                            << " (scripts/setup.sh fetches it; RABBIT_SMOLLM2 names another file)");
+    return false;
+}
+
 std::string read_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw std::runtime_error("cannot read " + path);

@@ -52,6 +52,11 @@ std::string tinystories_dir();     // shared/models/tinystories-656k
 // Whether ../shared's models and tokenizers are there. A clone without them (a user's) skips
 // the test cases that need them, each with a visible WARN("SKIPPED: ..."), instead of failing.
 bool have_shared();
+// SmolLM2-135M-Instruct as a Q4_1 GGUF (scripts/setup.sh fetches it): $RABBIT_SMOLLM2, else
+// ${XDG_CACHE_HOME:-~/.cache}/rabbit/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf.
+std::string smollm2_gguf();
+// Whether that file is there; when not, a visible WARN("SKIPPED: ...") saying how to fetch it.
+bool have_smollm2();
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& contents);

@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // The command line: help, version, usage errors, split and inspect end to end.
+#include "backend/cpu/cpu_engine.h"
 #include "common/error.h"
 #include "common/json_read.h"
 #include "engine/memory_plan.h"
+#include "engine_helpers.h"
+#include "format/split_model.h"
 #include "genmodel.h"
 #include "helpers.h"
+#include "tokenizer/tokenizer.h"
 
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cmath>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -434,4 +439,132 @@ TEST_CASE("the exit codes of README.md are ExitCode's", "[cli]") {
         REQUIRE(text.rfind(label + ": " + e.comment, 0) == 0);
         REQUIRE_THAT(footer, Contains(std::to_string(code) + " " + label + (code == 130 ? "." : ",")));
     }
+}
+
+namespace {
+
+struct Perplexity {
+    double value = 0;
+    size_t tokens = 0, windows = 0;
+};
+
+Perplexity perplexity_of(const test::RunResult& r) {
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    JsonDocument doc(r.out, "perplexity --json");
+    auto o = doc.root_object();
+    return {json_to_double(*json_field(o, "perplexity"), "", ""), json_to_uint(*json_field(o, "tokens"), "", ""),
+            json_to_uint(*json_field(o, "windows"), "", "")};
+}
+
+// The perplexity from the CPU engine's logits, each window through forward() whole with the
+// logits of all its positions: the windows of transformers' perplexity guide (start k * stride,
+// up to ctx tokens, scoring what no earlier window scored), written again here so that the
+// command's windows, its batching and its log-softmax are checked against another reading.
+Perplexity engine_perplexity(const std::string& split, const std::string& text_file, size_t ctx, size_t stride) {
+    SplitModel model = SplitModel::open(split);
+    const std::vector<int32_t> ids = load_tokenizer(split)->encode(test::read_file(text_file), true);
+    EngineOptions opt;
+    opt.ctx = ctx;
+    CpuEngine engine(model, opt);
+    const size_t vocab = model.config().vocab_size;
+    double nll = 0;
+    Perplexity p;
+    size_t scored_until = 1; // tokens [0, scored_until) are scored or context only
+    for (size_t begin = 0; scored_until < ids.size(); begin += stride) {
+        const size_t end = std::min(ids.size(), begin + ctx);
+        if (end <= scored_until) continue;
+        engine.reset();
+        std::vector<float> logits;
+        engine.forward(ids.data() + begin, end - begin, end - begin, logits);
+        for (size_t t = std::max(scored_until, begin + 1); t < end; ++t) {
+            const float* row = logits.data() + (t - 1 - begin) * vocab;
+            double mx = row[0], sum = 0;
+            for (size_t i = 0; i < vocab; ++i) mx = std::max(mx, double(row[i]));
+            for (size_t i = 0; i < vocab; ++i) sum += std::exp(double(row[i]) - mx);
+            nll += std::log(sum) + mx - double(row[ids[t]]);
+            ++p.tokens;
+        }
+        ++p.windows;
+        scored_until = end;
+    }
+    p.value = std::exp(nll / double(p.tokens));
+    return p;
+}
+
+} // namespace
+
+TEST_CASE("perplexity of tinystories-656k on a text: finite, deterministic, the engine's logits' own",
+          "[cli][perplexity][tinystories]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
+    const std::string text = test::source_dir() + "/tests/data/text/perplexity.txt";
+    struct Case {
+        size_t ctx, stride, batch;
+    };
+    // Windows that do not overlap; overlapping ones with a batch that cuts them in odd parts;
+    // the model's whole context.
+    for (const Case& c : {Case{64, 64, 512}, Case{100, 37, 7}, Case{512, 512, 128}}) {
+        INFO("ctx " << c.ctx << ", stride " << c.stride << ", batch " << c.batch);
+        const std::vector<std::string> args = {"-q", "perplexity", "-m", split, "-f", text, "--ctx", std::to_string(c.ctx),
+                                               "--stride", std::to_string(c.stride), "--batch", std::to_string(c.batch),
+                                               "--device", "cpu", "--json"};
+        const test::RunResult r = test::run_rabbit(args);
+        const Perplexity got = perplexity_of(r);
+        REQUIRE(std::isfinite(got.value));
+        REQUIRE(got.value > 1.0);
+        REQUIRE(test::run_rabbit(args).out == r.out); // deterministic, to the last digit
+        const Perplexity want = engine_perplexity(split, text, c.ctx, c.stride);
+        REQUIRE(got.tokens == want.tokens);
+        REQUIRE(got.windows == want.windows);
+        REQUIRE(std::abs(got.value - want.value) <= 1e-6 * want.value);
+    }
+    // The plain line.
+    test::RunResult plain = test::run_rabbit({"-q", "perplexity", "-m", split, "-f", text, "--device", "cpu"});
+    INFO(plain.err);
+    REQUIRE(plain.exit_code == 0);
+    REQUIRE(std::regex_match(plain.out, std::regex(R"(perplexity: \d+\.\d{6} \(\d+ tokens, windows \d+\)\n)")));
+}
+
+TEST_CASE("perplexity refuses a missing or empty text and a window under 2 tokens", "[cli][perplexity]") {
+    test::TempDir dir;
+    const std::string text = dir / "text.txt";
+    test::write_file(text, "Some words.");
+    auto refused = [&](const std::vector<std::string>& args, ExitCode code, const std::string& says) {
+        test::RunResult r = test::run_rabbit(args);
+        INFO(r.err);
+        REQUIRE(r.exit_code == int(code));
+        REQUIRE(r.err.rfind("error: ", 0) == 0);
+        REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') <= 2); // the error line (and the usage hint)
+        REQUIRE_THAT(r.err, Contains(says));
+    };
+    refused({"perplexity", "-m", dir / "model", "-f", dir / "missing.txt"}, ExitCode::bad_input, "missing.txt: no such file");
+    refused({"perplexity", "-m", dir / "model", "-f", text, "--ctx", "1"}, ExitCode::usage, "--ctx 1: expected at least 2");
+    refused({"perplexity", "-m", dir / "model", "-f", text, "--ctx", "8", "--stride", "9"}, ExitCode::usage,
+            "--stride 9: expected at most --ctx");
+    refused({"perplexity", "-m", dir / "model", "-f", text}, ExitCode::bad_input, "model: no such directory");
+    if (!test::have_shared()) return;
+    test::write_file(dir / "empty.txt", "");
+    refused({"perplexity", "-m", test::tinystories_dir(), "-f", dir / "empty.txt"}, ExitCode::bad_input,
+            "empty.txt: holds 1 tokens; perplexity needs at least 2");
+}
+
+TEST_CASE("perplexity of SmolLM2's Q4_1 GGUF on English is that of a trained model", "[cli][perplexity][smollm2]") {
+    if (!test::have_smollm2()) return;
+    test::TempDir dir;
+    const std::string text = dir / "text.txt";
+    // Two sentences of plain English: a trained 135M model predicts them far better than the
+    // uniform 49152 a random one would approach.
+    test::write_file(text, "The capital of France is Paris. It is a large city on the river Seine, and many "
+                           "people visit it every year to see its museums, its churches and its parks.\n");
+    const std::vector<std::string> args = {"-q", "perplexity", "-m", test::smollm2_gguf(), "-f", text, "--ctx", "16",
+                                           "--device", "cpu", "--json"};
+    const test::RunResult r = test::run_rabbit(args);
+    const Perplexity p = perplexity_of(r);
+    REQUIRE(std::isfinite(p.value));
+    REQUIRE(p.value > 1.0);
+    REQUIRE(p.value < 200.0);
+    REQUIRE(p.windows >= 2);
+    REQUIRE(test::run_rabbit(args).out == r.out);
 }

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // rabbit tokenize -m DIR: text on stdin, one line at a time, to ids on stdout (or back).
 #include "cli/commands.h"
+#include "cli/model_args.h"
 #include "common/error.h"
 #include "common/json_read.h"
 #include "common/json_writer.h"
+#include "format/gguf.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -17,7 +19,7 @@
 
 namespace rabbit {
 
-Command add_tokenize_command(CLI::App& app, const GlobalOptions&) {
+Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
     struct Options {
         std::string dir, system;
         bool special = false, pieces = false, jsonl = false, decode = false, chat = false;
@@ -34,7 +36,9 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions&) {
     sub->add_flag("--chat", o->chat, "Wrap each line as a user turn in the model's chat format before tokenizing");
     sub->add_option("--system", o->system, "With --chat: the system prompt");
 
-    auto run = [o]() {
+    auto run = [o, &global]() {
+        // A GGUF's tokenizer is written out by its split (into the cache on first use).
+        if (looks_like_gguf(o->dir)) o->dir = split_dir_for(o->dir, global);
         std::unique_ptr<Tokenizer> tok = load_tokenizer(o->dir);
         spdlog::debug("tokenizer: {} ({} tokens)", tok->source(), tok->vocab_size());
         ChatTemplate chat;

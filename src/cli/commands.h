@@ -23,6 +23,7 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions& global);
 Command add_tokenize_command(CLI::App& app, const GlobalOptions& global);
 Command add_run_command(CLI::App& app, const GlobalOptions& global);
 Command add_bench_command(CLI::App& app, const GlobalOptions& global);
+Command add_perplexity_command(CLI::App& app, const GlobalOptions& global);
 
 // CLI11 validator for sizes such as 4G, 512MiB.
 CLI::Validator size_validator();

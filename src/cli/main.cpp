@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
         rabbit::add_run_command(app, global),
         rabbit::add_bench_command(app, global),
         rabbit::add_tokenize_command(app, global),
+        rabbit::add_perplexity_command(app, global),
     };
 
     try {
