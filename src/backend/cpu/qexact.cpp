@@ -2,9 +2,11 @@
 // The exact products of quantized weights (ActQuant::f32, the default): activations stay f32,
 // weights are dequantized on the fly (qdequant.cpp), and every product is an f32 sum, as
 // transformers computes with the dequantized model. No matrix is dequantized whole: each
-// thread takes tiles of rows, dequantizes a tile into its own scratch (sized to stay in L2),
-// and runs it against every token, 4 rows x T tokens in registers (T = 4 on AVX-512, 2 on
-// AVX2, 1 for decode), so a tile's dequantization is paid once per call.
+// thread takes its runs of rows four at a time, dequantizes the four into its own scratch
+// (at most 4 x 16 KiB: it stays in L1) and runs them against every token, 4 rows x T tokens
+// in registers (T = 4 on AVX-512, 2 on AVX2, 1 for decode), so a row's dequantization is paid
+// once per call whatever the number of tokens. Decode (one token), where the vector
+// dequantization exists, dequantizes in registers straight into the dot product instead.
 #include "backend/cpu/qexact.h"
 #include "backend/cpu/simd.h"
 
@@ -19,8 +21,6 @@
 namespace rabbit::cpu {
 
 namespace {
-
-constexpr size_t k_scratch_bytes = 256 << 10; // a tile of dequantized rows: about L2's share
 
 // 4 weight rows (ldw apart) x T tokens: out[t][r] = w_r . x_t over n elements.
 template <int T>
@@ -91,14 +91,6 @@ Tiles tiles_for(Isa isa) {
     return {tile_portable<1>, tile_portable<2>, 2};
 }
 
-// The rows of a tile (a multiple of 4): as many as fit the scratch, but few enough that every
-// thread gets several tiles.
-size_t tile_rows(size_t rows, size_t cols, size_t threads) {
-    const size_t fit = std::max<size_t>(4, k_scratch_bytes / (cols * 4) / 4 * 4);
-    const size_t share = (rows + 4 * threads - 1) / (4 * threads);
-    return std::max<size_t>(4, std::min(fit, (share + 3) / 4 * 4));
-}
-
 } // namespace
 
 void qmatmul_exact(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y,
@@ -107,36 +99,39 @@ void qmatmul_exact(ThreadPool& pool, const float* x, size_t tokens, const Matrix
     RABBIT_CHECK(is_quant_dtype(t), std::string("qmatmul_exact on ") + dtype_name(t));
     const size_t rows = size_t(w.rows), cols = size_t(w.cols), rb = size_t(w.row_bytes());
     if (ldy == 0) ldy = rows;
-    const Tiles tiles = tiles_for(cpu_isa());
-    const size_t tr = tile_rows(rows, cols, pool.size()), ntiles = (rows + tr - 1) / tr;
     const auto* base = static_cast<const uint8_t*>(w.data);
-    pool.parallel_for(ntiles, [&](size_t b, size_t e) {
+    if (tokens == 1 && has_fast_dequant(t)) { // decode: dequantized in registers, no scratch
+        pool.parallel_for(rows, [&](size_t b, size_t e) {
+            float out[16];
+            for (size_t r0 = b; r0 < e; r0 += 16) {
+                const size_t n = std::min<size_t>(16, e - r0);
+                dequant_dot(t, base + r0 * rb, rb, n, cols, x, out);
+                for (size_t r = 0; r < n; ++r) y[r0 + r] = out[r] + (bias ? bias[r0 + r] : 0.0f);
+            }
+        }, 16);
+        return;
+    }
+    const Tiles tiles = tiles_for(cpu_isa());
+    pool.parallel_for((rows + 3) / 4, [&](size_t b, size_t e) {
         thread_local std::vector<float> scratch;
-        scratch.resize(tr * cols);
+        scratch.resize(4 * cols);
         float* s = scratch.data();
-        for (size_t tile = b; tile < e; ++tile) {
-            const size_t r0 = tile * tr, nr = std::min(tr, rows - r0);
+        for (size_t quad = b; quad < e; ++quad) {
+            const size_t r0 = 4 * quad, nr = std::min<size_t>(4, rows - r0);
             dequant_rows(t, base + r0 * rb, rb, nr, cols, s, cols);
-            // A last tile's missing rows of its last quad: zeros, their sums dropped.
-            const size_t padded = (nr + 3) / 4 * 4;
-            std::fill(s + nr * cols, s + padded * cols, 0.0f);
-            for (size_t q = 0; q < nr; q += 4) {
-                const float* wq = s + q * cols;
-                const size_t nq = std::min<size_t>(4, nr - q);
-                for (size_t t0 = 0; t0 < tokens;) {
-                    const size_t width = tokens - t0 >= tiles.width ? tiles.width : 1;
-                    const float* xs[4];
-                    for (size_t k = 0; k < width; ++k) xs[k] = x + (t0 + k) * cols;
-                    float out[4][4];
-                    (width == 1 ? tiles.one : tiles.many)(wq, cols, xs, cols, out);
-                    for (size_t k = 0; k < width; ++k)
-                        for (size_t r = 0; r < nq; ++r)
-                            y[(t0 + k) * ldy + r0 + q + r] = out[k][r] + (bias ? bias[r0 + q + r] : 0.0f);
-                    t0 += width;
-                }
+            std::fill(s + nr * cols, s + 4 * cols, 0.0f); // a last quad's missing rows: sums dropped
+            for (size_t t0 = 0; t0 < tokens;) {
+                const size_t width = tokens - t0 >= tiles.width ? tiles.width : 1;
+                const float* xs[4];
+                for (size_t k = 0; k < width; ++k) xs[k] = x + (t0 + k) * cols;
+                float out[4][4];
+                (width == 1 ? tiles.one : tiles.many)(s, cols, xs, cols, out);
+                for (size_t k = 0; k < width; ++k)
+                    for (size_t r = 0; r < nr; ++r) y[(t0 + k) * ldy + r0 + r] = out[k][r] + (bias ? bias[r0 + r] : 0.0f);
+                t0 += width;
             }
         }
-    });
+    }, 4);
 }
 
 } // namespace rabbit::cpu
