@@ -4,6 +4,7 @@
 // activations quantized by the same rule (exact in integers, so to f32 rounding), and against
 // f32 activations within the error docs/ARCHITECTURE.md states.
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/qexact.h"
 #include "backend/cpu/qkernels.h"
 #include "common/quant.h"
 #include "common/thread_pool.h"
@@ -105,7 +106,7 @@ TEST_CASE("quantized matmul equals the q8 reference product on every type and pa
                 }
                 // matmul itself takes the best path, with no bias and ldy 0.
                 std::vector<float> y(tokens * rows);
-                matmul(pool, x.data(), tokens, m, nullptr, y.data());
+                matmul(pool, x.data(), tokens, m, nullptr, y.data(), 0, ActQuant::q8);
                 const std::vector<double> nob =
                     ref::matmul_q8(ref::quantize_q8(x, cpu::uses_q8k(t) ? 256 : 32), wd, {}, rows, cols, &mag);
                 require_close_to_mag(y, nob, mag, rows, rows);
@@ -195,4 +196,115 @@ TEST_CASE("widen_row of a quantized matrix is common/quant.h's dequantize, as gg
         INFO(dtype_name(t));
         test::require_same(row, std::vector<float>(want.begin() + long(2 * cols), want.end()));
     }
+}
+
+// The exact mode (ActQuant::f32, matmul's default): f32 activations, weights dequantized on
+// the fly. Its row dequantization is common/quant.h's bit for bit (every product it rounds is
+// the reference's, and the fused d * q + m of q4_1/q5_1 and q4_k/q5_k's dl * q - ml round
+// once where the reference's exact product needs no rounding).
+TEST_CASE("the exact mode's row dequantization is common/quant.h's dequantize", "[kernels][quant]") {
+    std::mt19937 rng(31);
+    for (DType t : k_types) {
+        const size_t cols = 4 * dtype_block(t), rows = 3, rb = size_t(dtype_row_bytes(t, cols));
+        const std::vector<uint8_t> w = random_blocks(t, rows, cols, rng);
+        const size_t ld = cols + 8;
+        std::vector<float> got(rows * ld, -7.0f), want(rows * cols);
+        dequantize(t, w.data(), want.data(), rows * cols);
+        cpu::dequant_rows(t, w.data(), rb, rows, cols, got.data(), ld);
+        INFO(dtype_name(t) << (cpu::has_fast_dequant(t) ? " (vector path)" : " (scalar)") << " on " << isa_name(cpu_isa()));
+        for (size_t r = 0; r < rows; ++r) {
+            test::require_same(std::vector<float>(got.begin() + long(r * ld), got.begin() + long(r * ld + cols)),
+                               std::vector<float>(want.begin() + long(r * cols), want.begin() + long((r + 1) * cols)));
+            for (size_t c = cols; c < ld; ++c) REQUIRE(got[r * ld + c] == -7.0f);
+        }
+    }
+}
+
+namespace {
+
+// The double-precision product of dequantized weights and f32 activations, and the sums of
+// the products' magnitudes (the scale of f32 rounding).
+std::vector<double> exact_product(const std::vector<float>& x, const std::vector<float>& wd, const std::vector<float>& bias,
+                                  size_t rows, size_t cols, std::vector<double>& mag) {
+    const size_t tokens = x.size() / cols;
+    std::vector<double> y(tokens * rows);
+    mag.assign(tokens * rows, 0.0);
+    for (size_t k = 0; k < tokens; ++k)
+        for (size_t r = 0; r < rows; ++r) {
+            double s = bias.empty() ? 0.0 : bias[r], m = bias.empty() ? 0.0 : std::fabs(bias[r]);
+            for (size_t c = 0; c < cols; ++c) {
+                const double p = double(x[k * cols + c]) * double(wd[r * cols + c]);
+                s += p;
+                m += std::fabs(p);
+            }
+            y[k * rows + r] = s;
+            mag[k * rows + r] = m;
+        }
+    return y;
+}
+
+} // namespace
+
+TEST_CASE("quantized matmul in the exact mode equals the f32 product of the dequantized weights", "[kernels][quant]") {
+    std::mt19937 rng(17);
+    ThreadPool pool(3);
+    INFO("instructions: " << isa_name(cpu_isa()));
+    for (DType t : k_types) {
+        const size_t cols = 3 * dtype_block(t);
+        for (size_t rows : {1, 5, 13, 67}) {
+            const std::vector<uint8_t> w = random_blocks(t, rows, cols, rng);
+            const std::vector<float> wd = dequantized(t, w, rows, cols);
+            const std::vector<float> bias = random_vector(rows, rng);
+            const Matrix m{w.data(), t, rows, cols};
+            for (size_t tokens : {1, 2, 3, 4, 5, 6, 7, 8, 9, 33}) {
+                INFO(dtype_name(t) << ", " << rows << " rows, " << tokens << " tokens");
+                const std::vector<float> x = random_vector(tokens * cols, rng, -2.0f, 2.0f);
+                std::vector<double> mag;
+                const std::vector<double> want = exact_product(x, wd, bias, rows, cols, mag);
+                const size_t ldy = rows + 3;
+                std::vector<float> y(tokens * ldy, -7.0f);
+                matmul(pool, x.data(), tokens, m, bias.data(), y.data(), ldy); // the default mode
+                require_close_to_mag(y, want, mag, ldy, rows);
+                for (size_t k = 0; k < tokens; ++k) // the columns past w.rows untouched
+                    for (size_t c = rows; c < ldy; ++c) REQUIRE(y[k * ldy + c] == -7.0f);
+                std::vector<float> y0(tokens * rows, -7.0f); // no bias, ldy 0
+                cpu::qmatmul_exact(pool, x.data(), tokens, m, nullptr, y0.data(), 0);
+                require_close_to_mag(y0, exact_product(x, wd, {}, rows, cols, mag), mag, rows, rows);
+            }
+        }
+    }
+}
+
+TEST_CASE("the exact mode on a wide matrix, on one thread and on many", "[kernels][quant]") {
+    // 203 rows: 50 quads and a partial one, split among the threads.
+    std::mt19937 rng(5);
+    for (DType t : {DType::q4_1, DType::q6_k, DType::q3_k}) {
+        const size_t cols = 2048, rows = 203;
+        const std::vector<uint8_t> w = random_blocks(t, rows, cols, rng);
+        const std::vector<float> wd = dequantized(t, w, rows, cols);
+        for (size_t threads : {1, 4}) {
+            ThreadPool pool(threads);
+            for (size_t tokens : {1, 6}) {
+                INFO(dtype_name(t) << ", " << threads << " threads, " << tokens << " tokens");
+                const std::vector<float> x = random_vector(tokens * cols, rng);
+                std::vector<double> mag;
+                const std::vector<double> want = exact_product(x, wd, {}, rows, cols, mag);
+                std::vector<float> y(tokens * rows, -7.0f);
+                matmul(pool, x.data(), tokens, Matrix{w.data(), t, rows, cols}, nullptr, y.data());
+                require_close_to_mag(y, want, mag, rows, rows);
+            }
+        }
+    }
+}
+
+TEST_CASE("matmul_rounds_activations tells each mode's truth for quantized weights", "[kernels][quant]") {
+    for (DType t : k_types) {
+        const Matrix m{nullptr, t, 8, uint64_t(dtype_block(t))};
+        for (size_t tokens : {1, 7}) {
+            REQUIRE_FALSE(matmul_rounds_activations(m, tokens));
+            REQUIRE_FALSE(matmul_rounds_activations(m, tokens, ActQuant::f32));
+            REQUIRE(matmul_rounds_activations(m, tokens, ActQuant::q8));
+        }
+    }
+    REQUIRE_FALSE(matmul_rounds_activations(Matrix{nullptr, DType::f32, 8, 8}, 1, ActQuant::q8));
 }

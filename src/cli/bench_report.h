@@ -68,6 +68,7 @@ struct Settings {
     size_t prompt_len = 512, gen = 32, repeat = 3, warmup = 1, threads = 0;
     uint64_t ctx = 0; // 0: prompt and generated tokens
     int gpu = 0;
+    std::string act_quant = "f32"; // CPU rows: --act-quant
 };
 
 struct Describe {

@@ -95,6 +95,7 @@ std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig&
     req.ctx = r.ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.prompt_len + s.gen + 1, model.config().max_position_embeddings);
     req.batch = b.batch;
     req.threads = s.threads;
+    req.act_quant = act_quant_of(s.act_quant);
     req.ring_slots = b.slots;
     if (b.vram == "none") req.max_resident = 0;
     else if (b.vram == "half")
@@ -222,6 +223,7 @@ void add_bench_options(CLI::App* sub, BenchOptions& o) {
     zero_or_positive(sub->add_option("--threads", s.threads, "CPU rows: threads (default or 0: the processors this "
                                                              "process may use)"),
                      "every processor");
+    add_act_quant_option(sub, s.act_quant);
     zero_or_positive(sub->add_option("--ctx", s.ctx, "Context length (default or 0: prompt and generated tokens)"),
                      "prompt and generated tokens");
     non_negative(sub->add_option("--gpu", s.gpu, "Which GPU (default: the first usable one)"), 255);

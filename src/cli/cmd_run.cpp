@@ -97,7 +97,7 @@ void report_residency(const SplitModel& model, const MmapUnitSource& units, uint
 }
 
 struct RunOptions {
-    std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto";
+    std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto", act_quant = "f32";
     uint32_t ring_slots = 2;
     bool raw = false, special = false, verify = false, ignore_eos = false;
     size_t max_tokens = 256, threads = 0;
@@ -137,6 +137,7 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
     zero_or_positive(sub->add_option("--threads", o.threads, "CPU threads (default or 0: the processors this process may "
                                                              "use)"),
                      "every processor");
+    add_act_quant_option(sub, o.act_quant);
     positive(sub->add_option("--batch", o.batch, "Most prompt tokens run through the layers at once (default 512)"),
              double(size_t(1) << 20));
     size_option(sub->add_option("--ram-budget", o.ram_budget,
@@ -219,6 +220,7 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
     req.ctx = o.ctx;
     req.batch = o.batch;
     req.threads = o.threads;
+    req.act_quant = act_quant_of(o.act_quant);
     req.vram_budget = o.vram_budget.empty() ? 0 : *parse_size(o.vram_budget);
     req.ring_slots = o.ring_slots;
     req.kv = o.kv_cache == "gpu" ? KvPlace::gpu : o.kv_cache == "host" ? KvPlace::host : KvPlace::automatic;

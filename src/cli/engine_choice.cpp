@@ -91,6 +91,7 @@ MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
     if (!r.device.cuda) {
         EngineOptions eo;
         eo.threads = r.threads;
+        eo.act_quant = r.act_quant;
         eo.ram_budget = r.ram_budget;
         eo.ctx = r.ctx;
         eo.batch = r.batch;
@@ -137,6 +138,15 @@ uint64_t runtime_overhead(DType weights) {
 #endif
     (void)weights;
     return k_estimated_cublas_bytes + k_kernel_code_reserve;
+}
+
+ActQuant act_quant_of(const std::string& name) { return name == "q8" ? ActQuant::q8 : ActQuant::f32; }
+
+void add_act_quant_option(CLI::App* sub, std::string& name) {
+    sub->add_option("--act-quant", name,
+                    "CPU, quantized weights: f32 keeps the activations f32 (exact: the dequantized model's "
+                    "output; default) or q8 rounds them to 8-bit blocks as llama.cpp does (faster prefill)")
+        ->check(CLI::IsMember({"f32", "q8"}));
 }
 
 } // namespace rabbit

@@ -5,9 +5,12 @@
 // core library does not link.
 #pragma once
 
+#include "backend/cpu/kernels.h"
 #include "common/dtype.h"
 #include "engine/engine.h"
 #include "engine/memory_plan.h"
+
+#include <CLI/CLI.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -43,6 +46,7 @@ struct EngineRequest {
     uint64_t ctx = 0;        // 0: the model's maximum
     size_t batch = 512;      // most prompt tokens through the layers at once
     size_t threads = 0;      // CPU: 0 for every processor this process may use
+    ActQuant act_quant = ActQuant::f32; // CPU: how quantized weights take the activations
     uint64_t vram_budget = 0; // GPU: 0 for the device's free memory less a margin
     uint32_t ring_slots = 2;  // GPU
     KvPlace kv = KvPlace::automatic;    // GPU
@@ -57,6 +61,11 @@ struct MadeEngine {
 };
 
 MadeEngine make_engine(const SplitModel& model, const EngineRequest& request);
+
+// --act-quant's values: "f32" (the default, exact) or "q8" (llama.cpp's 8-bit activations).
+ActQuant act_quant_of(const std::string& name);
+// The --act-quant option of run and bench, into `name` (checked to be f32 or q8).
+void add_act_quant_option(CLI::App* sub, std::string& name);
 
 // inspect's planning without an engine: the default --vram-budget of the first usable GPU
 // (nullopt without one), and the device memory the CUDA runtime takes beside the plan's

@@ -68,7 +68,7 @@ DType parse_type(const std::string& s) {
 
 int main(int argc, char** argv) {
     CLI::App app{"rabbit-qbench: the CPU's quantized matrix products on a model's shapes"};
-    std::string type_name = "q4_k", head_name, down_name;
+    std::string type_name = "q4_k", head_name, down_name, act = "f32";
     std::vector<size_t> token_counts = {1, 128};
     size_t threads = 2, layers = 30, hidden = 576, inter = 1536, qkv = 960, vocab = 49152;
     int rounds = 5;
@@ -77,6 +77,8 @@ int main(int argc, char** argv) {
     app.add_option("--down", down_name, "Weight type of the down projections (default: --type)");
     app.add_option("--tokens", token_counts, "Tokens per pass, each measured (default 1,128)")->delimiter(',');
     app.add_option("--threads", threads, "Threads (default 2)");
+    app.add_option("--act-quant", act, "Activations of the quantized products: f32 (exact) or q8 (default f32)")
+        ->check(CLI::IsMember({"f32", "q8"}));
     app.add_option("--layers", layers, "Layers (default 30)");
     app.add_option("--hidden", hidden, "Hidden size (default 576)");
     app.add_option("--inter", inter, "Intermediate size (default 1536)");
@@ -104,9 +106,10 @@ int main(int argc, char** argv) {
         }
         const Weight head = random_weight(head_t, vocab, hidden, rng);
         ThreadPool pool(threads);
+        const ActQuant aq = act == "q8" ? ActQuant::q8 : ActQuant::f32;
         fmt::print("{} layers {} (down {}, head {}), {} threads, path {}\n", layers, dtype_name(t), dtype_name(down_t),
                    dtype_name(head_t), pool.size(),
-                   is_quant_dtype(t) ? cpu::qpath_name(cpu::best_qpath()) : isa_name(cpu_isa()));
+                   is_quant_dtype(t) && aq == ActQuant::q8 ? cpu::qpath_name(cpu::best_qpath()) : isa_name(cpu_isa()));
         for (size_t n : token_counts) {
             std::vector<float> x(n * std::max(inter, hidden)), y(n * std::max(2 * inter, vocab));
             std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -115,8 +118,8 @@ int main(int argc, char** argv) {
             for (int r = 0; r < rounds + 1; ++r) { // the first round warms the caches up
                 const auto t0 = Clock::now();
                 const double c0 = cpu_ms();
-                for (const Weight& w : ws) matmul(pool, x.data(), n, w.m, nullptr, y.data());
-                matmul(pool, x.data(), 1, head.m, nullptr, y.data());
+                for (const Weight& w : ws) matmul(pool, x.data(), n, w.m, nullptr, y.data(), 0, aq);
+                matmul(pool, x.data(), 1, head.m, nullptr, y.data(), 0, aq);
                 if (r > 0) ms.push_back(seconds_since(t0) * 1e3), cpu.push_back(cpu_ms() - c0);
             }
             std::sort(ms.begin(), ms.end());

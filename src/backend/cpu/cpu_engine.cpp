@@ -19,6 +19,7 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     ctx_ = checked_context(c, options.ctx);
     stream_block_ = std::max<size_t>(1, options.stream_block);
     batch_ = std::max<size_t>(1, options.batch);
+    act_quant_ = options.act_quant;
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
     inv_freq_ = rope_inv_freq(c);
     for (size_t u : roles_.layers) layer_t_.push_back(layer_tensors(model.manifest().units[u]));
@@ -83,7 +84,7 @@ void CpuEngine::linear(size_t unit, const StackedMatrix& w, const float* bias, c
 
 void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy) {
     if (!ldy) ldy = size_t(w.rows);
-    if (source_->resident(unit)) return matmul(pool_, x, n, w, bias, y, ldy);
+    if (source_->resident(unit)) return matmul(pool_, x, n, w, bias, y, ldy, act_quant_);
     // A streamed weight is in memory only while its rows are used: resident memory grows by
     // one block, not by the unit (a 72B model's lm_head is 2.5 GB).
     const size_t row_bytes = size_t(w.row_bytes());
@@ -101,7 +102,7 @@ void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const fl
         stats_.disk_s += took;
         stats_.wait_s += took;
         stats_.file_bytes += part.rows * row_bytes;
-        matmul(pool_, x, n, part, bias ? bias + r0 : nullptr, y + r0, ldy);
+        matmul(pool_, x, n, part, bias ? bias + r0 : nullptr, y + r0, ldy, act_quant_);
         source_->done_with(unit, part.data, part.rows * row_bytes);
     }
 }

@@ -4,6 +4,7 @@
 // head_dim, tied embeddings, RoPE scaling, sliding window) decide what it does.
 #pragma once
 
+#include "backend/cpu/kernels.h"
 #include "common/thread_pool.h"
 #include "engine/engine.h"
 #include "stream/unit_source.h"
@@ -25,6 +26,7 @@ struct EngineOptions {
     uint64_t ctx = 0;        // positions the KV cache may hold; 0: the model's maximum
     size_t stream_block = k_stream_block; // bytes of a streamed weight used (and dropped) at once
     size_t batch = 512;      // most tokens run through the layers at once: a longer prompt goes in parts
+    ActQuant act_quant = ActQuant::f32; // quantized weights: f32 activations (exact), or q8 (llama.cpp's)
 };
 
 class CpuEngine : public Engine {
@@ -37,6 +39,7 @@ public:
     void reset() override { pos_ = 0; }
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
+    ActQuant act_quant() const { return act_quant_; }
 
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
     // No loader: the compute reads the streamed weights in itself, so its disk time is all wait.
@@ -66,6 +69,7 @@ private:
     uint64_t ctx_ = 0;
     size_t stream_block_ = k_stream_block;
     size_t batch_ = 512;
+    ActQuant act_quant_ = ActQuant::f32;
     size_t pos_ = 0;
     const UnitRoles& roles_ = model_.roles();
     std::vector<LayerTensors> layer_t_; // each layer's tensors, found by name once, at construction

@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CPU backend's kernels. Activations are f32; weights f32, bf16 or f16, widened on the fly,
-// or block-quantized (q8_0 .. q6_k), multiplied in integers with activations quantized to
-// 8-bit blocks (qkernels.h).
+// or block-quantized (q8_0 .. q6_k): dequantized a tile of rows at a time and multiplied in
+// f32 (qexact.h, the default), or multiplied in integers with activations quantized to 8-bit
+// blocks (qkernels.h, ActQuant::q8).
 // The inner loops use AVX-512 or AVX2/FMA/F16C where the processor has them (checked at run
 // time) and portable loops elsewhere. They are the CPU backend, not a reference: both
 // backends' kernels are tested against the plain loops of tests/reference.h, and the CPU
 // engine's whole output is what the CUDA engine's is compared with.
 //
 // Defined by concern: isa.cpp (cpu_isa, isa_name), matmul.cpp (matmul,
-// matmul_rounds_activations), qmatmul.cpp, act_quant.cpp, qdot.cpp, qdot_x86.cpp (the
-// quantized products), dot.cpp (dot_f32, widen_row), attention.cpp (attention_scores,
+// matmul_rounds_activations), qexact.cpp, qdequant.cpp, qmatmul.cpp, act_quant.cpp, qdot.cpp,
+// qdot_x86.cpp (the quantized products), dot.cpp (dot_f32, widen_row), attention.cpp (attention_scores,
 // attention_values), ops.cpp (rmsnorm, swiglu, softmax, rope); simd.h holds the vector helpers
 // they share.
 #pragma once
@@ -33,18 +34,26 @@ Isa cpu_isa();
 bool cpu_vnni();
 const char* isa_name(Isa isa);
 
+// How matmul takes the activations of a quantized weight: f32 (the default: weights
+// dequantized a tile at a time, f32 sums, the dequantized model's exact product), or q8
+// (quantized to 8-bit blocks and multiplied in integers, as llama.cpp does: faster prefill,
+// about 0.4 to 1.7 % relative error in y, docs/ARCHITECTURE.md).
+enum class ActQuant { f32, q8 };
+const char* act_quant_name(ActQuant a);
+
 // Whether matmul rounds the activations for this weight and token count: to bf16 for bf16
 // weights on a processor with AVX512_BF16, which multiplies bf16 pairs directly (as a bf16
 // model computes in transformers), at twice the rate or more; to 8-bit blocks for quantized
-// weights (as llama.cpp does; docs/ARCHITECTURE.md gives the error). Otherwise they stay f32.
-bool matmul_rounds_activations(const Matrix& w, size_t tokens);
+// weights under ActQuant::q8. Otherwise they stay f32.
+bool matmul_rounds_activations(const Matrix& w, size_t tokens, ActQuant aq = ActQuant::f32);
 
 // y[t, r] = sum_k x[t, k] * w[r, k] + bias[r]
 //   x    [tokens, w.cols] f32
 //   bias [w.rows] f32 or null
 //   y    [tokens, ldy] f32, of which columns [0, w.rows) are written; ldy 0 means w.rows
+//   aq   how a quantized weight takes the activations (ignored for the others)
 void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y,
-            size_t ldy = 0);
+            size_t ldy = 0, ActQuant aq = ActQuant::f32);
 
 // One row: y = x / sqrt(mean(x^2) + eps) * weight.   x, y [n] (may alias), weight [n] f32
 void rmsnorm(const float* x, const float* weight, float eps, size_t n, float* y);

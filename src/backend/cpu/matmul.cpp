@@ -5,6 +5,7 @@
 // the activations rounded to bf16.
 #include "backend/cpu/dot.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/qexact.h"
 #include "backend/cpu/qkernels.h"
 #include "backend/cpu/simd.h"
 
@@ -293,14 +294,21 @@ void matmul_rows(ThreadPool& pool, const float* x, size_t tokens, const Matrix& 
 
 } // namespace
 
-bool matmul_rounds_activations(const Matrix& w, size_t) {
-    return is_quant_dtype(w.dtype) || (w.dtype == DType::bf16 && cpu_isa() == Isa::avx512bf16);
+const char* act_quant_name(ActQuant a) { return a == ActQuant::q8 ? "q8" : "f32"; }
+
+bool matmul_rounds_activations(const Matrix& w, size_t, ActQuant aq) {
+    if (is_quant_dtype(w.dtype)) return aq == ActQuant::q8;
+    return w.dtype == DType::bf16 && cpu_isa() == Isa::avx512bf16;
 }
 
-void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y, size_t ldy) {
+void matmul(ThreadPool& pool, const float* x, size_t tokens, const Matrix& w, const float* bias, float* y, size_t ldy,
+            ActQuant aq) {
     if (ldy == 0) ldy = size_t(w.rows);
     RABBIT_CHECK(is_weight_dtype(w.dtype), "matmul on a non-weight dtype");
-    if (is_quant_dtype(w.dtype)) return cpu::qmatmul(pool, x, tokens, w, bias, y, ldy, cpu::best_qpath());
+    if (is_quant_dtype(w.dtype)) {
+        if (aq == ActQuant::f32) return cpu::qmatmul_exact(pool, x, tokens, w, bias, y, ldy);
+        return cpu::qmatmul(pool, x, tokens, w, bias, y, ldy, cpu::best_qpath());
+    }
     const Isa isa = cpu_isa();
 #ifdef RABBIT_X86
     if (tokens == 1 && matmul_rounds_activations(w, tokens)) return decode_bf16(pool, x, w, bias, y);
