@@ -2,8 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The README's first command, after setup.sh: a real trained model answers a real question.
 #   scripts/demo.sh              SmolLM2-135M-Instruct (Q4_1 GGUF, fetched by scripts/setup.sh,
-#                                else now): "What is the capital of France? Answer in one
-#                                sentence.", greedy, in the
+#                                else now): "What is the capital of France?", greedy, in the
 #                                chat format of the GGUF's template
 #   scripts/demo.sh tinystories  TinyStories-656K (f32 Llama): 60 greedy tokens of a story
 #   scripts/demo.sh MODEL        any model (GGUF file, split or Hugging Face directory) asked
@@ -18,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 # The bare question puts SmolLM2's first token on a near tie ("The" 0.08 logits over "L" in
 # float32) that 8-bit activations tip into French; asked for one sentence, it answers plainly.
-question="What is the capital of France? Answer in one sentence."
+question="What is the capital of France?"
 prompt="Once upon a time, there was a dog named"
 rabbit=build/rabbit
 [ -x "$rabbit" ] || { echo "error: $rabbit: not built (run scripts/setup.sh first)" >&2; exit 2; }

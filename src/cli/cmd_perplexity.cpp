@@ -34,7 +34,7 @@ namespace rabbit {
 namespace {
 
 struct PerplexityOptions {
-    std::string model, text_file, device;
+    std::string model, text_file, device, act_quant = "f32";
     size_t ctx = 512, stride = 0, batch = 512, threads = 0;
     bool json = false;
 };
@@ -113,6 +113,7 @@ void add_options(CLI::App* sub, PerplexityOptions& o) {
     zero_or_positive(sub->add_option("--threads", o.threads, "CPU threads (default or 0: every processor)"),
                      "every processor");
     sub->add_option("--device", o.device, "cpu, cuda or cuda:N (default: cuda when a usable GPU is present, else cpu)");
+    add_act_quant_option(sub, o.act_quant);
     sub->add_flag("--json", o.json, "Print the result as one JSON line");
 }
 
@@ -147,6 +148,7 @@ Command add_perplexity_command(CLI::App& app, const GlobalOptions& global) {
         req.ctx = std::min<uint64_t>(o->ctx, ids.size());
         req.batch = o->batch;
         req.threads = o->threads;
+        req.act_quant = act_quant_of(o->act_quant);
         MadeEngine made = make_engine(model, req);
 
         const auto t0 = Clock::now();
