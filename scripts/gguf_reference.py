@@ -71,7 +71,23 @@ def load(path):
     tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
     model.eval()
+    apply_rope_freqs(path, model)
     return tok, model
+
+
+def apply_rope_freqs(path, model):
+    """Llama 3 RoPE scaling, which llama.cpp's converter stores as the tensor rope_freqs.weight
+    (a divisor per frequency) and transformers' GGUF loader leaves out: the frequencies divided
+    by it, as llama.cpp runs them (transformers' llama3 rule gives them to within an ulp)."""
+    import gguf
+    t = [t for t in gguf.GGUFReader(path).tensors if t.name == "rope_freqs.weight"]
+    if not t:
+        return
+    rope = model.model.rotary_emb
+    factors = torch.tensor(np.array(t[0].data, dtype=np.float32))
+    rope.inv_freq = rope.inv_freq / factors
+    if hasattr(rope, "original_inv_freq"):
+        rope.original_inv_freq = rope.inv_freq
 
 
 def rabbit_run(rabbit, path, prompt, steps, tmp):

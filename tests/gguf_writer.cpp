@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -178,6 +179,30 @@ std::string permute_rows(const std::string& data, uint64_t rows, uint64_t heads)
     return out;
 }
 
+// rope_freqs.weight of a llama3 rope_scaling, as llama.cpp's LlamaModel.generate_extra_tensors
+// computes it (in f32, torch's pow as a double pow rounded), and no scaling metadata.
+GgufWriterTensor rope_freqs(const ModelConfig& c) {
+    const RopeScaling& s = c.rope_scaling;
+    const size_t half = c.head_dim / 2;
+    const float low_wavelen = float(double(s.original_max_position_embeddings) / s.low_freq_factor);
+    const float high_wavelen = float(double(s.original_max_position_embeddings) / s.high_freq_factor);
+    std::vector<float> f(half);
+    for (size_t i = 0; i < half; ++i) {
+        const float freq = 1.0f / float(std::pow(double(float(c.rope_theta)), double(float(2 * i) / float(c.head_dim))));
+        const float wavelen = float(2.0 * M_PI) / freq;
+        if (wavelen < high_wavelen) f[i] = 1.0f;
+        else if (wavelen > low_wavelen) f[i] = float(s.factor);
+        else {
+            const float smooth = (float(s.original_max_position_embeddings) / wavelen - float(s.low_freq_factor)) /
+                                 float(s.high_freq_factor - s.low_freq_factor);
+            f[i] = 1.0f / ((1.0f - smooth) / float(s.factor) + smooth);
+        }
+    }
+    std::string data(half * sizeof(float), '\0');
+    std::memcpy(&data[0], f.data(), data.size());
+    return {"rope_freqs.weight", dtype_ggml_id(DType::f32), {half}, std::move(data)};
+}
+
 void write_metadata(GgufWriter& w, const ModelConfig& c, const std::string& arch) {
     const std::string a = arch + ".";
     w.str("general.architecture", arch).str("general.name", "rabbit test model");
@@ -222,6 +247,7 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
         }
         all.push_back({gname, dtype_ggml_id(t), std::vector<uint64_t>(e->shape.rbegin(), e->shape.rend()), std::move(data)});
     }
+    if (c.rope_scaling.type == RopeScaling::Type::llama3) all.insert(all.begin(), rope_freqs(c));
     if (conv.parts <= 1) {
         GgufWriter w;
         write_metadata(w, c, arch);

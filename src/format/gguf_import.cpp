@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_writer.h"
+#include "format/gguf_rope.h"
 #include "format/gguf_tokenizer.h"
 
 #include <spdlog/spdlog.h>
@@ -61,18 +62,54 @@ uint64_t positive(const GgufFile& f, const std::string& key, std::optional<int64
     return uint64_t(*v);
 }
 
-// The RoPE keys: the base, and linear scaling, the one kind rabbit runs from a GGUF.
-void write_rope(JsonWriter& w, const GgufFile& f, const std::string& arch, uint64_t head_dim) {
-    w.member("rope_theta", f.get_float(arch + ".rope.freq_base").value_or(10000.0));
+// rope_freqs.weight, llama.cpp's divisors of the RoPE frequencies: F32, one per pair.
+std::vector<float> read_rope_factors(const GgufFile& part, const GgufTensorInfo& t, uint64_t head_dim) {
+    if (t.dtype != DType::f32 || t.shape.size() != 1 || t.shape[0] != head_dim / 2)
+        throw bad_input(part.path(), "tensor 'rope_freqs.weight' is not F32 of " + std::to_string(head_dim / 2) +
+                                         " values (one per RoPE frequency)");
+    std::vector<float> v(size_t(head_dim / 2));
+    InputFile(part.path()).read_at(v.data(), v.size() * sizeof(float), t.offset);
+    return v;
+}
+
+// The Llama 3 scaling behind rope_freqs.weight, as config.json's rope_scaling says it.
+void write_llama3_rope(JsonWriter& w, const GgufSet& set, const std::string& arch, uint64_t head_dim, double theta) {
+    const auto [part, t] = set.find_tensor("rope_freqs.weight");
+    const GgufFile& f = set.first();
+    const std::vector<float> factors = read_rope_factors(*part, *t, head_dim);
+    const auto ctx = f.get_int(arch + ".context_length").value_or(0);
+    const auto s = llama3_scaling_of_factors(factors, theta, head_dim, ctx > 0 ? uint64_t(ctx) : 0);
+    if (!s)
+        throw unsupported(part->path(), "holds rope_freqs.weight whose factors are not Llama 3 RoPE scaling of any "
+                                        "(factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)");
+    if (s->type == RopeScaling::Type::none) return;
+    w.key("rope_scaling").begin_object().member("rope_type", "llama3").member("factor", s->factor);
+    w.member("low_freq_factor", s->low_freq_factor).member("high_freq_factor", s->high_freq_factor);
+    w.member("original_max_position_embeddings", s->original_max_position_embeddings).end_object();
+}
+
+// The RoPE keys: the base, and the scaling rabbit runs from a GGUF: linear, or Llama 3's,
+// which llama.cpp's converter stores as the tensor rope_freqs.weight.
+void write_rope(JsonWriter& w, const GgufSet& set, const std::string& arch, uint64_t head_dim) {
+    const GgufFile& f = set.first();
+    const double theta = f.get_float(arch + ".rope.freq_base").value_or(10000.0);
+    w.member("rope_theta", theta);
     if (auto dims = f.get_int(arch + ".rope.dimension_count"); dims && uint64_t(*dims) != head_dim)
         throw unsupported(f.path(), arch + ".rope.dimension_count is " + std::to_string(*dims) + ", not the head size " +
                                         std::to_string(head_dim) + ": partial rotary embeddings are not supported");
     const std::string type = f.get_string(arch + ".rope.scaling.type").value_or("none");
-    if (type == "linear") {
+    const bool freqs = set.find_tensor("rope_freqs.weight").second != nullptr;
+    if (freqs && type != "none")
+        throw unsupported(f.path(), "has both rope_freqs.weight and " + arch + ".rope.scaling.type '" + type +
+                                        "'; rabbit runs one RoPE scaling");
+    if (freqs) {
+        write_llama3_rope(w, set, arch, head_dim, theta);
+    } else if (type == "linear") {
         const double factor = f.get_float(arch + ".rope.scaling.factor").value_or(1.0);
         w.key("rope_scaling").begin_object().member("rope_type", "linear").member("factor", factor).end_object();
     } else if (type != "none") {
-        throw unsupported(f.path(), arch + ".rope.scaling.type is '" + type + "'; rabbit runs GGUFs without RoPE scaling or with linear");
+        throw unsupported(f.path(), arch + ".rope.scaling.type is '" + type +
+                                        "'; rabbit runs GGUFs without RoPE scaling, with linear or with Llama 3's");
     }
 }
 
@@ -136,7 +173,7 @@ std::string gguf_config_json(const GgufSet& set) {
     w.member("vocab_size", vocab_rows->shape[0]);
     if (auto ctx = f.get_int(a + "context_length"); ctx && *ctx > 0) w.member("max_position_embeddings", *ctx);
     if (auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon")) w.member("rms_norm_eps", *eps);
-    write_rope(w, f, arch, head_dim);
+    write_rope(w, set, arch, head_dim);
     w.member("tie_word_embeddings", !embd || !output);
     if (arch != "qwen2") w.member("attention_bias", set.find_tensor("blk.0.attn_q.bias").second != nullptr);
     write_special_tokens(w, f);
@@ -218,9 +255,7 @@ void add_part(HfCheckpoint& ck, const GgufFile& part, uint32_t shard, const std:
               uint32_t kv_heads) {
     for (const GgufTensorInfo& t : part.tensors()) {
         const std::string hf = hf_name_of_gguf_tensor(t.name);
-        if (hf.empty() && t.name == "rope_freqs.weight")
-            throw unsupported(part.path(), "holds rope_freqs.weight (Llama 3 RoPE scaling factors), which rabbit does "
-                                           "not read from a GGUF");
+        if (t.name == "rope_freqs.weight") continue; // read as the config's rope_scaling
         if (hf.empty())
             throw unsupported(part.path(), "holds tensor '" + t.name + "', which is not part of a " + arch +
                                                " model rabbit runs");
