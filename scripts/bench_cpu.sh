@@ -8,7 +8,7 @@
 #       are 256-aligned for the k-quants (qwen2.5-0.5b with hidden 1024, intermediate 4096,
 #       16 heads; 24 layers; tied vocabulary of 151936); with the weight bytes each decoded
 #       token reads and the rate that makes. GGUF_LAYERS=N makes fewer layers (a quick check).
-# Environment: THREADS (default: all cores), PROMPT_LEN (128), GEN (32), DTYPE (bf16),
+# Environment: THREADS (default: all cores), PROMPT_LEN (128), GEN (32), DTYPE (bf16), ACT_QUANT (f32),
 # RABBIT_BENCH_DIR (models; default ~/.cache/rabbit/bench), RABBIT_PEERS (llama.cpp build;
 # default ~/.cache/rabbit/peers).
 #
@@ -30,6 +30,7 @@ threads=${THREADS:-$(nproc)}
 prompt_len=${PROMPT_LEN:-128}
 gen=${GEN:-32}
 dtype=${DTYPE:-bf16}
+act_quant=${ACT_QUANT:-f32} # rabbit run --act-quant: f32 (exact, the default) or q8 (llama.cpp's 8-bit activations)
 work=${RABBIT_BENCH_DIR:-$HOME/.cache/rabbit/bench}
 peers=${RABBIT_PEERS:-$HOME/.cache/rabbit/peers}
 tokenizer=${TOKENIZER:-$repo/../shared/tokenizers/qwen3}
@@ -98,7 +99,7 @@ bench_pair() {
   # rabbit: -n gen+1, since the first new token comes from the prefill.
   run_rabbit() {
     "$rabbit" run -m "$rmodel" --raw -p "$prompt" -n $((gen + 1)) --ignore-eos --temp 0 --threads "$threads" \
-      2>&1 >/dev/null | tail -n 1
+      --act-quant "$act_quant" 2>&1 >/dev/null | tail -n 1
   }
   run_rabbit >/dev/null # warm-up (llama-bench makes its own)
   : >"$work/llama.jsonl"
@@ -108,7 +109,7 @@ bench_pair() {
     run_rabbit >>"$work/rabbit.txt"
   done
   echo "llama-bench -m $gguf -p $prompt_len -n $gen -t $threads -r 1   (x$rounds)" >&2
-  echo "rabbit run -m $rmodel --raw -p <$prompt_len tokens> -n $((gen + 1)) --ignore-eos --temp 0 --threads $threads   (x$rounds)" >&2
+  echo "rabbit run -m $rmodel --raw -p <$prompt_len tokens> -n $((gen + 1)) --ignore-eos --temp 0 --threads $threads --act-quant $act_quant   (x$rounds)" >&2
   PYTHONPATH=$src/gguf-py "$py" - "$work/llama.jsonl" "$work/rabbit.txt" "$label" "$threads" "$prompt_len" "$gen" "$gguf" <<'EOF'
 import json, re, statistics, sys
 llama_path, rabbit_path, label, threads, plen, gen, gguf_path = sys.argv[1:]
