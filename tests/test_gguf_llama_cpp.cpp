@@ -99,4 +99,21 @@ TEST_CASE("a Q4_K_M GGUF made by llama-quantize keeps its types, v apart where i
         REQUIRE(u.find("down")->dtype == set.find_tensor(blk + "ffn_down.weight").second->dtype);
     }
     REQUIRE(apart > 0); // Q4_K_M gives some layers' v more bits
+
+    // Q2_K and Q3_K, which rabbit reads but does not write, are copied as they are: the split
+    // must not ask for a quantizer it has no need of.
+    for (const char* type : {"Q2_K", "Q3_K_M"}) {
+        const std::string name = std::string(type) + ".gguf";
+        r = test::run_program(quantize, {dir / "f16.gguf", dir / name, type});
+        REQUIRE(r.exit_code == 0);
+        const GgufSet qset = open_gguf_set(dir / name);
+        const SplitModel qm = SplitModel::open(test::split_into(dir / name, dir / (std::string(type) + ".split")));
+        const DType want = qset.find_tensor("blk.0.ffn_gate.weight").second->dtype;
+        INFO(type << ": ffn_gate is " << dtype_name(want));
+        REQUIRE((want == DType::q2_k || want == DType::q3_k));
+        const UnitLayout& u = qm.manifest().units.at(1).layout;
+        const UnitTensor* gate = u.find("gate_up") ? u.find("gate_up") : u.find("gate");
+        REQUIRE(gate);
+        REQUIRE(gate->dtype == want);
+    }
 }

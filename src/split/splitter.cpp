@@ -323,11 +323,17 @@ private:
         plan_ = plan_split(ck_, opt_.dtype);
         for (const auto& note : plan_.notes) spdlog::debug("{}", note);
         for (const auto& note : plan_.fallbacks) spdlog::info("{}", note);
+        // A quantized type this build cannot write is refused before anything is written, when
+        // a tensor needs converting to it; one copied as it is (a GGUF's Q2_K) needs nothing.
         for (const auto& u : plan_.units)
-            for (const auto& t : u.layout.tensors)
-                if (is_quant_dtype(t.dtype) && !can_quantize(t.dtype))
+            for (size_t i = 0; i < u.layout.tensors.size(); ++i) {
+                const UnitTensor& t = u.layout.tensors[i];
+                const bool converts = std::any_of(u.pieces[i].begin(), u.pieces[i].end(),
+                                                  [&](const SourcePiece& p) { return p.dtype != t.dtype; });
+                if (converts && is_quant_dtype(t.dtype) && !can_quantize(t.dtype))
                     throw unsupported(opt_.model_dir, std::string("--dtype ") + dtype_choice_name(opt_.dtype) + " needs " +
                                                           dtype_name(t.dtype) + " quantization, which this build lacks");
+            }
         companions_ = companions_of(ck_);
         result_.units_total = plan_.units.size();
         result_.bytes_total = plan_.total_bytes();
