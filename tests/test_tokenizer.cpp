@@ -9,7 +9,7 @@
 #include "tokenizer/chat.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <catch2/catch.hpp>
 

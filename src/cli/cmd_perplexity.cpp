@@ -19,7 +19,7 @@
 #include "common/timing.h"
 #include "format/split_model.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>

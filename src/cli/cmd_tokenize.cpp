@@ -8,7 +8,7 @@
 #include "format/gguf.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>

@@ -91,35 +91,26 @@ void dequantize_q3_k(const BlockQ3_K& b, float* y) {
     }
 }
 
-// q4_k: element e = 64*c + 32*k + l is nibble k of qs[32*c + l]; group e / 32.
-void dequantize_q4_k(const BlockQ4_K& b, float* y) {
-    const float d = f16(b.d), dmin = f16(b.dmin);
+// q4_k: element e = 64*c + 32*k + l is nibble k of qs[32*c + l]; group e / 32. q5_k: the same
+// low 4 bits, and bit 4 of element e = 32*g + l is bit g of qh[l] (qh null for q4_k).
+void dequantize_k_groups(uint16_t d16, uint16_t dmin16, const uint8_t* scales, const uint8_t* qs_all,
+                         const uint8_t* qh, float* y) {
+    const float d = f16(d16), dmin = f16(dmin16);
     for (int g = 0; g < 8; ++g) {
         uint8_t sc = 0, m = 0;
-        k_scale_min(g, b.scales, &sc, &m);
+        k_scale_min(g, scales, &sc, &m);
         const float dl = d * float(sc), ml = dmin * float(m);
-        const uint8_t* qs = b.qs + 32 * (g / 2);
+        const uint8_t* qs = qs_all + 32 * (g / 2);
         for (int l = 0; l < 32; ++l) {
-            const int q = (qs[l] >> (4 * (g % 2))) & 0xF;
+            int q = (qs[l] >> (4 * (g % 2))) & 0xF;
+            if (qh) q |= ((qh[l] >> g) & 1) << 4;
             y[32 * g + l] = dl * float(q) - ml;
         }
     }
 }
 
-// q5_k: the low 4 bits as q4_k; bit 4 of element e = 32*g + l is bit g of qh[l].
-void dequantize_q5_k(const BlockQ5_K& b, float* y) {
-    const float d = f16(b.d), dmin = f16(b.dmin);
-    for (int g = 0; g < 8; ++g) {
-        uint8_t sc = 0, m = 0;
-        k_scale_min(g, b.scales, &sc, &m);
-        const float dl = d * float(sc), ml = dmin * float(m);
-        const uint8_t* qs = b.qs + 32 * (g / 2);
-        for (int l = 0; l < 32; ++l) {
-            const int q = ((qs[l] >> (4 * (g % 2))) & 0xF) | ((b.qh[l] >> g) & 1) << 4;
-            y[32 * g + l] = dl * float(q) - ml;
-        }
-    }
-}
+void dequantize_q4_k(const BlockQ4_K& b, float* y) { dequantize_k_groups(b.d, b.dmin, b.scales, b.qs, nullptr, y); }
+void dequantize_q5_k(const BlockQ5_K& b, float* y) { dequantize_k_groups(b.d, b.dmin, b.scales, b.qs, b.qh, y); }
 
 // q6_k: element e = 128*h + 32*s + l: its low 4 bits are nibble s / 2 of ql[64*h + 32*(s % 2)
 // + l], its high 2 bits are bits 2s..2s+1 of qh[32*h + l]; group e / 16.

@@ -18,7 +18,6 @@ struct Gpt2Pipeline {
 // Throws unsupported(file, ...) for a pre type it does not know.
 Gpt2Pipeline gpt2_pipeline(const std::string& pre, const std::string& file);
 
-void append_utf8(std::string& out, char32_t cp);
 // The byte offsets where each character of `s` starts, and s.size() last; false when `s` is
 // not valid UTF-8.
 bool utf8_boundaries(const std::string& s, std::vector<size_t>& starts);

@@ -4,6 +4,7 @@
 #include "format/gguf_tokenizer_internal.h"
 
 #include "common/error.h"
+#include "common/utf8.h"
 #include "common/json_writer.h"
 
 #include <algorithm>
@@ -91,33 +92,11 @@ Gpt2Pipeline gpt2_pipeline(const std::string& pre, const std::string& file) {
 
 // ---- UTF-8 and the byte-level alphabet ----------------------------------------------------------
 
-void append_utf8(std::string& out, char32_t cp) {
-    if (cp < 0x80) {
-        out += char(cp);
-    } else if (cp < 0x800) {
-        out += char(0xC0 | (cp >> 6));
-        out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += char(0xE0 | (cp >> 12));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    } else {
-        out += char(0xF0 | (cp >> 18));
-        out += char(0x80 | ((cp >> 12) & 0x3F));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    }
-}
-
 bool utf8_boundaries(const std::string& s, std::vector<size_t>& starts) {
     starts.clear();
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (n == 0 || i + n > s.size()) return false;
-        for (size_t k = 1; k < n; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    for (size_t i = 0; i < s.size();) {
+        const size_t n = utf8_sequence_length(s, i);
+        if (n == 0) return false;
         starts.push_back(i);
         i += n;
     }
@@ -132,7 +111,7 @@ const std::array<std::string, 256>& byte_alphabet() {
         int n = 0;
         for (int b = 0; b < 256; ++b) {
             const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            append_utf8(t[size_t(b)], printable ? char32_t(b) : char32_t(256 + n++));
+            utf8_append(t[size_t(b)], printable ? char32_t(b) : char32_t(256 + n++));
         }
         return t;
     }();

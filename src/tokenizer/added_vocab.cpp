@@ -2,7 +2,7 @@
 #include "tokenizer/added_vocab.h"
 
 #include "tokenizer/regex.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <algorithm>
 

@@ -4,7 +4,7 @@
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/json_read.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <spdlog/fmt/fmt.h>
 

@@ -5,7 +5,7 @@
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "tokenizer/added_vocab.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <ctime>
 

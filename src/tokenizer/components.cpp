@@ -5,7 +5,7 @@
 #include "common/error.h"
 #include "common/json_read.h"
 #include "tokenizer/components_internal.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <array>
 

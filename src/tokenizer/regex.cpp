@@ -3,7 +3,7 @@
 #include "tokenizer/regex.h"
 
 #include "common/error.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <pcre2.h>
 

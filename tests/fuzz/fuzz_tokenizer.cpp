@@ -5,7 +5,7 @@
 // every piece it emits must be whole UTF-8.
 #include "common/error.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "common/utf8.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -76,16 +76,6 @@ RABBIT_AVX512 void dot4_avx512(const void* w, size_t stride, const float* x, siz
     }
 }
 
-// The four sums of four vectors, by a tree that shares its shuffles among them.
-RABBIT_AVX512 RABBIT_INLINE __m128 reduce4_avx512(const __m512 v[4]) {
-    // Per 128-bit lane: [v0 pairs, v1 pairs, ...] then [v0, v1, v2, v3] partial sums.
-    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
-    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
-    const __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m256 w = _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1));
-}
 
 // The prefill tile: 4 weight rows x 4 tokens, f32, n a multiple of 16 (padded).
 RABBIT_AVX512 void tile_avx512(const float* w, const float* x, size_t n, size_t ld, float out[4][4]) {
@@ -100,7 +90,7 @@ RABBIT_AVX512 void tile_avx512(const float* w, const float* x, size_t n, size_t 
             for (int r = 0; r < 4; ++r) acc[t][r] = _mm512_fmadd_ps(wv[r], xv, acc[t][r]);
         }
     }
-    for (int t = 0; t < 4; ++t) _mm_storeu_ps(out[t], reduce4_avx512(acc[t]));
+    for (int t = 0; t < 4; ++t) _mm_storeu_ps(out[t], reduce4(acc[t]));
 }
 
 // The bf16 prefill tile: 4 weight rows (bf16, read in place) x 4 tokens (rounded to bf16),
@@ -121,7 +111,7 @@ RABBIT_AVX512BF16 void tile_bf16(const uint16_t* const w[4], const uint16_t* x, 
             for (int r = 0; r < 4; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv[r], xv);
         }
     }
-    for (int t = 0; t < 4; ++t) _mm_storeu_ps(out[t], reduce4_avx512(acc[t]));
+    for (int t = 0; t < 4; ++t) _mm_storeu_ps(out[t], reduce4(acc[t]));
 }
 
 // Decode with bf16 weights and activations: four weight rows (read in place) dotted with one
@@ -140,7 +130,7 @@ RABBIT_AVX512BF16 void dot4_bf16(const uint16_t* w, size_t cols, const uint16_t*
         for (int r = 0; r < 4; ++r)
             acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_maskz_loadu_epi16(tail, w + size_t(r) * cols + i), xv);
     }
-    _mm_storeu_ps(out, reduce4_avx512(acc));
+    _mm_storeu_ps(out, reduce4(acc));
 }
 
 // Rounds f32 to bf16, to nearest even, 32 at a time.

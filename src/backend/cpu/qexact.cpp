@@ -38,15 +38,6 @@ void tile_portable(const float* w, size_t ldw, const float* const* x, size_t n, 
 #ifdef RABBIT_X86
 using namespace simd;
 
-// The four sums of four vectors, by a tree that shares its shuffles among them.
-RABBIT_AVX512 RABBIT_INLINE __m128 reduce4(const __m512 v[4]) {
-    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
-    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
-    const __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m256 w = _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1));
-}
 
 // n a multiple of 16 (a quantized row is whole blocks of 32).
 template <int T>
