@@ -3,6 +3,7 @@
 #include "backend/cpu/cpu_engine.h"
 #include "common/error.h"
 #include "common/json_read.h"
+#include "common/json_writer.h"
 #include "engine/memory_plan.h"
 #include "engine_helpers.h"
 #include "format/split_model.h"
@@ -236,13 +237,49 @@ TEST_CASE("tokenize --chat wraps lines in the model's chat format", "[cli][token
     // Equal to the Qwen3 template rendered by jinja2 (tests/data/tokenizer/qwen3.chat.jsonl).
     REQUIRE(r.out == "[151644, 8948, 198, 2610, 525, 264, 39260, 13, 151645, 198, 151644, 872, 198, 7985, 264, 6386, "
                      "38242, 911, 69144, 13, 151645, 198, 151644, 77091, 198]\n");
-    REQUIRE_THAT(r.err, Contains("chat format: ChatML (Qwen)"));
+    REQUIRE_THAT(r.err, Contains("chat template: ") && Contains("tokenizer_config.json"));
 
     test::RunResult none = test::run_rabbit({"-q", "tokenize", "-m", test::tinystories_dir(), "--chat"}, {}, "hi\n");
     REQUIRE(none.exit_code == int(ExitCode::unsupported));
     REQUIRE_THAT(none.err, Contains("has no chat template"));
     test::RunResult sys = test::run_rabbit({"tokenize", "-m", qwen, "--system", "x"}, {}, "hi\n");
     REQUIRE(sys.exit_code == int(ExitCode::usage));
+}
+
+TEST_CASE("tokenize --chat --jsonl renders whole conversations with the model's template", "[cli][tokenizer][chat]") {
+    if (!test::have_shared()) return;
+    const std::string qwen = test::shared_dir() + "/tokenizers/qwen3";
+    const std::string conv1 = R"([{"role": "system", "content": "You are a poet."}, )"
+                              R"({"role": "user", "content": "Write a haiku about rabbits."}])";
+    const std::string conv2 = R"([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": )"
+                              R"("<think>\nhm\n</think>\n\nHello!"}, {"role": "user", "content": "Again"}])";
+    test::RunResult r = test::run_rabbit({"tokenize", "-m", qwen, "--chat", "--jsonl"}, {}, conv1 + "\n" + conv2 + "\n");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    // The first line equals the single-turn --chat --system rendering above; the second is the
+    // template's multi-turn text (the past turn's thinking dropped), tokenized.
+    const std::string rendered2 = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+                                  "<|im_start|>user\nAgain<|im_end|>\n<|im_start|>assistant\n";
+    test::RunResult plain = test::run_rabbit({"tokenize", "-m", qwen, "--jsonl"}, {}, json_escape(rendered2) + "\n");
+    REQUIRE(r.out == "[151644, 8948, 198, 2610, 525, 264, 39260, 13, 151645, 198, 151644, 872, 198, 7985, 264, 6386, "
+                     "38242, 911, 69144, 13, 151645, 198, 151644, 77091, 198]\n" + plain.out);
+
+    // --no-think: Qwen3's empty thinking block after the generation prompt.
+    test::RunResult nothink = test::run_rabbit({"tokenize", "-m", qwen, "--chat", "--no-think", "--pieces"}, {}, "Hi\n");
+    REQUIRE(nothink.exit_code == 0);
+    REQUIRE_THAT(nothink.out, Contains("\"<think>\", ") && Contains("\"</think>\", "));
+    test::RunResult think = test::run_rabbit({"tokenize", "-m", qwen, "--chat", "--think", "--pieces"}, {}, "Hi\n");
+    REQUIRE(think.exit_code == 0);
+    REQUIRE_THAT(think.out, !Contains("<think>"));
+    // --chat-format: rabbit's own ChatML writer gives the same ids here.
+    test::RunResult fallback = test::run_rabbit({"tokenize", "-m", qwen, "--chat", "--jsonl", "--chat-format", "chatml"}, {}, conv1 + "\n");
+    REQUIRE(fallback.exit_code == 0);
+    REQUIRE(r.out.substr(0, fallback.out.size()) == fallback.out);
+
+    // A line that is not a conversation is a one-line error naming the line.
+    test::RunResult bad = test::run_rabbit({"-q", "tokenize", "-m", qwen, "--chat", "--jsonl"}, {}, "[{\"role\": \"user\"}]\n");
+    REQUIRE(bad.exit_code == int(ExitCode::bad_input));
+    REQUIRE_THAT(bad.err, Contains("stdin line 1") && Contains("\"role\" and \"content\""));
 }
 
 TEST_CASE("tokenize without a tokenizer, or with bad input lines, fails clearly", "[cli][tokenizer]") {

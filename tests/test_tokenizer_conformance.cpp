@@ -110,6 +110,10 @@ TEST_CASE("Qwen's chat format equals its own template rendered by jinja2", "[tok
         const std::string rendered = json_to_string(*json_field(o, "rendered"), path, "rendered");
         INFO(user);
         REQUIRE(apply_chat_template(t, user, system) == rendered);
+        std::vector<ChatMessage> messages;
+        if (system) messages.push_back({"system", *system});
+        messages.push_back({"user", user});
+        REQUIRE(render_chat(t, messages, {}) == rendered); // the template itself, by the interpreter
         REQUIRE(tok->encode(rendered, false) == ids_of(*json_field(o, "ids"), path));
     }
 }

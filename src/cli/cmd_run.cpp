@@ -98,6 +98,7 @@ void report_residency(const SplitModel& model, const MmapUnitSource& units, uint
 
 struct RunOptions {
     std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto", act_quant = "f32";
+    std::string chat_format;
     uint32_t ring_slots = 2;
     bool raw = false, special = false, verify = false, ignore_eos = false;
     size_t max_tokens = 256, threads = 0;
@@ -113,8 +114,11 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
     sub->add_option("-m,--model", o.dir, "A split model, a Hugging Face directory or a .gguf file (split into the cache on first use)")
         ->required();
     sub->add_option("-p,--prompt", o.prompt, "The prompt (default: read from stdin)");
-    sub->add_flag("--raw", o.raw, "Use the prompt as it is, not wrapped in the model's chat format");
-    sub->add_option("--system", o.system, "A system prompt for the chat format");
+    sub->add_flag("--raw", o.raw, "Use the prompt as it is, not wrapped in the model's chat template");
+    sub->add_option("--system", o.system, "A system prompt for the chat template");
+    sub->add_option("--chat-format", o.chat_format,
+                    "Write the chat prompt in this family's format instead of rendering the model's own template")
+        ->check(CLI::IsMember({"chatml", "llama3", "llama2", "mistral"}));
     zero_or_positive(sub->add_option("-n,--max-tokens", o.max_tokens,
                                      "Stop after this many new tokens; 0: the prompt alone (default 256)"),
                      "the prompt alone");
@@ -159,7 +163,8 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
                     "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
 }
 
-// The prompt (--prompt, else stdin) as token ids, wrapped in the chat format unless --raw.
+// The prompt (--prompt, else stdin) as token ids: one user turn in the model's own chat template
+// (or --chat-format's writer) unless --raw or the model has no template.
 std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const SplitModel& model, const Tokenizer& tok) {
     const std::string& dir = model.dir();
     std::string prompt = o.prompt;
@@ -167,17 +172,22 @@ std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const 
         if (::isatty(STDIN_FILENO)) throw Error(ExitCode::usage, "no prompt: give --prompt TEXT or pipe it on stdin");
         prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     }
-    const bool want_chat = !o.raw;
-    const ChatTemplate chat = detect_chat_template(dir);
-    if (want_chat && chat.format != ChatFormat::none) {
-        spdlog::info("chat format: {} (from {}); --raw feeds the prompt as it is", chat_format_name(chat.format), chat.source);
-        std::optional<std::string> system;
-        if (sub->count("--system")) system = o.system;
-        return tok.encode(apply_chat_template(chat, prompt, system), false);
+    if (!o.raw) {
+        const ChatTemplate chat = detect_chat_template(dir);
+        ChatOptions options;
+        if (!o.chat_format.empty()) options.format = parse_chat_format(o.chat_format);
+        if (options.format || !chat.jinja.empty()) {
+            if (options.format)
+                spdlog::info("chat format: {} (--chat-format); --raw feeds the prompt as it is", chat_format_name(*options.format));
+            else
+                spdlog::info("chat template: {}; --raw feeds the prompt as it is", chat.source);
+            std::vector<ChatMessage> messages;
+            if (sub->count("--system")) messages.push_back({"system", o.system});
+            messages.push_back({"user", prompt});
+            return tok.encode(render_chat(chat, messages, options), false);
+        }
     }
-    if (want_chat && !chat.source.empty())
-        throw unsupported(chat.source, "holds a chat template rabbit does not recognise (it knows ChatML, Llama 3, "
-                                       "Llama 2 and Mistral); use --raw to feed the prompt as it is");
+    if (o.raw && !o.chat_format.empty()) throw Error(ExitCode::usage, "--chat-format and --raw do not go together");
     if (sub->count("--system"))
         throw Error(ExitCode::usage, o.raw ? "--system and --raw do not go together"
                                            : "this model has no chat template, so --system has nowhere to go");

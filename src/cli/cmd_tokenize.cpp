@@ -19,9 +19,41 @@
 
 namespace rabbit {
 
+namespace {
+
+void print_ids(const Tokenizer& tok, const std::vector<int32_t>& ids, bool pieces) {
+    if (pieces) {
+        std::string out = "[";
+        for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + json_escape(tok.piece(ids[i]));
+        fmt::print("{}]\n", out);
+    } else {
+        fmt::print("{}\n", json_int_list(ids));
+    }
+    std::fflush(stdout);
+}
+
+// A --chat --jsonl line: [{"role": "user", "content": "..."}, ...].
+std::vector<ChatMessage> read_conversation(const std::string& line, const std::string& where) {
+    JsonDocument doc(line, where);
+    std::vector<ChatMessage> messages;
+    for (auto m : json_to_array(doc.root(), where, "the line (a conversation)")) {
+        auto obj = json_to_object(m, where, "a message");
+        auto role = json_field(obj, "role");
+        auto content = json_field(obj, "content");
+        if (!role || !content) throw bad_input(where, "each message needs \"role\" and \"content\"");
+        std::string text = json_to_string(*content, where, "a message's content");
+        if (!utf8_valid(text)) text = utf8_lossy(text);
+        messages.push_back({json_to_string(*role, where, "a message's role"), std::move(text)});
+    }
+    if (messages.empty()) throw bad_input(where, "the conversation has no messages");
+    return messages;
+}
+
+} // namespace
+
 Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
     struct Options {
-        std::string dir, system;
+        std::string dir, system, chat_format;
         bool special = false, pieces = false, jsonl = false, decode = false, chat = false;
     };
     auto o = std::make_shared<Options>();
@@ -31,32 +63,42 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
     sub->add_flag("--special", o->special,
                   "Add special tokens as the tokenizer's post-processor says (BOS for Llama); with --decode, keep them");
     sub->add_flag("--pieces", o->pieces, "Print the token strings instead of ids");
-    sub->add_flag("--jsonl", o->jsonl, "Each input line is a JSON string, so that texts can hold newlines");
+    sub->add_flag("--jsonl", o->jsonl,
+                  "Each input line is a JSON string, so that texts can hold newlines; with --chat, a JSON array of "
+                  "{\"role\", \"content\"} messages: a whole conversation");
     sub->add_flag("--decode", o->decode, "The reverse: each line is a JSON array of ids; print the text as a JSON string");
-    sub->add_flag("--chat", o->chat, "Wrap each line as a user turn in the model's chat format before tokenizing");
+    sub->add_flag("--chat", o->chat,
+                  "Render each line as a user turn (with --jsonl: each conversation) in the model's own chat template, "
+                  "with the generation prompt, before tokenizing");
     sub->add_option("--system", o->system, "With --chat: the system prompt");
+    sub->add_option("--chat-format", o->chat_format,
+                    "With --chat: write this family's format instead of rendering the model's template")
+        ->check(CLI::IsMember({"chatml", "llama3", "llama2", "mistral"}));
+    sub->add_flag("--think", "With --chat: enable_thinking=true (Qwen3)");
+    sub->add_flag("--no-think", "With --chat: enable_thinking=false (Qwen3)");
 
-    auto run = [o, &global]() {
+    auto run = [o, sub, &global]() {
         // A GGUF's tokenizer is written out by its split (into the cache on first use).
         if (looks_like_gguf(o->dir)) o->dir = split_dir_for(o->dir, global);
         std::unique_ptr<Tokenizer> tok = load_tokenizer(o->dir);
         spdlog::debug("tokenizer: {} ({} tokens)", tok->source(), tok->vocab_size());
         ChatTemplate chat;
+        ChatOptions chat_options;
         if (o->chat) {
             if (o->decode) throw Error(ExitCode::usage, "--chat and --decode do not go together");
+            if (o->jsonl && !o->system.empty())
+                throw Error(ExitCode::usage, "--system with --chat --jsonl: put the system turn in each conversation");
             chat = detect_chat_template(o->dir);
-            if (chat.format == ChatFormat::none)
-                throw unsupported(chat.source.empty() ? o->dir : chat.source,
-                                  chat.source.empty() ? "has no chat template: tokenize without --chat"
-                                                      : "holds a chat template rabbit does not recognise (it knows ChatML, "
-                                                        "Llama 3, Llama 2 and Mistral): tokenize without --chat");
-            spdlog::info("chat format: {} (from {})", chat_format_name(chat.format), chat.source);
-        } else if (!o->system.empty()) {
-            throw Error(ExitCode::usage, "--system needs --chat");
+            if (!o->chat_format.empty()) chat_options.format = parse_chat_format(o->chat_format);
+            if (sub->count("--think")) chat_options.enable_thinking = true;
+            if (sub->count("--no-think")) chat_options.enable_thinking = false;
+            if (sub->count("--think") && sub->count("--no-think")) throw Error(ExitCode::usage, "--think or --no-think, not both");
+            if (chat_options.format) spdlog::info("chat format: {} (--chat-format)", chat_format_name(*chat_options.format));
+            else if (!chat.jinja.empty()) spdlog::info("chat template: {}", chat.source);
+            else throw unsupported(o->dir, "has no chat template: tokenize without --chat, or give --chat-format");
+        } else if (!o->system.empty() || !o->chat_format.empty() || sub->count("--think") || sub->count("--no-think")) {
+            throw Error(ExitCode::usage, "--system, --chat-format, --think and --no-think need --chat");
         }
-        std::optional<std::string> system;
-        if (!o->system.empty()) system = o->system;
-
         std::string line;
         size_t line_no = 0;
         bool warned_utf8 = false;
@@ -72,6 +114,11 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
                 std::fflush(stdout);
                 continue;
             }
+            if (o->chat && o->jsonl) {
+                const std::vector<int32_t> ids = tok->encode(render_chat(chat, read_conversation(line, where), chat_options), false);
+                print_ids(*tok, ids, o->pieces);
+                continue;
+            }
             std::string text;
             if (o->jsonl) {
                 JsonDocument doc(line, where);
@@ -84,15 +131,13 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
                 warned_utf8 = true;
                 text = utf8_lossy(text);
             }
-            if (o->chat) text = apply_chat_template(chat, text, system);
-            const std::vector<int32_t> ids = tok->encode(text, o->special && !o->chat);
-            if (o->pieces) {
-                std::string out = "[";
-                for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + json_escape(tok->piece(ids[i]));
-                fmt::print("{}]\n", out);
-            } else {
-                fmt::print("{}\n", json_int_list(ids));
+            if (o->chat) {
+                std::vector<ChatMessage> messages;
+                if (!o->system.empty()) messages.push_back({"system", o->system});
+                messages.push_back({"user", text});
+                text = render_chat(chat, messages, chat_options);
             }
+            print_ids(*tok, tok->encode(text, o->special && !o->chat), o->pieces);
             std::fflush(stdout);
         }
         return 0;
