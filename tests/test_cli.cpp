@@ -13,6 +13,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <array>
 #include <cmath>
 #include <map>
@@ -280,6 +282,29 @@ TEST_CASE("tokenize --chat --jsonl renders whole conversations with the model's 
     test::RunResult bad = test::run_rabbit({"-q", "tokenize", "-m", qwen, "--chat", "--jsonl"}, {}, "[{\"role\": \"user\"}]\n");
     REQUIRE(bad.exit_code == int(ExitCode::bad_input));
     REQUIRE_THAT(bad.err, Contains("stdin line 1") && Contains("\"role\" and \"content\""));
+}
+
+TEST_CASE("a template the interpreter cannot render names the construct and --chat-format", "[cli][tokenizer][chat]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    test::copy_dir(test::shared_dir() + "/tokenizers/qwen3", dir.path());
+    // chat_template.jinja comes before tokenizer_config.json's template, as in transformers.
+    test::write_file(dir / "chat_template.jinja", "{% for m in messages %}\n{% include 'turn.jinja' %}\n{% endfor %}");
+    test::RunResult r = test::run_rabbit({"-q", "tokenize", "-m", dir.path(), "--chat"}, {}, "Hi\n");
+    REQUIRE(r.exit_code == int(ExitCode::unsupported));
+    REQUIRE_THAT(r.err, Contains("chat_template.jinja: chat template line 2: unsupported Jinja construct {% include %}") &&
+                            Contains("--chat-format chatml|llama3|llama2|mistral"));
+    REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    test::RunResult ok = test::run_rabbit({"-q", "tokenize", "-m", dir.path(), "--chat", "--chat-format", "chatml"}, {}, "Hi\n");
+    REQUIRE(ok.exit_code == 0);
+    REQUIRE(ok.out == "[151644, 872, 198, 13048, 151645, 198, 151644, 77091, 198]\n");
+    // A template's raise_exception is the template's own message.
+    test::write_file(dir / "chat_template.jinja", "{{ raise_exception('Only user turns, please') }}");
+    test::RunResult raised = test::run_rabbit({"-q", "tokenize", "-m", dir.path(), "--chat"}, {}, "Hi\n");
+    REQUIRE(raised.exit_code == int(ExitCode::bad_input));
+    REQUIRE_THAT(raised.err, Contains("refuses this conversation: Only user turns, please"));
+    test::RunResult usage = test::run_rabbit({"-q", "tokenize", "-m", dir.path(), "--chat-format", "chatml"}, {}, "Hi\n");
+    REQUIRE(usage.exit_code == int(ExitCode::usage));
 }
 
 TEST_CASE("tokenize without a tokenizer, or with bad input lines, fails clearly", "[cli][tokenizer]") {

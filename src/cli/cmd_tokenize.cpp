@@ -49,14 +49,37 @@ std::vector<ChatMessage> read_conversation(const std::string& line, const std::s
     return messages;
 }
 
+struct TokenizeOptions {
+    std::string dir, system, chat_format;
+    bool special = false, pieces = false, jsonl = false, decode = false, chat = false;
+};
+
+// --chat's template and options, and the checks of the options that need --chat.
+ChatOptions chat_setup(const TokenizeOptions& o, const CLI::App* sub, ChatTemplate& chat) {
+    ChatOptions options;
+    const bool think = sub->count("--think") > 0, no_think = sub->count("--no-think") > 0;
+    if (!o.chat) {
+        if (!o.system.empty() || !o.chat_format.empty() || think || no_think)
+            throw Error(ExitCode::usage, "--system, --chat-format, --think and --no-think need --chat");
+        return options;
+    }
+    if (o.decode) throw Error(ExitCode::usage, "--chat and --decode do not go together");
+    if (o.jsonl && !o.system.empty())
+        throw Error(ExitCode::usage, "--system with --chat --jsonl: put the system turn in each conversation");
+    if (think && no_think) throw Error(ExitCode::usage, "--think or --no-think, not both");
+    if (think || no_think) options.enable_thinking = think;
+    chat = detect_chat_template(o.dir);
+    if (!o.chat_format.empty()) options.format = parse_chat_format(o.chat_format);
+    if (options.format) spdlog::info("chat format: {} (--chat-format)", chat_format_name(*options.format));
+    else if (!chat.jinja.empty()) spdlog::info("chat template: {}", chat.source);
+    else throw unsupported(o.dir, "has no chat template: tokenize without --chat, or give --chat-format");
+    return options;
+}
+
 } // namespace
 
 Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
-    struct Options {
-        std::string dir, system, chat_format;
-        bool special = false, pieces = false, jsonl = false, decode = false, chat = false;
-    };
-    auto o = std::make_shared<Options>();
+    auto o = std::make_shared<TokenizeOptions>();
     CLI::App* sub = app.add_subcommand(
         "tokenize", "Read text from stdin, one line at a time, and print each line's token ids as a JSON array");
     sub->add_option("-m,--model", o->dir, "Model directory (split or Hugging Face) holding the tokenizer")->required();
@@ -83,22 +106,7 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
         std::unique_ptr<Tokenizer> tok = load_tokenizer(o->dir);
         spdlog::debug("tokenizer: {} ({} tokens)", tok->source(), tok->vocab_size());
         ChatTemplate chat;
-        ChatOptions chat_options;
-        if (o->chat) {
-            if (o->decode) throw Error(ExitCode::usage, "--chat and --decode do not go together");
-            if (o->jsonl && !o->system.empty())
-                throw Error(ExitCode::usage, "--system with --chat --jsonl: put the system turn in each conversation");
-            chat = detect_chat_template(o->dir);
-            if (!o->chat_format.empty()) chat_options.format = parse_chat_format(o->chat_format);
-            if (sub->count("--think")) chat_options.enable_thinking = true;
-            if (sub->count("--no-think")) chat_options.enable_thinking = false;
-            if (sub->count("--think") && sub->count("--no-think")) throw Error(ExitCode::usage, "--think or --no-think, not both");
-            if (chat_options.format) spdlog::info("chat format: {} (--chat-format)", chat_format_name(*chat_options.format));
-            else if (!chat.jinja.empty()) spdlog::info("chat template: {}", chat.source);
-            else throw unsupported(o->dir, "has no chat template: tokenize without --chat, or give --chat-format");
-        } else if (!o->system.empty() || !o->chat_format.empty() || sub->count("--think") || sub->count("--no-think")) {
-            throw Error(ExitCode::usage, "--system, --chat-format, --think and --no-think need --chat");
-        }
+        const ChatOptions chat_options = chat_setup(*o, sub, chat);
         std::string line;
         size_t line_no = 0;
         bool warned_utf8 = false;
