@@ -32,6 +32,8 @@ cases = [
  ("set, scoping and namespace", "{% set a = 1 %}{% for x in xs %}{% set a = x %}{% endfor %}{{ a }}|{% set ns = namespace(n=0, found=false) %}{% for x in xs %}{% set ns.n = ns.n + x %}{% endfor %}{{ ns.n }}|{% if true %}{% set b = 5 %}{% endif %}{{ b }}|{% set c %}block {{ a }}{% endset %}{{ c }}|{% set p, q = 1, 2 %}{{ p }}{{ q }}|{% set xs = xs[1:] %}{{ xs }}", {"xs": [1, 2, 3]}),
  ("macros", "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('A') }} {{ greet('B', punct='?') }} {{ greet(name='C') }}", {}),
  ("globals", "{{ range(3) | list }} {{ range(1, 7, 2) | list }} {{ dict(a=1) }} {{ strftime_now('%d %b %Y') }}", {}),
+ ("scoping: a loop body reads the outer value on every pass", "{% for x in [1,2] %}[{{ y }}]{% set y = x %}{% endfor %}|{% set y = 0 %}{% for x in [1,2] %}[{{ y }}]{% set y = x %}{% endfor %}{{ y }}|{% for x in [1,2] %}{% for z in [3] %}{{ loop.index }}{% endfor %}{{ loop.index }}{{ loop.length }}{% endfor %}|{% macro m() %}{{ g }}{% endmacro %}{% set g = 5 %}{{ m() }}", {}),
+ ("newlines: CR LF and CR read as LF", "a\r\n{% if true %}\r\nb\rc{% endif %}\r\n", {}),
  ("undefined prints empty and iterates empty", "[{{ u }}][{% for x in u %}x{% endfor %}][{{ u | length }}][{{ u ~ 'a' }}][{{ not u }}]", {}),
 ]
 
@@ -42,10 +44,51 @@ class FixedDatetime(datetime.datetime):
         return datetime.datetime(2025, 3, 14, 9, 26, 53)
 
 
+def random_whitespace_cases(n, seed=20261201):
+    """Templates of random text, whitespace and tags with every '-' and '+' variant: where
+    trim_blocks, lstrip_blocks and whitespace control meet."""
+    import random
+    rng = random.Random(seed)
+    texts = [" ", "  ", "\t", "\n", "\n  ", "  \n", "x", " y ", "\n\n", "z\n\t"]
+    def tag(body):
+        return "{%" + rng.choice(["", "-", "+"]) + " " + body + " " + rng.choice(["", "-", "+"]) + "%}"
+    def expr():
+        return "{{" + rng.choice(["", "-"]) + " " + rng.choice(["'e'", "1", "'\\n'", "' '"]) + " " + rng.choice(["", "-"]) + "}}"
+    def comment():
+        return "{#" + rng.choice(["", "-"]) + " c " + rng.choice(["", "-"]) + "#}"
+    def block(depth):
+        out = ""
+        for _ in range(rng.randint(1, 4)):
+            r = rng.random()
+            if r < 0.45:
+                out += rng.choice(texts)
+            elif r < 0.6:
+                out += expr()
+            elif r < 0.7:
+                out += comment()
+            elif depth < 3 and r < 0.85:
+                out += tag("if " + rng.choice(["true", "false"])) + block(depth + 1)
+                if rng.random() < 0.5:
+                    out += tag("else") + block(depth + 1)
+                out += tag("endif")
+            elif depth < 3:
+                out += tag("for i in [1, 2]") + block(depth + 1) + tag("endfor")
+            else:
+                out += rng.choice(texts)
+        return out
+    cases = []
+    for i in range(n):
+        src = block(0)
+        if rng.random() < 0.3:
+            src += "\n"
+        cases.append((f"random whitespace {i}", src, {}))
+    return cases
+
+
 def main():
     ctu.datetime = FixedDatetime  # strftime_now reads datetime.now() from the module at call time
     out = []
-    for name, src, variables in cases:
+    for name, src, variables in cases + random_whitespace_cases(400):
         template = ctu._compile_jinja_template(src)
         out.append({"name": name, "template": src, "vars": variables, "output": template.render(**variables)})
     with open(OUT, "w", encoding="utf-8") as f:

@@ -131,4 +131,13 @@ TEST_CASE("runtime errors are bad_input with jinja2's reason", "[tokenizer][jinj
     CHECK_THAT(error_of("{% set x = 1 %}{% set x.a = 2 %}").second, Contains("not a namespace()"));
     CHECK_THAT(error_of("{{ x() }}", {{"x", jinja::Value(int64_t(1))}}).second, Contains("'int' object is not callable"));
     CHECK(error_of("{{ u.x }}").first == ExitCode::bad_input);
+    // Where Python's unbounded integers and a hostile template's appetite part from rabbit's.
+    CHECK_THAT(error_of("{{ 9223372036854775807 + 1 }}").second, Contains("integer overflow"));
+    CHECK_THAT(error_of("{{ 2 ** 64 }}").second, Contains("integer overflow"));
+    CHECK(render("{{ 3 ** 3 }} {{ 2 ** -1 }}") == "27 0.5");
+    CHECK_THAT(error_of("{{ 'ab' * 1000000000 }}").second, Contains("more than 256 MiB"));
+    CHECK_THAT(error_of("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}").second,
+               Contains("more than 1,000,000 loop passes"));
+    CHECK_THAT(error_of("{{ range(10000000) }}").second, Contains("more than a million"));
+    CHECK_THAT(error_of("{% set d = {} %}{{ d['a\nb'].x }}").second, Contains("'a\\nb'")); // one line still
 }

@@ -8,7 +8,9 @@
 #include "tokenizer/jinja_builtins.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 
 namespace rabbit::jinja {
 
@@ -42,7 +44,28 @@ bool is_int(const Value& v) { return v.kind() == Value::Kind::integer || v.kind(
     runtime_error("unsupported operand types for " + op + ": '" + py_type(a) + "' and '" + py_type(b) + "'");
 }
 
+// Limits that keep a hostile template from running for ever or filling memory; no chat
+// template comes near them.
+constexpr size_t k_max_value_bytes = size_t(1) << 28;
+constexpr int64_t k_max_steps = 1'000'000; // loop passes and macro calls in one render
+
+void check_overflow(bool overflowed) {
+    if (overflowed) runtime_error("integer overflow (rabbit's integers are 64-bit, Python's are unbounded)");
+}
+
+// i op j on 64-bit integers, an error where Python's unbounded integers would differ.
+int64_t int_op(char op, int64_t i, int64_t j) {
+    int64_t r = 0;
+    const bool overflowed = op == '+'   ? __builtin_add_overflow(i, j, &r)
+                            : op == '-' ? __builtin_sub_overflow(i, j, &r)
+                                        : __builtin_mul_overflow(i, j, &r);
+    check_overflow(overflowed);
+    return r;
+}
+
 Value repeat(const Value& seq, int64_t n) {
+    const size_t unit = seq.is_string() ? seq.as_string().size() : seq.as_list().size();
+    if (n > 0 && unit > 0 && uint64_t(n) > k_max_value_bytes / unit) runtime_error("a repetition of more than 256 MiB");
     if (seq.is_string()) {
         std::string out;
         for (int64_t i = 0; i < n; ++i) out += seq.as_string();
@@ -68,9 +91,12 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     const bool ints = is_int(a) && is_int(b);
     const double x = a.as_real(), y = b.as_real();
     if ((op == "/" || op == "//" || op == "%") && y == 0) runtime_error("division by zero");
-    if (op == "+") return ints ? Value(a.as_int() + b.as_int()) : Value(x + y);
-    if (op == "-") return ints ? Value(a.as_int() - b.as_int()) : Value(x - y);
-    if (op == "*") return ints ? Value(a.as_int() * b.as_int()) : Value(x * y);
+    const int64_t i = a.as_int(), j = b.as_int();
+    if (op == "+" || op == "-" || op == "*") {
+        if (ints) return Value(int_op(op[0], i, j));
+        return Value(op == "+" ? x + y : op == "-" ? x - y : x * y);
+    }
+    if (ints && (op == "//" || op == "%") && i == INT64_MIN && j == -1) check_overflow(true);
     if (op == "/") return Value(x / y);
     if (op == "//") {
         if (!ints) return Value(std::floor(x / y));
@@ -86,10 +112,13 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
         return Value((m != 0 && ((m < 0) != (b.as_int() < 0))) ? m + b.as_int() : m);
     }
     if (op == "**") {
-        if (ints && b.as_int() >= 0) {
-            int64_t r = 1;
-            for (int64_t i = 0; i < b.as_int(); ++i) r *= a.as_int();
-            return Value(r);
+        if (ints && j >= 0) {
+            int64_t p = 1, base = i;
+            for (int64_t e = j; e > 0; e >>= 1) { // by squaring
+                if (e & 1) p = int_op('*', p, base);
+                if (e > 1) base = int_op('*', base, base);
+            }
+            return Value(p);
         }
         return Value(std::pow(x, y));
     }
@@ -169,8 +198,13 @@ private:
     Value call_macro(const Stmt& m, CallArgs& a);
     void bind(const std::vector<std::string>& targets, const Value& item, Frame& f);
 
+    void step() {
+        if (++steps_ > k_max_steps) runtime_error("the template runs more than 1,000,000 loop passes and macro calls");
+    }
+
     std::vector<std::shared_ptr<Frame>> frames_;
     int call_depth_ = 0;
+    int64_t steps_ = 0;
 };
 
 Frame Renderer::globals() {
@@ -195,9 +229,10 @@ Frame Renderer::globals() {
                        if (a.pos.size() >= 3) step = a.pos[2].as_int();
                        if (step == 0) runtime_error("range() step must not be zero");
                        List out;
-                       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+                       for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
                            if (out.size() >= 1000000) runtime_error("range() of more than a million items");
                            out.emplace_back(i);
+                           if (__builtin_add_overflow(i, step, &i)) break;
                        }
                        return Value(std::move(out));
                    }));
@@ -248,6 +283,7 @@ Value Renderer::eval_inner(const Expr& e) {
         if (e.name == "not") return Value(!truthy(v));
         if (!v.is_number()) operand_error("unary " + e.name, v, v);
         if (e.name == "+") return is_int(v) ? Value(v.as_int()) : v;
+        if (is_int(v)) check_overflow(v.as_int() == INT64_MIN);
         return is_int(v) ? Value(-v.as_int()) : Value(-v.as_real());
     }
     case Expr::Kind::binary: {
@@ -306,6 +342,7 @@ Flow Renderer::exec_for(const Stmt& s, std::string& out) {
     const List all = iterate(eval(*s.expr));
     List items;
     for (const Value& item : all) {
+        step();
         if (!s.filter) {
             items.push_back(item);
             continue;
@@ -320,6 +357,7 @@ Flow Renderer::exec_for(const Stmt& s, std::string& out) {
     if (items.empty()) return exec(s.else_body, out);
     const int64_t n = int64_t(items.size());
     for (int64_t i = 0; i < n; ++i) {
+        step();
         auto frame = std::make_shared<Frame>();
         Dict loop = {{"index0", Value(i)},          {"index", Value(i + 1)},         {"revindex", Value(n - i)},
                      {"revindex0", Value(n - i - 1)}, {"first", Value(i == 0)},       {"last", Value(i == n - 1)},
@@ -341,6 +379,7 @@ Flow Renderer::exec_for(const Stmt& s, std::string& out) {
 }
 
 Value Renderer::call_macro(const Stmt& m, CallArgs& a) {
+    step();
     if (call_depth_ >= k_max_call_depth)
         runtime_error("macro " + m.text + " recurses deeper than " + std::to_string(k_max_call_depth) + " calls");
     if (a.pos.size() > m.params.size()) runtime_error("macro " + m.text + " takes " + std::to_string(m.params.size()) + " arguments");
@@ -371,6 +410,7 @@ Value Renderer::call_macro(const Stmt& m, CallArgs& a) {
 
 Flow Renderer::exec(const Body& body, std::string& out) {
     for (const Stmt& s : body) {
+        if (out.size() > k_max_value_bytes) runtime_error("the template renders more than 256 MiB");
         try {
             switch (s.kind) {
             case Stmt::Kind::text: out += s.text; break;
@@ -442,6 +482,18 @@ std::string where(int line) {
     return "chat template" + (line > 0 ? " line " + std::to_string(line) : std::string()) + ": ";
 }
 
+// A message on one line, whatever keys or texts of the template it quotes.
+std::string one_line(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (out.size() >= 400) return out + "...";
+        if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else out += c;
+    }
+    return out;
+}
+
 } // namespace
 
 Template::Template(const std::string& source, std::string origin) : origin_(std::move(origin)) {
@@ -449,7 +501,7 @@ Template::Template(const std::string& source, std::string origin) : origin_(std:
         body_ = std::make_unique<Body>(parse(lex(source)));
         check_names(*body_);
     } catch (const TemplateError& e) {
-        const std::string msg = where(e.line) + e.message;
+        const std::string msg = where(e.line) + one_line(e.message);
         if (e.message.rfind("unsupported Jinja construct", 0) == 0) throw unsupported(origin_, msg);
         throw bad_input(origin_, msg);
     }
@@ -465,11 +517,11 @@ std::string Template::render(const Dict& variables) const {
     try {
         r.exec(*body_, out);
     } catch (const TemplateError& e) {
-        const std::string msg = where(e.line) + e.message;
+        const std::string msg = where(e.line) + one_line(e.message);
         if (e.message.rfind("unsupported Jinja construct", 0) == 0) throw unsupported(origin_, msg);
         throw bad_input(origin_, msg);
     } catch (const RaisedError& e) {
-        throw bad_input(origin_, "the chat template refuses this conversation: " + e.message);
+        throw bad_input(origin_, "the chat template refuses this conversation: " + one_line(e.message));
     }
     return out;
 }

@@ -40,18 +40,23 @@ int64_t need_int(const Value& v, const char* what) {
     return v.as_int();
 }
 
+int64_t float_to_int(double d) {
+    if (!(d > -9.2e18 && d < 9.2e18)) runtime_error("int() of " + py_float_repr(d) + " is beyond 64-bit integers");
+    return int64_t(std::trunc(d));
+}
+
 Value to_int(const Value& v, const Value& def) {
     switch (v.kind()) {
     case Value::Kind::boolean:
     case Value::Kind::integer: return Value(v.as_int());
-    case Value::Kind::real: return Value(int64_t(std::trunc(v.as_real())));
+    case Value::Kind::real: return Value(float_to_int(v.as_real()));
     case Value::Kind::string: {
         const std::string s = py_strip(v.as_string(), k_none, true, true);
         char* end = nullptr;
         const long long i = std::strtoll(s.c_str(), &end, 10);
         if (!s.empty() && end && *end == 0) return Value(int64_t(i));
         const double d = std::strtod(s.c_str(), &end); // jinja2 falls back to int(float(s))
-        if (!s.empty() && end && *end == 0 && std::isfinite(d)) return Value(int64_t(std::trunc(d)));
+        if (!s.empty() && end && *end == 0 && std::isfinite(d)) return Value(float_to_int(d));
         return def;
     }
     default: return def;

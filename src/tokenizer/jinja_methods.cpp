@@ -333,9 +333,10 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
     const int64_t b = clamp(start, st < 0 ? n - 1 : 0), e = clamp(stop, st < 0 ? -1 : n);
     List items;
     std::vector<char32_t> chars;
-    for (int64_t i = b; st > 0 ? i < e : i > e; i += st) {
+    for (int64_t i = b; st > 0 ? i < e : i > e;) {
         if (is_str) chars.push_back(cps[size_t(i)]);
         else items.push_back(obj.as_list()[size_t(i)]);
+        if (__builtin_add_overflow(i, st, &i)) break;
     }
     if (is_str) return Value(from_code_points(chars, 0, chars.size()));
     return Value(std::move(items));
