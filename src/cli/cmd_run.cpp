@@ -119,6 +119,9 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
     sub->add_option("--chat-format", o.chat_format,
                     "Write the chat prompt in this family's format instead of rendering the model's own template")
         ->check(CLI::IsMember({"chatml", "llama3", "llama2", "mistral"}));
+    sub->add_flag("--think", "Render the template with enable_thinking=true (Qwen3)");
+    sub->add_flag("--no-think", "Render the template with enable_thinking=false (Qwen3: no thinking section)")
+        ->excludes("--think");
     zero_or_positive(sub->add_option("-n,--max-tokens", o.max_tokens,
                                      "Stop after this many new tokens; 0: the prompt alone (default 256)"),
                      "the prompt alone");
@@ -176,6 +179,7 @@ std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const 
         const ChatTemplate chat = detect_chat_template(dir);
         ChatOptions options;
         if (!o.chat_format.empty()) options.format = parse_chat_format(o.chat_format);
+        if (sub->count("--think") || sub->count("--no-think")) options.enable_thinking = sub->count("--think") > 0;
         if (options.format || !chat.jinja.empty()) {
             if (options.format)
                 spdlog::info("chat format: {} (--chat-format); --raw feeds the prompt as it is", chat_format_name(*options.format));
@@ -187,7 +191,8 @@ std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const 
             return tok.encode(render_chat(chat, messages, options), false);
         }
     }
-    if (o.raw && !o.chat_format.empty()) throw Error(ExitCode::usage, "--chat-format and --raw do not go together");
+    if (o.raw && (!o.chat_format.empty() || sub->count("--think") || sub->count("--no-think")))
+        throw Error(ExitCode::usage, "--chat-format, --think and --no-think do not go with --raw");
     if (sub->count("--system"))
         throw Error(ExitCode::usage, o.raw ? "--system and --raw do not go together"
                                            : "this model has no chat template, so --system has nowhere to go");
