@@ -7,7 +7,9 @@ over a set of conversations, and writes what it renders as NAME.expected.json be
 template. tests/test_chat_template.cpp renders the same contexts with rabbit's interpreter and
 compares byte for byte, so the tests need no Python.
 
-    ~/.cache/rabbit/venv/bin/python scripts/chat_template_reference.py
+    ~/.cache/rabbit/venv/bin/python scripts/chat_template_reference.py [--check]
+
+--check renders again and compares with the committed files instead of writing them.
 
 strftime_now renders a fixed moment (FIXED_NOW) so that Llama 3.2's date preamble is stable;
 the test injects the same moment.
@@ -115,6 +117,8 @@ def render(template, specials, messages, extra, add_generation_prompt):
 
 
 def main():
+    check = "--check" in sys.argv[1:]
+    stale = []
     for name, specials in TEMPLATES.items():
         if os.path.exists("/work/notes/QUIET"):
             sys.stderr.write("waiting for /work/notes/QUIET to go\n")
@@ -141,10 +145,21 @@ def main():
             "strftime_now": FIXED_NOW.isoformat(),
             "cases": cases,
         }
-        with open(os.path.join(DATA, name + ".expected.json"), "w", encoding="utf-8") as f:
+        path = os.path.join(DATA, name + ".expected.json")
+        if check:
+            with open(path, encoding="utf-8") as f:
+                committed = json.load(f)
+            if committed["cases"] != out["cases"]:
+                stale.append(name)
+            continue
+        with open(path, "w", encoding="utf-8") as f:
             json.dump(out, f, ensure_ascii=False, indent=1)
             f.write("\n")
         print(f"{name}: {len(cases)} cases")
+    if stale:
+        sys.exit("chat_template_reference: jinja2 now renders differently from the committed " + ", ".join(stale))
+    if check:
+        print(f"chat_template_reference: {len(TEMPLATES)} templates render as committed")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ chat-template environment (jinja2 with trim_blocks, lstrip_blocks, loopcontrols,
 tojson and strftime_now), and writes tests/data/chat_templates/interpreter.expected.json,
 which tests/test_jinja.cpp renders with rabbit's interpreter and compares byte for byte.
 
-    ~/.cache/rabbit/venv/bin/python scripts/jinja_unit_reference.py
+    ~/.cache/rabbit/venv/bin/python scripts/jinja_unit_reference.py [--check]
+
+--check renders again and compares with the committed file instead of writing it.
 """
 import datetime
 import json
 import os
+import sys
 
 from transformers.utils import chat_template_utils as ctu
 
@@ -91,6 +94,12 @@ def main():
     for name, src, variables in cases + random_whitespace_cases(400):
         template = ctu._compile_jinja_template(src)
         out.append({"name": name, "template": src, "vars": variables, "output": template.render(**variables)})
+    if "--check" in sys.argv[1:]:
+        with open(OUT, encoding="utf-8") as f:
+            if json.load(f) != out:
+                sys.exit("jinja_unit_reference: jinja2 now renders differently from interpreter.expected.json")
+        print(f"jinja_unit_reference: {len(out)} cases render as committed")
+        return
     with open(OUT, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
         f.write("\n")

@@ -82,6 +82,14 @@ fi
 if want reference; then
   if venv=$(scripts/venv.sh); then
     "$venv/bin/python" scripts/tokenizer_reference.py --check
+    # The chat templates are rendered through transformers' own code path, which the engine
+    # group installs (scripts/venv.sh engine).
+    if "$venv/bin/python" -c "import transformers" 2>/dev/null; then
+      "$venv/bin/python" scripts/chat_template_reference.py --check
+      "$venv/bin/python" scripts/jinja_unit_reference.py --check
+    else
+      echo "test: SKIPPED the chat template reference check: transformers is not in $venv (scripts/venv.sh engine)" >&2
+    fi
   else
     echo "test: SKIPPED the tokenizer reference check: the reference packages could not be installed" >&2
   fi
@@ -90,7 +98,7 @@ fi
 if want fuzz; then
   cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DRABBIT_FUZZ=ON \
     -DRABBIT_BUILD_TESTS=OFF -DRABBIT_CUDA=OFF -DRABBIT_FUZZ_SECONDS="${RABBIT_FUZZ_SECONDS:-60}"
-  cmake --build build-fuzz --target fuzz_safetensors fuzz_split_metadata fuzz_tokenizer fuzz_gguf -j"$jobs"
+  cmake --build build-fuzz --target fuzz_safetensors fuzz_split_metadata fuzz_tokenizer fuzz_gguf fuzz_chat_template -j"$jobs"
   ctest --test-dir build-fuzz -L fuzz --output-on-failure
   stage_done "the fuzzers"
 fi
