@@ -8,7 +8,8 @@
 #       are 256-aligned for the k-quants (qwen2.5-0.5b with hidden 1024, intermediate 4096,
 #       16 heads; 24 layers; tied vocabulary of 151936); with the weight bytes each decoded
 #       token reads and the rate that makes. GGUF_LAYERS=N makes fewer layers (a quick check).
-# Environment: THREADS (default: all cores), PROMPT_LEN (128), GEN (32), DTYPE (bf16), ACT_QUANT (f32),
+# Environment: THREADS (default: all cores), PROMPT_LEN (128), GEN (32), DTYPE (bf16), ACT_QUANT (rabbit's
+# --act-quant modes, each a row: default "f32", and "f32 q8" for the GGUF preset),
 # RABBIT_BENCH_DIR (models; default ~/.cache/rabbit/bench), RABBIT_PEERS (llama.cpp build;
 # default ~/.cache/rabbit/peers).
 #
@@ -30,7 +31,8 @@ threads=${THREADS:-$(nproc)}
 prompt_len=${PROMPT_LEN:-128}
 gen=${GEN:-32}
 dtype=${DTYPE:-bf16}
-act_quant=${ACT_QUANT:-f32} # rabbit run --act-quant: f32 (exact, the default) or q8 (llama.cpp's 8-bit activations)
+# rabbit run --act-quant: f32 (exact, the default) and/or q8 (llama.cpp's 8-bit activations)
+act_quant=${ACT_QUANT:-}
 work=${RABBIT_BENCH_DIR:-$HOME/.cache/rabbit/bench}
 peers=${RABBIT_PEERS:-$HOME/.cache/rabbit/peers}
 tokenizer=${TOKENIZER:-$repo/../shared/tokenizers/qwen3}
@@ -59,6 +61,7 @@ if [ "$preset" = gguf ]; then
   preset=qwen2.5-0.5b
   dtype=f32
 fi
+[ -n "$act_quant" ] || { [ "$mode" = gguf ] && act_quant="f32 q8" || act_quant=f32; }
 
 # The model: a Hugging Face checkpoint, its rabbit split and its GGUF conversion.
 if [ "$mode" = gguf ]; then
@@ -99,30 +102,40 @@ bench_pair() {
   # rabbit: -n gen+1, since the first new token comes from the prefill.
   run_rabbit() {
     "$rabbit" run -m "$rmodel" --raw -p "$prompt" -n $((gen + 1)) --ignore-eos --temp 0 --threads "$threads" \
-      --act-quant "$act_quant" 2>&1 >/dev/null | tail -n 1
+      --act-quant "$1" 2>&1 >/dev/null | tail -n 1
   }
-  run_rabbit >/dev/null # warm-up (llama-bench makes its own)
+  local aq
+  for aq in $act_quant; do
+    run_rabbit "$aq" >/dev/null # warm-up (llama-bench makes its own)
+    : >"$work/rabbit-$aq.txt"
+  done
   : >"$work/llama.jsonl"
-  : >"$work/rabbit.txt"
   for ((i = 1; i <= rounds; i++)); do
     run_llama >>"$work/llama.jsonl"
-    run_rabbit >>"$work/rabbit.txt"
+    for aq in $act_quant; do run_rabbit "$aq" >>"$work/rabbit-$aq.txt"; done
   done
   echo "llama-bench -m $gguf -p $prompt_len -n $gen -t $threads -r 1   (x$rounds)" >&2
-  echo "rabbit run -m $rmodel --raw -p <$prompt_len tokens> -n $((gen + 1)) --ignore-eos --temp 0 --threads $threads --act-quant $act_quant   (x$rounds)" >&2
-  PYTHONPATH=$src/gguf-py "$py" - "$work/llama.jsonl" "$work/rabbit.txt" "$label" "$threads" "$prompt_len" "$gen" "$gguf" <<'EOF'
+  for aq in $act_quant; do
+    echo "rabbit run -m $rmodel --raw -p <$prompt_len tokens> -n $((gen + 1)) --ignore-eos --temp 0 --threads $threads --act-quant $aq   (x$rounds)" >&2
+  done
+  PYTHONPATH=$src/gguf-py "$py" - "$work/llama.jsonl" "$work" "$act_quant" "$label" "$threads" "$prompt_len" "$gen" "$gguf" <<'EOF'
 import json, re, statistics, sys
-llama_path, rabbit_path, label, threads, plen, gen, gguf_path = sys.argv[1:]
+llama_path, work, modes, label, threads, plen, gen, gguf_path = sys.argv[1:]
 llama = [json.loads(line) for line in open(llama_path) if line.strip()]
 lpp = [r["avg_ts"] for r in llama if r["n_prompt"] > 0 and r["n_gen"] == 0]
 ltg = [r["avg_ts"] for r in llama if r["n_gen"] > 0 and r["n_prompt"] == 0]
-rpp, rtg = [], []
-for line in open(rabbit_path):
-    m = re.search(r"at ([\d.]+) tok/s; \d+ generated at ([\d.]+) tok/s", line)
-    if not m:
-        sys.exit("unexpected rabbit stats line: " + line)
-    rpp.append(float(m.group(1)))
-    rtg.append(float(m.group(2)))
+if not lpp or not ltg:
+    sys.exit("no llama-bench rounds: ROUNDS must be at least 1")
+rabbit = {}  # mode -> (prefill rates, decode rates), one per round
+for mode in modes.split():
+    rpp, rtg = [], []
+    for line in open(f"{work}/rabbit-{mode}.txt"):
+        m = re.search(r"at ([\d.]+) tok/s; \d+ generated at ([\d.]+) tok/s", line)
+        if not m:
+            sys.exit("unexpected rabbit stats line: " + line)
+        rpp.append(float(m.group(1)))
+        rtg.append(float(m.group(2)))
+    rabbit[mode] = (rpp, rtg)
 per_token = None
 try:
     import gguf
@@ -135,14 +148,18 @@ except Exception as e:  # the byte count is a note beside the rates, not a reaso
 med = statistics.median
 def cell(v):
     return f"{med(v):8.1f} ({min(v):.0f}-{max(v):.0f})"
-print(f"{label}, {threads} threads, prompt {plen} tokens, {gen} generated, {len(rpp)} rounds")
-print(f"{'':14} {'prefill tok/s':>22} {'decode tok/s':>22}")
-print(f"{'llama.cpp':14} {cell(lpp):>22} {cell(ltg):>22}")
-print(f"{'rabbit':14} {cell(rpp):>22} {cell(rtg):>22}")
-print(f"{'rabbit/llama':14} {med([r / l for r, l in zip(rpp, lpp)]):22.2f} {med([r / l for r, l in zip(rtg, ltg)]):22.2f}")
+print(f"{label}, {threads} threads, prompt {plen} tokens, {gen} generated, {len(lpp)} rounds")
+print(f"{'':22} {'prefill tok/s':>22} {'decode tok/s':>22}")
+print(f"{'llama.cpp':22} {cell(lpp):>22} {cell(ltg):>22}")
+for mode, (rpp, rtg) in rabbit.items():
+    name = f"rabbit {mode}" if len(rabbit) > 1 else "rabbit"
+    print(f"{name:22} {cell(rpp):>22} {cell(rtg):>22}")
+    print(f"{name + ' / llama.cpp':22} {med([r / l for r, l in zip(rpp, lpp)]):22.2f} "
+          f"{med([r / l for r, l in zip(rtg, ltg)]):22.2f}")
 if per_token:
-    print(f"weights read per decoded token: {per_token / 2**20:.1f} MiB; at the decode medians "
-          f"rabbit {per_token * med(rtg) / 1e9:.2f} GB/s, llama.cpp {per_token * med(ltg) / 1e9:.2f} GB/s")
+    rates = ", ".join(f"rabbit {m} {per_token * med(v[1]) / 1e9:.2f}" for m, v in rabbit.items())
+    print(f"weights read per decoded token: {per_token / 2**20:.1f} MiB; GB/s at the decode medians: "
+          f"{rates}, llama.cpp {per_token * med(ltg) / 1e9:.2f}")
 print(f"llama.cpp {llama[0].get('build_commit', '?')}; {llama[0].get('cpu_info', '?')}")
 EOF
 }

@@ -84,7 +84,7 @@ TEST_CASE("quantized matmul equals the q8 reference product on every type and pa
     ThreadPool pool(3);
     for (DType t : k_types) {
         const size_t cols = 3 * dtype_block(t);
-        for (size_t rows : {1, 5, 13}) {
+        for (size_t rows : {1, 5, 13, 24}) {
             const std::vector<uint8_t> w = random_blocks(t, rows, cols, rng);
             const std::vector<float> wd = dequantized(t, w, rows, cols);
             const std::vector<float> bias = random_vector(rows, rng);

@@ -242,6 +242,23 @@ TEST_CASE("q4_k, q5_k and q6_k decode hand-packed blocks, the 6-bit scales of gr
             CHECK(int(s) == sc[g]);
             CHECK(int(mm) == m[g]);
         }
+        uint64_t all_sc = 0, all_m = 0; // the word-wise unpacking of all 8 agrees
+        k_scales_mins(packed, &all_sc, &all_m);
+        for (int g = 0; g < 8; ++g) {
+            CHECK(int((all_sc >> (8 * g)) & 255) == sc[g]);
+            CHECK(int((all_m >> (8 * g)) & 255) == m[g]);
+        }
+        for (int i = 0; i < 1000; ++i) { // and on any 12 bytes whatever
+            uint8_t any[12];
+            for (auto& v : any) v = uint8_t(rng());
+            k_scales_mins(any, &all_sc, &all_m);
+            for (int g = 0; g < 8; ++g) {
+                uint8_t s = 0, mm = 0;
+                k_scale_min(g, any, &s, &mm);
+                REQUIRE(((all_sc >> (8 * g)) & 255) == s);
+                REQUIRE(((all_m >> (8 * g)) & 255) == mm);
+            }
+        }
         // Group 5 by hand: scale 53 = 0b11'0101, min 43 = 0b10'1011.
         const uint8_t by_hand[12] = {0, 0xC0, 0, 0, 0, 0x80, 0, 0, 0, 0xB5, 0, 0};
         uint8_t s = 0, mm = 0;

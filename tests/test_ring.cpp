@@ -72,7 +72,7 @@ public:
     uint8_t* staging(size_t s) override { return staging_[s].data(); }
     uint8_t* device(size_t s) override { return device_[s].data(); }
     void wait_staging_free(size_t s) override { wait_landed(s); }
-    void copy(size_t s, const uint8_t* src, uint64_t bytes) override {
+    void copy(size_t s, const uint8_t* src, uint64_t bytes, const std::string&) override {
         std::lock_guard<std::mutex> lock(m_);
         if (held_[s]) ++overwrites; // the consumer has not released this slot
         held_[s] = true;

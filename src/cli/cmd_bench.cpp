@@ -12,6 +12,7 @@
 #include "cli/engine_choice.h"
 #include "cli/model_args.h"
 #include "cli/option_checks.h"
+#include "cli/trace_option.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/interrupt.h"
@@ -19,6 +20,7 @@
 #include "common/system.h"
 #include "common/thread_pool.h"
 #include "common/timing.h"
+#include "common/trace.h"
 #include "common/units.h"
 #include "backend/cpu/cpu_engine.h"
 #include "engine/memory_plan.h"
@@ -71,13 +73,18 @@ Sample run_once(Engine& engine, const std::vector<int32_t>& prompt, size_t gen) 
     Sample s;
     engine.reset();
     const auto t0 = Clock::now();
-    int32_t next = engine.step(prompt.data(), prompt.size(), sampler, history, nullptr);
+    int32_t next = 0;
+    {
+        trace::Span span(trace::Track::tokens, trace::enabled() ? "prompt (" + std::to_string(prompt.size()) + " tokens)" : "");
+        next = engine.step(prompt.data(), prompt.size(), sampler, history, nullptr);
+    }
     s.prefill_s = seconds_since(t0);
     const StreamStats before = engine.stream_stats();
     const auto t1 = Clock::now();
     for (size_t g = 0; g < gen; ++g) {
         throw_if_interrupted();
         history.push_back(next);
+        trace::Span span(trace::Track::tokens, trace::enabled() ? "token " + std::to_string(g + 1) : "");
         next = engine.step(&history.back(), 1, sampler, history, nullptr);
     }
     s.decode_s = seconds_since(t1);
@@ -168,7 +175,7 @@ void measure_config(const SplitModel& model, const BenchConfig& b, const Setting
 }
 
 struct BenchOptions {
-    std::string dir, json, read_bytes = "1G";
+    std::string dir, json, read_bytes = "1G", trace;
     std::vector<std::string> backends, vram = {"none", "half", "all"}, ram = {"default"};
     std::vector<uint32_t> slots = {2};
     std::vector<size_t> batch = {512};
@@ -231,6 +238,7 @@ void add_bench_options(CLI::App* sub, BenchOptions& o) {
                                                               "default 1G)"),
                 "skip");
     sub->add_option("--json", o.json, "Also write the results as JSON to FILE (- for stdout, instead of the table)");
+    add_trace_option(sub, o.trace);
 }
 
 // The configurations to measure, every combination of the lists; the GPU checked first.
@@ -341,6 +349,7 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
 
     auto run = [o, sub, &global]() {
         if (!o->json.empty() && o->json != "-") check_writable_path(o->json);
+        if (!o->trace.empty()) check_writable_path(o->trace);
         const Settings& s = o->s;
         const std::vector<BenchConfig> configs = bench_matrix(*o, sub); // checked before any work
         const bool any_cuda = std::any_of(configs.begin(), configs.end(), [](const BenchConfig& b) { return b.cuda; });
@@ -357,7 +366,10 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         Describe about;
         const Rates rates = measure_rates(model, files, *parse_size(o->read_bytes), any_cuda, s.gpu, about);
         if (o->json != "-") print_header(model, s, rates, about);
-        return run_matrix(model, configs, *o, rates, about, files);
+        start_trace(o->trace); // the runs, not the disk and link measurements before them
+        const int rc = run_matrix(model, configs, *o, rates, about, files);
+        finish_trace(o->trace); // each configuration's engine is gone by now
+        return rc;
     };
     return {sub, run};
 }

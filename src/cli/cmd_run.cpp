@@ -12,6 +12,7 @@
 #include "common/timing.h"
 #include "common/units.h"
 #include "cli/plan_report.h"
+#include "cli/trace_option.h"
 #include "backend/cpu/cpu_engine.h"
 #include "engine/generate.h"
 #include "format/hf_checkpoint.h"
@@ -97,7 +98,8 @@ void report_residency(const SplitModel& model, const MmapUnitSource& units, uint
 }
 
 struct RunOptions {
-    std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto", act_quant = "f32";
+    std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto", act_quant = "f32",
+        trace;
     std::string chat_format;
     uint32_t ring_slots = 2;
     bool raw = false, special = false, verify = false, ignore_eos = false;
@@ -164,6 +166,7 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
     sub->add_flag("--ignore-eos", o.ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
     sub->add_option("--dump-logits", o.dump_logits,
                     "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
+    add_trace_option(sub, o.trace);
 }
 
 // The prompt (--prompt, else stdin) as token ids: one user turn in the model's own chat template
@@ -275,6 +278,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     auto run = [o, sub, &global]() {
         const auto t0 = Clock::now();
         if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
+        start_trace(o->trace);
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
         if (o->verify)
@@ -305,6 +309,8 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
                      r.prompt_tokens, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9), n,
                      n > 1 ? double(n - 1) / std::max(r.decode_seconds, 1e-9) : 0.0, r.stop_reason, load_s);
         report_memory();
+        made = MadeEngine{}; // its last GPU spans go to the trace as it closes
+        finish_trace(o->trace);
         return 0;
     };
     return {sub, run};

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace rabbit {
 
@@ -87,6 +88,18 @@ inline void k_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
         *sc = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
         *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
+}
+
+// All 8 scales and all 8 mins of the same 12 bytes at once, byte g of *sc and *m being group
+// g's (as k_scale_min gives them), computed on 32-bit words: what the vector kernels load.
+inline void k_scales_mins(const uint8_t* q, uint64_t* sc, uint64_t* m) {
+    uint32_t a, b, c;
+    std::memcpy(&a, q, 4);
+    std::memcpy(&b, q + 4, 4);
+    std::memcpy(&c, q + 8, 4);
+    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u;
+    *sc = uint64_t(a & low6) | uint64_t((c & low4) | ((a >> 6) & top2) << 4) << 32;
+    *m = uint64_t(b & low6) | uint64_t(((c >> 4) & low4) | ((b >> 6) & top2) << 4) << 32;
 }
 
 // n elements (a multiple of dtype_block(t)) of any weight type, f32/f16/bf16 included, to f32.

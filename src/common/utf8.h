@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// UTF-8 primitives the tokenizer needs: stepping through code points, validity, and the
-// lossy conversion Rust's String::from_utf8_lossy performs (one U+FFFD per maximal invalid
-// subpart), which the reference tokenizer's byte-level decoder uses.
+// UTF-8 primitives the tokenizer needs: stepping through code points, validity, the lossy
+// conversion Rust's String::from_utf8_lossy performs (one U+FFFD per maximal invalid
+// subpart), which the reference tokenizer's byte-level decoder uses, and GPT-2's byte
+// alphabet, which byte-level vocabularies (tokenizer.json's and GGUF's) spell tokens in.
 #pragma once
 
 #include <cstddef>
@@ -24,5 +25,11 @@ bool utf8_valid(std::string_view s);
 std::string utf8_lossy(std::string_view s);
 // The number of bytes at the end of s that start an incomplete (but so far valid) sequence.
 size_t utf8_incomplete_tail(std::string_view s);
+
+// GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the others for
+// U+0100 onwards in byte order. byte_to_unicode(b) is b's character in UTF-8;
+// unicode_to_byte(cp) the byte a character stands for, or -1 when it is none of them.
+const std::string& byte_to_unicode(unsigned char b);
+int unicode_to_byte(char32_t cp);
 
 } // namespace rabbit

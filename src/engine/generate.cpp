@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "common/timing.h"
+#include "common/trace.h"
 
 #include <algorithm>
 #include <chrono>
@@ -78,7 +79,11 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
         r.stop_reason = "max tokens";
         return r;
     }
-    int32_t next = engine.step(prompt.data(), prompt.size(), sampler, history, keep);
+    int32_t next = 0;
+    {
+        trace::Span span(trace::Track::tokens, trace::enabled() ? "prompt (" + std::to_string(prompt.size()) + " tokens)" : "");
+        next = engine.step(prompt.data(), prompt.size(), sampler, history, keep);
+    }
     r.prefill_seconds = seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     while (true) {
@@ -104,6 +109,7 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
             break;
         }
         const int32_t fed = next;
+        trace::Span span(trace::Track::tokens, trace::enabled() ? "token " + std::to_string(r.tokens.size()) : "");
         next = engine.step(&fed, 1, sampler, history, keep);
     }
     if (!stopped) {

@@ -104,39 +104,20 @@ bool utf8_boundaries(const std::string& s, std::vector<size_t>& starts) {
     return true;
 }
 
-// GPT-2's byte alphabet: printable Latin-1 bytes stand for themselves, the rest map to 256+.
-const std::array<std::string, 256>& byte_alphabet() {
-    static const std::array<std::string, 256> a = [] {
-        std::array<std::string, 256> t;
-        int n = 0;
-        for (int b = 0; b < 256; ++b) {
-            const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            utf8_append(t[size_t(b)], printable ? char32_t(b) : char32_t(256 + n++));
-        }
-        return t;
-    }();
-    return a;
-}
-
-// Whether every character of `token` is one of the alphabet's: a token as a byte-level vocab
-// spells it. Anything else is spelled out byte by byte, as transformers' GGUF loader does.
+// Whether every character of `token` is one of GPT-2's byte alphabet (common/utf8.h): a token
+// as a byte-level vocab spells it. Anything else is spelled out byte by byte, as
+// transformers' GGUF loader does.
 bool in_byte_alphabet(const std::string& token) {
-    static const std::unordered_map<std::string, int> members = [] {
-        std::unordered_map<std::string, int> m;
-        for (size_t b = 0; b < 256; ++b) m.emplace(byte_alphabet()[b], int(b));
-        return m;
-    }();
-    std::vector<size_t> starts;
-    if (!utf8_boundaries(token, starts)) return false;
-    for (size_t i = 0; i + 1 < starts.size(); ++i)
-        if (!members.count(token.substr(starts[i], starts[i + 1] - starts[i]))) return false;
+    if (!utf8_valid(token)) return false;
+    for (size_t i = 0; i < token.size();)
+        if (unicode_to_byte(utf8_next(token, i)) < 0) return false;
     return true;
 }
 
 std::string byte_level_spelling(const std::string& token) {
     if (in_byte_alphabet(token)) return token;
     std::string out;
-    for (unsigned char c : token) out += byte_alphabet()[c];
+    for (unsigned char c : token) out += byte_to_unicode(c);
     return out;
 }
 

@@ -27,7 +27,7 @@ std::vector<RingPiece> plan_pieces(const ManifestUnit& unit, size_t unit_index, 
     std::vector<RingPiece> pieces;
     const uint64_t data = unit.layout.data_size;
     if (data <= slot_bytes) {
-        pieces.push_back({unit_index, 0, data, "", 0, 0});
+        pieces.push_back({unit_index, 0, data, "", 0, 0, unit.layout.name});
         return pieces;
     }
     for (const UnitTensor* t : matrices_in_use_order(unit)) {
@@ -39,7 +39,9 @@ std::vector<RingPiece> plan_pieces(const ManifestUnit& unit, size_t unit_index, 
         const uint64_t per_piece = slot_bytes / row_bytes;
         for (uint64_t r = 0; r < rows; r += per_piece) {
             const uint64_t n = std::min(per_piece, rows - r);
-            pieces.push_back({unit_index, t->offset + r * row_bytes, n * row_bytes, t->name, r, n});
+            pieces.push_back({unit_index, t->offset + r * row_bytes, n * row_bytes, t->name, r, n,
+                              unit.layout.name + "." + t->name + " rows " + std::to_string(r) + "-" +
+                                  std::to_string(r + n - 1)});
         }
     }
     return pieces;

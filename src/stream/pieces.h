@@ -20,6 +20,7 @@ struct RingPiece {
     uint64_t bytes = 0;
     std::string tensor;    // the matrix whose rows these are; empty: the whole data section
     uint64_t row0 = 0, rows = 0;
+    std::string label;     // for the trace: "layer.3", "lm_head output.weight rows 0-4095"
 };
 
 // The matrices of a unit in the order the forward pass uses them: qkv, o, gate_up, down for a

@@ -4,6 +4,7 @@
 #include "common/thread_pool.h"
 #include "common/error.h"
 #include "common/timing.h"
+#include "common/trace.h"
 #include "stream/unit_source.h"
 
 namespace rabbit {
@@ -39,11 +40,17 @@ void Ring::loader() {
                 // slot's pinned buffer, once the slot's previous copy has left it.
                 // First the pages from the file (the disk's time), then the copy (the host's).
                 const auto t0 = Clock::now();
-                read_in(pool_, src, p.bytes);
+                {
+                    trace::Span span(trace::Track::loader, p.label);
+                    read_in(pool_, src, p.bytes);
+                }
                 const double read = seconds_since(t0);
                 transport_.wait_staging_free(s);
                 const auto t1 = Clock::now();
-                parallel_memcpy(pool_, transport_.staging(s), src, p.bytes);
+                {
+                    trace::Span span(trace::Track::host_copy, p.label);
+                    parallel_memcpy(pool_, transport_.staging(s), src, p.bytes);
+                }
                 const double copied = seconds_since(t1);
                 source_.done(p);
                 src = transport_.staging(s);
@@ -57,7 +64,7 @@ void Ring::loader() {
                 cv_.wait(lock, [&] { return stop_ || released_ + slots > k; });
                 if (stop_) return;
             }
-            transport_.copy(s, src, p.bytes);
+            transport_.copy(s, src, p.bytes, p.label);
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 produced_ = k + 1;

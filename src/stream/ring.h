@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -39,7 +40,8 @@ public:
     // Loader thread:
     virtual void wait_staging_free(size_t slot) = 0; // blocks until the last copy out of staging(slot) is done
     // Queues src -> device(slot), ordered after the consumer's last release of the slot.
-    virtual void copy(size_t slot, const uint8_t* src, uint64_t bytes) = 0;
+    // label: the piece's, for the trace's copy-engine track.
+    virtual void copy(size_t slot, const uint8_t* src, uint64_t bytes, const std::string& label) = 0;
     // Consumer thread (never blocks the host):
     virtual void arrival_wanted() {}                 // first: the compute will need the next piece after what it has queued
     virtual void wait_arrival(size_t slot) = 0;      // the consumer's stream waits for the last copy into the slot

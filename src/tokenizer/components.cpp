@@ -7,7 +7,6 @@
 #include "tokenizer/components_internal.h"
 #include "common/utf8.h"
 
-#include <array>
 
 namespace rabbit {
 
@@ -85,34 +84,5 @@ std::pair<std::string, PrependScheme> metaspace_settings(object o, const std::st
 
 } // namespace components_detail
 
-namespace {
-
-// ---- the byte-level alphabet ----------------------------------------------------------------
-
-struct ByteAlphabet {
-    std::array<std::string, 256> to_unicode;
-    std::array<int, 512> to_byte; // code points used are all below 512
-    ByteAlphabet() {
-        to_byte.fill(-1);
-        int n = 0;
-        for (int b = 0; b < 256; ++b) {
-            const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            const char32_t cp = printable ? char32_t(b) : char32_t(256 + n++);
-            utf8_append(to_unicode[size_t(b)], cp);
-            to_byte[cp] = b;
-        }
-    }
-};
-
-const ByteAlphabet& alphabet() {
-    static const ByteAlphabet a;
-    return a;
-}
-
-} // namespace
-
-const std::string& byte_to_unicode(unsigned char b) { return alphabet().to_unicode[b]; }
-
-int unicode_to_byte(char32_t cp) { return cp < 512 ? alphabet().to_byte[cp] : -1; }
 
 } // namespace rabbit

@@ -61,9 +61,4 @@ std::unique_ptr<Normalizer> make_normalizer(simdjson::dom::element e, const std:
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(simdjson::dom::element e, const std::string& file);
 std::unique_ptr<Decoder> make_decoder(simdjson::dom::element e, const std::string& file);
 
-// The GPT-2 byte-level alphabet: each byte as the UTF-8 of the code point standing for it.
-const std::string& byte_to_unicode(unsigned char b);
-// The byte a code point stands for, or -1.
-int unicode_to_byte(char32_t cp);
-
 } // namespace rabbit

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "common/timing.h"
+#include "common/trace.h"
 #include "engine/rope.h"
 
 #include <algorithm>
@@ -189,27 +190,42 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
     const ModelConfig& c = config();
     const size_t hidden = c.hidden_size;
     prepare(n);
-    embed(tokens, n);
     const auto& units = model_.manifest().units;
+    // The trace's spans: the unit files' mapping (and reading, under a RAM budget) on the
+    // loader track, each unit's work on compute.
+    auto acquire = [&](size_t u) {
+        trace::Span span(trace::Track::loader, trace::enabled() ? units[u].layout.name : std::string());
+        return source_->acquire(u);
+    };
+    auto compute = [&](size_t u) { return trace::enabled() ? units[u].layout.name : std::string(); };
+    {
+        trace::Span span(trace::Track::compute, compute(roles_.embed));
+        embed(tokens, n);
+    }
     for (size_t l = 0; l < roles_.layers.size(); ++l) {
         throw_if_interrupted(); // a long prompt on a big model takes minutes
         const size_t u = roles_.layers[l];
-        const LayerWeights w = layer_weights(layer_t_[l], source_->acquire(u));
+        const LayerWeights w = layer_weights(layer_t_[l], acquire(u));
+        trace::Span span(trace::Track::compute, compute(u));
         run_layer(l, u, w, n);
         source_->release(u);
     }
 
     // The final norm and the output projection, for the positions asked for.
     const size_t first = n - n_logits;
-    const float* norm = unit_vector(units[roles_.norm], source_->acquire(roles_.norm), "norm");
-    for (size_t t = first; t < n; ++t)
-        rmsnorm(x_.data() + t * hidden, norm, float(c.rms_norm_eps), hidden, xn_.data() + (t - first) * hidden);
-    source_->release(roles_.norm);
+    {
+        const float* norm = unit_vector(units[roles_.norm], acquire(roles_.norm), "norm");
+        trace::Span span(trace::Track::compute, compute(roles_.norm));
+        for (size_t t = first; t < n; ++t)
+            rmsnorm(x_.data() + t * hidden, norm, float(c.rms_norm_eps), hidden, xn_.data() + (t - first) * hidden);
+        source_->release(roles_.norm);
+    }
     pos_ += n;
     logits.clear();
     if (n_logits == 0) return;
-    const Matrix head = unit_matrix(units[roles_.head], source_->acquire(roles_.head),
-                                    roles_.head == roles_.embed ? "embed" : "lm_head");
+    const Matrix head = unit_matrix(units[roles_.head], acquire(roles_.head), roles_.head == roles_.embed ? "embed" : "lm_head");
+    trace::Span span(trace::Track::compute, roles_.head == roles_.embed && trace::enabled() ? std::string("lm_head (tied embed)")
+                                                                                            : compute(roles_.head));
     logits.resize(n_logits * size_t(head.rows));
     linear(roles_.head, head, nullptr, xn_.data(), n_logits, logits.data());
     source_->release(roles_.head);

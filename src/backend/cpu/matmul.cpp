@@ -45,6 +45,13 @@ RABBIT_AVX2 void tile_avx2(const float* w, const float* x, size_t n, size_t ld, 
         for (int r = 0; r < 2; ++r) out[t][r] = hsum8(acc[t][r]);
 }
 
+// Decode streams each thread's rows four at a time, four streams that the hardware
+// prefetcher loses at every 4 KiB page: each 64 bytes read asks for the same place in the
+// next four rows (`ahead` bytes on), which is read next.
+RABBIT_INLINE void prefetch_next4(const void* p, size_t ahead) {
+    _mm_prefetch(static_cast<const char*>(p) + ahead, _MM_HINT_T0);
+}
+
 // Four weight rows dotted with one activation row: the activation is loaded once for all
 // four, and one reduction pass ends them (decode's matrix-vector product).
 template <DType T>
@@ -57,6 +64,7 @@ RABBIT_AVX512 void dot4_avx512(const void* w, size_t stride, const float* x, siz
         const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
         for (int r = 0; r < 4; ++r) {
             const void* row = base + size_t(r) * stride;
+            for (size_t o = 0; o < 32 * dtype_size(T); o += 64) prefetch_next4(base + size_t(r) * stride + i * dtype_size(T) + o, 4 * stride);
             acc[r][0] = _mm512_fmadd_ps(load16<T>(row, i), x0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(load16<T>(row, i + 16), x1, acc[r][1]);
         }
@@ -122,8 +130,10 @@ RABBIT_AVX512BF16 void dot4_bf16(const uint16_t* w, size_t cols, const uint16_t*
     size_t i = 0;
     for (; i < full; i += 32) {
         const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + i);
-        for (int r = 0; r < 4; ++r)
+        for (int r = 0; r < 4; ++r) {
+            prefetch_next4(w + size_t(r) * cols + i, 4 * cols * 2);
             acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_loadu_si512(w + size_t(r) * cols + i), xv);
+        }
     }
     if (i < cols) {
         const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(tail, x + i);

@@ -63,7 +63,7 @@ void qgemm8_vnni(DType, const uint8_t*, size_t, size_t, const uint8_t*, size_t, 
 }
 #endif
 
-bool has_gemm8(DType t) { return !uses_q8k(t); }
+bool has_gemm8(DType t) { return is_quant_dtype(t); }
 
 void bias_act_q8(uint8_t* xq, size_t cols) {
     auto* a = reinterpret_cast<ActQ8*>(xq);

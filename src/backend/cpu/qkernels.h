@@ -60,9 +60,9 @@ void qdot_avx2(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, 
                size_t nt, const float* bias, float* y, size_t ldy);
 void qdot_vnni(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const uint8_t* xq, size_t xstride,
                size_t nt, const float* bias, float* y, size_t ldy);
-// Prefill on VNNI of a 32-element type (q8_0 .. q5_1, has_gemm8): 8 weight rows (w, each
-// row_bytes apart) against every token; q8_0 takes its activations' quanta biased by 128 (as
-// u8: bias_act_q8). Writes y[t * ldy + i] for i < 8, bias [8] or null.
+// Prefill on VNNI (every quantized type: has_gemm8): 8 weight rows (w, each row_bytes apart)
+// against every token; q8_0 takes its activations' quanta biased by 128 (as u8:
+// bias_act_q8). Writes y[t * ldy + i] for i < 8, bias [8] or null.
 bool has_gemm8(DType t);
 void qgemm8_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t cols, const uint8_t* xq, size_t xs, size_t tokens,
                  const float* bias, float* y, size_t ldy);

@@ -31,8 +31,8 @@ const char* qpath_name(QPath p) {
 
 namespace {
 
-// Prefill of a 32-element type on VNNI: groups of 8 rows through qgemm8_vnni, the rows past
-// the last whole group through the row kernel.   xq: every token's ActQ8 blocks
+// Prefill on VNNI: groups of 8 rows through qgemm8_vnni, the rows past the last whole group
+// through the row kernel.   xq: every token's activation blocks (ActQ8 or ActQ8K)
 void gemm8_matmul(ThreadPool& pool, size_t tokens, const Matrix& w, const float* bias, float* y, size_t ldy,
                   uint8_t* xq, size_t xs) {
     const size_t rows = size_t(w.rows), cols = size_t(w.cols), rb = size_t(w.row_bytes()), groups = rows / 8;

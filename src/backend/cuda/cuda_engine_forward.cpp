@@ -36,12 +36,12 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     // (long since, as a rule: a whole pass of the model ran after them).
     RABBIT_CUDA_CHECK(cudaEventSynchronize(staged.get()));
     upload_rope(m);
-    embed(tokens, m);
+    traced(roles.embed, [&] { embed(tokens, m); });
     RABBIT_CUDA_CHECK(cudaEventRecord(staged.get(), compute));
 
     for (size_t l = 0; l < roles.layers.size(); ++l) {
         throw_if_interrupted();
-        layer(l, m);
+        traced(roles.layers[l], [&] { layer(l, m); });
     }
     pos += m;
 
@@ -51,8 +51,8 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
         in_pass = false;
         return;
     }
-    final_norm(m - rows, rows);
-    head(rows, host);
+    traced(roles.norm, [&] { final_norm(m - rows, rows); });
+    traced(roles.head, [&] { head(rows, host); });
     in_pass = false;
 }
 

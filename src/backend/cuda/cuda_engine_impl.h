@@ -15,6 +15,7 @@
 #include "backend/cuda/cuda_transport.h"
 #include "backend/cuda/events.h"
 #include "backend/cuda/memory.h"
+#include "backend/cuda/spans.h"
 #include "common/thread_pool.h"
 #include "engine/weights.h"
 #include "stream/unit_source.h"
@@ -148,6 +149,15 @@ struct CudaEngine::Impl {
     MemoryPlan plan;
 
     cudaStream_t compute = nullptr;
+    GpuSpans unit_spans{trace::Track::compute}; // each unit's work on the compute stream, for the trace
+    // A unit's span on the compute stream, around fn's work (only when tracing).
+    template <class Fn>
+    void traced(size_t unit, Fn&& fn) {
+        if (!trace::enabled()) return fn();
+        unit_spans.begin(compute, model.manifest().units[unit].layout.name);
+        fn();
+        unit_spans.end(compute);
+    }
     cublasHandle_t blas = nullptr;
     CudaEvent staged;        // the last pass's host-to-device copies of inputs are done
     CudaEvent logits_copied; // the last pass's logits have reached h_logits

@@ -7,6 +7,7 @@ namespace rabbit {
 
 CudaTransport::CudaTransport(int device, size_t slots, uint64_t slot_bytes, cudaStream_t compute)
     : device_(device), slot_bytes_(slot_bytes), compute_(compute) {
+    copies_.set_trace(trace::Track::copy_engine);
     try {
         create(slots, slot_bytes);
     } catch (...) {
@@ -42,10 +43,10 @@ void CudaTransport::loader_started() { RABBIT_CUDA_CHECK(cudaSetDevice(device_))
 
 void CudaTransport::wait_staging_free(size_t s) { RABBIT_CUDA_CHECK(cudaEventSynchronize(slots_[s].copied.get())); }
 
-void CudaTransport::copy(size_t s, const uint8_t* src, uint64_t bytes) {
+void CudaTransport::copy(size_t s, const uint8_t* src, uint64_t bytes, const std::string& label) {
     Slot& slot = slots_[s];
     RABBIT_CUDA_CHECK(cudaStreamWaitEvent(copy_, slot.freed.get(), 0));
-    copies_.begin(copy_); // after the wait for the slot: the span is the copy alone
+    copies_.begin(copy_, label); // after the wait for the slot: the span is the copy alone
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(slot.device.get(), src, bytes, cudaMemcpyHostToDevice, copy_));
     copies_.end(copy_);
     RABBIT_CUDA_CHECK(cudaEventRecord(slot.copied.get(), copy_));

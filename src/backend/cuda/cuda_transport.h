@@ -29,7 +29,7 @@ public:
     uint8_t* device(size_t s) override { return slots_[s].device.as<uint8_t>(); }
     void loader_started() override;
     void wait_staging_free(size_t s) override;
-    void copy(size_t s, const uint8_t* src, uint64_t bytes) override;
+    void copy(size_t s, const uint8_t* src, uint64_t bytes, const std::string& label) override;
     void arrival_wanted() override;
     void wait_arrival(size_t s) override;
     void release(size_t s) override;

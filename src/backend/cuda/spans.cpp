@@ -11,7 +11,45 @@ namespace {
 // Spans not yet read beyond this make the host wait for the oldest half to end: a bound on
 // events. The host is then still 128 pieces ahead of the GPU, more than the ring ever needs.
 constexpr size_t k_most_pending = 256;
+
+// The GPU's place on the trace's clock: an event recorded and waited for once, at a host
+// time taken just after; a span's times are its events' distances from it.
+struct TraceOrigin {
+    std::mutex mutex;
+    CudaEvent event;
+    double host_us = 0;
+};
+
+TraceOrigin& trace_origin() {
+    static TraceOrigin o;
+    return o;
+}
+
+// The origin event, recorded on `stream` the first time (null when recording fails).
+cudaEvent_t origin_event(cudaStream_t stream) {
+    TraceOrigin& o = trace_origin();
+    std::lock_guard<std::mutex> lock(o.mutex);
+    if (!o.event) {
+        CudaEvent e(cudaEventDefault);
+        RABBIT_CUDA_CHECK(cudaEventRecord(e.get(), stream));
+        RABBIT_CUDA_CHECK(cudaEventSynchronize(e.get()));
+        o.host_us = trace::now_us();
+        o.event = std::move(e);
+    }
+    return o.event.get();
+}
+
 } // namespace
+
+GpuSpans::~GpuSpans() {
+    if (!traced_ || !trace::enabled()) return;
+    try {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const Pending& p : pending_) RABBIT_CUDA_CHECK(cudaEventSynchronize(p.b.get()));
+        collect(false);
+    } catch (...) { // a device that failed: its last spans are lost, the trace keeps the rest
+    }
+}
 
 CudaEvent GpuSpans::take() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -24,7 +62,12 @@ CudaEvent GpuSpans::take() {
     return CudaEvent(cudaEventDefault); // timed
 }
 
-void GpuSpans::begin(cudaStream_t stream) {
+void GpuSpans::begin(cudaStream_t stream, const std::string& label) {
+    open_label_.clear();
+    if (traced_ && trace::enabled()) {
+        origin_event(stream);
+        open_label_ = label.empty() ? "span" : label;
+    }
     if (open_) { // a span begun and never ended (an error came between): not counted
         std::lock_guard<std::mutex> lock(mutex_);
         spare_.push_back(std::move(open_));
@@ -48,13 +91,13 @@ void GpuSpans::end(cudaStream_t stream) {
         spare_.push_back(std::move(open_));
         RABBIT_CUDA_CHECK(err);
     }
-    pending_.emplace_back(std::move(open_), std::move(e));
+    pending_.push_back({std::move(open_), std::move(e), std::move(open_label_)});
     if (pending_.size() > k_most_pending) collect(true);
 }
 
 void GpuSpans::collect(bool all) const {
     while (!pending_.empty()) {
-        auto& [a, b] = pending_.front();
+        auto& [a, b, label] = pending_.front();
         if (all && pending_.size() > k_most_pending / 2) {
             RABBIT_CUDA_CHECK(cudaEventSynchronize(b.get()));
         } else {
@@ -68,6 +111,11 @@ void GpuSpans::collect(bool all) const {
         float ms = 0;
         RABBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, a.get(), b.get()));
         total_ += double(ms) / 1e3;
+        if (!label.empty() && trace::enabled()) {
+            float from_origin = 0;
+            RABBIT_CUDA_CHECK(cudaEventElapsedTime(&from_origin, trace_origin().event.get(), a.get()));
+            trace::complete(track_, label, trace_origin().host_us + 1e3 * double(from_origin), 1e3 * double(ms));
+        }
         spare_.push_back(std::move(a));
         spare_.push_back(std::move(b));
         pending_.pop_front();
