@@ -1,31 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // rabbit run -m DIR -p TEXT: one-shot generation, text streamed to stdout.
 #include "cli/commands.h"
-#include "backend/cpu/kernels.h"
-#include "cli/engine_choice.h"
 #include "cli/model_args.h"
-#include "cli/option_checks.h"
+#include "cli/run_setup.h"
+#include "cli/trace_option.h"
 #include "common/error.h"
 #include "common/file_io.h"
-#include "common/json_read.h"
-#include "common/system.h"
 #include "common/timing.h"
-#include "common/units.h"
-#include "cli/plan_report.h"
-#include "cli/trace_option.h"
-#include "backend/cpu/cpu_engine.h"
-#include "engine/generate.h"
-#include "format/hf_checkpoint.h"
-#include "format/split_model.h"
-#include "split/splitter.h"
-#include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
 #include <spdlog/spdlog.h>
-
-#ifdef RABBIT_HAVE_CUDA
-#include "backend/cuda/cuda_engine.h"
-#endif
 
 #include <algorithm>
 #include <cstdio>
@@ -38,29 +22,6 @@
 namespace rabbit {
 
 namespace {
-
-// generation_config.json's sampling settings, as transformers' generate() reads them.
-SamplingParams generation_defaults(const std::string& dir) {
-    SamplingParams p;
-    const std::string path = join_path(dir, "generation_config.json");
-    if (!path_exists(path)) return p;
-    JsonDocument doc(read_text_file(path), path);
-    auto o = doc.root_object();
-    auto number = [&](const char* key, double fallback) {
-        auto e = json_field(o, key);
-        return e && !e->is_null() ? json_to_double(*e, path, key) : fallback;
-    };
-    auto sample = json_field(o, "do_sample");
-    const bool do_sample = sample && !sample->is_null() && json_to_bool(*sample, path, "do_sample");
-    p.repetition_penalty = float(number("repetition_penalty", 1.0));
-    if (do_sample) {
-        p.temperature = float(number("temperature", 1.0));
-        p.top_k = int(number("top_k", 50));
-        p.top_p = float(number("top_p", 1.0));
-        p.min_p = float(number("min_p", 0.0));
-    }
-    return p;
-}
 
 // The .npy format: a header naming dtype and shape, then the data, little-endian f32.
 void write_npy(const std::string& path, const std::vector<float>& data, size_t rows, size_t cols) {
@@ -79,94 +40,13 @@ void write_npy(const std::string& path, const std::vector<float>& data, size_t r
     write_file_atomic(path, out);
 }
 
-// Says how much of the model stays in memory, and what every token reads from the files.
-void report_residency(const SplitModel& model, const MmapUnitSource& units, uint64_t budget) {
-    const auto& all = model.manifest().units;
-    uint64_t streamed = 0;
-    size_t kept = 0;
-    for (size_t i = 0; i < all.size(); ++i) {
-        kept += units.resident(i);
-        if (!units.resident(i) && model.streams_per_token(i)) streamed += all[i].layout.data_size;
-    }
-    if (streamed == 0)
-        spdlog::debug("RAM budget {}: the model stays in memory ({})", format_bytes(budget),
-                      format_bytes(units.resident_bytes()));
-    else
-        spdlog::info("RAM budget {}: {} of {} units ({}) stay in memory; {} is read from {} for every token",
-                     format_bytes(budget), kept, all.size(), format_bytes(units.resident_bytes()), format_bytes(streamed),
-                     model.dir());
-}
-
-struct RunOptions {
-    std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto", act_quant = "f32",
-        trace;
-    std::string chat_format;
-    uint32_t ring_slots = 2;
-    bool raw = false, special = false, verify = false, ignore_eos = false;
-    size_t max_tokens = 256, threads = 0;
-    uint64_t ctx = 0;
-    std::optional<float> temp, top_p, min_p, repeat_penalty;
-    size_t batch = 512;
-    std::optional<int> top_k;
-    uint64_t seed = 0;
-    std::vector<std::string> stops;
-};
-
 void add_run_options(CLI::App* sub, RunOptions& o) {
-    sub->add_option("-m,--model", o.dir, "A split model, a Hugging Face directory or a .gguf file (split into the cache on first use)")
-        ->required();
+    add_session_options(sub, o);
     sub->add_option("-p,--prompt", o.prompt, "The prompt (default: read from stdin)");
     sub->add_flag("--raw", o.raw, "Use the prompt as it is, not wrapped in the model's chat template");
-    sub->add_option("--system", o.system, "A system prompt for the chat template");
-    sub->add_option("--chat-format", o.chat_format,
-                    "Write the chat prompt in this family's format instead of rendering the model's own template")
-        ->check(CLI::IsMember({"chatml", "llama3", "llama2", "mistral"}));
-    sub->add_flag("--think", "Render the template with enable_thinking=true (Qwen3)");
-    sub->add_flag("--no-think", "Render the template with enable_thinking=false (Qwen3: no thinking section)")
-        ->excludes("--think");
-    zero_or_positive(sub->add_option("-n,--max-tokens", o.max_tokens,
-                                     "Stop after this many new tokens; 0: the prompt alone (default 256)"),
-                     "the prompt alone");
-    fraction(sub->add_option("--temp", o.temp,
-                             "Sampling temperature; 0 is greedy (default: generation_config.json's, else greedy)"),
-             100, "greedy");
-    zero_or_positive(sub->add_option("--top-k", o.top_k, "Sample from the k most likely tokens (0: off)"), "off");
-    fraction(sub->add_option("--top-p", o.top_p,
-                             "Sample from the smallest set of tokens whose probability reaches p (1: off)"),
-             1, "the most likely token only");
-    fraction(sub->add_option("--min-p", o.min_p, "Drop tokens less likely than p times the most likely one (0: off)"), 1,
-             "off");
-    positive_real(sub->add_option("--repeat-penalty", o.repeat_penalty, "Penalty for tokens already in the context (1: off)"),
-                  "off");
-    non_negative(sub->add_option("--seed", o.seed, "Random seed for sampling"));
-    sub->add_option("--stop", o.stops, "Stop before this text (repeatable)");
-    zero_or_positive(sub->add_option("--ctx", o.ctx, "Context length (default or 0: the model's maximum; memory grows as "
-                                                     "it fills)"),
-                     "the model's maximum");
-    zero_or_positive(sub->add_option("--threads", o.threads, "CPU threads (default or 0: the processors this process may "
-                                                             "use)"),
-                     "every processor");
-    add_act_quant_option(sub, o.act_quant);
-    positive(sub->add_option("--batch", o.batch, "Most prompt tokens run through the layers at once (default 512)"),
-             double(size_t(1) << 20));
-    size_option(sub->add_option("--ram-budget", o.ram_budget,
-                                "Keep up to this many bytes of weights in memory across tokens, e.g. 8G; 0 reads every "
-                                "unit from the files for every token (default: 3/4 of the memory available at start)"),
-                "every unit read from the files for every token");
-    sub->add_option("--device", o.device,
-                    "cpu, cuda or cuda:N (default: cuda when a usable GPU is present, else cpu with a notice)");
-    size_option(sub->add_option("--vram-budget", o.vram_budget,
-                                "GPU memory to use, e.g. 4G (default: the device's free memory less a margin)"),
-                "");
-    positive(sub->add_option("--ring-slots", o.ring_slots, "Pinned slots in the streaming ring (default 2)"), 16);
-    sub->add_option("--kv-cache", o.kv_cache, "Where the GPU engine keeps the KV cache: auto, gpu or host (default auto)")
-        ->check(CLI::IsMember({"auto", "gpu", "host"}));
-    sub->add_flag("--verify", o.verify, "Check every unit file's checksum before running");
-    sub->add_flag("--special", o.special, "Print special tokens too");
     sub->add_flag("--ignore-eos", o.ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
     sub->add_option("--dump-logits", o.dump_logits,
                     "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
-    add_trace_option(sub, o.trace);
 }
 
 // The prompt (--prompt, else stdin) as token ids: one user turn in the model's own chat template
@@ -180,9 +60,7 @@ std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const 
     }
     if (!o.raw) {
         const ChatTemplate chat = detect_chat_template(dir);
-        ChatOptions options;
-        if (!o.chat_format.empty()) options.format = parse_chat_format(o.chat_format);
-        if (sub->count("--think") || sub->count("--no-think")) options.enable_thinking = sub->count("--think") > 0;
+        const ChatOptions options = chat_options(o, sub);
         if (options.format || !chat.jinja.empty()) {
             if (options.format)
                 spdlog::info("chat format: {} (--chat-format); --raw feeds the prompt as it is", chat_format_name(*options.format));
@@ -202,70 +80,6 @@ std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const 
     std::vector<int32_t> ids = tok.encode(prompt, true);
     if (ids.empty() && model.config().bos_token_id) ids.push_back(int32_t(*model.config().bos_token_id));
     return ids;
-}
-
-// Stops and sampling: the options over generation_config.json's settings.
-GenerateOptions generate_options(const RunOptions& o, const SplitModel& model) {
-    GenerateOptions g;
-    g.max_tokens = o.max_tokens;
-    g.stop_strings = o.stops;
-    g.print_special = o.special;
-    if (!o.ignore_eos)
-        for (int64_t id : model.config().eos_token_ids) g.stop_ids.push_back(int32_t(id));
-    g.sampling = generation_defaults(model.dir());
-    if (o.temp) g.sampling.temperature = *o.temp;
-    if (o.top_k) g.sampling.top_k = *o.top_k;
-    if (o.top_p) g.sampling.top_p = *o.top_p;
-    if (o.min_p) g.sampling.min_p = *o.min_p;
-    if (o.repeat_penalty) g.sampling.repetition_penalty = *o.repeat_penalty;
-    // A temperature so small that logits / temperature overflows is greedy decoding.
-    if (g.sampling.temperature > 0 && g.sampling.temperature < 1e-4f) g.sampling.temperature = 0;
-    // --temp on a model whose generation_config does not sample: transformers' defaults
-    // for sampling apply (top_k 50).
-    if (o.temp && *o.temp > 0 && !o.top_k && g.sampling.top_k == 0) g.sampling.top_k = 50;
-    g.sampling.seed = o.seed;
-    g.keep_logits = !o.dump_logits.empty();
-    return g;
-}
-
-// The engine for --device, with what it says of itself now; `report_memory` says what it
-// used once the run is over.
-MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
-                        std::function<void()>& report_memory) {
-    EngineRequest req;
-    req.device = choose_device(o.device);
-    req.ram_budget = o.ram_budget.empty() ? default_ram_budget() : *parse_size(o.ram_budget);
-    req.ctx = o.ctx;
-    req.batch = o.batch;
-    req.threads = o.threads;
-    req.act_quant = act_quant_of(o.act_quant);
-    req.vram_budget = o.vram_budget.empty() ? 0 : *parse_size(o.vram_budget);
-    req.ring_slots = o.ring_slots;
-    req.kv = o.kv_cache == "gpu" ? KvPlace::gpu : o.kv_cache == "host" ? KvPlace::host : KvPlace::automatic;
-    if (!req.device.cuda && (!o.vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache")))
-        spdlog::warn("--vram-budget, --ring-slots and --kv-cache apply to the GPU; running on the CPU");
-    MadeEngine made = make_engine(model, req);
-    report_memory = [] {};
-    if (CpuEngine* cpu = made.cpu) {
-        report_residency(model, cpu->units(), req.ram_budget);
-        spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions", cpu->threads(), isa_name(cpu_isa()),
-                      cpu->context());
-    }
-#ifdef RABBIT_HAVE_CUDA
-    if (CudaEngine* cuda = made.cuda) {
-        const CudaEngineStats st = cuda->stats();
-        spdlog::info("{}: VRAM budget {}, context {} positions", st.device, format_bytes(st.budget), cuda->context());
-        for (const auto& [key, text] : plan_lines(cuda->plan(), cuda->plan_input())) spdlog::debug("{}:{}", key, text);
-        report_memory = [cuda] {
-            const CudaEngineStats s = cuda->stats();
-            spdlog::info("GPU memory: peak {} of the {} budget (device use grew by {}); {} pinned; ring: {} pieces, "
-                         "{} copied, {:.2f}s waiting for weights",
-                         format_bytes(s.peak_device_bytes), format_bytes(s.budget), format_bytes(s.device_used_growth),
-                         format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s);
-        };
-    }
-#endif
-    return made;
 }
 
 } // namespace

@@ -22,6 +22,7 @@ Command add_split_command(CLI::App& app, const GlobalOptions& global);
 Command add_inspect_command(CLI::App& app, const GlobalOptions& global);
 Command add_tokenize_command(CLI::App& app, const GlobalOptions& global);
 Command add_run_command(CLI::App& app, const GlobalOptions& global);
+Command add_chat_command(CLI::App& app, const GlobalOptions& global);
 Command add_bench_command(CLI::App& app, const GlobalOptions& global);
 Command add_perplexity_command(CLI::App& app, const GlobalOptions& global);
 

@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
         rabbit::add_split_command(app, global),
         rabbit::add_inspect_command(app, global),
         rabbit::add_run_command(app, global),
+        rabbit::add_chat_command(app, global),
         rabbit::add_bench_command(app, global),
         rabbit::add_tokenize_command(app, global),
         rabbit::add_perplexity_command(app, global),

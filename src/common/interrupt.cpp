@@ -26,4 +26,8 @@ void throw_if_interrupted() {
     if (g_interrupted) throw Error(ExitCode::interrupted, "interrupted");
 }
 
+bool interrupted() { return g_interrupted != 0; }
+
+void clear_interrupt() { g_interrupted = 0; }
+
 } // namespace rabbit

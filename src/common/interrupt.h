@@ -8,5 +8,9 @@ namespace rabbit {
 void install_interrupt_handlers();
 // Throws Error(ExitCode::interrupted) once SIGINT or SIGTERM arrived.
 void throw_if_interrupted();
+// Whether SIGINT or SIGTERM arrived, and forgetting that it did (an interactive session that
+// stops the current answer and goes on).
+bool interrupted();
+void clear_interrupt();
 
 } // namespace rabbit

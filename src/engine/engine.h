@@ -36,6 +36,9 @@ public:
     virtual uint64_t context() const = 0; // positions the KV cache may hold
     virtual size_t position() const = 0;  // tokens in the KV cache
     virtual void reset() = 0;             // empties the KV cache
+    // Keeps the first n positions of the KV cache, dropping the rest (a chat whose history
+    // was rendered differently from there on). n at most position().
+    virtual void truncate(size_t n) = 0;
 
     // Runs `n` tokens at positions [position(), position() + n), all at once, matrix by
     // matrix (a prompt) or one (a decode step), and appends them to the KV cache. Writes the

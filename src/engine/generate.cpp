@@ -60,9 +60,11 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
     GenerateResult r;
     r.prompt_tokens = prompt.size();
     if (prompt.empty()) throw Error(ExitCode::usage, "the prompt holds no tokens");
-    if (prompt.size() > engine.context())
-        throw Error(ExitCode::usage, "the prompt is " + std::to_string(prompt.size()) + " tokens, longer than the context (" +
-                                         std::to_string(engine.context()) + "); shorten it or raise --ctx");
+    if (engine.position() + prompt.size() > engine.context())
+        throw Error(ExitCode::usage, "the prompt is " + std::to_string(prompt.size()) + " tokens" +
+                                         (engine.position() ? " after " + std::to_string(engine.position()) + " in the cache" : "") +
+                                         ", more than the context (" + std::to_string(engine.context()) +
+                                         "); shorten it or raise --ctx");
     Sampler sampler(options.sampling);
     StreamDecoder stream(tok, !options.print_special);
     StopFilter stop(options.stop_strings);

@@ -11,6 +11,7 @@
 #include "engine/weights.h"
 #include "format/split_model.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -37,6 +38,7 @@ public:
     uint64_t context() const override { return ctx_; }
     size_t position() const override { return pos_; }
     void reset() override { pos_ = 0; }
+    void truncate(size_t n) override { pos_ = std::min(pos_, n); }
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
     ActQuant act_quant() const { return act_quant_; }

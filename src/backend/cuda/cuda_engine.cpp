@@ -5,6 +5,8 @@
 
 #include "common/error.h"
 
+#include <algorithm>
+
 namespace rabbit {
 
 CudaEngine::CudaEngine(const SplitModel& model, const CudaEngineOptions& options)
@@ -18,6 +20,8 @@ const ModelConfig& CudaEngine::config() const { return impl_->c; }
 uint64_t CudaEngine::context() const { return impl_->ctx; }
 size_t CudaEngine::position() const { return impl_->pos; }
 void CudaEngine::reset() { impl_->pos = 0; }
+
+void CudaEngine::truncate(size_t n) { impl_->pos = std::min(impl_->pos, n); }
 const MemoryPlanInput& CudaEngine::plan_input() const { return impl_->plan_in; }
 const MemoryPlan& CudaEngine::plan() const { return impl_->plan; }
 

@@ -50,6 +50,7 @@ public:
     uint64_t context() const override;
     size_t position() const override;
     void reset() override;
+    void truncate(size_t n) override;
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
     int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
                  std::vector<float>* all_logits) override;

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+// What `rabbit run` and `rabbit chat` share: the model, chat template, sampling and engine
+// options, and the engine and generation settings made from them.
+#pragma once
+
+#include "cli/engine_choice.h"
+#include "engine/generate.h"
+#include "format/split_model.h"
+#include "tokenizer/chat.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rabbit {
+
+struct RunOptions {
+    std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto", act_quant = "f32",
+        trace;
+    std::string chat_format;
+    uint32_t ring_slots = 2;
+    bool raw = false, special = false, verify = false, ignore_eos = false;
+    size_t max_tokens = 256, threads = 0;
+    uint64_t ctx = 0;
+    std::optional<float> temp, top_p, min_p, repeat_penalty;
+    size_t batch = 512;
+    std::optional<int> top_k;
+    uint64_t seed = 0;
+    std::vector<std::string> stops;
+};
+
+// -m, the chat template's (--system, --chat-format, --think, --no-think), sampling, stops and
+// the engine's options (device, budgets, threads, context, --trace...).
+void add_session_options(CLI::App* sub, RunOptions& o);
+// --chat-format and --think/--no-think as the template renderer takes them.
+ChatOptions chat_options(const RunOptions& o, const CLI::App* sub);
+// Stops and sampling: the options over generation_config.json's settings.
+GenerateOptions generate_options(const RunOptions& o, const SplitModel& model);
+// The engine for --device, with what it says of itself now; `report_memory` says what it
+// used once the run is over.
+MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
+                        std::function<void()>& report_memory);
+
+} // namespace rabbit
