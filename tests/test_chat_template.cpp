@@ -105,7 +105,7 @@ TEST_CASE("the model's template comes from chat_template.jinja, then tokenizer_c
     CHECK(render_chat(t, {{"system", "s"}, {"user", "hi"}}, o) == "2 False"); // one trailing newline dropped, as jinja2 does
 }
 
-TEST_CASE("--chat-format's writers write a conversation in the family's format", "[tokenizer][chat]") {
+TEST_CASE("the family writers of --chat-format write a conversation in the family's format", "[tokenizer][chat]") {
     ChatTemplate t;
     ChatOptions o;
     o.format = ChatFormat::chatml;
