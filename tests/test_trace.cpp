@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The timeline trace (common/trace.h, --trace): a valid Chrome trace-event file, and on both
 // engines a span for every unit of every pass, inside that pass's span on the tokens track.
+#include "backend/cpu/cpu_engine.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/trace.h"
@@ -13,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <regex>
@@ -139,7 +141,7 @@ TEST_CASE("rabbit run --trace on the CPU: a span for every unit of every pass", 
     REQUIRE(on_track(ev, trace::Track::loader).size() >= 4 * (units.size() - 1));
 }
 
-TEST_CASE("--trace to a path that cannot be written is refused before the work", "[trace][cli]") {
+TEST_CASE("a trace path that cannot be written is refused before the work", "[trace][cli]") {
     test::TempDir dir;
     const std::string split = tiny_split(dir);
     test::RunResult r = test::run_rabbit({"run", "-m", split, "--raw", "-p", "hello", "-n", "2", "--device", "cpu",
@@ -180,4 +182,29 @@ TEST_CASE("rabbit run --trace on the CUDA engine: copies on the copy engine, eve
         INFO("layer." << l);
         REQUIRE(n >= 4);
     }
+}
+
+TEST_CASE("a prompt's passes report each layer to the prefill display", "[trace][engine]") {
+    test::TempDir dir;
+    const std::string split = tiny_split(dir);
+    const SplitModel model = SplitModel::open(split);
+    EngineOptions eo;
+    eo.batch = 4; // a prompt of 10 tokens in 3 passes
+    CpuEngine engine(model, eo);
+    std::vector<PrefillProgress> seen;
+    engine.set_prefill_progress([&](const PrefillProgress& p) { seen.push_back(p); });
+    std::vector<float> logits;
+    engine.forward(std::vector<int32_t>(10, 5).data(), 10, 1, logits);
+    const size_t layers = model.config().num_layers;
+    REQUIRE(seen.size() == 3 * layers);
+    for (size_t i = 0; i < seen.size(); ++i) {
+        const size_t part = i / layers, layer = i % layers + 1;
+        REQUIRE(seen[i].tokens == 10);
+        REQUIRE(seen[i].layers == layers);
+        REQUIRE(seen[i].layer == layer);
+        REQUIRE(seen[i].tokens_done == (layer == layers ? std::min<size_t>(10, 4 * (part + 1)) : 4 * part));
+    }
+    seen.clear();
+    engine.forward(std::vector<int32_t>(1, 5).data(), 1, 1, logits); // a decode step: nothing
+    REQUIRE(seen.empty());
 }

@@ -6,6 +6,7 @@
 #include "cli/chat_io.h"
 #include "cli/commands.h"
 #include "cli/model_args.h"
+#include "cli/progress.h"
 #include "cli/run_setup.h"
 #include "cli/trace_option.h"
 #include "common/error.h"
@@ -162,6 +163,9 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
         const auto mode = o->hide_think ? ThinkFilter::Mode::hide
                                         : ::isatty(STDOUT_FILENO) ? ThinkFilter::Mode::dim : ThinkFilter::Mode::show;
         if (terminal) std::fprintf(stderr, "rabbit chat with %s: /help for commands, Ctrl-D to end\n", dir.c_str());
+        PrefillDisplay prefill; // a long turn's prefill, on a terminal
+        if (stderr_is_terminal() && !global.quiet)
+            made.engine->set_prefill_progress([&prefill](const PrefillProgress& p) { prefill.update(p); });
         LineReader in(terminal);
         std::vector<TurnRecord> turns;
         while (auto line = in.next(">>> ")) {
@@ -175,7 +179,11 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
                 continue;
             }
             ThinkFilter think(mode, opens_thinking(chat.rendered(true)));
-            const ChatTurn t = chat.turn(*line, [&](const std::string& s) { print_out(think.push(s)); });
+            const ChatTurn t = chat.turn(*line, [&](const std::string& s) {
+                prefill.clear();
+                print_out(think.push(s));
+            });
+            prefill.clear();
             print_out(think.finish() + "\n");
             if (t.dropped_turns)
                 spdlog::warn("the context is full: the {} oldest turn{} left the conversation", t.dropped_turns,
@@ -189,6 +197,8 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
                 spdlog::info("starting the GPU engine again after the interruption");
                 made = MadeEngine{};
                 made = start_engine(ro, sub, model, report_memory);
+                if (stderr_is_terminal() && !global.quiet)
+                    made.engine->set_prefill_progress([&prefill](const PrefillProgress& p) { prefill.update(p); });
                 chat.set_engine(*made.engine);
             }
         }

@@ -2,6 +2,7 @@
 // rabbit run -m DIR -p TEXT: one-shot generation, text streamed to stdout.
 #include "cli/commands.h"
 #include "cli/model_args.h"
+#include "cli/progress.h"
 #include "cli/run_setup.h"
 #include "cli/trace_option.h"
 #include "common/error.h"
@@ -108,10 +109,15 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,
                       g.sampling.repetition_penalty);
 
-        GenerateResult r = generate(*made.engine, *tok, ids, g, [](const std::string& text) {
+        PrefillDisplay prefill; // a long prompt's progress, on a terminal
+        if (stderr_is_terminal() && !global.quiet)
+            made.engine->set_prefill_progress([&prefill](const PrefillProgress& p) { prefill.update(p); });
+        GenerateResult r = generate(*made.engine, *tok, ids, g, [&prefill](const std::string& text) {
+            prefill.clear();
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
         });
+        prefill.clear();
         if (g.keep_logits) {
             const size_t vocab = model.config().vocab_size;
             write_npy(o->dump_logits, r.logits, r.logits.size() / vocab, vocab);

@@ -14,6 +14,28 @@ namespace rabbit {
 
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 
+void PrefillDisplay::update(const PrefillProgress& p) {
+    if (!started_) { // a new prompt
+        started_ = true;
+        start_ = Clock::now();
+    }
+    const auto now = Clock::now();
+    if (seconds_since(start_) < 1.0 || (drawn_ && now - last_ < std::chrono::milliseconds(100))) return;
+    last_ = now;
+    drawn_ = true;
+    std::fprintf(stderr, "\r\033[Kprefill: layer %zu/%zu, %zu of %zu prompt tokens done", p.layer, p.layers,
+                 p.tokens_done, p.tokens);
+    std::fflush(stderr);
+}
+
+void PrefillDisplay::clear() {
+    if (drawn_) {
+        std::fputs("\r\033[K", stderr);
+        std::fflush(stderr);
+    }
+    started_ = drawn_ = false;
+}
+
 void ConsoleProgress::start(uint64_t total_bytes, size_t units) {
     total_ = total_bytes;
     units_ = units;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common/timing.h"
+#include "engine/engine.h"
 #include "split/splitter.h"
 
 #include <string>
@@ -30,6 +31,19 @@ private:
     std::string current_;
     Clock::time_point start_, last_draw_;
     bool drawn_ = false;
+};
+
+// A long prefill's progress, redrawn in place on stderr (a terminal only): the layer of the
+// current pass and the prompt tokens done. Drawn once the prompt has run for a second, at
+// most every 0.1 s; clear() wipes it (before the answer is printed).
+class PrefillDisplay {
+public:
+    void update(const PrefillProgress& p);
+    void clear();
+
+private:
+    Clock::time_point start_ = Clock::now(), last_;
+    bool started_ = false, drawn_ = false;
 };
 
 // Whether stderr is a terminal.

@@ -28,9 +28,20 @@ struct StreamStats {
 
 StreamStats operator-(const StreamStats& a, const StreamStats& b);
 
+// Where a forward of many tokens (a prompt) is, after each layer of each of its passes: for
+// a display of a long prefill (a 72B model streams every layer once per --batch tokens).
+struct PrefillProgress {
+    size_t tokens_done = 0, tokens = 0; // of the forward: tokens whose passes are complete
+    size_t layer = 0, layers = 0;       // layers done of the current pass
+};
+using PrefillReporter = std::function<void(const PrefillProgress&)>;
+
 class Engine {
 public:
     virtual ~Engine() = default;
+
+    // Called on the engine's thread after each layer of a forward of more than one token.
+    void set_prefill_progress(PrefillReporter r) { prefill_reporter_ = std::move(r); }
 
     virtual const ModelConfig& config() const = 0;
     virtual uint64_t context() const = 0; // positions the KV cache may hold
@@ -55,6 +66,19 @@ public:
 
     // Counted since the engine was made; complete for the passes that have returned.
     virtual StreamStats stream_stats() const = 0;
+
+protected:
+    // For the engines: a pass over tokens [first, first + m) of a forward of `total` begins;
+    // then each of its layers is done.
+    void begin_part(size_t first, size_t total) { part_first_ = first, part_total_ = total; }
+    void layer_done(size_t m, size_t layer, size_t layers) const {
+        if (prefill_reporter_ && part_total_ > 1)
+            prefill_reporter_({part_first_ + (layer + 1 == layers ? m : 0), part_total_, layer + 1, layers});
+    }
+
+private:
+    PrefillReporter prefill_reporter_;
+    size_t part_first_ = 0, part_total_ = 0;
 };
 
 // What every engine checks, with one wording.

@@ -63,7 +63,7 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
     if (engine.position() + prompt.size() > engine.context())
         throw Error(ExitCode::usage, "the prompt is " + std::to_string(prompt.size()) + " tokens" +
                                          (engine.position() ? " after " + std::to_string(engine.position()) + " in the cache" : "") +
-                                         ", more than the context (" + std::to_string(engine.context()) +
+                                         ", longer than the context (" + std::to_string(engine.context()) +
                                          "); shorten it or raise --ctx");
     Sampler sampler(options.sampling);
     StreamDecoder stream(tok, !options.print_special);

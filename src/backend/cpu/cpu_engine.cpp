@@ -160,11 +160,15 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size
 void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
     check_room(config(), pos_, n, ctx_);
-    if (n <= batch_) return pass(tokens, n, n_logits, logits);
+    if (n <= batch_) {
+        begin_part(0, n);
+        return pass(tokens, n, n_logits, logits);
+    }
     // In parts, so that activations stay the size of one part whatever the prompt's length.
     logits.clear();
     std::vector<float> part;
     for_each_part(n, n_logits, batch_, [&](size_t first, size_t m, size_t rows) {
+        begin_part(first, n);
         pass(tokens + first, m, rows, part);
         logits.insert(logits.end(), part.begin(), part.end());
     });
@@ -209,6 +213,7 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
         trace::Span span(trace::Track::compute, compute(u));
         run_layer(l, u, w, n);
         source_->release(u);
+        layer_done(n, l, roles_.layers.size());
     }
 
     // The final norm and the output projection, for the positions asked for.

@@ -11,6 +11,7 @@ namespace rabbit {
 
 CudaEngine::CudaEngine(const SplitModel& model, const CudaEngineOptions& options)
     : impl_(std::make_unique<Impl>(model, options)) {
+    impl_->on_layer = [this](size_t m, size_t layer, size_t layers) { layer_done(m, layer, layers); };
     impl_->init();
 }
 
@@ -32,6 +33,7 @@ void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::
     logits.assign(n_logits * e.c.vocab_size, 0.0f);
     float* next_row = logits.data();
     for_each_part(n, n_logits, e.batch, [&](size_t first, size_t m, size_t rows) {
+        begin_part(first, n);
         e.pass(tokens + first, m, rows, next_row);
         next_row += rows * e.c.vocab_size;
     });

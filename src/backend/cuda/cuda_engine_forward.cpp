@@ -42,6 +42,7 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     for (size_t l = 0; l < roles.layers.size(); ++l) {
         throw_if_interrupted();
         traced(roles.layers[l], [&] { layer(l, m); });
+        if (on_layer) on_layer(m, l, roles.layers.size());
     }
     pos += m;
 

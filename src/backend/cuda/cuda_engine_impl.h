@@ -23,6 +23,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -149,6 +150,7 @@ struct CudaEngine::Impl {
     MemoryPlan plan;
 
     cudaStream_t compute = nullptr;
+    std::function<void(size_t m, size_t layer, size_t layers)> on_layer; // the engine's layer_done
     GpuSpans unit_spans{trace::Track::compute}; // each unit's work on the compute stream, for the trace
     // A unit's span on the compute stream, around fn's work (only when tracing).
     template <class Fn>

@@ -62,7 +62,10 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
     Impl& e = *impl_;
     RABBIT_CHECK(n > 0, "step with no tokens");
     check_room(e.c, e.pos, n, e.ctx);
-    for_each_part(n, 1, e.batch, [&](size_t first, size_t m, size_t rows) { e.pass(tokens + first, m, rows, nullptr); });
+    for_each_part(n, 1, e.batch, [&](size_t first, size_t m, size_t rows) {
+        begin_part(first, n);
+        e.pass(tokens + first, m, rows, nullptr);
+    });
     e.track_memory();
 
     const SamplingParams& sp = sampler.params();
