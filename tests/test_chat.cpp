@@ -6,6 +6,7 @@
 #include "cli/chat_io.h"
 #include "common/error.h"
 #include "common/file_io.h"
+#include "common/interrupt.h"
 #include "engine/chat_session.h"
 #include "engine_helpers.h"
 #include "format/split_model.h"
@@ -15,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <regex>
 #include <string>
 #include <vector>
@@ -104,6 +106,35 @@ TEST_CASE("a chat that outgrows the context drops its oldest turns whole", "[cha
     const size_t before = chat.messages().size();
     REQUIRE_THROWS_AS(chat.turn(std::string(400, 'x'), [](const std::string&) {}), Error);
     REQUIRE(chat.messages().size() == before);
+}
+
+TEST_CASE("Ctrl-C ends the answer, not the conversation", "[chat][engine]") {
+    test::TempDir dir;
+    const std::string split = tiny_chat_model(dir);
+    const SplitModel model = SplitModel::open(split);
+    const auto tok = load_tokenizer(split);
+    CpuEngine engine(model, {});
+    GenerateOptions g = greedy_options(40);
+    g.stop_ids.clear(); // the answer would go on: only the interruption ends it
+    ChatSession chat(engine, *tok, detect_chat_template(split), {}, g);
+    install_interrupt_handlers();
+    size_t pieces = 0;
+    const ChatTurn a = chat.turn("hello", [&](const std::string&) {
+        if (++pieces == 3) std::raise(SIGINT); // as a Ctrl-C on the terminal would
+    });
+    REQUIRE(a.interrupted);
+    REQUIRE_FALSE(interrupted()); // cleared for the next turn
+    REQUIRE(a.result.tokens.empty()); // generate was cut short: no result, the text so far kept
+    REQUIRE(chat.messages().size() == 2);
+    REQUIRE(chat.messages()[1].content == a.reply);
+    REQUIRE_FALSE(a.reply.empty());
+    // The next turn runs, and says what a conversation with that partial answer says afresh.
+    const ChatTurn b = chat.turn("go on", [](const std::string&) {});
+    REQUIRE_FALSE(b.interrupted);
+    CpuEngine fresh(model, {});
+    ChatSession again(fresh, *tok, detect_chat_template(split), {}, g);
+    again.set_messages({chat.messages()[0], chat.messages()[1]});
+    REQUIRE(again.turn("go on", [](const std::string&) {}).result.tokens == b.result.tokens);
 }
 
 TEST_CASE("the thinking filter shows, dims or hides the section, tags split across pieces", "[chat]") {
