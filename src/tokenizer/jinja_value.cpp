@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenizer/jinja_value.h"
 
+#include "common/json_writer.h"
 #include "common/utf8.h"
 
 #include <spdlog/fmt/fmt.h>
@@ -136,24 +137,8 @@ std::string repr_string(const std::string& s) {
     return out + quote;
 }
 
-void json_string(std::string& out, const std::string& s) {
-    out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-            if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-            else out += char(c);
-        }
-    }
-    out += '"';
-}
+// json.dumps's escapes with ensure_ascii=False are JSON's own (common/json_writer.h).
+void json_string(std::string& out, const std::string& s) { out += json_escape(s); }
 
 void json_value(std::string& out, const Value& v, int indent, bool sort_keys, int level) {
     using K = Value::Kind;
