@@ -59,7 +59,9 @@ TEST_CASE("a chat's second turn prefills only its own tokens and says what one w
     const ChatTemplate tmpl = detect_chat_template(split);
     REQUIRE_FALSE(tmpl.jinja.empty());
     CpuEngine engine(model, {});
-    ChatSession chat(engine, *tok, tmpl, {}, greedy_options(12));
+    GenerateOptions g = greedy_options(24);
+    g.sampling.repetition_penalty = 4.0f; // its context is the whole conversation, cached part included
+    ChatSession chat(engine, *tok, tmpl, {}, g);
     const ChatTurn a = chat.turn("hello there", [](const std::string&) {});
     REQUIRE(a.cached_tokens == 0);
     REQUIRE(a.result.prompt_tokens == a.rendered_tokens);
@@ -76,7 +78,7 @@ TEST_CASE("a chat's second turn prefills only its own tokens and says what one w
     CpuEngine fresh(model, {});
     std::vector<ChatMessage> upto = chat.messages();
     upto.pop_back();
-    ChatSession again(fresh, *tok, tmpl, {}, greedy_options(12));
+    ChatSession again(fresh, *tok, tmpl, {}, g);
     again.set_messages({upto.begin(), upto.end() - 1});
     const ChatTurn c = again.turn(upto.back().content, [](const std::string&) {});
     REQUIRE(c.cached_tokens == 0);

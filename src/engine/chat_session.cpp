@@ -79,8 +79,10 @@ ChatTurn ChatSession::turn(const std::string& user, const std::function<void(con
     t.rendered_tokens = ids.size();
     t.cached_tokens = keep;
     const std::vector<int32_t> fresh(ids.begin() + long(keep), ids.end());
+    GenerateOptions options = generate_;
+    options.preceding = cached_; // the repetition penalty's context: the whole conversation
     try {
-        t.result = generate(*engine_, tok_, fresh, generate_, [&](const std::string& s) {
+        t.result = generate(*engine_, tok_, fresh, options, [&](const std::string& s) {
             t.reply += s;
             on_text(s);
         });

@@ -68,7 +68,8 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
     Sampler sampler(options.sampling);
     StreamDecoder stream(tok, !options.print_special);
     StopFilter stop(options.stop_strings);
-    std::vector<int32_t> history = prompt;
+    std::vector<int32_t> history = options.preceding;
+    history.insert(history.end(), prompt.begin(), prompt.end());
     std::vector<float>* keep = options.keep_logits ? &r.logits : nullptr;
 
     auto t0 = std::chrono::steady_clock::now();

@@ -21,6 +21,9 @@ struct GenerateOptions {
     SamplingParams sampling;
     bool print_special = false;            // print special tokens' text
     bool keep_logits = false;              // fill GenerateResult::logits
+    // The tokens already in the KV cache before the prompt (a chat's earlier turns): the
+    // repetition penalty counts them as the context, as one pass over all of it would.
+    std::vector<int32_t> preceding;
 };
 
 struct GenerateResult {
