@@ -146,26 +146,6 @@ TEST_CASE("logits and greedy tokens match Hugging Face transformers for every ar
     }
 }
 
-TEST_CASE("RoPE scaling past the original context: a prompt in --batch parts is one forward", "[engine][hf][rope]") {
-    // transformers runs the prompt as one forward, so dynamic NTK's base (and longrope's
-    // choice of factors) is that of the whole prompt at every position; rabbit's parts of
-    // --batch tokens must use it too, and greedy decoding then grows it step by step.
-    for (const char* name : {"llama-dynamic-ntk", "qwen3-dynamic-ntk", "qwen2-longrope", "qwen2-yarn"}) {
-        INFO(name);
-        const test::HfGolden g = test::read_hf_golden(name);
-        test::TempDir dir;
-        SplitModel model = SplitModel::open(test::make_golden_model(g, "f32", dir.path()));
-        EngineOptions options;
-        options.batch = 16; // the prompt in five parts, the first wholly inside the original context
-        CpuEngine engine(model, options);
-        std::vector<float> logits;
-        engine.forward(g.prompt.data(), g.prompt.size(), g.prompt.size(), logits);
-        CHECK(test::worst_error(logits, g.prompt_logits, 1e-4, 1e-4) <= 1.0);
-        const std::vector<int32_t> seq = greedy(engine, g.prompt, g.prompt.size() + g.greedy.size());
-        CHECK(std::vector<int32_t>(seq.begin() + long(g.prompt.size()), seq.end()) == g.greedy);
-    }
-}
-
 TEST_CASE("generation stops at eos, at a stop string, at the token limit", "[engine][generate]") {
     if (!test::have_shared()) return;
     test::TempDir dir;

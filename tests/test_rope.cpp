@@ -1,12 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 // RoPE scaling against the formulas written out in double (transformers' within f32
-// rounding), and dynamic NTK's state between forwards. End to end, tests/data/goldens holds
-// transformers' logits for each type past the original context (test_engine.cpp).
+// rounding), dynamic NTK's state between forwards, and both engines on prompts run in
+// --batch parts. tests/data/goldens holds transformers' logits for each type past the
+// original context (all of them checked in test_engine.cpp and test_cuda_engine.cpp).
+#include "backend/cpu/cpu_engine.h"
 #include "engine/rope.h"
+#include "engine_helpers.h"
+#include "format/split_model.h"
+#include "gpu.h"
+#include "helpers.h"
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
+
+#ifdef RABBIT_HAVE_CUDA
+#include "backend/cuda/cuda_engine.h"
+#endif
 
 using namespace rabbit;
 
@@ -104,4 +114,47 @@ TEST_CASE("longrope divides by the short factors, or the long ones past the orig
     t.begin_forward(32);
     for (size_t i = 0; i < 4; ++i) REQUIRE(t.inv_freq()[i] == Approx(plain(c, i) / c.rope_scaling.short_factor[i]).epsilon(1e-6));
     REQUIRE(rope_attention_factor(c) == Approx(std::sqrt(1 + std::log(4.0) / std::log(32.0))));
+}
+
+TEST_CASE("RoPE scaling past the original context: a prompt in --batch parts is one forward", "[engine][hf][rope]") {
+    // transformers runs the prompt as one forward, so dynamic NTK's base (and longrope's
+    // choice of factors) is that of the whole prompt at every position; rabbit's parts of
+    // --batch tokens must use it too, and greedy decoding then grows it step by step.
+    for (const char* name : {"llama-dynamic-ntk", "qwen3-dynamic-ntk", "qwen2-longrope", "qwen2-yarn"}) {
+        INFO(name);
+        const test::HfGolden g = test::read_hf_golden(name);
+        test::TempDir dir;
+        SplitModel model = SplitModel::open(test::make_golden_model(g, "f32", dir.path()));
+        EngineOptions options;
+        options.batch = 16; // the prompt in five parts, the first wholly inside the original context
+        CpuEngine engine(model, options);
+        std::vector<float> logits;
+        engine.forward(g.prompt.data(), g.prompt.size(), g.prompt.size(), logits);
+        CHECK(test::worst_error(logits, g.prompt_logits, 1e-4, 1e-4) <= 1.0);
+        const std::vector<int32_t> seq = test::greedy(engine, g.prompt, g.prompt.size() + g.greedy.size());
+        CHECK(std::vector<int32_t>(seq.begin() + long(g.prompt.size()), seq.end()) == g.greedy);
+    }
+}
+
+TEST_CASE("CUDA RoPE scaling: a prompt in --batch parts is one forward, as on the CPU", "[gpu][cuda-engine][rope]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    // Dynamic NTK's base and longrope's factors come from the whole prompt (RopeTables::
+    // begin_forward), not from each pass of --batch tokens.
+    for (const char* name : {"llama-dynamic-ntk", "qwen2-longrope"}) {
+        INFO(name);
+        const test::HfGolden g = test::read_hf_golden(name);
+        test::TempDir dir;
+        SplitModel model = SplitModel::open(test::make_golden_model(g, "f32", dir.path()));
+        CpuEngine cpu(model, {});
+        CudaEngineOptions options;
+        options.batch = 16;
+        CudaEngine gpu(model, options);
+        const std::vector<float> want = test::prompt_and_steps_logits(cpu, g.prompt),
+                                 got = test::prompt_and_steps_logits(gpu, g.prompt);
+        CHECK(test::worst_error(got, want, 1e-4, 1e-4) <= 1.0);
+        const std::vector<float> prompt_rows(got.begin(), got.begin() + long(g.prompt_logits.size()));
+        CHECK(test::worst_error(prompt_rows, g.prompt_logits, 1e-4, 1e-4) <= 1.0);
+    }
+#endif
 }
