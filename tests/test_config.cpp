@@ -300,6 +300,30 @@ TEST_CASE("every generator preset writes a config.json that parses back to it", 
     }
 }
 
+TEST_CASE("generated configs with yarn, dynamic and longrope parse back, under either key", "[config][genmodel][rope]") {
+    GenSpec spec = preset_spec("tiny-qwen3");
+    RopeScaling& s = spec.config.rope_scaling;
+    s.type = RopeScaling::Type::yarn, s.factor = 4, s.original_max_position_embeddings = 1024;
+    s.beta_fast = 16, s.mscale = 0.707, s.mscale_all_dim = 1.0, s.truncate = false;
+    std::vector<RopeScaling> all = {s};
+    s = {};
+    s.type = RopeScaling::Type::dynamic, s.factor = 2;
+    all.push_back(s);
+    s = {};
+    s.type = RopeScaling::Type::longrope, s.factor = 0, s.original_max_position_embeddings = 512;
+    s.short_factor.assign(12, 1.5), s.long_factor.assign(12, 3.25), s.attention_factor = 1.1;
+    all.push_back(s);
+    for (const RopeScaling& r : all) {
+        spec.config.rope_scaling = r;
+        for (bool v5 : {false, true}) {
+            INFO(int(r.type) << (v5 ? " rope_parameters" : " rope_scaling"));
+            ModelConfig back = ModelConfig::from_hf(hf_config_json(spec.config, DType::bf16, v5), "config.json",
+                                                    hf_generation_config_json(spec.config));
+            REQUIRE(back == spec.config);
+        }
+    }
+}
+
 TEST_CASE("units: the embedding, every layer in order, the norm, lm_head unless tied", "[config][layout]") {
     ModelConfig c = parse(k_qwen3_8b);
     auto units = model_units(c);
