@@ -212,6 +212,13 @@ void write_metadata(GgufWriter& w, const ModelConfig& c, const std::string& arch
     w.u32(a + "attention.key_length", c.head_dim).u32(a + "attention.value_length", c.head_dim);
     w.u32(a + "rope.dimension_count", c.head_dim);
     w.f32(a + "rope.freq_base", float(c.rope_theta)).f32(a + "attention.layer_norm_rms_epsilon", float(c.rms_norm_eps));
+    if (const RopeScaling& s = c.rope_scaling; s.type == RopeScaling::Type::yarn) { // as the converter writes it
+        w.str(a + "rope.scaling.type", "yarn").f32(a + "rope.scaling.factor", float(s.factor));
+        w.u32(a + "rope.scaling.original_context_length", uint32_t(s.original_max_position_embeddings));
+        if (s.beta_fast != 32) w.f32(a + "rope.scaling.yarn_beta_fast", float(s.beta_fast));
+        if (s.beta_slow != 1) w.f32(a + "rope.scaling.yarn_beta_slow", float(s.beta_slow));
+        if (s.attention_factor > 0) w.f32(a + "rope.scaling.yarn_attn_factor", float(s.attention_factor));
+    }
     if (c.bos_token_id) w.u32("tokenizer.ggml.bos_token_id", uint32_t(*c.bos_token_id));
     if (!c.eos_token_ids.empty()) w.u32("tokenizer.ggml.eos_token_id", uint32_t(c.eos_token_ids[0]));
     if (c.eos_token_ids.size() > 1) w.u32("tokenizer.ggml.eot_token_id", uint32_t(c.eos_token_ids[1]));

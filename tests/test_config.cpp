@@ -175,8 +175,10 @@ TEST_CASE("unsupported architectures and features are refused by name", "[config
     REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "quantization_config", R"({"quant_method": "awq"})")),
                         Contains("quantized checkpoints (quant_method awq)"));
     REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "hidden_act", "\"gelu\"")), Contains("hidden_act 'gelu'"));
-    REQUIRE_THROWS_WITH(parse(with(k_qwen25_7b, "rope_scaling", R"({"type": "yarn", "factor": 4.0})")),
-                        Contains("RoPE scaling type 'yarn' is not supported"));
+    REQUIRE_THROWS_WITH(parse(with(k_qwen25_7b, "rope_scaling", R"({"type": "ntk-by-parts", "factor": 4.0})")),
+                        Contains("config.json: RoPE scaling type 'ntk-by-parts' is not supported (rabbit supports default, "
+                                 "linear, llama3, yarn, dynamic and longrope)"));
+    REQUIRE(code_of(with(k_qwen25_7b, "rope_parameters", R"({"rope_type": "su", "factor": 4.0})")) == int(ExitCode::unsupported));
     REQUIRE_THROWS_WITH(parse(with(k_qwen25_7b, "use_sliding_window", "true")), Contains("use_sliding_window"));
     REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "mlp_bias", "true")), Contains("mlp_bias"));
     REQUIRE_THROWS_WITH(parse(with(k_llama2_7b, "partial_rotary_factor", "0.5")), Contains("partial rotary"));
@@ -205,6 +207,79 @@ TEST_CASE("inconsistent configs are bad input naming the field", "[config]") {
     REQUIRE(code_of(without(k_llama2_7b, "vocab_size")) == int(ExitCode::bad_input));
 }
 
+TEST_CASE("RoPE scaling: yarn as Qwen's model cards give it, dynamic NTK, longrope", "[config][rope]") {
+    // Qwen2.5's model card: add this to config.json for 128K.
+    const char* card = R"({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768})";
+    ModelConfig q = parse(with(k_qwen25_7b, "rope_scaling", card));
+    REQUIRE(q.rope_scaling.type == RopeScaling::Type::yarn);
+    REQUIRE(q.rope_scaling.factor == 4.0);
+    REQUIRE(q.rope_scaling.original_max_position_embeddings == 32768);
+    REQUIRE(q.rope_scaling.beta_fast == 32.0); // transformers' defaults
+    REQUIRE(q.rope_scaling.beta_slow == 1.0);
+    REQUIRE(q.rope_scaling.truncate);
+    REQUIRE(q.max_position_embeddings == 32768);
+    REQUIRE(q.max_context() == 131072); // the context the card promises
+    // transformers 5's key and rope_type; rope_theta inside it.
+    ModelConfig v5 = parse(with(k_qwen2_v5, "rope_parameters",
+                                R"({"rope_type": "yarn", "rope_theta": 1000000.0, "factor": 2.0, "original_max_position_embeddings": 4096,
+                                    "beta_fast": 16, "beta_slow": 2, "mscale": 0.707, "mscale_all_dim": 1.0, "truncate": false})"));
+    REQUIRE(v5.rope_scaling.type == RopeScaling::Type::yarn);
+    REQUIRE(v5.rope_theta == 1e6);
+    REQUIRE(v5.rope_scaling.beta_fast == 16.0);
+    REQUIRE(v5.rope_scaling.mscale == 0.707);
+    REQUIRE(!v5.rope_scaling.truncate);
+    ModelConfig d = parse(with(k_llama2_7b, "rope_scaling", R"({"type": "dynamic", "factor": 2.0})"));
+    REQUIRE(d.rope_scaling.type == RopeScaling::Type::dynamic);
+    REQUIRE(d.max_context() == 8192);
+    auto list = [](double v) { // 64 values: head_dim / 2 of Llama 2 7B
+        std::string s = "[" + std::to_string(v);
+        for (int i = 1; i < 64; ++i) s += ", " + std::to_string(v);
+        return s + "]";
+    };
+    ModelConfig l = parse(with(k_llama2_7b, "rope_scaling",
+                               R"({"rope_type": "longrope", "original_max_position_embeddings": 2048, "short_factor": )" +
+                                   list(1.0) + R"(, "long_factor": )" + list(2.5) + "}"));
+    REQUIRE(l.rope_scaling.type == RopeScaling::Type::longrope);
+    REQUIRE(l.rope_scaling.long_factor.size() == 64);
+    REQUIRE(l.max_context() == 4096);
+    for (const ModelConfig* c : {&q, &v5, &d, &l}) { // and through the manifest
+        JsonWriter w;
+        c->to_json(w);
+        REQUIRE(ModelConfig::from_normalized(w.str(), "manifest.json") == *c);
+    }
+}
+
+TEST_CASE("RoPE scaling that lacks what its type needs is bad input naming config.json", "[config][rope]") {
+    auto message = [](const std::string& text) {
+        try {
+            parse(text);
+        } catch (const Error& e) {
+            return std::make_pair(int(e.code()), std::string(e.what()));
+        }
+        return std::make_pair(0, std::string());
+    };
+    auto [code, what] = message(with(k_qwen25_7b, "rope_scaling", R"({"type": "yarn", "factor": 4.0})"));
+    REQUIRE(code == int(ExitCode::bad_input));
+    REQUIRE_THAT(what, Contains("config.json: rope_scaling of type yarn needs 'original_max_position_embeddings'"));
+    REQUIRE(what.find('\n') == std::string::npos);
+    std::tie(code, what) = message(with(k_qwen25_7b, "rope_scaling", R"({"type": "yarn", "original_max_position_embeddings": 32768})"));
+    REQUIRE(code == int(ExitCode::bad_input));
+    REQUIRE_THAT(what, Contains("config.json: rope_scaling of type yarn needs 'factor'"));
+    std::tie(code, what) = message(with(k_qwen2_v5, "rope_parameters", R"({"rope_type": "yarn", "factor": null, "original_max_position_embeddings": 64})"));
+    REQUIRE_THAT(what, Contains("config.json: rope_parameters of type yarn needs 'factor'"));
+    std::tie(code, what) = message(with(k_qwen25_7b, "rope_scaling", R"({"type": "yarn", "factor": -4, "original_max_position_embeddings": 32768})"));
+    REQUIRE(code == int(ExitCode::bad_input));
+    REQUIRE_THAT(what, Contains("factor must be a positive number"));
+    std::tie(code, what) = message(with(k_qwen25_7b, "rope_scaling", R"({"type": "yarn", "factor": 4, "original_max_position_embeddings": 0})"));
+    REQUIRE_THAT(what, Contains("yarn RoPE scaling needs original_max_position_embeddings > 0"));
+    std::tie(code, what) = message(with(k_llama2_7b, "rope_scaling", R"({"type": "dynamic"})"));
+    REQUIRE_THAT(what, Contains("rope_scaling of type dynamic needs 'factor'"));
+    std::tie(code, what) = message(with(k_llama2_7b, "rope_scaling",
+                                        R"({"type": "longrope", "original_max_position_embeddings": 2048, "short_factor": [1], "long_factor": [1]})"));
+    REQUIRE(code == int(ExitCode::bad_input));
+    REQUIRE_THAT(what, Contains("longrope short_factor and long_factor need head_dim / 2 = 64 values each, not 1"));
+}
+
 TEST_CASE("the normalized config round-trips through the manifest form", "[config]") {
     for (const char* text : {k_qwen25_7b, k_qwen3_8b, k_llama31_8b, k_llama2_7b, k_mistral_v01, k_qwen2_v5}) {
         ModelConfig c = parse(text);
@@ -222,6 +297,30 @@ TEST_CASE("every generator preset writes a config.json that parses back to it", 
         ModelConfig back = ModelConfig::from_hf(hf_config_json(spec.config, DType::bf16), "config.json",
                                                 hf_generation_config_json(spec.config));
         REQUIRE(back == spec.config);
+    }
+}
+
+TEST_CASE("generated configs with yarn, dynamic and longrope parse back, under either key", "[config][genmodel][rope]") {
+    GenSpec spec = preset_spec("tiny-qwen3");
+    RopeScaling& s = spec.config.rope_scaling;
+    s.type = RopeScaling::Type::yarn, s.factor = 4, s.original_max_position_embeddings = 1024;
+    s.beta_fast = 16, s.mscale = 0.707, s.mscale_all_dim = 1.0, s.truncate = false;
+    std::vector<RopeScaling> all = {s};
+    s = {};
+    s.type = RopeScaling::Type::dynamic, s.factor = 2;
+    all.push_back(s);
+    s = {};
+    s.type = RopeScaling::Type::longrope, s.factor = 0, s.original_max_position_embeddings = 512;
+    s.short_factor.assign(12, 1.5), s.long_factor.assign(12, 3.25), s.attention_factor = 1.1;
+    all.push_back(s);
+    for (const RopeScaling& r : all) {
+        spec.config.rope_scaling = r;
+        for (bool v5 : {false, true}) {
+            INFO(int(r.type) << (v5 ? " rope_parameters" : " rope_scaling"));
+            ModelConfig back = ModelConfig::from_hf(hf_config_json(spec.config, DType::bf16, v5), "config.json",
+                                                    hf_generation_config_json(spec.config));
+            REQUIRE(back == spec.config);
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Llama 3 GGUFs: llama.cpp's converter stores llama3 rope_scaling as rope_freqs.weight, one
 // divisor per frequency, and no metadata. rabbit recovers the scaling's parameters from
-// them, so the split's config and logits are those of the Hugging Face original.
+// them, so the split's config and logits are those of the Hugging Face original. YaRN GGUFs
+// keep theirs as metadata.
 #include "backend/cpu/cpu_engine.h"
 #include "common/error.h"
 #include "engine_helpers.h"
@@ -141,4 +142,30 @@ TEST_CASE("llama.cpp's own Llama 3 GGUF (rope_freqs.weight) splits as its safete
     const std::string a = test::split_into(hf, dir / "hf", DTypeChoice::keep), b = test::split_into(gguf, dir / "gguf");
     test::require_same_units(a, b, false);
     require_same_logits(a, b);
+}
+
+TEST_CASE("a YaRN GGUF (rope.scaling.type yarn) splits as its safetensors and matches transformers", "[gguf][engine][rope]") {
+    // Qwen2.5's model-card scaling, as llama.cpp's converter stores it: type, factor and
+    // original_context_length; then beta_fast/beta_slow as metadata too.
+    for (const char* name : {"qwen2-yarn", "qwen3-yarn-mscale"}) {
+        INFO(name);
+        const test::HfGolden g = test::read_hf_golden(name);
+        test::TempDir dir;
+        const std::string a = test::make_golden_model(g, "f32", dir.path());
+        const std::string gguf = test::convert_hf_to_gguf(dir / "hf", dir / "m.gguf");
+        const std::string b = test::split_into(gguf, dir / "from_gguf");
+        const ModelConfig want = SplitModel::open(a).config();
+        const RopeScaling got = SplitModel::open(b).config().rope_scaling;
+        REQUIRE(got.type == RopeScaling::Type::yarn);
+        REQUIRE(got.factor == want.rope_scaling.factor);
+        REQUIRE(got.original_max_position_embeddings == want.rope_scaling.original_max_position_embeddings);
+        REQUIRE(got.beta_fast == want.rope_scaling.beta_fast);
+        REQUIRE(got.beta_slow == want.rope_scaling.beta_slow);
+        if (want.rope_scaling.mscale != 0) continue; // mscale/mscale_all_dim: llama.cpp's converter drops them
+        const SplitModel mb = SplitModel::open(b);
+        CpuEngine engine(mb, {});
+        std::vector<float> logits;
+        engine.forward(g.prompt.data(), g.prompt.size(), g.prompt.size(), logits);
+        CHECK(test::worst_error(logits, g.prompt_logits, 1e-4, 1e-4) <= 1.0);
+    }
 }

@@ -99,7 +99,7 @@ std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig&
     EngineRequest req;
     req.device = {b.cuda, s.gpu};
     req.ram_budget = r.ram_budget = ram_budget_of(b.ram);
-    req.ctx = r.ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.prompt_len + s.gen + 1, model.config().max_position_embeddings);
+    req.ctx = r.ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.prompt_len + s.gen + 1, model.config().max_context());
     req.batch = b.batch;
     req.threads = s.threads;
     req.act_quant = act_quant_of(s.act_quant);
@@ -355,10 +355,10 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         const bool any_cuda = std::any_of(configs.begin(), configs.end(), [](const BenchConfig& b) { return b.cuda; });
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
-        if (s.prompt_len + s.gen > model.config().max_position_embeddings)
+        if (s.prompt_len + s.gen > model.config().max_context())
             throw Error(ExitCode::usage, "--prompt-len and --gen: " + std::to_string(s.prompt_len + s.gen) +
                                              " positions, more than the model's " +
-                                             std::to_string(model.config().max_position_embeddings) + "; lower them");
+                                             std::to_string(model.config().max_context()) + "; lower them");
         // The files that stream.
         std::vector<std::string> files;
         for (size_t i = 0; i < model.manifest().units.size(); ++i)

@@ -9,10 +9,12 @@
 #include "common/json_writer.h"
 #include "common/units.h"
 #include "engine/memory_plan.h"
+#include "engine/rope.h"
 #include "format/gguf.h"
 #include "format/gguf_import.h"
 #include "format/hf_checkpoint.h"
 #include "format/split_model.h"
+#include "model/rope_scaling.h"
 #include "split/plan.h"
 
 #include <spdlog/fmt/fmt.h>
@@ -135,6 +137,13 @@ std::string rope_text(const ModelConfig& c) {
     case RopeScaling::Type::llama3:
         return fmt::format("RoPE theta {}, llama3 scaling x{:g} (original context {})", theta, double(c.rope_scaling.factor),
                            c.rope_scaling.original_max_position_embeddings);
+    case RopeScaling::Type::yarn:
+    case RopeScaling::Type::longrope:
+        return fmt::format("RoPE theta {}, {} scaling x{:g} (original context {}, attention factor {:.4g})", theta,
+                           rope_type_name(c.rope_scaling.type), double(c.rope_scaling.factor),
+                           c.rope_scaling.original_max_position_embeddings, rope_attention_factor(c));
+    case RopeScaling::Type::dynamic:
+        return fmt::format("RoPE theta {}, dynamic NTK scaling x{:g}", theta, double(c.rope_scaling.factor));
     }
     return "RoPE theta " + theta;
 }
@@ -184,7 +193,7 @@ struct InspectPlan {
 
 InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
     InspectPlan p;
-    p.ctx = o.ctx ? o.ctx : std::min<uint64_t>(m.config.max_position_embeddings, 4096);
+    p.ctx = o.ctx ? o.ctx : std::min<uint64_t>(m.config.max_context(), 4096);
     if (!o.budget.empty()) {
         p.budget = parse_size(o.budget);
         p.budget_source = "--vram-budget";
@@ -324,7 +333,10 @@ void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p)
     if (c.sliding_window) features += ", sliding window " + std::to_string(c.sliding_window);
     features += m.tied ? ", lm_head tied to the embedding" : ", separate lm_head";
     line("features", features);
-    line("context", std::to_string(c.max_position_embeddings) + " positions");
+    line("context", c.max_context() == c.max_position_embeddings
+                        ? std::to_string(c.max_position_embeddings) + " positions"
+                        : fmt::format("{} positions ({} scaled by RoPE {})", c.max_context(), c.max_position_embeddings,
+                                      rope_type_name(c.rope_scaling.type)));
     const std::string mix = m.matrix_bytes.size() > 1 ? " (" + mix_text(m) + ")" : "";
     line("weights", m.dtype + mix + ", " + format_bytes(s.total_file) + " in " + std::to_string(m.units.size()) + " unit files");
     for (const auto& f : m.fallbacks) line("  fallback", f);

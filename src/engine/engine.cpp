@@ -30,17 +30,17 @@ int32_t Engine::step(const int32_t* tokens, size_t n, Sampler& sampler, const st
 }
 
 uint64_t checked_context(const ModelConfig& c, uint64_t requested) {
-    if (requested > c.max_position_embeddings)
+    if (requested > c.max_context())
         throw Error(ExitCode::usage, "--ctx " + std::to_string(requested) + " is more than the model's " +
-                                         std::to_string(c.max_position_embeddings) + " positions");
-    return requested ? requested : c.max_position_embeddings;
+                                         std::to_string(c.max_context()) + " positions");
+    return requested ? requested : c.max_context();
 }
 
 void check_room(const ModelConfig& c, size_t pos, size_t n, uint64_t ctx) {
     if (pos + n > ctx)
         throw Error(ExitCode::usage, "the context is full: " + std::to_string(pos + n) + " positions needed, " +
                                          std::to_string(ctx) + " available (--ctx, at most the model's " +
-                                         std::to_string(c.max_position_embeddings) + ")");
+                                         std::to_string(c.max_context()) + ")");
 }
 
 void check_token_ids(const int32_t* tokens, size_t n, uint64_t rows, const std::string& dir) {

@@ -88,8 +88,29 @@ void write_llama3_rope(JsonWriter& w, const GgufSet& set, const std::string& arc
     w.member("original_max_position_embeddings", s->original_max_position_embeddings).end_object();
 }
 
-// The RoPE keys: the base, and the scaling rabbit runs from a GGUF: linear, or Llama 3's,
-// which llama.cpp's converter stores as the tensor rope_freqs.weight.
+// YaRN as llama.cpp's converter writes it from config.json (Qwen2.5/Qwen3's model cards):
+// type, factor and original context, and beta_fast, beta_slow and attention_factor when the
+// config gave them. Keys that have no transformers counterpart rabbit computes are refused.
+void write_yarn_rope(JsonWriter& w, const GgufFile& f, const std::string& arch) {
+    const std::string k = arch + ".rope.scaling.";
+    for (const char* other : {"yarn_ext_factor", "yarn_log_multiplier", "attn_factor"})
+        if (f.find(k + other))
+            throw unsupported(f.path(), "has " + k + other + "; rabbit runs YaRN with factor, original_context_length, "
+                                        "yarn_beta_fast, yarn_beta_slow and yarn_attn_factor only");
+    const auto factor = f.get_float(k + "factor");
+    const auto original = f.get_int(k + "original_context_length");
+    if (!factor || !original || *original <= 0)
+        throw bad_input(f.path(), k + "type is yarn; expected " + k + "factor and a positive " + k + "original_context_length");
+    w.key("rope_scaling").begin_object().member("rope_type", "yarn").member("factor", *factor);
+    w.member("original_max_position_embeddings", *original);
+    if (auto b = f.get_float(k + "yarn_beta_fast")) w.member("beta_fast", *b);
+    if (auto b = f.get_float(k + "yarn_beta_slow")) w.member("beta_slow", *b);
+    if (auto a = f.get_float(k + "yarn_attn_factor")) w.member("attention_factor", *a);
+    w.end_object();
+}
+
+// The RoPE keys: the base, and the scaling rabbit runs from a GGUF: linear, YaRN, or Llama
+// 3's, which llama.cpp's converter stores as the tensor rope_freqs.weight.
 void write_rope(JsonWriter& w, const GgufSet& set, const std::string& arch, uint64_t head_dim) {
     const GgufFile& f = set.first();
     const double theta = f.get_float(arch + ".rope.freq_base").value_or(10000.0);
@@ -107,9 +128,11 @@ void write_rope(JsonWriter& w, const GgufSet& set, const std::string& arch, uint
     } else if (type == "linear") {
         const double factor = f.get_float(arch + ".rope.scaling.factor").value_or(1.0);
         w.key("rope_scaling").begin_object().member("rope_type", "linear").member("factor", factor).end_object();
+    } else if (type == "yarn") {
+        write_yarn_rope(w, f, arch);
     } else if (type != "none") {
         throw unsupported(f.path(), arch + ".rope.scaling.type is '" + type +
-                                        "'; rabbit runs GGUFs without RoPE scaling, with linear or with Llama 3's");
+                                        "'; rabbit runs GGUFs without RoPE scaling, with linear, YaRN or Llama 3's");
     }
 }
 

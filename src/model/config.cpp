@@ -4,7 +4,9 @@
 #include "common/error.h"
 #include "common/json_read.h"
 #include "common/json_writer.h"
+#include "model/rope_scaling.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace rabbit {
@@ -83,36 +85,6 @@ bool optional_bool(object o, const char* key, const std::string& file, bool fall
     return e ? json_to_bool(*e, file, std::string("'") + key + "'") : fallback;
 }
 
-RopeScaling parse_rope_scaling(object o, const std::string& file, const std::string& where) {
-    RopeScaling rs;
-    std::string type;
-    if (auto t = field(o, "rope_type")) type = json_to_string(*t, file, where + ".rope_type");
-    else if (auto t2 = field(o, "type")) type = json_to_string(*t2, file, where + ".type");
-    else throw bad_input(file, where + " names no rope_type");
-
-    auto need = [&](const char* key) {
-        auto e = field(o, key);
-        if (!e) throw bad_input(file, where + " of type " + type + " needs '" + key + "'");
-        return *e;
-    };
-    if (type == "default") return rs;
-    if (type == "linear") {
-        rs.type = RopeScaling::Type::linear;
-        rs.factor = json_to_double(need("factor"), file, where + ".factor");
-        return rs;
-    }
-    if (type == "llama3") {
-        rs.type = RopeScaling::Type::llama3;
-        rs.factor = json_to_double(need("factor"), file, where + ".factor");
-        rs.low_freq_factor = json_to_double(need("low_freq_factor"), file, where + ".low_freq_factor");
-        rs.high_freq_factor = json_to_double(need("high_freq_factor"), file, where + ".high_freq_factor");
-        rs.original_max_position_embeddings =
-            json_to_uint(need("original_max_position_embeddings"), file, where + ".original_max_position_embeddings");
-        return rs;
-    }
-    throw unsupported(file, "RoPE scaling type '" + type + "' is not supported (rabbit supports default, linear and llama3)");
-}
-
 std::vector<int64_t> parse_token_ids(element e, const std::string& file, const std::string& what) {
     std::vector<int64_t> ids;
     if (e.is_array()) {
@@ -128,7 +100,18 @@ std::vector<int64_t> parse_token_ids(element e, const std::string& file, const s
 bool RopeScaling::operator==(const RopeScaling& o) const {
     return type == o.type && factor == o.factor && low_freq_factor == o.low_freq_factor &&
            high_freq_factor == o.high_freq_factor &&
-           original_max_position_embeddings == o.original_max_position_embeddings;
+           original_max_position_embeddings == o.original_max_position_embeddings && beta_fast == o.beta_fast &&
+           beta_slow == o.beta_slow && mscale == o.mscale && mscale_all_dim == o.mscale_all_dim &&
+           attention_factor == o.attention_factor && truncate == o.truncate && short_factor == o.short_factor &&
+           long_factor == o.long_factor;
+}
+
+uint64_t ModelConfig::max_context() const {
+    const RopeScaling& s = rope_scaling;
+    double scaled = 0;
+    if (s.type == RopeScaling::Type::yarn) scaled = std::floor(s.factor * double(s.original_max_position_embeddings));
+    else if (s.type == RopeScaling::Type::dynamic) scaled = std::floor(s.factor * double(max_position_embeddings));
+    return std::max<uint64_t>(max_position_embeddings, scaled < 0x1p32 ? uint64_t(scaled) : uint64_t(1) << 32);
 }
 
 const char* arch_name(Arch a) { return arch_info(a).architecture; }
@@ -310,14 +293,7 @@ void ModelConfig::validate(const std::string& file) const {
     if (head_dim % 2 != 0) throw bad_input(file, "head_dim " + std::to_string(head_dim) + " must be even for RoPE");
     if (!(rms_norm_eps > 0 && rms_norm_eps < 1)) throw bad_input(file, "rms_norm_eps must be in (0, 1)");
     if (!(rope_theta > 0 && std::isfinite(rope_theta))) throw bad_input(file, "rope_theta must be a positive number");
-    if (rope_scaling.type != RopeScaling::Type::none && !(rope_scaling.factor > 0 && std::isfinite(rope_scaling.factor)))
-        throw bad_input(file, "rope scaling factor must be a positive number");
-    if (rope_scaling.type == RopeScaling::Type::llama3) {
-        if (!(rope_scaling.low_freq_factor > 0) || !(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor))
-            throw bad_input(file, "llama3 RoPE scaling needs 0 < low_freq_factor < high_freq_factor");
-        if (rope_scaling.original_max_position_embeddings == 0)
-            throw bad_input(file, "llama3 RoPE scaling needs original_max_position_embeddings > 0");
-    }
+    validate_rope_scaling(rope_scaling, file, head_dim);
     auto check_id = [&](const char* what, int64_t id) {
         if (id < 0 || id >= int64_t(vocab_size))
             throw bad_input(file, std::string(what) + " " + std::to_string(id) + " is outside the vocabulary (vocab_size " +
@@ -341,21 +317,7 @@ void ModelConfig::to_json(JsonWriter& w) const {
     w.member("rms_norm_eps", rms_norm_eps);
     w.member("rope_theta", rope_theta);
     w.key("rope_scaling");
-    switch (rope_scaling.type) {
-    case RopeScaling::Type::none: w.null(); break;
-    case RopeScaling::Type::linear:
-        w.begin_object().member("type", "linear").member("factor", rope_scaling.factor).end_object();
-        break;
-    case RopeScaling::Type::llama3:
-        w.begin_object()
-            .member("type", "llama3")
-            .member("factor", rope_scaling.factor)
-            .member("low_freq_factor", rope_scaling.low_freq_factor)
-            .member("high_freq_factor", rope_scaling.high_freq_factor)
-            .member("original_max_position_embeddings", rope_scaling.original_max_position_embeddings)
-            .end_object();
-        break;
-    }
+    write_rope_scaling(w, rope_scaling);
     w.member("tie_word_embeddings", tie_word_embeddings);
     w.member("qkv_bias", qkv_bias);
     w.member("o_bias", o_bias);

@@ -15,13 +15,22 @@ class JsonWriter;
 
 enum class Arch { qwen2, qwen3, llama, mistral };
 
+// rope_scaling (or rope_parameters) of config.json, read as transformers 5 reads it; the
+// formulas are in src/engine/rope.cpp and docs/ARCHITECTURE.md.
 struct RopeScaling {
-    enum class Type { none, linear, llama3 };
+    enum class Type { none, linear, llama3, yarn, dynamic, longrope };
     Type type = Type::none;
-    double factor = 1.0;             // linear, llama3
+    double factor = 1.0;             // linear, llama3, yarn, dynamic; longrope: for its attention factor
     double low_freq_factor = 1.0;    // llama3
     double high_freq_factor = 4.0;   // llama3
-    uint64_t original_max_position_embeddings = 0; // llama3
+    uint64_t original_max_position_embeddings = 0; // llama3, yarn, longrope
+    double beta_fast = 32.0;         // yarn: rotations per original context above which a pair is kept
+    double beta_slow = 1.0;          // yarn: ... below which it is interpolated by `factor`
+    double mscale = 0.0;             // yarn: with mscale_all_dim, the attention factor's numerator (0: unset)
+    double mscale_all_dim = 0.0;     // yarn: ... and denominator (0: unset)
+    double attention_factor = 0.0;   // yarn, longrope: given in the config; 0 derives it
+    bool truncate = true;            // yarn: round the correction range outwards to whole pairs
+    std::vector<double> short_factor, long_factor; // longrope: [head_dim / 2] divisors of the frequencies
 
     bool operator==(const RopeScaling& o) const;
 };
@@ -54,6 +63,11 @@ struct ModelConfig {
 
     uint64_t q_dim() const { return uint64_t(num_heads) * head_dim; }
     uint64_t kv_dim() const { return uint64_t(num_kv_heads) * head_dim; }
+    // The most positions a context may hold: max_position_embeddings, or where that is more,
+    // the original context times the factor with YaRN (Qwen's model cards add rope_scaling to
+    // a config whose max_position_embeddings stays at the original 32768), and
+    // max_position_embeddings times the factor with dynamic NTK (what it scales for).
+    uint64_t max_context() const;
 
     // From a Hugging Face directory's config.json text (and generation_config.json, which
     // holds the complete list of stop tokens, when present). Throws bad_input for malformed

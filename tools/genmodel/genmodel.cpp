@@ -6,6 +6,7 @@
 #include "common/hash.h"
 #include "common/json_writer.h"
 #include "format/hf_checkpoint.h"
+#include "model/rope_scaling.h"
 #include "format/safetensors_writer.h"
 
 #include <spdlog/fmt/fmt.h>
@@ -170,6 +171,40 @@ void write_tensor_data(SafetensorsWriter& w, const GenTensor& t, DType dtype, ui
     }
 }
 
+// The RoPE scaling object as config.json gives it: the keys a type needs, and the optional
+// ones only where they differ from transformers' defaults (an attention_factor of 0 would be
+// taken literally). With rope_parameters, rope_theta goes inside and "default" has an object.
+void write_hf_rope(JsonWriter& w, const ModelConfig& c, bool rope_parameters) {
+    using Type = RopeScaling::Type;
+    const RopeScaling& s = c.rope_scaling;
+    if (s.type == Type::none && !rope_parameters) {
+        w.null();
+        return;
+    }
+    w.begin_object().member("rope_type", rope_type_name(s.type));
+    if (rope_parameters) w.member("rope_theta", c.rope_theta);
+    if (s.type != Type::none && (s.type != Type::longrope || s.factor > 0)) w.member("factor", s.factor);
+    if (s.type == Type::llama3) w.member("low_freq_factor", s.low_freq_factor).member("high_freq_factor", s.high_freq_factor);
+    if (s.type == Type::llama3 || s.type == Type::yarn || s.type == Type::longrope)
+        w.member("original_max_position_embeddings", s.original_max_position_embeddings);
+    if (s.type == Type::yarn) {
+        if (s.beta_fast != 32.0) w.member("beta_fast", s.beta_fast);
+        if (s.beta_slow != 1.0) w.member("beta_slow", s.beta_slow);
+        if (s.mscale != 0) w.member("mscale", s.mscale);
+        if (s.mscale_all_dim != 0) w.member("mscale_all_dim", s.mscale_all_dim);
+        if (!s.truncate) w.member("truncate", false);
+    }
+    if ((s.type == Type::yarn || s.type == Type::longrope) && s.attention_factor > 0) w.member("attention_factor", s.attention_factor);
+    if (s.type == Type::longrope) {
+        w.key("short_factor").begin_array(true);
+        for (double x : s.short_factor) w.value(x);
+        w.end_array().key("long_factor").begin_array(true);
+        for (double x : s.long_factor) w.value(x);
+        w.end_array();
+    }
+    w.end_object();
+}
+
 } // namespace
 
 std::vector<std::string> preset_names() {
@@ -209,7 +244,7 @@ GenSpec preset_spec(const std::string& name) {
     throw Error(ExitCode::usage, "unknown preset '" + name + "'; presets: " + all);
 }
 
-std::string hf_config_json(const ModelConfig& c, DType dtype) {
+std::string hf_config_json(const ModelConfig& c, DType dtype, bool rope_parameters) {
     JsonWriter w;
     w.begin_object();
     w.key("architectures").begin_array(true).value(c.architecture).end_array();
@@ -224,20 +259,13 @@ std::string hf_config_json(const ModelConfig& c, DType dtype) {
     w.member("vocab_size", c.vocab_size);
     w.member("max_position_embeddings", c.max_position_embeddings);
     w.member("rms_norm_eps", c.rms_norm_eps);
-    w.member("rope_theta", c.rope_theta);
-    w.key("rope_scaling");
-    if (c.rope_scaling.type == RopeScaling::Type::llama3) {
-        w.begin_object()
-            .member("rope_type", "llama3")
-            .member("factor", c.rope_scaling.factor)
-            .member("low_freq_factor", c.rope_scaling.low_freq_factor)
-            .member("high_freq_factor", c.rope_scaling.high_freq_factor)
-            .member("original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings)
-            .end_object();
-    } else if (c.rope_scaling.type == RopeScaling::Type::linear) {
-        w.begin_object().member("rope_type", "linear").member("factor", c.rope_scaling.factor).end_object();
+    if (rope_parameters) {
+        w.key("rope_parameters");
+        write_hf_rope(w, c, true);
     } else {
-        w.null();
+        w.member("rope_theta", c.rope_theta);
+        w.key("rope_scaling");
+        write_hf_rope(w, c, false);
     }
     w.member("hidden_act", "silu");
     w.member("tie_word_embeddings", c.tie_word_embeddings);
@@ -295,7 +323,7 @@ std::string hf_generation_config_json(const ModelConfig& c) {
 uint64_t generate_model(const GenSpec& spec, const std::string& out_dir) {
     spec.config.validate("model spec");
     ensure_dir(out_dir);
-    write_file_atomic(join_path(out_dir, "config.json"), hf_config_json(spec.config, spec.dtype));
+    write_file_atomic(join_path(out_dir, "config.json"), hf_config_json(spec.config, spec.dtype, spec.rope_parameters));
     write_file_atomic(join_path(out_dir, "generation_config.json"), hf_generation_config_json(spec.config));
     if (!spec.tokenizer_dir.empty()) {
         bool any = false;

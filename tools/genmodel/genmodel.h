@@ -22,6 +22,7 @@ struct GenSpec {
     bool tied_as_alias = false; // tied: store lm_head.weight once and alias the embedding to it (as tinystories-656k does)
     std::string tokenizer_dir;  // copy tokenizer files from here ("" for none)
     bool sparse = false;        // headers only, data left as holes reading zero: for tests of planning, not of values or I/O speed
+    bool rope_parameters = false; // config.json as transformers 5 writes it (see hf_config_json)
     float mlp_scale = 1.0f;     // gate and up projections times this: MLP activations grow by its square (as
                                 // Qwen2.x's exceed f16's range), for tests of the f16 compute path
 };
@@ -30,8 +31,10 @@ struct GenSpec {
 GenSpec preset_spec(const std::string& name);
 std::vector<std::string> preset_names();
 
-// The Hugging Face config.json a transformers release would write for this config.
-std::string hf_config_json(const ModelConfig& c, DType dtype);
+// The Hugging Face config.json a transformers release would write for this config: its RoPE
+// scaling under rope_scaling (transformers 4), or with rope_parameters under that key, with
+// rope_theta inside (transformers 5).
+std::string hf_config_json(const ModelConfig& c, DType dtype, bool rope_parameters = false);
 // Its generation_config.json: the special tokens, every stop token listed.
 std::string hf_generation_config_json(const ModelConfig& c);
 

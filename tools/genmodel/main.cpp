@@ -4,6 +4,8 @@
 
 #include "cli/option_checks.h"
 #include "common/error.h"
+#include "common/json_read.h"
+#include "model/rope_scaling.h"
 #include "common/units.h"
 
 #include <CLI/CLI.hpp>
@@ -19,6 +21,9 @@ struct GenArgs {
     std::string preset, out, dtype = "f32", tokenizer;
     std::optional<uint32_t> layers, hidden, inter, heads, kv_heads, head_dim, vocab, sliding_window; // unset: the preset's
     std::optional<uint64_t> max_pos;
+    std::optional<double> rope_theta;
+    std::string rope_scaling; // JSON, as config.json's rope_scaling
+    bool rope_parameters = false;
     uint32_t shards = 1;
     uint64_t seed = 0;
     bool tied = false, untied = false, alias = false, list = false, sparse = false;
@@ -39,6 +44,12 @@ void add_options(CLI::App& app, GenArgs& a) {
     positive(app.add_option("--max-pos", a.max_pos, "max_position_embeddings"));
     zero_or_positive(app.add_option("--sliding-window", a.sliding_window, "Mistral: attention window in tokens (0: none)"),
                      "no window");
+    positive_real(app.add_option("--rope-theta", a.rope_theta, "rope_theta"));
+    app.add_option("--rope-scaling", a.rope_scaling,
+                   R"(RoPE scaling as config.json's rope_scaling object, e.g. '{"rope_type": "yarn", "factor": 4.0, )"
+                   R"("original_max_position_embeddings": 32}' ('{"rope_type": "default"}': none))");
+    app.add_flag("--rope-parameters", a.rope_parameters,
+                 "Write RoPE under rope_parameters, rope_theta inside, as transformers 5 does (not rope_scaling)");
     app.add_option("--dtype", a.dtype, "Tensor dtype")->check(CLI::IsMember({"f32", "f16", "bf16"}));
     positive(app.add_option("--shards", a.shards, "Number of safetensors files (1: model.safetensors)"));
     non_negative(app.add_option("--seed", a.seed, "Random seed"));
@@ -65,6 +76,12 @@ GenSpec spec_of(const GenArgs& a) {
     else if (reshaped && c.arch != Arch::qwen3) c.head_dim = c.hidden_size / c.num_heads;
     if (a.vocab) c.vocab_size = *a.vocab;
     if (a.max_pos) c.max_position_embeddings = *a.max_pos;
+    if (a.rope_theta) c.rope_theta = *a.rope_theta;
+    if (!a.rope_scaling.empty()) {
+        JsonDocument doc(a.rope_scaling, "--rope-scaling");
+        c.rope_scaling = parse_rope_scaling(doc.root_object(), "--rope-scaling", "rope_scaling");
+    }
+    spec.rope_parameters = a.rope_parameters;
     if (a.sliding_window) {
         if (c.arch != Arch::mistral) throw Error(ExitCode::usage, "--sliding-window is for Mistral presets");
         c.sliding_window = *a.sliding_window;

@@ -15,14 +15,13 @@
 namespace rabbit {
 
 CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
-    : model_(model), pool_(options.threads) {
+    : model_(model), pool_(options.threads), rope_(model.config()) {
     const ModelConfig& c = model.config();
     ctx_ = checked_context(c, options.ctx);
     stream_block_ = std::max<size_t>(1, options.stream_block);
     batch_ = std::max<size_t>(1, options.batch);
     act_quant_ = options.act_quant;
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
-    inv_freq_ = rope_inv_freq(c);
     for (size_t u : roles_.layers) layer_t_.push_back(layer_tensors(model.manifest().units[u]));
     k_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
     v_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
@@ -160,6 +159,7 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size
 void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
     check_room(config(), pos_, n, ctx_);
+    rope_.begin_forward(pos_ + n);
     if (n <= batch_) {
         begin_part(0, n);
         return pass(tokens, n, n_logits, logits);
@@ -186,7 +186,7 @@ void CpuEngine::prepare(size_t n) {
     act_.resize(n * size_t(c.intermediate_size));
     cos_.resize(n * half);
     sin_.resize(n * half);
-    for (size_t t = 0; t < n; ++t) rope_cos_sin(inv_freq_, int64_t(pos_ + t), cos_.data() + t * half, sin_.data() + t * half);
+    for (size_t t = 0; t < n; ++t) rope_.cos_sin(int64_t(pos_ + t), cos_.data() + t * half, sin_.data() + t * half);
     grow_cache(pos_ + n);
 }
 

@@ -7,6 +7,7 @@
 #include "backend/cpu/kernels.h"
 #include "common/thread_pool.h"
 #include "engine/engine.h"
+#include "engine/rope.h"
 #include "stream/unit_source.h"
 #include "engine/weights.h"
 #include "format/split_model.h"
@@ -37,7 +38,7 @@ public:
     const ModelConfig& config() const override { return model_.config(); }
     uint64_t context() const override { return ctx_; }
     size_t position() const override { return pos_; }
-    void reset() override { pos_ = 0; }
+    void reset() override { pos_ = 0, rope_.reset(); }
     void truncate(size_t n) override { pos_ = std::min(pos_, n); }
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
@@ -75,7 +76,7 @@ private:
     size_t pos_ = 0;
     const UnitRoles& roles_ = model_.roles();
     std::vector<LayerTensors> layer_t_; // each layer's tensors, found by name once, at construction
-    std::vector<float> inv_freq_;
+    RopeTables rope_; // the cos/sin of the forward under way
 
     // Activations of the tokens in flight.
     std::vector<float> x_;       // [n, hidden] the residual stream

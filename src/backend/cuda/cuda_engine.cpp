@@ -20,7 +20,10 @@ CudaEngine::~CudaEngine() = default;
 const ModelConfig& CudaEngine::config() const { return impl_->c; }
 uint64_t CudaEngine::context() const { return impl_->ctx; }
 size_t CudaEngine::position() const { return impl_->pos; }
-void CudaEngine::reset() { impl_->pos = 0; }
+void CudaEngine::reset() {
+    impl_->pos = 0;
+    impl_->rope.reset();
+}
 
 void CudaEngine::truncate(size_t n) { impl_->pos = std::min(impl_->pos, n); }
 const MemoryPlanInput& CudaEngine::plan_input() const { return impl_->plan_in; }
@@ -30,6 +33,7 @@ void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::
     Impl& e = *impl_;
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
     check_room(e.c, e.pos, n, e.ctx);
+    e.rope.begin_forward(e.pos + n);
     logits.assign(n_logits * e.c.vocab_size, 0.0f);
     float* next_row = logits.data();
     for_each_part(n, n_logits, e.batch, [&](size_t first, size_t m, size_t rows) {

@@ -62,7 +62,7 @@ void CudaEngine::Impl::upload_rope(size_t m) {
     const size_t half = c.head_dim / 2;
     float* cs = h_rope.as<float>();
     float* sn = cs + m * half;
-    for (size_t t = 0; t < m; ++t) rope_cos_sin(inv_freq, int64_t(pos + t), cs + t * half, sn + t * half);
+    for (size_t t = 0; t < m; ++t) rope.cos_sin(int64_t(pos + t), cs + t * half, sn + t * half);
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::cos), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::sin), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
 }

@@ -17,6 +17,7 @@
 #include "backend/cuda/memory.h"
 #include "backend/cuda/spans.h"
 #include "common/thread_pool.h"
+#include "engine/rope.h"
 #include "engine/weights.h"
 #include "stream/unit_source.h"
 
@@ -171,7 +172,7 @@ struct CudaEngine::Impl {
     std::unique_ptr<MmapUnitSource> files;
     std::unique_ptr<ThreadPool> fill;
     const UnitRoles& roles = model.roles();
-    std::vector<float> inv_freq;
+    RopeTables rope{c}; // the cos/sin of the forward under way
 
     // The weights as the passes read them, built once: per layer, its tensors in its unit
     // (found by name at init) and its LayerWeights on the device (vectors in `vectors`;

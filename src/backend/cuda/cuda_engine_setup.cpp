@@ -60,7 +60,6 @@ void CudaEngine::Impl::init() {
     if (!attention_supports_head_dim(int(c.head_dim)))
         throw unsupported(model.dir() + "/manifest.json",
                           fmt::format("head_dim {} has no CUDA attention kernel; use --device cpu", c.head_dim));
-    inv_freq = rope_inv_freq(c);
     batch = std::max<size_t>(1, opt.batch);
     make_stream_and_blas();
     measure_runtime_overhead();
@@ -159,7 +158,7 @@ void CudaEngine::Impl::plan_memory_and_context() {
     fill_plan_input();
     // The context: as asked, else the model's maximum while its KV cache fits on the GPU or
     // in half the host's available memory, halving it until it does.
-    ctx = opt.ctx ? opt.ctx : c.max_position_embeddings;
+    ctx = opt.ctx ? opt.ctx : c.max_context();
     const uint64_t host_room = available_memory() / 2;
     for (;;) {
         plan_in.ctx = ctx;
@@ -168,9 +167,9 @@ void CudaEngine::Impl::plan_memory_and_context() {
         if (plan.fits && (!plan.kv_on_host || plan.kv_cache_bytes <= host_room)) break;
         ctx /= 2;
     }
-    if (!opt.ctx && ctx < c.max_position_embeddings)
+    if (!opt.ctx && ctx < c.max_context())
         spdlog::info("context {} positions (the model allows {}; the KV cache for more would not fit; --ctx sets it)",
-                     ctx, c.max_position_embeddings);
+                     ctx, c.max_context());
     if (!plan.fits)
         throw Error(ExitCode::resources,
                     fmt::format("--vram-budget {} is too small for {} at context {}: the minimum is {} (lower --ctx or "
