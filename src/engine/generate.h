@@ -6,6 +6,7 @@
 
 #include "engine/engine.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "tokenizer/tokenizer.h"
 
 #include <functional>
@@ -21,6 +22,12 @@ struct GenerateOptions {
     SamplingParams sampling;
     bool print_special = false;            // print special tokens' text
     bool keep_logits = false;              // fill GenerateResult::logits
+    // Speculative decoding: proposals from the drafter, at most draft_max a pass (adaptive:
+    // fewer where the measured costs say so; DraftLength). The tokens are the same as without
+    // (greedy), or distributed the same (sampling).
+    Drafter* drafter = nullptr;
+    size_t draft_max = 6;
+    bool draft_adaptive = true;
 };
 
 struct GenerateResult {
@@ -28,6 +35,7 @@ struct GenerateResult {
     std::string stop_reason;     // "eos", "stop string", "max tokens", "context full"
     size_t prompt_tokens = 0;
     double prefill_seconds = 0, decode_seconds = 0;
+    SpecStats spec; // with a drafter
     // With keep_logits: the logits of every prompt position, then of every step whose token
     // was not the last.   [prompt + generated - 1, vocab] f32
     std::vector<float> logits;
