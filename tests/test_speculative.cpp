@@ -113,6 +113,29 @@ TEST_CASE("ngram drafts: the longest recent match, n from 3 down to 1", "[specul
     REQUIRE(d.propose({4, 4}, 4).tokens == std::vector<int32_t>{4});
 }
 
+TEST_CASE("the draft length follows the measured costs and the acceptance", "[speculative]") {
+    // passes of the given widths (drafts) with pass time t0 + t1 (drafts + 1), draft time t_d a
+    // token, and the given share of drafts accepted.
+    auto stats = [](std::vector<size_t> drafts, double t0, double t1, double t_d, double accept) {
+        SpecStats s;
+        for (size_t d : drafts) s.add_pass(d, size_t(accept * double(d)), t_d * double(d), t0 + t1 * double(d + 1));
+        return s;
+    };
+    const std::vector<size_t> widths = {6, 6, 2, 6, 0, 4, 6, 6, 1, 6};
+    const DraftLength rule(6, true);
+    REQUIRE(rule.next(SpecStats{}) == 6); // nothing measured yet
+    REQUIRE(DraftLength(6, false).next(stats(widths, 0.1, 0, 0.1, 0)) == 6);
+    // A streamed target (the pass costs the same for any width), free drafts: the most.
+    REQUIRE(rule.next(stats(widths, 0.1, 0, 0, 0.5)) == 6);
+    // Drafts as slow as the target, half accepted: none (one now and then, to keep measuring).
+    const SpecStats slow = stats(widths, 0.1, 0, 0.1, 0.5);
+    REQUIRE(rule.next(slow) == (slow.passes % 16 == 0 ? 1u : 0u));
+    // A pass that grows with its width (a resident target on the CPU), half accepted: few.
+    const size_t k = rule.next(stats(widths, 0.02, 0.01, 0, 0.5));
+    REQUIRE(k >= 1);
+    REQUIRE(k <= 2);
+}
+
 TEST_CASE("greedy output is the same with and without drafts on the CPU, the target streamed",
           "[speculative][engine]") {
     for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {

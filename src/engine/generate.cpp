@@ -61,7 +61,7 @@ std::vector<int32_t> speculative_step(Engine& engine, Sampler& sampler, const st
     const size_t k = std::min(DraftLength(options.draft_max, options.draft_adaptive).next(st), limit);
     auto t0 = std::chrono::steady_clock::now();
     const Draft draft = k ? options.drafter->propose(history, k) : Draft{};
-    st.draft_s += seconds_since(t0);
+    const double draft_s = seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> out;
     if (draft.tokens.empty()) {
@@ -72,10 +72,7 @@ std::vector<int32_t> speculative_step(Engine& engine, Sampler& sampler, const st
                          trace::enabled() ? "verify " + std::to_string(draft.tokens.size()) + " drafts" : "");
         out = verify_chain(engine, sampler, history, draft, keep);
     }
-    st.verify_s += seconds_since(t0);
-    ++st.passes;
-    st.drafted += draft.tokens.size();
-    st.accepted += out.size() - 1;
+    st.add_pass(draft.tokens.size(), out.size() - 1, draft_s, seconds_since(t0));
     return out;
 }
 

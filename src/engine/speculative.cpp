@@ -142,19 +142,33 @@ std::vector<int32_t> verify_chain(Engine& target, Sampler& sampler, const std::v
     return out;
 }
 
+void SpecStats::add_pass(size_t drafts, size_t accepted_drafts, double draft_seconds, double verify_seconds) {
+    ++passes;
+    drafted += drafts;
+    accepted += accepted_drafts;
+    draft_s += draft_seconds;
+    verify_s += verify_seconds;
+    const double w = double(drafts + 1);
+    width += w, width2 += w * w, width_s += w * verify_seconds;
+}
+
 size_t DraftLength::next(const SpecStats& s) const {
     if (!adaptive_ || s.drafted < 8 || s.passes == 0) return max_; // measure first
     // The acceptance rate with one success and one failure added, so that it is never 0 or 1.
     const double a = double(s.accepted + 1) / double(s.drafted + 2);
-    const double t_v = s.verify_s / double(s.passes), t_d = s.draft_s / double(s.drafted);
-    size_t best = 0; // no draft: one token for t_v
-    double best_rate = 1 / std::max(t_v, 1e-12);
+    const double n = double(s.passes), t_d = s.draft_s / double(s.drafted);
+    // Least squares t_v(w) = t0 + t1 w; a constant where the widths do not vary (or it slopes down).
+    const double spread = n * s.width2 - s.width * s.width;
+    double t1 = spread > 1e-9 * n * s.width2 ? (n * s.width_s - s.width * s.verify_s) / spread : 0;
+    if (t1 < 0) t1 = 0;
+    const double t0 = std::max(0.0, (s.verify_s - t1 * s.width) / n);
+    auto pass_s = [&](size_t k) { return std::max(t0 + t1 * double(k + 1) + double(k) * t_d, 1e-12); };
+    size_t best = 0; // no draft: one token a pass
+    double best_rate = 1 / pass_s(0);
     for (size_t k = 1; k <= max_; ++k) {
-        const double tokens = (1 - std::pow(a, double(k + 1))) / (1 - a);
-        const double rate = tokens / std::max(t_v + double(k) * t_d, 1e-12);
+        const double rate = (1 - std::pow(a, double(k + 1))) / (1 - a) / pass_s(k);
         if (rate > best_rate) best_rate = rate, best = k;
     }
-    // Drafting does not pay: a short draft now and then keeps the measurements current.
     return best == 0 && s.passes % 16 == 0 ? 1 : best;
 }
 

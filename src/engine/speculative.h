@@ -85,14 +85,20 @@ struct SpecStats {
     size_t drafted = 0;  // draft tokens proposed
     size_t accepted = 0; // of those, accepted
     double draft_s = 0, verify_s = 0;
+    // For the pass time as a line in the tokens a pass holds (w = drafts + 1): sums of w,
+    // w^2 and w t over the passes.
+    double width = 0, width2 = 0, width_s = 0;
     double tokens_per_pass() const { return passes ? double(passes + accepted) / double(passes) : 0; }
+    void add_pass(size_t drafts, size_t accepted_drafts, double draft_seconds, double verify_seconds);
 };
 
 // How many tokens to draft next: max, or (adaptive) the k in [0, max] that makes the most
-// tokens per second by the measured costs: a pass of the target costs t_v (streaming: nearly
-// the same for any k), a draft token t_d, and each draft is accepted with the rate a seen so
-// far, so that a pass yields (1 - a^(k+1)) / (1 - a) tokens for t_v + k t_d seconds. Where
-// no draft pays (a draft as slow as the target), one token every 16th pass keeps measuring.
+// tokens per second by the measured costs. Each draft is accepted with the rate a seen so far,
+// so that a pass yields (1 - a^(k+1)) / (1 - a) tokens; it costs t_v(k + 1) + k t_d seconds,
+// t_d a draft token's time and t_v(w) = t0 + t1 w the target's pass over w tokens, fitted to
+// the passes so far (a streamed target: t1 ~ 0, the weights' bytes dominate; a resident one on
+// the CPU: t1 is the compute of a token). Where no draft pays, one token every 16th pass
+// keeps measuring.
 class DraftLength {
 public:
     DraftLength(size_t max, bool adaptive) : max_(max), adaptive_(adaptive) {}
