@@ -53,6 +53,15 @@ private:
     std::string pending_;
 };
 
+void check_prompt_fits(const Engine& engine, const std::vector<int32_t>& prompt) {
+    if (prompt.empty()) throw Error(ExitCode::usage, "the prompt holds no tokens");
+    if (engine.position() + prompt.size() > engine.context())
+        throw Error(ExitCode::usage, "the prompt is " + std::to_string(prompt.size()) + " tokens" +
+                                         (engine.position() ? " after " + std::to_string(engine.position()) + " in the cache" : "") +
+                                         ", longer than the context (" + std::to_string(engine.context()) +
+                                         "); shorten it or raise --ctx");
+}
+
 // The next tokens of a speculative decode: one pass of the target over `history.back()` and
 // what the drafter proposes, at most `limit` of them (none: a plain step).
 std::vector<int32_t> speculative_step(Engine& engine, Sampler& sampler, const std::vector<int32_t>& history,
@@ -82,12 +91,7 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
                         const GenerateOptions& options, const std::function<void(const std::string&)>& on_text) {
     GenerateResult r;
     r.prompt_tokens = prompt.size();
-    if (prompt.empty()) throw Error(ExitCode::usage, "the prompt holds no tokens");
-    if (engine.position() + prompt.size() > engine.context())
-        throw Error(ExitCode::usage, "the prompt is " + std::to_string(prompt.size()) + " tokens" +
-                                         (engine.position() ? " after " + std::to_string(engine.position()) + " in the cache" : "") +
-                                         ", longer than the context (" + std::to_string(engine.context()) +
-                                         "); shorten it or raise --ctx");
+    check_prompt_fits(engine, prompt);
     Sampler sampler(options.sampling);
     StreamDecoder stream(tok, !options.print_special);
     StopFilter stop(options.stop_strings);
@@ -100,8 +104,7 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
         std::vector<float> logits;
         engine.forward(prompt.data(), prompt.size(), keep ? prompt.size() : 1, logits);
         if (keep) r.logits = std::move(logits);
-        r.prefill_seconds = seconds_since(t0);
-        r.stop_reason = "max tokens";
+        r.prefill_seconds = seconds_since(t0), r.stop_reason = "max tokens";
         return r;
     }
     int32_t next = 0;
