@@ -206,6 +206,37 @@ TEST_CASE("rabbit run --draft: the same text, and the tokens per pass on the sta
     }
 }
 
+TEST_CASE("rabbit run --draft on the CUDA engine at its smallest budget: the same text", "[gpu][speculative][cli][golden]") {
+    if (!test::have_shared()) return;
+    if (!test::gpu_available()) return;
+    test::TempDir dir;
+    const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
+    const std::vector<std::string> base = {"run", "-m", split, "-p", "Once upon a time, there was a dog named", "-n", "40"};
+    const test::RunResult plain = test::run_rabbit(base);
+    REQUIRE(plain.exit_code == 0);
+    // A budget too small says the minimum; at the minimum (rounded up) the weights stream.
+    std::vector<std::string> gpu = base;
+    gpu.insert(gpu.end(), {"--device", "cuda", "--vram-budget", "1M"});
+    const std::map<std::string, std::string> env = {{"RABBIT_EMU_QUIET", "1"}};
+    const test::RunResult small = test::run_rabbit(gpu, env);
+    REQUIRE(small.exit_code == int(ExitCode::resources));
+    const size_t at = small.err.find("the minimum is ");
+    REQUIRE(at != std::string::npos);
+    const double mib = std::stod(small.err.substr(at + 15));
+    REQUIRE_THAT(small.err.substr(at + 15), Contains(" MiB"));
+    gpu.back() = std::to_string(int(mib) + 1) + "M";
+    for (const std::vector<std::string>& extra : {std::vector<std::string>{"--draft", "ngram"}, {"--draft", split}}) {
+        std::vector<std::string> args = gpu;
+        args.insert(args.end(), extra.begin(), extra.end());
+        const test::RunResult r = test::run_rabbit(args, env);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        REQUIRE(r.out == plain.out);
+        REQUIRE_THAT(r.err, Contains(" tokens per pass (") && Contains("; ring: "));
+        REQUIRE_THAT(r.err, !Contains("ring: 0 pieces")); // streamed
+    }
+}
+
 TEST_CASE("rabbit run --draft refuses a missing draft and one with another vocabulary", "[speculative][cli][bad-input]") {
     if (!test::have_shared()) return;
     test::TempDir dir;
