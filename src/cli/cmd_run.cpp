@@ -102,6 +102,8 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     auto run = [o, sub, &global]() {
         const auto t0 = Clock::now();
         if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
+        if (o->draft.empty() && (sub->count("--draft-max") || o->draft_fixed))
+            throw Error(ExitCode::usage, "--draft-max and --draft-fixed go with --draft");
         start_trace(o->trace);
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
