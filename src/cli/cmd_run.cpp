@@ -2,6 +2,7 @@
 // rabbit run -m DIR -p TEXT: one-shot generation, text streamed to stdout.
 #include "cli/commands.h"
 #include "cli/model_args.h"
+#include "cli/option_checks.h"
 #include "cli/progress.h"
 #include "cli/run_setup.h"
 #include "cli/trace_option.h"
@@ -48,6 +49,14 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
     sub->add_flag("--ignore-eos", o.ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
     sub->add_option("--dump-logits", o.dump_logits,
                     "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
+    sub->add_option("--draft", o.draft,
+                    "Speculative decoding: 'ngram' (proposals from the context, prompt lookup) or a small model with the "
+                    "same tokenizer (a split, Hugging Face directory or .gguf; run on the CPU, resident)");
+    positive(sub->add_option("--draft-max", o.draft_max,
+                             "Most draft tokens a pass (default 8 for a draft model, 6 for ngram)"),
+             64);
+    sub->add_flag("--draft-fixed", o.draft_fixed,
+                  "Always draft --draft-max tokens, instead of choosing from the measured costs and acceptance");
 }
 
 // The prompt (--prompt, else stdin) as token ids: one user turn in the model's own chat template
@@ -93,6 +102,8 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     auto run = [o, sub, &global]() {
         const auto t0 = Clock::now();
         if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
+        if (o->draft.empty() && (sub->count("--draft-max") || o->draft_fixed))
+            throw Error(ExitCode::usage, "--draft-max and --draft-fixed go with --draft");
         start_trace(o->trace);
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
@@ -104,6 +115,10 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
 
         std::function<void()> report_memory;
         MadeEngine made = start_engine(*o, sub, model, report_memory);
+        DraftChoice draft = start_draft(*o, model, *tok, made.engine->context(), global);
+        g.drafter = draft.drafter.get();
+        g.draft_max = draft.max;
+        g.draft_adaptive = !o->draft_fixed;
         const double load_s = seconds_since(t0);
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,
@@ -128,7 +143,13 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         spdlog::info("{} prompt tokens at {:.1f} tok/s; {} generated at {:.2f} tok/s ({}); load {:.2f}s",
                      r.prompt_tokens, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9), n,
                      n > 1 ? double(n - 1) / std::max(r.decode_seconds, 1e-9) : 0.0, r.stop_reason, load_s);
+        if (const SpecStats& s = r.spec; s.passes)
+            spdlog::info("{:.2f} tokens per pass ({} passes; {} of {} drafts accepted); draft {:.2f} ms, verify {:.2f} ms "
+                         "per pass",
+                         s.tokens_per_pass(), s.passes, s.accepted, s.drafted, 1e3 * s.draft_s / double(s.passes),
+                         1e3 * s.verify_s / double(s.passes));
         report_memory();
+        draft = DraftChoice{};
         made = MadeEngine{}; // its last GPU spans go to the trace as it closes
         finish_trace(o->trace);
         return 0;

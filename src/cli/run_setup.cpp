@@ -3,6 +3,7 @@
 
 #include "backend/cpu/cpu_engine.h"
 #include "backend/cpu/kernels.h"
+#include "cli/model_args.h"
 #include "cli/option_checks.h"
 #include "cli/plan_report.h"
 #include "cli/trace_option.h"
@@ -11,6 +12,7 @@
 #include "common/json_read.h"
 #include "common/system.h"
 #include "common/units.h"
+#include "engine/speculative.h"
 
 #include <spdlog/spdlog.h>
 
@@ -183,6 +185,50 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
     }
 #endif
     return made;
+}
+
+struct DraftChoice::Model {
+    SplitModel split;
+    MadeEngine made;
+};
+DraftChoice::DraftChoice() = default;
+DraftChoice::DraftChoice(DraftChoice&&) noexcept = default;
+DraftChoice& DraftChoice::operator=(DraftChoice&&) noexcept = default;
+DraftChoice::~DraftChoice() = default;
+
+DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, uint64_t target_ctx,
+                        const GlobalOptions& global) {
+    DraftChoice d;
+    if (o.draft.empty()) return d;
+    if (o.draft == "ngram") {
+        d.drafter = std::make_unique<NgramDrafter>();
+        d.max = o.draft_max ? o.draft_max : 6;
+        return d;
+    }
+    std::string dir;
+    try {
+        dir = split_dir_for(o.draft, global);
+    } catch (const Error& e) {
+        throw Error(e.code(), std::string("--draft: ") + e.what());
+    }
+    std::unique_ptr<Tokenizer> draft_tok = load_tokenizer(dir);
+    check_same_vocabulary(tok, target.dir(), *draft_tok, dir);
+    d.model = std::make_unique<DraftChoice::Model>(DraftChoice::Model{SplitModel::open(dir), {}});
+    const SplitModel& split = d.model->split;
+    EngineRequest req; // the CPU, every unit resident: the draft runs every step
+    req.ram_budget = 0;
+    for (const auto& u : split.manifest().units) req.ram_budget += u.layout.data_size;
+    req.ctx = std::min<uint64_t>(target_ctx, split.config().max_position_embeddings);
+    req.batch = o.batch;
+    req.threads = o.threads;
+    req.act_quant = act_quant_of(o.act_quant);
+    d.model->made = make_engine(split, req);
+    const GenerateOptions g = generate_options(o, target);
+    d.drafter = std::make_unique<ModelDrafter>(*d.model->made.engine, g.sampling);
+    d.max = o.draft_max ? o.draft_max : 8;
+    spdlog::info("draft model {}: on the CPU, {} resident, up to {} tokens a pass", dir, format_bytes(req.ram_budget),
+                 d.max);
+    return d;
 }
 
 } // namespace rabbit

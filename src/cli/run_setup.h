@@ -3,15 +3,18 @@
 // options, and the engine and generation settings made from them.
 #pragma once
 
+#include "cli/commands.h"
 #include "cli/engine_choice.h"
 #include "engine/generate.h"
 #include "format/split_model.h"
 #include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
 
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +34,9 @@ struct RunOptions {
     std::optional<int> top_k;
     uint64_t seed = 0;
     std::vector<std::string> stops;
+    std::string draft;     // --draft: "ngram" or a model
+    size_t draft_max = 0;  // 0: 8 for a draft model, 6 for ngram
+    bool draft_fixed = false;
 };
 
 // -m, the chat template's (--system, --chat-format, --think, --no-think), sampling, stops and
@@ -44,5 +50,22 @@ GenerateOptions generate_options(const RunOptions& o, const SplitModel& model);
 // used once the run is over.
 MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
                         std::function<void()>& report_memory);
+
+// --draft and its settings, for speculative decoding (engine/speculative.h); no drafter
+// without --draft. A draft model runs on the CPU engine with its weights resident in RAM,
+// whatever --device says.
+struct DraftChoice {
+    struct Model; // the draft model's split and engine
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Drafter> drafter;
+    size_t max = 0;
+    DraftChoice();
+    DraftChoice(DraftChoice&&) noexcept;
+    DraftChoice& operator=(DraftChoice&&) noexcept;
+    ~DraftChoice();
+};
+// target_ctx: the target engine's context (the draft's is no longer).
+DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, uint64_t target_ctx,
+                        const GlobalOptions& global);
 
 } // namespace rabbit

@@ -53,18 +53,45 @@ private:
     std::string pending_;
 };
 
-} // namespace
-
-GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
-                        const GenerateOptions& options, const std::function<void(const std::string&)>& on_text) {
-    GenerateResult r;
-    r.prompt_tokens = prompt.size();
+void check_prompt_fits(const Engine& engine, const std::vector<int32_t>& prompt) {
     if (prompt.empty()) throw Error(ExitCode::usage, "the prompt holds no tokens");
     if (engine.position() + prompt.size() > engine.context())
         throw Error(ExitCode::usage, "the prompt is " + std::to_string(prompt.size()) + " tokens" +
                                          (engine.position() ? " after " + std::to_string(engine.position()) + " in the cache" : "") +
                                          ", longer than the context (" + std::to_string(engine.context()) +
                                          "); shorten it or raise --ctx");
+}
+
+// The next tokens of a speculative decode: one pass of the target over `history.back()` and
+// what the drafter proposes, at most `limit` of them (none: a plain step).
+std::vector<int32_t> speculative_step(Engine& engine, Sampler& sampler, const std::vector<int32_t>& history,
+                                      const GenerateOptions& options, size_t limit, SpecStats& st,
+                                      std::vector<float>* keep) {
+    const size_t k = std::min(DraftLength(options.draft_max, options.draft_adaptive).next(st), limit);
+    auto t0 = std::chrono::steady_clock::now();
+    const Draft draft = k ? options.drafter->propose(history, k) : Draft{};
+    const double draft_s = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    std::vector<int32_t> out;
+    if (draft.tokens.empty()) {
+        const int32_t fed = history.back();
+        out.push_back(engine.step(&fed, 1, sampler, history, keep));
+    } else {
+        trace::Span span(trace::Track::tokens,
+                         trace::enabled() ? "verify " + std::to_string(draft.tokens.size()) + " drafts" : "");
+        out = verify_chain(engine, sampler, history, draft, keep);
+    }
+    st.add_pass(draft.tokens.size(), out.size() - 1, draft_s, seconds_since(t0));
+    return out;
+}
+
+} // namespace
+
+GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                        const GenerateOptions& options, const std::function<void(const std::string&)>& on_text) {
+    GenerateResult r;
+    r.prompt_tokens = prompt.size();
+    check_prompt_fits(engine, prompt);
     Sampler sampler(options.sampling);
     StreamDecoder stream(tok, !options.print_special);
     StopFilter stop(options.stop_strings);
@@ -78,8 +105,7 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
         std::vector<float> logits;
         engine.forward(prompt.data(), prompt.size(), keep ? prompt.size() : 1, logits);
         if (keep) r.logits = std::move(logits);
-        r.prefill_seconds = seconds_since(t0);
-        r.stop_reason = "max tokens";
+        r.prefill_seconds = seconds_since(t0), r.stop_reason = "max tokens";
         return r;
     }
     int32_t next = 0;
@@ -89,6 +115,12 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
     }
     r.prefill_seconds = seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
+    // The tokens in the cache before the one just generated, as a plain decode holds them. A
+    // speculative pass runs ahead of that with the tokens it accepted, queued.
+    const size_t base = engine.position();
+    auto fed_position = [&] { return base + r.tokens.size() - 1; };
+    std::vector<int32_t> queued;
+    size_t queue_at = 0;
     while (true) {
         throw_if_interrupted();
         r.tokens.push_back(next);
@@ -107,14 +139,29 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
             r.stop_reason = "max tokens";
             break;
         }
-        if (engine.position() >= engine.context()) {
+        if (fed_position() >= engine.context()) {
             r.stop_reason = "context full";
             break;
+        }
+        if (queue_at < queued.size()) {
+            next = queued[queue_at++];
+            continue;
+        }
+        if (options.drafter) {
+            // Room for the drafts: in the context beside the current token, and in max_tokens.
+            const size_t limit = std::min(engine.context() - engine.position() - 1, options.max_tokens - r.tokens.size() - 1);
+            queued = speculative_step(engine, sampler, history, options, limit, r.spec, keep);
+            next = queued[0];
+            queue_at = 1;
+            continue;
         }
         const int32_t fed = next;
         trace::Span span(trace::Track::tokens, trace::enabled() ? "token " + std::to_string(r.tokens.size()) : "");
         next = engine.step(&fed, 1, sampler, history, keep);
     }
+    // A stop inside a pass's accepted tokens: the cache and the logits as a plain decode leaves them.
+    engine.truncate(fed_position());
+    if (keep) keep->resize((prompt.size() + r.tokens.size() - 1) * size_t(engine.config().vocab_size));
     if (!stopped) {
         const std::string rest = stop.push(stream.finish(), &stopped);
         const std::string text = rest + (stopped ? std::string() : stop.flush());

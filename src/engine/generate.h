@@ -6,6 +6,7 @@
 
 #include "engine/engine.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "tokenizer/tokenizer.h"
 
 #include <functional>
@@ -24,6 +25,12 @@ struct GenerateOptions {
     // The tokens already in the KV cache before the prompt (a chat's earlier turns): the
     // repetition penalty counts them as the context, as one pass over all of it would.
     std::vector<int32_t> preceding;
+    // Speculative decoding: proposals from the drafter, at most draft_max a pass (adaptive:
+    // fewer where the measured costs say so; DraftLength). The tokens are the same as without
+    // (greedy), or distributed the same (sampling).
+    Drafter* drafter = nullptr;
+    size_t draft_max = 6;
+    bool draft_adaptive = true;
 };
 
 struct GenerateResult {
@@ -31,6 +38,7 @@ struct GenerateResult {
     std::string stop_reason;     // "eos", "stop string", "max tokens", "context full"
     size_t prompt_tokens = 0;
     double prefill_seconds = 0, decode_seconds = 0;
+    SpecStats spec; // with a drafter
     // With keep_logits: the logits of every prompt position, then of every step whose token
     // was not the last.   [prompt + generated - 1, vocab] f32
     std::vector<float> logits;

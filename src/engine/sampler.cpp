@@ -21,18 +21,36 @@ std::vector<int32_t> penalised_ids(const std::vector<int32_t>& history, size_t v
     return ids;
 }
 
+double TokenDistribution::of(int32_t id) const {
+    for (size_t i = 0; i < ids.size(); ++i)
+        if (ids[i] == id) return p[i];
+    return 0;
+}
+
+void Sampler::penalize(std::vector<float>& logits, const std::vector<int32_t>& history) const {
+    if (p_.repetition_penalty == 1.0f) return;
+    for (int32_t id : penalised_ids(history, logits.size())) {
+        float& l = logits[size_t(id)];
+        l = l > 0 ? l / p_.repetition_penalty : l * p_.repetition_penalty;
+    }
+}
+
 int32_t Sampler::sample(std::vector<float>& logits, const std::vector<int32_t>& history) {
-    if (p_.repetition_penalty != 1.0f)
-        for (int32_t id : penalised_ids(history, logits.size())) {
-            float& l = logits[size_t(id)];
-            l = l > 0 ? l / p_.repetition_penalty : l * p_.repetition_penalty;
-        }
+    penalize(logits, history);
     if (p_.temperature <= 0.0f) return argmax(logits);
     for (auto& l : logits) l /= p_.temperature;
     return sample_scaled(logits);
 }
 
-int32_t Sampler::sample_scaled(const std::vector<float>& logits) {
+TokenDistribution Sampler::distribution(std::vector<float>& logits, const std::vector<int32_t>& history) const {
+    penalize(logits, history);
+    for (auto& l : logits) l /= p_.temperature;
+    return scaled_distribution(logits);
+}
+
+int32_t Sampler::sample_scaled(const std::vector<float>& logits) { return draw(scaled_distribution(logits)); }
+
+TokenDistribution Sampler::scaled_distribution(const std::vector<float>& logits) const {
     std::vector<int32_t> order(logits.size());
     std::iota(order.begin(), order.end(), 0);
     // Only the first top_k are looked at: a partial sort is enough, stable by id among equals.
@@ -47,10 +65,21 @@ int32_t Sampler::sample_scaled(const std::vector<float>& logits) {
     }
     std::vector<float> values(order.size());
     for (size_t i = 0; i < order.size(); ++i) values[i] = logits[size_t(order[i])];
-    return sample_sorted(values, order);
+    return kept(values, order);
 }
 
 int32_t Sampler::sample_sorted(const std::vector<float>& values, const std::vector<int32_t>& ids) {
+    return draw(kept(values, ids));
+}
+
+int32_t Sampler::draw(const TokenDistribution& d) {
+    std::discrete_distribution<size_t> pick(d.p.begin(), d.p.end());
+    return d.ids[pick(rng_)];
+}
+
+double Sampler::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+TokenDistribution Sampler::kept(const std::vector<float>& values, const std::vector<int32_t>& ids) const {
     size_t keep = values.size();
     if (p_.top_k > 0) keep = std::min(keep, size_t(p_.top_k));
     // Probabilities over what is kept so far (softmax of the filtered logits).
@@ -80,9 +109,7 @@ int32_t Sampler::sample_sorted(const std::vector<float>& values, const std::vect
         while (n < keep && p[n] >= threshold) ++n;
         keep = std::max<size_t>(1, n);
     }
-    std::vector<double> p = probs_of(keep);
-    std::discrete_distribution<size_t> pick(p.begin(), p.end());
-    return ids[pick(rng_)];
+    return {std::vector<int32_t>(ids.begin(), ids.begin() + long(keep)), probs_of(keep)};
 }
 
 } // namespace rabbit

@@ -10,6 +10,13 @@
 
 namespace rabbit {
 
+// A distribution over a few ids (what top-k, top-p and min-p keep): p sums to 1.
+struct TokenDistribution {
+    std::vector<int32_t> ids;
+    std::vector<double> p;
+    double of(int32_t id) const; // 0 for an id not kept
+};
+
 struct SamplingParams {
     float temperature = 0.0f;        // 0: greedy
     int top_k = 0;                   // 0: off
@@ -32,7 +39,17 @@ public:
     int32_t sample_scaled(const std::vector<float>& logits);
     const SamplingParams& params() const { return p_; }
 
+    // What sample() draws from, for temperature > 0 (speculative sampling needs p itself).
+    TokenDistribution distribution(std::vector<float>& logits, const std::vector<int32_t>& history) const;
+    // A draw from d, and a uniform number in [0, 1), from this sampler's random stream.
+    int32_t draw(const TokenDistribution& d);
+    double uniform();
+
 private:
+    void penalize(std::vector<float>& logits, const std::vector<int32_t>& history) const;
+    TokenDistribution kept(const std::vector<float>& values, const std::vector<int32_t>& ids) const;
+    TokenDistribution scaled_distribution(const std::vector<float>& logits) const;
+
     SamplingParams p_;
     std::mt19937_64 rng_;
 };
