@@ -88,7 +88,6 @@ ACT_QUANT = os.environ.get("RABBIT_ACT_QUANT", "f32")  # rabbit run --act-quant
 # Activations rounded to bf16 on AVX512_BF16, whatever --act-quant says; RABBIT_ISA=avx512 (or
 # lower) keeps them f32 against the bf16 weights, under f32's tolerance.
 ROUNDED_TYPES = set() if os.environ.get("RABBIT_ISA") in ("avx512", "avx2", "portable") else {"BF16"}
-QUIET = os.environ.get("RABBIT_QUIET_FILE", "/work/notes/QUIET")  # the lead's benchmark flag
 sys.path.insert(0, HERE)
 import gguf  # noqa: E402
 import gguf_hf_checkpoint  # noqa: E402
@@ -410,8 +409,6 @@ def main():
     failed = 0
     out = open(args.json, "w") if args.json else None
     for path in args.gguf:
-        while os.path.exists(QUIET):
-            time.sleep(20)
         routes = (["transformers", "gguf-py"] if named(path, args.both_routes)
                   else ["gguf-py"] if named(path, args.via_gguf_py) else ["transformers"])
         try:
