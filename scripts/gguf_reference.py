@@ -58,9 +58,7 @@ transformers' loader alone builds a reader four times per file (config, tokenize
 the tokenizer from a GGUF takes ~8 s more to convert. One reader per file is shared here by
 everything (transformers included), and the tokenizer is converted once per distinct
 tokenizer.ggml.* metadata (compared byte for byte): the 42-file matrix took 19 minutes on two
-shared cores, against 2 to 5 minutes a file before. While the file RABBIT_QUIET_FILE (default
-/work/notes/QUIET) exists, a benchmark is running on the shared cores and the loop waits
-between files.
+shared cores, against 2 to 5 minutes a file before.
 
 `--compare-loaders` prints, instead, where the two routes' models differ on each file (config
 entries, and each parameter's largest difference).
