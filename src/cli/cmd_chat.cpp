@@ -178,11 +178,23 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
                 }
                 continue;
             }
-            ThinkFilter think(mode, opens_thinking(chat.rendered(true)));
-            const ChatTurn t = chat.turn(*line, [&](const std::string& s) {
-                prefill.clear();
-                print_out(think.push(s));
-            });
+            // The filter starts inside a thinking section when the rendered prompt opened one.
+            ThinkFilter think(mode, false);
+            ChatTurn t;
+            try {
+                t = chat.turn(
+                    *line,
+                    [&](const std::string& s) {
+                        prefill.clear();
+                        print_out(think.push(s));
+                    },
+                    [&](const std::string& prompt) { think = ThinkFilter(mode, opens_thinking(prompt)); });
+            } catch (const Error& e) { // a turn the template or the context refuses: the session goes on
+                const ExitCode c = e.code();
+                if (c != ExitCode::usage && c != ExitCode::bad_input && c != ExitCode::unsupported) throw;
+                std::fprintf(stderr, "error: %s\n", e.what());
+                continue;
+            }
             prefill.clear();
             print_out(think.finish() + "\n");
             if (t.dropped_turns)

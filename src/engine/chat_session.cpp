@@ -33,8 +33,6 @@ std::string ChatSession::rendered(bool add_generation_prompt) const {
     return render_chat(tmpl_, all, o);
 }
 
-std::vector<int32_t> ChatSession::render_ids() const { return tok_.encode(rendered(true), false); }
-
 // The first user turn and the answers after it, up to the next user turn; 0 when the only user
 // turn left is the newest.
 size_t ChatSession::drop_oldest_turn() {
@@ -47,19 +45,25 @@ size_t ChatSession::drop_oldest_turn() {
     return 1;
 }
 
-ChatTurn ChatSession::turn(const std::string& user, const std::function<void(const std::string&)>& on_text) {
+ChatTurn ChatSession::turn(const std::string& user, const std::function<void(const std::string&)>& on_text,
+                           const std::function<void(const std::string&)>& on_prompt) {
     ChatTurn t;
     const std::vector<ChatMessage> before = messages_; // what a refused turn leaves
     messages_.push_back({"user", user});
+    std::string text;
     std::vector<int32_t> ids;
+    auto render = [&] {
+        text = rendered(true);
+        ids = tok_.encode(text, false);
+    };
     try {
-        ids = render_ids();
+        render();
         // Room for the answer: generate's limit, but no more than a quarter of the context.
         const size_t ctx = engine_->context();
         const size_t room = std::min<size_t>(std::max<size_t>(generate_.max_tokens, 1), std::max<size_t>(ctx / 4, 1));
         while (ids.size() + room > ctx && drop_oldest_turn()) {
             ++t.dropped_turns;
-            ids = render_ids();
+            render();
         }
         if (ids.size() >= ctx)
             throw Error(ExitCode::usage, "this turn is " + std::to_string(ids.size()) +
@@ -76,6 +80,7 @@ ChatTurn ChatSession::turn(const std::string& user, const std::function<void(con
     if (keep == ids.size()) --keep;
     engine_->truncate(keep);
     cached_.resize(keep);
+    if (on_prompt) on_prompt(text);
     t.rendered_tokens = ids.size();
     t.cached_tokens = keep;
     const std::vector<int32_t> fresh(ids.begin() + long(keep), ids.end());

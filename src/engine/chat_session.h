@@ -45,14 +45,16 @@ public:
     void set_engine(Engine& engine);
 
     // One user turn: the answer streamed to on_text and added to the conversation. An
-    // interruption ends the answer where it is; what was said stays.
-    ChatTurn turn(const std::string& user, const std::function<void(const std::string&)>& on_text);
+    // interruption ends the answer where it is; what was said stays. on_prompt, when given,
+    // sees the rendered conversation before the answer starts (whether it opened a thinking
+    // section, for the display).
+    ChatTurn turn(const std::string& user, const std::function<void(const std::string&)>& on_text,
+                  const std::function<void(const std::string&)>& on_prompt = {});
     // The conversation rendered for the next answer (or as it stands, without the generation
     // prompt), as text.
     std::string rendered(bool add_generation_prompt) const;
 
 private:
-    std::vector<int32_t> render_ids() const;
     size_t drop_oldest_turn();
 
     Engine* engine_;
