@@ -99,6 +99,7 @@ if want fuzz; then
   cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DRABBIT_FUZZ=ON \
     -DRABBIT_BUILD_TESTS=OFF -DRABBIT_CUDA=OFF -DRABBIT_FUZZ_SECONDS="${RABBIT_FUZZ_SECONDS:-60}"
   cmake --build build-fuzz --target fuzz_safetensors fuzz_split_metadata fuzz_tokenizer fuzz_gguf fuzz_chat_template -j"$jobs"
-  ctest --test-dir build-fuzz -L fuzz --output-on-failure
+  # Each fuzzer is one process on one core: they run side by side, as many as there are cores.
+  ctest --test-dir build-fuzz -L fuzz -j"$jobs" --output-on-failure
   stage_done "the fuzzers"
 fi
