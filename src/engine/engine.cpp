@@ -15,6 +15,8 @@ StreamStats operator-(const StreamStats& a, const StreamStats& b) {
     d.wait_s = a.wait_s - b.wait_s;
     d.file_bytes = a.file_bytes - b.file_bytes;
     d.link_bytes = a.link_bytes - b.link_bytes;
+    d.experts_run = a.experts_run - b.experts_run;
+    d.expert_hits = a.expert_hits - b.expert_hits;
     return d;
 }
 

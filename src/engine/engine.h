@@ -24,6 +24,10 @@ struct StreamStats {
     double wait_s = 0;      // the compute idle for want of weights
     uint64_t file_bytes = 0; // weight bytes read from the unit files (not kept in memory)
     uint64_t link_bytes = 0; // weight bytes copied to the device
+    // MoE models: experts run (one per routed expert of each MoE layer of each pass), and of
+    // those, how many the expert cache already held (no read, no copy).
+    uint64_t experts_run = 0;
+    uint64_t expert_hits = 0;
 };
 
 StreamStats operator-(const StreamStats& a, const StreamStats& b);

@@ -4,6 +4,8 @@
 #include "common/error.h"
 #include "model/layout.h"
 
+#include <algorithm>
+
 namespace rabbit {
 
 namespace {
@@ -61,6 +63,35 @@ const float* unit_vector(const ManifestUnit& u, const uint8_t* data, const char*
     return place(vector_tensor(u, name), data);
 }
 
+namespace {
+
+// A MoE layer's router, shared expert and experts; an expert's byte range runs from its
+// first tensor to the end of its last (the layout keeps them side by side).
+void moe_tensors(const ManifestUnit& u, LayerTensors& t) {
+    t.router = matrix_tensor(u, "router");
+    t.shared_gate = u.layout.find("shared_expert_gate") ? matrix_tensor(u, "shared_expert_gate") : nullptr;
+    if (t.shared_gate) {
+        t.shared_gate_up = tensor_stack(u, "shared.gate_up");
+        t.shared_down = matrix_tensor(u, "shared.down");
+    }
+    const uint64_t n = t.router->shape[0];
+    for (uint32_t e = 0; e < n; ++e) {
+        LayerTensors::Expert x;
+        x.gate_up = tensor_stack(u, expert_tensor(e, "gate_up").c_str());
+        x.down = matrix_tensor(u, expert_tensor(e, "down").c_str());
+        uint64_t begin = x.down->offset, end = x.down->offset + x.down->nbytes;
+        for (size_t i = 0; i < x.gate_up.parts; ++i) {
+            begin = std::min(begin, x.gate_up.part[i]->offset);
+            end = std::max(end, x.gate_up.part[i]->offset + x.gate_up.part[i]->nbytes);
+        }
+        x.offset = begin, x.bytes = end - begin;
+        t.dense_bytes = std::min(t.dense_bytes, begin);
+        t.experts.push_back(x);
+    }
+}
+
+} // namespace
+
 LayerTensors layer_tensors(const ManifestUnit& u) {
     LayerTensors t;
     t.attn_norm = vector_tensor(u, "attn_norm");
@@ -71,10 +102,42 @@ LayerTensors layer_tensors(const ManifestUnit& u) {
     t.o = matrix_tensor(u, "o");
     t.o_bias = vector_tensor(u, "o_bias");
     t.ffn_norm = vector_tensor(u, "ffn_norm");
-    t.gate_up = tensor_stack(u, "gate_up");
-    t.down = matrix_tensor(u, "down");
+    t.dense_bytes = u.layout.data_size;
+    if (u.layout.find("router")) {
+        moe_tensors(u, t);
+    } else {
+        t.gate_up = tensor_stack(u, "gate_up");
+        t.down = matrix_tensor(u, "down");
+    }
     RABBIT_CHECK(t.attn_norm && t.ffn_norm, "layer unit without norms: " + u.layout.name);
     return t;
+}
+
+ExpertWeights expert_weights(const LayerTensors& t, size_t e, const uint8_t* data) {
+    RABBIT_CHECK(e < t.experts.size(), "expert index out of range");
+    return {stacked_matrix(t.experts[e].gate_up, data), tensor_matrix(*t.experts[e].down, data)};
+}
+
+TokenBytes token_bytes(const Manifest& m) {
+    TokenBytes b;
+    const ModelConfig& c = m.config;
+    for (const ManifestUnit& u : m.units) {
+        if (!streams_per_token(u.kind, c.tie_word_embeddings)) continue;
+        uint64_t experts = 0, routed = 0;
+        if (u.kind == UnitKind::layer && u.layout.find("router")) {
+            const LayerTensors t = layer_tensors(u);
+            for (const auto& x : t.experts) experts += x.bytes;
+            // Every expert of a layer has one shape and type but for a quantized mix's choices.
+            routed = t.experts.empty() ? 0 : experts / t.experts.size() * c.experts_per_tok;
+        }
+        uint64_t matrices = 0;
+        for (const UnitTensor& x : u.layout.tensors)
+            if (x.shape.size() == 2) matrices += x.nbytes;
+        b.dense += matrices - experts;
+        b.routed_experts += routed;
+        b.all_experts += experts;
+    }
+    return b;
 }
 
 LayerWeights layer_weights(const LayerTensors& t, const uint8_t* data) {
@@ -88,7 +151,13 @@ LayerWeights layer_weights(const LayerTensors& t, const uint8_t* data) {
     w.o_bias = place(t.o_bias, data);
     w.ffn_norm = place(t.ffn_norm, data);
     w.gate_up = stacked_matrix(t.gate_up, data);
-    w.down = tensor_matrix(*t.down, data);
+    if (t.down) w.down = tensor_matrix(*t.down, data);
+    if (t.router) w.router = tensor_matrix(*t.router, data);
+    if (t.shared_gate) {
+        w.shared_gate = tensor_matrix(*t.shared_gate, data);
+        w.shared_gate_up = stacked_matrix(t.shared_gate_up, data);
+        w.shared_down = tensor_matrix(*t.shared_down, data);
+    }
     return w;
 }
 

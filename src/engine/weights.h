@@ -8,6 +8,8 @@
 #include "model/matrix.h"
 #include "format/manifest.h"
 
+#include <vector>
+
 namespace rabbit {
 
 struct LayerWeights {
@@ -19,8 +21,19 @@ struct LayerWeights {
     Matrix o;                         // [hidden, q_dim]
     const float* o_bias = nullptr;    // [hidden], or null
     const float* ffn_norm = nullptr;  // [hidden]
-    StackedMatrix gate_up;            // [2 intermediate, hidden]
-    Matrix down;                      // [hidden, intermediate]
+    StackedMatrix gate_up;            // [2 intermediate, hidden]; a MoE layer: none (parts 0)
+    Matrix down;                      // [hidden, intermediate]; a MoE layer: none (data null)
+    // A MoE layer's (router.data null in a dense one); its experts: expert_weights.
+    Matrix router;                    // [num_experts, hidden]
+    Matrix shared_gate;               // [1, hidden], or data null: no shared expert
+    StackedMatrix shared_gate_up;     // [2 shared_intermediate, hidden]
+    Matrix shared_down;               // [hidden, shared_intermediate]
+};
+
+// One expert of a MoE layer.
+struct ExpertWeights {
+    StackedMatrix gate_up; // [2 moe_intermediate, hidden]
+    Matrix down;           // [hidden, moe_intermediate]
 };
 
 // The tensors of a stacked matrix: "qkv", or "q", "k", "v" where their dtypes differ; "gate_up",
@@ -42,10 +55,37 @@ struct LayerTensors {
     const UnitTensor* o = nullptr;
     const UnitTensor* o_bias = nullptr;
     const UnitTensor* ffn_norm = nullptr;
-    TensorStack gate_up;
-    const UnitTensor* down = nullptr;
+    TensorStack gate_up;              // a MoE layer: parts 0
+    const UnitTensor* down = nullptr; // a MoE layer: null
+    // A MoE layer (router non-null): its router, shared expert, and experts by index, each
+    // one contiguous byte range [offset, offset + bytes) of the data section.
+    const UnitTensor* router = nullptr;
+    const UnitTensor* shared_gate = nullptr;
+    TensorStack shared_gate_up;
+    const UnitTensor* shared_down = nullptr;
+    struct Expert {
+        TensorStack gate_up;
+        const UnitTensor* down = nullptr;
+        uint64_t offset = 0, bytes = 0;
+    };
+    std::vector<Expert> experts;
+    // Bytes of the data section before the first expert: what every token reads of a MoE
+    // layer besides its experts (all of a dense layer: the data size).
+    uint64_t dense_bytes = 0;
 };
 LayerTensors layer_tensors(const ManifestUnit& unit);
+ExpertWeights expert_weights(const LayerTensors& tensors, size_t expert, const uint8_t* data);
+
+// The weight bytes one decoded token reads (streams_per_token's units, the matrices a MoE
+// layer runs), by the manifest: `inspect`, `bench` and the tests count by it.
+struct TokenBytes {
+    uint64_t dense = 0;          // every matrix but the experts': attention, dense MLPs, routers, lm_head
+    uint64_t routed_experts = 0; // experts_per_tok experts of each MoE layer
+    uint64_t all_experts = 0;    // every expert of every MoE layer
+    uint64_t active() const { return dense + routed_experts; }
+    uint64_t whole() const { return dense + all_experts; }
+};
+TokenBytes token_bytes(const Manifest& manifest);
 
 // data: the unit's data section (offset 0 = the manifest's tensor offsets).
 LayerWeights layer_weights(const LayerTensors& tensors, const uint8_t* data);

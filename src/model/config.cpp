@@ -35,6 +35,9 @@ constexpr ArchInfo k_archs[] = {
     {Arch::qwen3, "Qwen3ForCausalLM", "qwen3", 32768, 128, 32, 0, -1, -1},
     {Arch::llama, "LlamaForCausalLM", "llama", 2048, 0, 0, 0, 1, 2},
     {Arch::mistral, "MistralForCausalLM", "mistral", 131072, 0, 8, 4096, 1, 2},
+    {Arch::qwen2_moe, "Qwen2MoeForCausalLM", "qwen2_moe", 32768, 0, 16, 0, -1, -1},
+    {Arch::qwen3_moe, "Qwen3MoeForCausalLM", "qwen3_moe", 32768, 0, 4, 0, -1, -1},
+    {Arch::mixtral, "MixtralForCausalLM", "mixtral", 131072, 0, 8, 0, 1, 2},
 };
 
 const ArchInfo* find_arch_by_name(const std::string& name) {
@@ -112,6 +115,15 @@ uint64_t ModelConfig::max_context() const {
     if (s.type == RopeScaling::Type::yarn) scaled = std::floor(s.factor * double(s.original_max_position_embeddings));
     else if (s.type == RopeScaling::Type::dynamic) scaled = std::floor(s.factor * double(max_position_embeddings));
     return std::max<uint64_t>(max_position_embeddings, scaled < 0x1p32 ? uint64_t(scaled) : uint64_t(1) << 32);
+}
+
+bool ModelConfig::moe_layer(uint32_t layer) const {
+    if (num_experts == 0 || decoder_sparse_step == 0 || (layer + 1) % decoder_sparse_step != 0) return false;
+    return std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end();
+}
+
+uint32_t ModelConfig::max_intermediate() const {
+    return std::max({intermediate_size, moe_intermediate_size, shared_expert_intermediate_size});
 }
 
 const char* arch_name(Arch a) { return arch_info(a).architecture; }
@@ -218,7 +230,11 @@ void read_attention_flags(object root, const ArchInfo& info, const std::string& 
     case Arch::qwen2:
         c.qkv_bias = true; // Qwen2's q/k/v projections always have a bias, o_proj never
         break;
+    case Arch::qwen2_moe:
+        c.qkv_bias = optional_bool(root, "qkv_bias", file, true); // o_proj never has one
+        break;
     case Arch::qwen3:
+    case Arch::qwen3_moe:
         c.qk_norm = true;
         c.qkv_bias = c.o_bias = optional_bool(root, "attention_bias", file, false);
         break;
@@ -226,15 +242,43 @@ void read_attention_flags(object root, const ArchInfo& info, const std::string& 
         c.qkv_bias = c.o_bias = optional_bool(root, "attention_bias", file, false);
         break;
     case Arch::mistral:
+    case Arch::mixtral:
         break;
     }
-    if (c.arch == Arch::qwen2 || c.arch == Arch::qwen3) {
+    if (c.arch == Arch::qwen2 || c.arch == Arch::qwen3 || c.arch == Arch::qwen2_moe || c.arch == Arch::qwen3_moe) {
         if (optional_bool(root, "use_sliding_window", file, false))
             throw unsupported(file, "sliding-window attention (use_sliding_window: true) is not supported for " + c.architecture);
-    } else if (c.arch == Arch::mistral) {
+    } else if (c.arch == Arch::mistral || c.arch == Arch::mixtral) {
         c.sliding_window = json_field(root, "sliding_window") ? optional_u32(root, "sliding_window", file, 0)
                                                               : info.default_sliding_window;
     }
+}
+
+// The experts: Qwen's MoE keys (with transformers' defaults), or Mixtral's, whose every layer
+// is a MoE layer of intermediate_size experts that always renormalises its top k.
+void read_moe(object root, const std::string& file, ModelConfig& c) {
+    if (c.arch == Arch::mixtral) {
+        c.num_experts = optional_u32(root, "num_local_experts", file, 8);
+        c.experts_per_tok = optional_u32(root, "num_experts_per_tok", file, 2);
+        c.moe_intermediate_size = c.intermediate_size;
+        c.norm_topk_prob = true;
+        return;
+    }
+    if (c.arch != Arch::qwen2_moe && c.arch != Arch::qwen3_moe) return;
+    const bool qwen2 = c.arch == Arch::qwen2_moe;
+    // Qwen's model cards say num_experts; transformers 5 writes Qwen3-MoE's as num_local_experts.
+    c.num_experts = optional_u32(root, "num_experts", file, optional_u32(root, "num_local_experts", file, qwen2 ? 60 : 128));
+    c.experts_per_tok = optional_u32(root, "num_experts_per_tok", file, qwen2 ? 4 : 8);
+    c.moe_intermediate_size = optional_u32(root, "moe_intermediate_size", file, qwen2 ? 1408 : 768);
+    if (qwen2) c.shared_expert_intermediate_size = optional_u32(root, "shared_expert_intermediate_size", file, 5632);
+    c.norm_topk_prob = optional_bool(root, "norm_topk_prob", file, false);
+    c.decoder_sparse_step = optional_u32(root, "decoder_sparse_step", file, 1);
+    if (auto m = field(root, "mlp_only_layers"))
+        for (auto v : json_to_array(*m, file, "'mlp_only_layers'")) {
+            const uint64_t i = json_to_uint(v, file, "'mlp_only_layers' entry");
+            if (i > UINT32_MAX) throw bad_input(file, "'mlp_only_layers' entry " + std::to_string(i) + " is too large");
+            c.mlp_only_layers.push_back(uint32_t(i));
+        }
 }
 
 // Special tokens: generation_config.json, when present, is what generate() uses.
@@ -268,6 +312,7 @@ ModelConfig ModelConfig::from_hf(const std::string& config_json, const std::stri
     read_shapes(root, info, file, c);
     read_rope(root, file, c);
     read_attention_flags(root, info, file, c);
+    read_moe(root, file, c);
     read_special_tokens(root, info, file, generation_json, generation_file, c);
     c.validate(file);
     return c;
@@ -294,6 +339,14 @@ void ModelConfig::validate(const std::string& file) const {
     if (!(rms_norm_eps > 0 && rms_norm_eps < 1)) throw bad_input(file, "rms_norm_eps must be in (0, 1)");
     if (!(rope_theta > 0 && std::isfinite(rope_theta))) throw bad_input(file, "rope_theta must be a positive number");
     validate_rope_scaling(rope_scaling, file, head_dim);
+    if (num_experts > 0) {
+        range("num_experts", num_experts, 1, 4096);
+        range("num_experts_per_tok", experts_per_tok, 1, num_experts);
+        range("moe_intermediate_size", moe_intermediate_size, 1, 1u << 20);
+        range("shared_expert_intermediate_size", shared_expert_intermediate_size, 0, 1u << 20);
+        range("decoder_sparse_step", decoder_sparse_step, 1, 4096);
+        for (uint32_t l : mlp_only_layers) range("mlp_only_layers entry", l, 0, num_layers - 1);
+    }
     auto check_id = [&](const char* what, int64_t id) {
         if (id < 0 || id >= int64_t(vocab_size))
             throw bad_input(file, std::string(what) + " " + std::to_string(id) + " is outside the vocabulary (vocab_size " +
@@ -323,6 +376,17 @@ void ModelConfig::to_json(JsonWriter& w) const {
     w.member("o_bias", o_bias);
     w.member("qk_norm", qk_norm);
     w.member("sliding_window", sliding_window);
+    if (is_moe()) { // only then, so that a dense model's manifest stays as it was
+        w.member("num_experts", num_experts);
+        w.member("experts_per_tok", experts_per_tok);
+        w.member("moe_intermediate_size", moe_intermediate_size);
+        w.member("shared_expert_intermediate_size", shared_expert_intermediate_size);
+        w.member("norm_topk_prob", norm_topk_prob);
+        w.member("decoder_sparse_step", decoder_sparse_step);
+        w.key("mlp_only_layers").begin_array(true);
+        for (uint32_t l : mlp_only_layers) w.value(uint64_t(l));
+        w.end_array();
+    }
     w.key("bos_token_id");
     if (bos_token_id) w.value(*bos_token_id);
     else w.null();
@@ -367,6 +431,19 @@ ModelConfig ModelConfig::from_normalized(const std::string& json, const std::str
     c.o_bias = json_to_bool(need("o_bias"), file, "config.o_bias");
     c.qk_norm = json_to_bool(need("qk_norm"), file, "config.qk_norm");
     c.sliding_window = u32("sliding_window");
+    if (json_field(o, "num_experts")) {
+        c.num_experts = u32("num_experts");
+        c.experts_per_tok = u32("experts_per_tok");
+        c.moe_intermediate_size = u32("moe_intermediate_size");
+        c.shared_expert_intermediate_size = u32("shared_expert_intermediate_size");
+        c.norm_topk_prob = json_to_bool(need("norm_topk_prob"), file, "config.norm_topk_prob");
+        c.decoder_sparse_step = u32("decoder_sparse_step");
+        for (auto v : json_to_array(need("mlp_only_layers"), file, "config.mlp_only_layers")) {
+            const uint64_t l = json_to_uint(v, file, "config.mlp_only_layers entry");
+            if (l > UINT32_MAX) throw bad_input(file, "config.mlp_only_layers entry is too large");
+            c.mlp_only_layers.push_back(uint32_t(l));
+        }
+    }
     element bos = need("bos_token_id");
     if (!bos.is_null()) c.bos_token_id = json_to_int(bos, file, "config.bos_token_id");
     c.eos_token_ids = parse_token_ids(need("eos_token_ids"), file, "config.eos_token_ids");
@@ -381,6 +458,10 @@ bool ModelConfig::operator==(const ModelConfig& o) const {
            max_position_embeddings == o.max_position_embeddings && rms_norm_eps == o.rms_norm_eps &&
            rope_theta == o.rope_theta && rope_scaling == o.rope_scaling && tie_word_embeddings == o.tie_word_embeddings &&
            qkv_bias == o.qkv_bias && o_bias == o.o_bias && qk_norm == o.qk_norm && sliding_window == o.sliding_window &&
+           num_experts == o.num_experts && experts_per_tok == o.experts_per_tok &&
+           moe_intermediate_size == o.moe_intermediate_size &&
+           shared_expert_intermediate_size == o.shared_expert_intermediate_size && norm_topk_prob == o.norm_topk_prob &&
+           decoder_sparse_step == o.decoder_sparse_step && mlp_only_layers == o.mlp_only_layers &&
            bos_token_id == o.bos_token_id && eos_token_ids == o.eos_token_ids;
 }
 

@@ -13,7 +13,7 @@ namespace rabbit {
 
 class JsonWriter;
 
-enum class Arch { qwen2, qwen3, llama, mistral };
+enum class Arch { qwen2, qwen3, llama, mistral, qwen2_moe, qwen3_moe, mixtral };
 
 // rope_scaling (or rope_parameters) of config.json, read as transformers 5 reads it; the
 // formulas are in src/engine/rope.cpp and docs/ARCHITECTURE.md.
@@ -58,11 +58,30 @@ struct ModelConfig {
     bool qk_norm = false;             // per-head RMSNorm of q and k before RoPE (Qwen3)
     uint32_t sliding_window = 0;      // 0: full attention; else each token sees this many (Mistral v0.1)
 
+    // Mixture of experts (Qwen2-MoE, Qwen3-MoE, Mixtral); num_experts 0: a dense model. A MoE
+    // layer's MLP is a router [num_experts, hidden] choosing experts_per_tok experts per token
+    // (softmax over all, top-k, the k weights renormalised to sum 1 where norm_topk_prob),
+    // each expert a SwiGLU MLP of moe_intermediate_size, beside which Qwen2-MoE runs a shared
+    // expert of shared_expert_intermediate_size gated by sigmoid(shared_gate . x). Layer i is
+    // a MoE layer unless it is in mlp_only_layers or (i + 1) is not a multiple of
+    // decoder_sparse_step; the others are dense MLPs of intermediate_size.
+    uint32_t num_experts = 0;
+    uint32_t experts_per_tok = 0;
+    uint32_t moe_intermediate_size = 0;
+    uint32_t shared_expert_intermediate_size = 0; // 0: no shared expert
+    bool norm_topk_prob = false;
+    uint32_t decoder_sparse_step = 1;
+    std::vector<uint32_t> mlp_only_layers;
+
     std::optional<int64_t> bos_token_id;
     std::vector<int64_t> eos_token_ids; // generation stops at any of them
 
     uint64_t q_dim() const { return uint64_t(num_heads) * head_dim; }
     uint64_t kv_dim() const { return uint64_t(num_kv_heads) * head_dim; }
+    bool is_moe() const { return num_experts > 0; }
+    bool moe_layer(uint32_t layer) const;
+    // The widest MLP hidden of any layer: the dense one, an expert, the shared expert.
+    uint32_t max_intermediate() const;
     // The most positions a context may hold: max_position_embeddings, or where that is more,
     // the original context times the factor with YaRN (Qwen's model cards add rope_scaling to
     // a config whose max_position_embeddings stays at the original 32768), and

@@ -37,6 +37,41 @@ bool is_ignored_hf_tensor(const std::string& name) {
     return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+std::string expert_tensor(uint32_t expert, const char* what) {
+    return "expert." + std::to_string(expert) + "." + what;
+}
+
+namespace {
+
+// A MoE layer's MLP after its ffn_norm: the router, the shared expert (Qwen2-MoE), then each
+// expert's gate_up and down side by side, so that one expert is one contiguous byte range of
+// the unit and the bytes before the first expert are all a token reads besides its experts.
+// p: "model.layers.7.".
+void add_moe_tensors(const ModelConfig& c, const std::string& p, std::vector<TensorSpec>& out) {
+    const uint64_t hidden = c.hidden_size, inter = c.moe_intermediate_size, shared = c.shared_expert_intermediate_size;
+    const bool mixtral = c.arch == Arch::mixtral;
+    const std::string moe = p + (mixtral ? "block_sparse_moe." : "mlp.");
+    out.push_back({"router", {c.num_experts, hidden}, false, {moe + "gate.weight"}, {c.num_experts}});
+    if (shared) {
+        const std::string s = moe + "shared_expert.";
+        out.push_back({"shared_expert_gate", {1, hidden}, false, {moe + "shared_expert_gate.weight"}, {1}});
+        out.push_back({"shared.gate_up", {2 * shared, hidden}, false, {s + "gate_proj.weight", s + "up_proj.weight"},
+                       {shared, shared}});
+        out.push_back({"shared.down", {hidden, shared}, false, {s + "down_proj.weight"}, {hidden}});
+    }
+    for (uint32_t e = 0; e < c.num_experts; ++e) {
+        const std::string x = moe + "experts." + std::to_string(e) + ".";
+        // Mixtral's w1 is the gate, w3 the up projection, w2 the down projection.
+        const std::string gate = x + (mixtral ? "w1.weight" : "gate_proj.weight");
+        const std::string up = x + (mixtral ? "w3.weight" : "up_proj.weight");
+        const std::string down = x + (mixtral ? "w2.weight" : "down_proj.weight");
+        out.push_back({expert_tensor(e, "gate_up"), {2 * inter, hidden}, false, {gate, up}, {inter, inter}});
+        out.push_back({expert_tensor(e, "down"), {hidden, inter}, false, {down}, {hidden}});
+    }
+}
+
+} // namespace
+
 std::vector<UnitSpec> model_units(const ModelConfig& c) {
     const uint64_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
     const uint64_t qkv_rows = c.q_dim() + 2 * c.kv_dim();
@@ -69,10 +104,14 @@ std::vector<UnitSpec> model_units(const ModelConfig& c) {
         u.tensors.push_back({"o", {hidden, c.q_dim()}, false, {p + "self_attn.o_proj.weight"}, {hidden}});
         if (c.o_bias) u.tensors.push_back({"o_bias", {hidden}, true, {p + "self_attn.o_proj.bias"}, {hidden}});
         u.tensors.push_back({"ffn_norm", {hidden}, true, {p + "post_attention_layernorm.weight"}, {hidden}});
-        // gate rows then up rows: one product, SwiGLU reads the two halves.
-        u.tensors.push_back({"gate_up", {2 * inter, hidden}, false, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"},
-                             {inter, inter}});
-        u.tensors.push_back({"down", {hidden, inter}, false, {p + "mlp.down_proj.weight"}, {hidden}});
+        if (c.moe_layer(i)) {
+            add_moe_tensors(c, p, u.tensors);
+        } else {
+            // gate rows then up rows: one product, SwiGLU reads the two halves.
+            u.tensors.push_back({"gate_up", {2 * inter, hidden}, false, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"},
+                                 {inter, inter}});
+            u.tensors.push_back({"down", {hidden, inter}, false, {p + "mlp.down_proj.weight"}, {hidden}});
+        }
         units.push_back(std::move(u));
     }
 
@@ -85,7 +124,12 @@ std::vector<UnitSpec> model_units(const ModelConfig& c) {
 
 std::vector<std::string> stacked_part_names(const std::string& tensor) {
     if (tensor == "qkv") return {"q", "k", "v"};
-    if (tensor == "gate_up") return {"gate", "up"};
+    // "gate_up", and an expert's or the shared expert's: "expert.3.gate_up" -> expert.3.gate, expert.3.up.
+    const std::string gate_up = "gate_up";
+    if (tensor.size() >= gate_up.size() && tensor.compare(tensor.size() - gate_up.size(), gate_up.size(), gate_up) == 0) {
+        const std::string prefix = tensor.substr(0, tensor.size() - gate_up.size());
+        if (prefix.empty() || prefix.back() == '.') return {prefix + "gate", prefix + "up"};
+    }
     return {};
 }
 

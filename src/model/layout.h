@@ -49,6 +49,12 @@ struct UnitSpec {
     std::vector<TensorSpec> tensors;
 };
 
+// The engine name of one of a MoE layer's experts' matrices: expert_tensor(3, "gate_up") is
+// "expert.3.gate_up" (beside it "expert.3.down"); a MoE layer also holds "router"
+// [num_experts, hidden] and, with a shared expert, "shared_expert_gate" [1, hidden],
+// "shared.gate_up" and "shared.down". docs/FORMAT.md lists them.
+std::string expert_tensor(uint32_t expert, const char* what);
+
 // The units of a model in streaming order.
 std::vector<UnitSpec> model_units(const ModelConfig& c);
 

@@ -28,7 +28,9 @@ std::vector<DTypeChoice> quant_dtype_choices();
 bool is_quant_choice(DTypeChoice c);
 
 // What a matrix is, for the choice of its quantized type.
-enum class MatrixRole { embed, output, q, k, v, o, gate, up, down };
+// router: a MoE layer's router and shared-expert gate, kept f32 by a quantized choice as
+// llama.cpp keeps ffn_gate_inp: a few rows that decide which experts run.
+enum class MatrixRole { embed, output, q, k, v, o, gate, up, down, router };
 
 // The type a quantized choice gives a matrix of this role in layer `layer` of n_layers,
 // before the row-length fallback. `tied`: the embedding is also the output projection.

@@ -28,7 +28,10 @@ DType single_type(DTypeChoice c) {
 std::vector<MatrixRole> source_roles(const UnitSpec& unit, const TensorSpec& ts) {
     if (unit.kind == UnitKind::embed) return {MatrixRole::embed};
     if (unit.kind == UnitKind::lm_head) return {MatrixRole::output};
-    const std::string& n = ts.name;
+    // An expert's matrices ("expert.3.down", "shared.gate_up") have the roles of a dense MLP's.
+    std::string n = ts.name;
+    if (n == "router" || n == "shared_expert_gate") return {MatrixRole::router};
+    if (n.rfind("expert.", 0) == 0 || n.rfind("shared.", 0) == 0) n = n.substr(n.rfind('.') + 1);
     if (n == "qkv") return {MatrixRole::q, MatrixRole::k, MatrixRole::v};
     if (n == "gate_up") return {MatrixRole::gate, MatrixRole::up};
     if (n == "q") return {MatrixRole::q};
@@ -50,6 +53,7 @@ bool use_more_bits(uint32_t layer, uint32_t n_layers) {
 }
 
 DType quant_target(DTypeChoice c, MatrixRole role, uint32_t layer, uint32_t n_layers, bool tied) {
+    if (role == MatrixRole::router) return DType::f32;
     if (c != DTypeChoice::q4_k_m) return single_type(c);
     switch (role) {
     case MatrixRole::output: return DType::q6_k;

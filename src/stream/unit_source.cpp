@@ -24,7 +24,10 @@ MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
         const int e = errno;
         ::close(fd);
         if (p == MAP_FAILED) throw bad_input(path, "cannot map: " + errno_text(e));
-        maps_[i] = {static_cast<uint8_t*>(p), units[i].size(), units[i].layout.data_offset, units[i].layout.data_size};
+        maps_[i] = {static_cast<uint8_t*>(p), units[i].size(), units[i].layout.data_offset, units[i].layout.data_size,
+                    units[i].layout.data_size};
+        for (const UnitTensor& t : units[i].layout.tensors)
+            if (t.name.rfind("expert.", 0) == 0) maps_[i].ahead = std::min(maps_[i].ahead, t.offset);
     }
     // Resident units, in streaming order, while the budget lasts: those every token reads
     // whole (streams_per_token).
@@ -55,7 +58,8 @@ void MmapUnitSource::advise(size_t i, int advice) const {
     const Mapping& m = maps_[i];
     const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
     const uint64_t begin = m.data_offset / page * page;
-    ::madvise(m.base + begin, m.data_offset + m.data_size - begin, advice);
+    const uint64_t bytes = advice == MADV_WILLNEED ? m.ahead : m.data_size;
+    ::madvise(m.base + begin, m.data_offset + bytes - begin, advice);
 }
 
 const uint8_t* MmapUnitSource::acquire(size_t i, Access access) {

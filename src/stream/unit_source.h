@@ -57,6 +57,10 @@ private:
         uint8_t* base = nullptr; // the whole file
         uint64_t size = 0;
         uint64_t data_offset = 0, data_size = 0;
+        // Bytes of the data section a pass reads whatever the tokens: all of it, but for a
+        // MoE layer only those before its experts (a token reads only the experts it routes
+        // to, so reading the others ahead would read the whole layer).
+        uint64_t ahead = 0;
     };
     void advise(size_t i, int advice) const;
     void populate(size_t i) const;

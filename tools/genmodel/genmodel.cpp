@@ -31,6 +31,10 @@ struct Preset {
     std::vector<int64_t> eos;
     RopeScaling rope_scaling = {};
     uint32_t sliding_window = 0;
+    struct Moe {
+        uint32_t experts = 0, per_tok = 0, inter = 0, shared_inter = 0;
+        bool norm_topk = false;
+    } moe = {}; // experts 0: dense
 };
 
 RopeScaling llama3_scaling(double factor, uint64_t original) {
@@ -63,6 +67,21 @@ const std::vector<Preset>& presets() {
         {"llama2-7b", Arch::llama, 4096, 11008, 32, 32, 32, 0, 32000, 4096, 10000, 1e-5, false, 1, {2}},
         {"mistral-7b-v0.1", Arch::mistral, 4096, 14336, 32, 32, 8, 0, 32000, 32768, 10000, 1e-5, false, 1, {2}, {}, 4096},
         {"mistral-7b-v0.3", Arch::mistral, 4096, 14336, 32, 32, 8, 0, 32768, 32768, 1e6, 1e-5, false, 1, {2}},
+        // Mixtures of experts (every layer sparse, as published): experts, k, expert and
+        // shared-expert intermediate sizes, norm_topk_prob.
+        {"qwen3-30b-a3b", Arch::qwen3_moe, 2048, 6144, 48, 32, 4, 128, 151936, 40960, 1e6, 1e-6, false, 151643,
+         {151645, 151643}, {}, 0, {128, 8, 768, 0, true}},
+        {"qwen3-235b-a22b", Arch::qwen3_moe, 4096, 12288, 94, 64, 4, 128, 151936, 40960, 1e6, 1e-6, false, 151643,
+         {151645, 151643}, {}, 0, {128, 8, 1536, 0, true}},
+        {"qwen2-57b-a14b", Arch::qwen2_moe, 3584, 18944, 28, 28, 4, 0, 151936, 32768, 1e6, 1e-6, false, 151643,
+         {151643}, {}, 0, {64, 8, 2560, 20480, false}},
+        {"mixtral-8x7b", Arch::mixtral, 4096, 14336, 32, 32, 8, 0, 32000, 32768, 1e6, 1e-5, false, 1, {2}, {}, 0,
+         {8, 2, 14336, 0, true}},
+        {"tiny-qwen3-moe", Arch::qwen3_moe, 64, 160, 3, 4, 2, 24, 512, 4096, 1e6, 1e-6, false, 1, {2}, {}, 0,
+         {8, 2, 40, 0, true}},
+        {"tiny-qwen2-moe", Arch::qwen2_moe, 64, 176, 2, 4, 2, 0, 512, 4096, 1e6, 1e-6, false, 1, {2}, {}, 0,
+         {6, 3, 24, 48, false}},
+        {"tiny-mixtral", Arch::mixtral, 96, 72, 2, 6, 2, 0, 384, 1024, 1e6, 1e-5, false, 1, {2}, {}, 0, {4, 2, 72, 0, true}},
         {"tiny-qwen2", Arch::qwen2, 64, 176, 2, 4, 2, 0, 512, 4096, 1e6, 1e-6, true, 1, {2, 3}},
         {"tiny-qwen3", Arch::qwen3, 64, 160, 2, 4, 2, 24, 512, 4096, 1e6, 1e-6, false, 1, {2}},
         {"tiny-llama3", Arch::llama, 64, 192, 2, 8, 2, 0, 512, 512, 500000, 1e-5, false, 1, {2}, llama3_scaling(8, 64)},
@@ -95,6 +114,30 @@ struct GenTensor {
     float scale;
 };
 
+// A MoE layer's MLP under Hugging Face's names (Mixtral's w1/w3/w2 under block_sparse_moe).
+// The router's scale spreads tokens over the experts about evenly, as random routers do.
+void add_moe_tensors(const GenSpec& spec, const std::string& p, std::vector<GenTensor>& t) {
+    const ModelConfig& c = spec.config;
+    const uint64_t h = c.hidden_size, e_inter = c.moe_intermediate_size, s_inter = c.shared_expert_intermediate_size;
+    const float in_h = 1.0f / std::sqrt(float(h));
+    const bool mixtral = c.arch == Arch::mixtral;
+    const std::string moe = p + (mixtral ? "block_sparse_moe." : "mlp.");
+    t.push_back({moe + "gate.weight", {c.num_experts, h}, Init::normal, in_h});
+    if (s_inter) {
+        t.push_back({moe + "shared_expert_gate.weight", {1, h}, Init::normal, in_h});
+        t.push_back({moe + "shared_expert.gate_proj.weight", {s_inter, h}, Init::normal, in_h * spec.mlp_scale});
+        t.push_back({moe + "shared_expert.up_proj.weight", {s_inter, h}, Init::normal, in_h * spec.mlp_scale});
+        t.push_back({moe + "shared_expert.down_proj.weight", {h, s_inter}, Init::normal, 1.0f / std::sqrt(float(s_inter))});
+    }
+    for (uint32_t e = 0; e < c.num_experts; ++e) {
+        const std::string x = moe + "experts." + std::to_string(e) + ".";
+        t.push_back({x + (mixtral ? "w1.weight" : "gate_proj.weight"), {e_inter, h}, Init::normal, in_h * spec.mlp_scale});
+        t.push_back({x + (mixtral ? "w3.weight" : "up_proj.weight"), {e_inter, h}, Init::normal, in_h * spec.mlp_scale});
+        t.push_back({x + (mixtral ? "w2.weight" : "down_proj.weight"), {h, e_inter}, Init::normal,
+                     1.0f / std::sqrt(float(e_inter))});
+    }
+}
+
 std::vector<GenTensor> model_tensors(const GenSpec& spec) {
     const ModelConfig& c = spec.config;
     const uint64_t h = c.hidden_size, inter = c.intermediate_size, v = c.vocab_size, q = c.q_dim(), kv = c.kv_dim();
@@ -120,6 +163,10 @@ std::vector<GenTensor> model_tensors(const GenSpec& spec) {
         t.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::normal, 1.0f / std::sqrt(float(q))});
         if (c.o_bias) t.push_back({p + "self_attn.o_proj.bias", {h}, Init::bias, 0.5f});
         t.push_back({p + "post_attention_layernorm.weight", {h}, Init::norm_weight, 0.1f});
+        if (c.moe_layer(l)) {
+            add_moe_tensors(spec, p, t);
+            continue;
+        }
         t.push_back({p + "mlp.gate_proj.weight", {inter, h}, Init::normal, in_h * spec.mlp_scale});
         t.push_back({p + "mlp.up_proj.weight", {inter, h}, Init::normal, in_h * spec.mlp_scale});
         t.push_back({p + "mlp.down_proj.weight", {h, inter}, Init::normal, 1.0f / std::sqrt(float(inter))});
@@ -144,6 +191,9 @@ const char* model_type(Arch a) {
     case Arch::qwen3: return "qwen3";
     case Arch::llama: return "llama";
     case Arch::mistral: return "mistral";
+    case Arch::qwen2_moe: return "qwen2_moe";
+    case Arch::qwen3_moe: return "qwen3_moe";
+    case Arch::mixtral: return "mixtral";
     }
     return "";
 }
@@ -205,6 +255,23 @@ void write_hf_rope(JsonWriter& w, const ModelConfig& c, bool rope_parameters) {
     w.end_object();
 }
 
+// The experts, under the keys transformers' config classes read.
+void write_hf_moe(JsonWriter& w, const ModelConfig& c) {
+    if (!c.is_moe()) return;
+    if (c.arch == Arch::mixtral) {
+        w.member("num_local_experts", c.num_experts).member("num_experts_per_tok", c.experts_per_tok);
+        w.member("router_jitter_noise", 0.0);
+        return;
+    }
+    w.member("num_experts", c.num_experts).member("num_experts_per_tok", c.experts_per_tok);
+    w.member("moe_intermediate_size", c.moe_intermediate_size).member("norm_topk_prob", c.norm_topk_prob);
+    w.member("decoder_sparse_step", c.decoder_sparse_step);
+    if (c.arch == Arch::qwen2_moe) w.member("shared_expert_intermediate_size", c.shared_expert_intermediate_size);
+    w.key("mlp_only_layers").begin_array(true);
+    for (uint32_t l : c.mlp_only_layers) w.value(uint64_t(l));
+    w.end_array();
+}
+
 } // namespace
 
 std::vector<std::string> preset_names() {
@@ -232,8 +299,13 @@ GenSpec preset_spec(const std::string& name) {
         c.rms_norm_eps = p.eps;
         c.rope_scaling = p.rope_scaling;
         c.tie_word_embeddings = p.tied;
-        c.qkv_bias = p.arch == Arch::qwen2;
-        c.qk_norm = p.arch == Arch::qwen3;
+        c.qkv_bias = p.arch == Arch::qwen2 || p.arch == Arch::qwen2_moe;
+        c.qk_norm = p.arch == Arch::qwen3 || p.arch == Arch::qwen3_moe;
+        c.num_experts = p.moe.experts;
+        c.experts_per_tok = p.moe.per_tok;
+        c.moe_intermediate_size = p.moe.inter;
+        c.shared_expert_intermediate_size = p.moe.shared_inter;
+        c.norm_topk_prob = p.moe.norm_topk;
         c.sliding_window = p.sliding_window;
         if (p.bos >= 0) c.bos_token_id = p.bos;
         c.eos_token_ids = p.eos;
@@ -254,7 +326,7 @@ std::string hf_config_json(const ModelConfig& c, DType dtype, bool rope_paramete
     w.member("num_hidden_layers", c.num_layers);
     w.member("num_attention_heads", c.num_heads);
     w.member("num_key_value_heads", c.num_kv_heads);
-    if (c.arch == Arch::qwen3 || c.head_dim != c.hidden_size / c.num_heads || c.hidden_size % c.num_heads != 0)
+    if (c.arch == Arch::qwen3 || c.arch == Arch::qwen3_moe || c.head_dim != c.hidden_size / c.num_heads || c.hidden_size % c.num_heads != 0)
         w.member("head_dim", c.head_dim);
     w.member("vocab_size", c.vocab_size);
     w.member("max_position_embeddings", c.max_position_embeddings);
@@ -289,11 +361,20 @@ std::string hf_config_json(const ModelConfig& c, DType dtype, bool rope_paramete
         w.member("pretraining_tp", 1);
         break;
     case Arch::mistral:
+    case Arch::mixtral:
         w.key("sliding_window");
         if (c.sliding_window) w.value(c.sliding_window);
         else w.null();
         break;
+    case Arch::qwen2_moe:
+    case Arch::qwen3_moe:
+        if (c.arch == Arch::qwen2_moe) w.member("qkv_bias", c.qkv_bias);
+        else w.member("attention_bias", c.qkv_bias);
+        w.member("use_sliding_window", false);
+        w.member("max_window_layers", c.num_layers);
+        break;
     }
+    write_hf_moe(w, c);
     w.key("bos_token_id");
     if (c.bos_token_id) w.value(*c.bos_token_id);
     else w.null();

@@ -19,7 +19,8 @@ namespace {
 
 struct GenArgs {
     std::string preset, out, dtype = "f32", tokenizer;
-    std::optional<uint32_t> layers, hidden, inter, heads, kv_heads, head_dim, vocab, sliding_window; // unset: the preset's
+    std::optional<uint32_t> layers, hidden, inter, heads, kv_heads, head_dim, vocab, sliding_window, experts,
+        experts_per_tok; // unset: the preset's
     std::optional<uint64_t> max_pos;
     std::optional<double> rope_theta;
     std::string rope_scaling; // JSON, as config.json's rope_scaling
@@ -39,6 +40,8 @@ void add_options(CLI::App& app, GenArgs& a) {
     positive(app.add_option("--intermediate", a.inter, "intermediate_size"));
     positive(app.add_option("--heads", a.heads, "num_attention_heads"));
     positive(app.add_option("--kv-heads", a.kv_heads, "num_key_value_heads"));
+    positive(app.add_option("--experts", a.experts, "Experts per MoE layer (MoE presets; default: the preset's)"));
+    positive(app.add_option("--experts-per-tok", a.experts_per_tok, "Experts each token routes to (MoE presets)"));
     positive(app.add_option("--head-dim", a.head_dim, "head_dim (default: the preset's, or hidden / heads)"));
     positive(app.add_option("--vocab", a.vocab, "vocab_size"));
     positive(app.add_option("--max-pos", a.max_pos, "max_position_embeddings"));
@@ -70,6 +73,11 @@ GenSpec spec_of(const GenArgs& a) {
     if (a.layers) c.num_layers = *a.layers;
     if (a.hidden) c.hidden_size = *a.hidden;
     if (a.inter) c.intermediate_size = *a.inter;
+    if (a.inter && c.arch == Arch::mixtral) c.moe_intermediate_size = *a.inter; // Mixtral's experts are its MLPs
+    if ((a.experts || a.experts_per_tok) && !c.is_moe())
+        throw Error(ExitCode::usage, "--experts and --experts-per-tok are for mixture-of-experts presets");
+    if (a.experts) c.num_experts = *a.experts;
+    if (a.experts_per_tok) c.experts_per_tok = *a.experts_per_tok;
     if (a.heads) c.num_heads = *a.heads;
     if (a.kv_heads) c.num_kv_heads = *a.kv_heads;
     if (a.head_dim) c.head_dim = *a.head_dim;

@@ -135,7 +135,7 @@ void CpuEngine::rope_and_cache(size_t layer, const LayerWeights& w, size_t n) {
     }
 }
 
-void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n) {
+void CpuEngine::run_layer(size_t layer, size_t unit, const uint8_t* data, const LayerWeights& w, size_t n) {
     const ModelConfig& c = config();
     const size_t hidden = c.hidden_size, inter = c.intermediate_size;
     const float eps = float(c.rms_norm_eps);
@@ -150,9 +150,13 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size
 
     // MLP.
     for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.ffn_norm, eps, hidden, xn_.data() + t * hidden);
-    linear(unit, w.gate_up, nullptr, xn_.data(), n, gate_up_.data());
-    swiglu(pool_, gate_up_.data(), n, inter, act_.data());
-    linear(unit, w.down, nullptr, act_.data(), n, out_.data());
+    if (w.router.data) {
+        moe_mlp(layer, unit, data, w, n);
+    } else {
+        linear(unit, w.gate_up, nullptr, xn_.data(), n, gate_up_.data());
+        swiglu(pool_, gate_up_.data(), n, inter, act_.data());
+        linear(unit, w.down, nullptr, act_.data(), n, out_.data());
+    }
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
 }
 
@@ -182,8 +186,16 @@ void CpuEngine::prepare(size_t n) {
     qkv_.resize(n * size_t(c.q_dim() + 2 * c.kv_dim()));
     attn_.resize(n * size_t(c.q_dim()));
     out_.resize(n * hidden);
-    gate_up_.resize(n * 2 * size_t(c.intermediate_size));
-    act_.resize(n * size_t(c.intermediate_size));
+    gate_up_.resize(n * 2 * size_t(c.max_intermediate()));
+    act_.resize(n * size_t(c.max_intermediate()));
+    if (c.is_moe()) {
+        router_.resize(n * c.num_experts);
+        route_w_.resize(n * c.experts_per_tok);
+        chosen_.resize(n * c.experts_per_tok);
+        moe_x_.resize(n * hidden);
+        moe_y_.resize(n * hidden);
+        shared_g_.resize(n);
+    }
     cos_.resize(n * half);
     sin_.resize(n * half);
     for (size_t t = 0; t < n; ++t) rope_.cos_sin(int64_t(pos_ + t), cos_.data() + t * half, sin_.data() + t * half);
@@ -209,9 +221,10 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
     for (size_t l = 0; l < roles_.layers.size(); ++l) {
         throw_if_interrupted(); // a long prompt on a big model takes minutes
         const size_t u = roles_.layers[l];
-        const LayerWeights w = layer_weights(layer_t_[l], acquire(u));
+        const uint8_t* data = acquire(u);
+        const LayerWeights w = layer_weights(layer_t_[l], data);
         trace::Span span(trace::Track::compute, compute(u));
-        run_layer(l, u, w, n);
+        run_layer(l, u, data, w, n);
         source_->release(u);
         layer_done(n, l, roles_.layers.size());
     }

@@ -59,7 +59,12 @@ private:
     // y [n, ldy] (ldy 0: w.rows); a stack writes each part's rows at their place in y [n, w.rows()].
     void linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy = 0);
     void linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y);
-    void run_layer(size_t layer, size_t unit, const LayerWeights& w, size_t n);
+    // data: the layer unit's data section (a MoE layer's experts are placed on it as routed).
+    void run_layer(size_t layer, size_t unit, const uint8_t* data, const LayerWeights& w, size_t n);
+    // The MLP of a MoE layer (cpu_moe.cpp): out_ = the routed experts' weighted outputs plus
+    // the gated shared expert, of xn_. Each expert some token routes to runs once, over all
+    // of its tokens; the others are never read.
+    void moe_mlp(size_t layer, size_t unit, const uint8_t* data, const LayerWeights& w, size_t n);
     // The new q and k of n tokens normed (Qwen3) and rotated in place in qkv_; their keys and
     // values appended to the layer's cache.
     void rope_and_cache(size_t layer, const LayerWeights& w, size_t n);
@@ -87,6 +92,11 @@ private:
     std::vector<float> gate_up_; // [n, 2 intermediate]
     std::vector<float> act_;     // [n, intermediate]
     std::vector<float> cos_, sin_; // [n, head_dim / 2]
+    // A MoE layer's: router logits [n, num_experts], each token's experts and weights
+    // [n, experts_per_tok], one expert's tokens gathered [n, hidden] and its output [n, hidden],
+    // the shared expert's gate logit [n].
+    std::vector<float> router_, route_w_, moe_x_, moe_y_, shared_g_;
+    std::vector<int32_t> chosen_;
     // The KV cache, per layer and KV head ([layer * kv_heads + g]), grown as positions come,
     // laid out as attention_scores and attention_values read it: keys in transposed blocks
     // [positions / k_attn_block][head_dim][k_attn_block], values [positions][head_dim]; f32.

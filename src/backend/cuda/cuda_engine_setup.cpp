@@ -55,6 +55,9 @@ CudaEngine::Impl::~Impl() {
 }
 
 void CudaEngine::Impl::init() {
+    if (c.is_moe()) // not yet: the ring streams whole layers, a MoE layer's experts need their own pieces
+        throw unsupported(model.dir() + "/manifest.json",
+                          c.architecture + " (mixture of experts) does not run on the CUDA engine yet; use --device cpu");
     select_device();
     choose_compute_type();
     if (!attention_supports_head_dim(int(c.head_dim)))

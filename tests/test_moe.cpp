@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+// Mixture-of-experts models: the config, the layout (each expert one byte range of its layer
+// unit), routing, and the CPU engine against transformers on tiny random models that
+// transformers itself wrote (tests/data/moe, made by scripts/moe_reference.py).
+#include "backend/cpu/cpu_engine.h"
+#include "common/json_read.h"
+#include "common/json_writer.h"
+#include "engine/moe.h"
+#include "engine/weights.h"
+#include "engine_helpers.h"
+#include "format/split_model.h"
+#include "helpers.h"
+#include "model/layout.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+using namespace rabbit;
+using Catch::Contains;
+
+namespace {
+
+const std::vector<std::string> k_moe_models = {"qwen3-moe-norm", "qwen3-moe-sparse", "qwen2-moe-shared", "mixtral"};
+
+std::string moe_dir(const std::string& name) { return test::source_dir() + "/tests/data/moe/" + name; }
+
+struct MoeReference {
+    std::vector<int32_t> prompt, greedy; // greedy: the prompt and 16 greedy tokens after it
+    std::vector<float> prompt_logits;    // [prompt, vocab]
+};
+
+MoeReference read_reference(const std::string& name) {
+    const std::string path = moe_dir(name) + "/reference.json";
+    JsonDocument doc(test::read_file(path), path);
+    auto o = doc.root_object();
+    MoeReference r;
+    for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) r.prompt.push_back(int32_t(json_to_int(v, path, "")));
+    for (auto row : json_to_array(*json_field(o, "prompt_logits"), path, ""))
+        for (auto v : json_to_array(row, path, "")) r.prompt_logits.push_back(float(json_to_double(v, path, "")));
+    for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) r.greedy.push_back(int32_t(json_to_int(v, path, "")));
+    return r;
+}
+
+ModelConfig moe_config(const std::string& name) {
+    return ModelConfig::from_hf(test::read_file(moe_dir(name) + "/config.json"), name + "/config.json");
+}
+
+} // namespace
+
+TEST_CASE("MoE configs: experts, routing and which layers are sparse", "[moe][config]") {
+    const ModelConfig a = moe_config("qwen3-moe-norm");
+    CHECK(a.arch == Arch::qwen3_moe);
+    CHECK((a.num_experts == 6 && a.experts_per_tok == 2 && a.moe_intermediate_size == 8 && a.norm_topk_prob));
+    CHECK((a.moe_layer(0) && a.moe_layer(1) && a.qk_norm));
+    const ModelConfig b = moe_config("qwen3-moe-sparse");
+    CHECK_FALSE(b.norm_topk_prob);
+    // decoder_sparse_step 2: layers 1 and 3; mlp_only_layers [3] leaves layer 1.
+    CHECK((!b.moe_layer(0) && b.moe_layer(1) && !b.moe_layer(2) && !b.moe_layer(3)));
+    const ModelConfig q2 = moe_config("qwen2-moe-shared");
+    CHECK((q2.arch == Arch::qwen2_moe && q2.qkv_bias && q2.shared_expert_intermediate_size == 12));
+    CHECK((q2.moe_layer(0) && !q2.moe_layer(1) && q2.moe_layer(2)));
+    const ModelConfig m = moe_config("mixtral");
+    CHECK((m.arch == Arch::mixtral && m.num_experts == 4 && m.moe_intermediate_size == 8 && m.norm_topk_prob));
+    CHECK(m.sliding_window == 0);
+    for (const ModelConfig* c : {&a, &b, &q2, &m}) { // the manifest's copy reads back the same
+        JsonWriter w;
+        c->to_json(w);
+        CHECK(ModelConfig::from_normalized(w.str(), "manifest.json") == *c);
+    }
+    std::string bad = test::read_file(moe_dir("qwen3-moe-norm") + "/config.json");
+    bad.replace(bad.find("\"num_experts_per_tok\": 2"), 24, "\"num_experts_per_tok\": 7");
+    REQUIRE_THROWS_WITH(ModelConfig::from_hf(bad, "config.json"),
+                        Contains("config.json: num_experts_per_tok is 7, expected 1..6"));
+}
+
+TEST_CASE("MoE layout: router before the experts, each expert one byte range", "[moe][layout]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(test::split_into(moe_dir("qwen2-moe-shared"), dir / "split"));
+    const ModelConfig& c = model.config();
+    const auto& units = model.manifest().units;
+    for (size_t l = 0; l < c.num_layers; ++l) {
+        INFO("layer " << l);
+        const ManifestUnit& u = units[model.roles().layers[l]];
+        const LayerTensors t = layer_tensors(u);
+        if (!c.moe_layer(uint32_t(l))) {
+            CHECK((t.router == nullptr && t.experts.empty() && t.down != nullptr));
+            continue;
+        }
+        REQUIRE(t.experts.size() == c.num_experts);
+        CHECK((t.router && t.shared_gate && t.shared_down));
+        // Attention, norms, router and shared expert lie before the first expert; experts
+        // follow one another, each its gate_up then its down.
+        CHECK(t.router->offset < t.experts[0].offset);
+        CHECK(t.shared_down->offset < t.experts[0].offset);
+        CHECK(t.dense_bytes == t.experts[0].offset);
+        for (size_t e = 0; e < t.experts.size(); ++e) {
+            const auto& x = t.experts[e];
+            CHECK(x.gate_up.part[0]->offset == x.offset);
+            CHECK(x.down->offset + x.down->nbytes == x.offset + x.bytes);
+            CHECK(x.bytes < 2 * (x.gate_up.part[0]->nbytes + x.down->nbytes));
+            if (e + 1 < t.experts.size()) CHECK(x.offset + x.bytes <= t.experts[e + 1].offset);
+        }
+    }
+}
+
+TEST_CASE("MoE routing: softmax, top k, renormalised or not, grouped by expert", "[moe][route]") {
+    // Two tokens over four experts.
+    const std::vector<float> logits = {0.0f, 2.0f, 1.0f, -1.0f, 3.0f, 0.5f, 0.5f, 3.5f};
+    std::vector<int32_t> chosen(4);
+    std::vector<float> w(4);
+    route_tokens(logits.data(), 2, 4, 2, false, chosen.data(), w.data());
+    CHECK(chosen == std::vector<int32_t>{1, 2, 3, 0});
+    const double z0 = 1 + std::exp(2.0) + std::exp(1.0) + std::exp(-1.0);
+    CHECK(std::fabs(w[0] - std::exp(2.0) / z0) < 1e-6);
+    CHECK(std::fabs(w[1] - std::exp(1.0) / z0) < 1e-6);
+    route_tokens(logits.data(), 2, 4, 2, true, chosen.data(), w.data());
+    CHECK(std::fabs(w[0] + w[1] - 1.0) < 1e-6);
+    CHECK(std::fabs(w[0] - std::exp(2.0) / (std::exp(2.0) + std::exp(1.0))) < 1e-6);
+    const ExpertBatches b = group_by_expert(chosen.data(), w.data(), 2, 2, 4);
+    CHECK(b.experts == std::vector<uint32_t>{0, 1, 2, 3});
+    CHECK(b.begin == std::vector<size_t>{0, 1, 2, 3, 4});
+    CHECK(b.token == std::vector<uint32_t>{1, 0, 0, 1});
+}
+
+TEST_CASE("MoE logits and greedy tokens match transformers on its own checkpoints", "[moe][engine][hf]") {
+    // transformers in float32 on the CPU; f32 sums in another order: the tolerance of the
+    // dense goldens (test_engine.cpp), atol 1e-4 and rtol 1e-4.
+    const double atol = 1e-4, rtol = 1e-4;
+    for (const std::string& name : k_moe_models) {
+        INFO(name);
+        const MoeReference ref = read_reference(name);
+        test::TempDir dir;
+        SplitModel model = SplitModel::open(test::split_into(moe_dir(name), dir / "split", DTypeChoice::f32));
+        for (size_t batch : {size_t(512), size_t(3)}) { // whole, and a prefill in parts
+            INFO("batch " << batch);
+            EngineOptions opt;
+            opt.batch = batch;
+            CpuEngine engine(model, opt);
+            std::vector<float> logits;
+            engine.forward(ref.prompt.data(), ref.prompt.size(), ref.prompt.size(), logits);
+            REQUIRE(ref.prompt_logits.size() == ref.prompt.size() * model.config().vocab_size);
+            const double worst = test::worst_error(logits, ref.prompt_logits, atol, rtol);
+            WARN(name << ": largest logit difference " << worst << " of the tolerance");
+            CHECK(worst <= 1.0);
+            CHECK(test::greedy(engine, ref.prompt, ref.greedy.size()) == ref.greedy);
+        }
+    }
+}
+
+TEST_CASE("a MoE token reads its attention and its routed experts, nothing more", "[moe][engine][bytes]") {
+    for (const std::string& name : k_moe_models) {
+        INFO(name);
+        test::TempDir dir;
+        SplitModel model = SplitModel::open(test::split_into(moe_dir(name), dir / "split", DTypeChoice::bf16));
+        const ModelConfig& c = model.config();
+        const TokenBytes tb = token_bytes(model.manifest());
+        uint32_t moe_layers = 0;
+        for (uint32_t l = 0; l < c.num_layers; ++l) moe_layers += c.moe_layer(l);
+        uint32_t sparse = 0;
+        while (!c.moe_layer(sparse)) ++sparse;
+        const LayerTensors first = layer_tensors(model.manifest().units[model.roles().layers[sparse]]);
+        REQUIRE(!first.experts.empty());
+        const uint64_t expert = first.experts[0].bytes; // every expert of these models has one size
+        CHECK(tb.routed_experts == uint64_t(moe_layers) * c.experts_per_tok * expert);
+        CHECK(tb.all_experts == uint64_t(moe_layers) * c.num_experts * expert);
+
+        CpuEngine engine(model, {}); // no RAM budget: every unit streams
+        const std::vector<int32_t> prompt = {1, 9, 30, 4, 17, 22, 5, 40};
+        std::vector<float> logits;
+        const StreamStats s0 = engine.stream_stats();
+        engine.forward(prompt.data(), prompt.size(), 1, logits);
+        StreamStats s1 = engine.stream_stats();
+        // The prefill reads each expert of the union once.
+        const StreamStats p = s1 - s0;
+        CHECK(p.experts_run >= uint64_t(moe_layers) * c.experts_per_tok);
+        CHECK(p.experts_run <= uint64_t(moe_layers) * c.num_experts);
+        CHECK(p.file_bytes == tb.dense + p.experts_run * expert);
+        for (int32_t t : {3, 50, 11}) { // decode steps: exactly k experts per MoE layer
+            engine.forward(&t, 1, 1, logits);
+            const StreamStats d = engine.stream_stats() - s1;
+            CHECK(d.experts_run == uint64_t(moe_layers) * c.experts_per_tok);
+            CHECK(d.file_bytes == tb.active());
+            CHECK(d.file_bytes < tb.whole());
+            s1 = engine.stream_stats();
+        }
+    }
+}
