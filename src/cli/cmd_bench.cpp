@@ -7,6 +7,7 @@
 // second, each decoded token's time split by stage, the streaming bound and the share of it
 // reached, the overlap, and peak memory. A table on stdout, and JSON with --json.
 #include "bench/measure.h"
+#include "cli/bench_parallel.h"
 #include "cli/bench_report.h"
 #include "cli/commands.h"
 #include "cli/engine_choice.h"
@@ -95,8 +96,12 @@ Sample run_once(Engine& engine, const std::vector<int32_t>& prompt, size_t gen) 
 // --ram-budget's items: default, or a size (checked as the options were read).
 uint64_t ram_budget_of(const std::string& ram) { return ram == "default" ? default_ram_budget() : *parse_size(ram); }
 
-std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r) {
+} // namespace
+
+std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r,
+                                     size_t sequences) {
     EngineRequest req;
+    req.sequences = sequences;
     req.device = {b.cuda, s.gpu};
     req.ram_budget = r.ram_budget = ram_budget_of(b.ram);
     req.ctx = r.ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.prompt_len + s.gen + 1, model.config().max_context());
@@ -121,6 +126,8 @@ std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig&
 #endif
     return std::move(made.engine);
 }
+
+namespace {
 
 // Where the streamed weights of a run came from.
 std::string weights_from(const RunFigures& f, double cached) {
@@ -179,6 +186,7 @@ struct BenchOptions {
     std::vector<std::string> backends, vram = {"none", "half", "all"}, ram = {"default"};
     std::vector<uint32_t> slots = {2};
     std::vector<size_t> batch = {512};
+    std::vector<size_t> parallel; // --parallel: batched generation's throughput instead
     Settings s;
 };
 
@@ -237,6 +245,10 @@ void add_bench_options(CLI::App* sub, BenchOptions& o) {
     size_option(sub->add_option("--read-bytes", o.read_bytes, "Bytes of the shard files read to time the disk (0: skip; "
                                                               "default 1G)"),
                 "skip");
+    positive(sub->add_option("--parallel", o.parallel, "Sequences stepped together, compared, e.g. 1,8,32: throughput "
+                                                       "and per-sequence latency of batched generation")
+                 ->delimiter(','),
+             4096);
     sub->add_option("--json", o.json, "Also write the results as JSON to FILE (- for stdout, instead of the table)");
     add_trace_option(sub, o.trace);
 }
@@ -363,6 +375,7 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         std::vector<std::string> files;
         for (size_t i = 0; i < model.manifest().units.size(); ++i)
             if (model.streams_per_token(i)) files.push_back(model.unit_path(model.manifest().units[i]));
+        if (!o->parallel.empty()) return run_parallel_bench(model, configs, s, o->parallel, o->json);
         Describe about;
         const Rates rates = measure_rates(model, files, *parse_size(o->read_bytes), any_cuda, s.gpu, about);
         if (o->json != "-") print_header(model, s, rates, about);

@@ -5,6 +5,7 @@
 #include "cli/option_checks.h"
 #include "cli/progress.h"
 #include "cli/run_setup.h"
+#include "cli/run_prompts.h"
 #include "cli/trace_option.h"
 #include "common/error.h"
 #include "common/file_io.h"
@@ -57,24 +58,38 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
              64);
     sub->add_flag("--draft-fixed", o.draft_fixed,
                   "Always draft --draft-max tokens, instead of choosing from the measured costs and acceptance");
+    sub->add_option("--prompts", o.prompts,
+                    "Generate for every line of FILE: a prompt, or {\"prompt\", \"max_tokens\", \"seed\"} (JSONL); one JSON "
+                    "object per prompt on stdout")
+        ->check(CLI::ExistingFile);
+    positive(sub->add_option("--parallel", o.parallel, "With --prompts: sequences in flight at once, sharing each pass "
+                                                       "of the weights (default 1)"),
+             4096);
+    sub->add_flag("--ordered", o.ordered, "With --prompts: write the objects in the file's order, not as they finish");
 }
 
-// The prompt (--prompt, else stdin) as token ids: one user turn in the model's own chat template
-// (or --chat-format's writer) unless --raw or the model has no template.
+// The prompt (--prompt, else stdin) as token ids.
 std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const SplitModel& model, const Tokenizer& tok) {
-    const std::string& dir = model.dir();
     std::string prompt = o.prompt;
     if (sub->count("--prompt") == 0) {
         if (::isatty(STDIN_FILENO)) throw Error(ExitCode::usage, "no prompt: give --prompt TEXT or pipe it on stdin");
         prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     }
+    return encode_prompt(o, sub, model, tok, prompt, true);
+}
+
+} // namespace
+
+std::vector<int32_t> encode_prompt(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
+                                   const Tokenizer& tok, const std::string& prompt, bool announce) {
+    const std::string& dir = model.dir();
     if (!o.raw) {
         const ChatTemplate chat = detect_chat_template(dir);
         const ChatOptions options = chat_options(o, sub);
         if (options.format || !chat.jinja.empty()) {
-            if (options.format)
+            if (announce && options.format)
                 spdlog::info("chat format: {} (--chat-format); --raw feeds the prompt as it is", chat_format_name(*options.format));
-            else
+            else if (announce)
                 spdlog::info("chat template: {}; --raw feeds the prompt as it is", chat.source);
             std::vector<ChatMessage> messages;
             if (sub->count("--system")) messages.push_back({"system", o.system});
@@ -92,8 +107,6 @@ std::vector<int32_t> prompt_ids(const RunOptions& o, const CLI::App* sub, const 
     return ids;
 }
 
-} // namespace
-
 Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     auto o = std::make_shared<RunOptions>();
     CLI::App* sub = app.add_subcommand("run", "Generate text from a prompt, streamed to stdout");
@@ -104,6 +117,9 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
         if (o->draft.empty() && (sub->count("--draft-max") || o->draft_fixed))
             throw Error(ExitCode::usage, "--draft-max and --draft-fixed go with --draft");
+        if (o->prompts.empty() && (sub->count("--parallel") || o->ordered))
+            throw Error(ExitCode::usage, "--parallel and --ordered go with --prompts");
+        if (!o->prompts.empty()) return run_prompts(*o, sub, global);
         start_trace(o->trace);
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);

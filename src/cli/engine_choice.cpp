@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #ifdef RABBIT_HAVE_CUDA
 #include "backend/cuda/cuda_engine.h"
 #include "backend/cuda/device.h"
@@ -110,6 +112,7 @@ MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
     co.kv = r.kv;
     co.batch = r.batch;
     co.max_resident = r.max_resident;
+    co.sequences = uint32_t(std::max<size_t>(1, r.sequences));
     auto cuda = std::make_unique<CudaEngine>(model, co);
     made.cuda = cuda.get();
     made.engine = std::move(cuda);

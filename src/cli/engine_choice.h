@@ -51,6 +51,7 @@ struct EngineRequest {
     uint32_t ring_slots = 2;  // GPU
     KvPlace kv = KvPlace::automatic;    // GPU
     uint64_t max_resident = UINT64_MAX; // GPU: most bytes of weights resident in VRAM
+    size_t sequences = 1;     // GPU: KV caches to plan, for batched generation (--parallel)
 };
 
 // The engine, and the same engine as the type it is, for what only one of them reports.

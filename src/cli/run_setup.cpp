@@ -150,8 +150,9 @@ GenerateOptions generate_options(const RunOptions& o, const SplitModel& model) {
 }
 
 MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
-                        std::function<void()>& report_memory) {
+                        std::function<void()>& report_memory, size_t sequences) {
     EngineRequest req;
+    req.sequences = sequences;
     req.device = choose_device(o.device);
     req.ram_budget = o.ram_budget.empty() ? default_ram_budget() : *parse_size(o.ram_budget);
     req.ctx = o.ctx;

@@ -37,6 +37,9 @@ struct RunOptions {
     std::string draft;     // --draft: "ngram" or a model
     size_t draft_max = 0;  // 0: 8 for a draft model, 6 for ngram
     bool draft_fixed = false;
+    std::string prompts;   // --prompts FILE: batched generation
+    size_t parallel = 1;   // --parallel: sequences in flight at once
+    bool ordered = false;  // --ordered: objects in the file's order
 };
 
 // -m, the chat template's (--system, --chat-format, --think, --no-think), sampling, stops and
@@ -48,8 +51,9 @@ ChatOptions chat_options(const RunOptions& o, const CLI::App* sub);
 GenerateOptions generate_options(const RunOptions& o, const SplitModel& model);
 // The engine for --device, with what it says of itself now; `report_memory` says what it
 // used once the run is over.
+// sequences: KV caches for that many sequences at once (--prompts' --parallel).
 MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
-                        std::function<void()>& report_memory);
+                        std::function<void()>& report_memory, size_t sequences = 1);
 
 // --draft and its settings, for speculative decoding (engine/speculative.h); no drafter
 // without --draft. A draft model runs on the CPU engine with its weights resident in RAM,

@@ -31,6 +31,25 @@ int32_t Engine::step(const int32_t* tokens, size_t n, Sampler& sampler, const st
     return sampler.sample(logits, history);
 }
 
+void Engine::set_slots(size_t n) {
+    if (n != 1) throw Error(ExitCode::usage, "this engine runs one sequence at a time; --parallel 1");
+}
+
+size_t Engine::slot_position(size_t slot) const {
+    RABBIT_CHECK(slot == 0, "no such sequence slot");
+    return position();
+}
+
+void Engine::reset_slot(size_t slot) {
+    RABBIT_CHECK(slot == 0, "no such sequence slot");
+    reset();
+}
+
+void Engine::forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) {
+    RABBIT_CHECK(seqs.size() == 1 && seqs[0].slot == 0, "no such sequence slot");
+    forward(seqs[0].tokens, seqs[0].n, seqs[0].n_logits, logits);
+}
+
 uint64_t checked_context(const ModelConfig& c, uint64_t requested) {
     if (requested > c.max_context())
         throw Error(ExitCode::usage, "--ctx " + std::to_string(requested) + " is more than the model's " +

@@ -40,6 +40,15 @@ struct PrefillProgress {
 };
 using PrefillReporter = std::function<void(const PrefillProgress&)>;
 
+// One sequence's share of a pass over many (batched generation): n tokens at positions
+// [slot_position(slot), + n) of that slot's KV cache, the logits of the last n_logits wanted.
+struct SlotTokens {
+    size_t slot = 0;
+    const int32_t* tokens = nullptr;
+    size_t n = 0;
+    size_t n_logits = 0;
+};
+
 class Engine {
 public:
     virtual ~Engine() = default;
@@ -70,6 +79,22 @@ public:
 
     // Counted since the engine was made; complete for the passes that have returned.
     virtual StreamStats stream_stats() const = 0;
+
+    // Sequence slots, for many sequences per pass: each slot has its own KV cache and
+    // position. Slot 0 is the sequence of forward(), position(), reset() and truncate(). An
+    // engine without slots has one.
+    virtual size_t slots() const { return 1; }
+    // The most slots set_slots takes (the CUDA engine's are planned at its start).
+    virtual size_t max_slots() const { return 1; }
+    // n slots (at least 1), the new ones empty; slots past n are dropped.
+    virtual void set_slots(size_t n);
+    virtual size_t slot_position(size_t slot) const;
+    virtual void reset_slot(size_t slot);
+    // Runs every sequence's tokens through the model together: each layer's weights are used
+    // once for all of them (in passes of at most --batch tokens), attention per sequence. At
+    // most one entry per slot. Logits: each entry's rows, in the entries' order.
+    //   logits [sum of n_logits, vocab_size] f32
+    virtual void forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits);
 
 protected:
     // For the engines: a pass over tokens [first, first + m) of a forward of `total` begins;

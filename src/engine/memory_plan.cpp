@@ -44,7 +44,8 @@ void plan_fixed(const MemoryPlanInput& in, MemoryPlan& p) {
     const ModelConfig& c = in.config;
     const size_t act = act_size_of(in.weight_dtype);
     p.resident.assign(in.units.size(), false);
-    p.kv_cache_bytes = kv_cache_bytes(c, in.ctx, act);
+    p.kv_sequence_bytes = kv_cache_bytes(c, in.ctx, act);
+    p.kv_cache_bytes = std::max<uint32_t>(1, in.sequences) * p.kv_sequence_bytes;
     p.fixed = fixed_layout(c, in.prefill_tokens, act, in.ctx, needs_dequant(in));
     p.vector_bytes = p.fixed.size(Fixed::vectors);
     p.workspace_bytes = p.fixed.size(Fixed::cublas_workspace) + p.fixed.size(Fixed::attention_workspace) +
@@ -53,17 +54,26 @@ void plan_fixed(const MemoryPlanInput& in, MemoryPlan& p) {
     p.overhead_bytes = in.overhead + k_device_reserve;
 }
 
-// Step 2: where the KV cache lives. On the GPU when asked, or (automatic) when it fits beside
-// the smallest ring; otherwise in pinned host memory, where attention reads it. Returns the
-// device memory every plan takes before units and ring: the fixed buffers, the runtime's
-// memory and the KV cache when it is on the GPU.
+// Step 2: where the KV caches live. On the GPU when asked, or (automatic) when they fit beside
+// the smallest ring; otherwise as many sequences' as fit there on the GPU and the rest in
+// pinned host memory, where attention reads them. Returns the device memory every plan takes
+// before units and ring: the fixed buffers, the runtime's memory and the caches on the GPU.
 uint64_t place_kv_cache(const MemoryPlanInput& in, uint64_t smallest_ring, uint64_t all_pages, MemoryPlan& p) {
     const uint64_t base_no_kv = device_pages(p.fixed.total) + p.overhead_bytes;
-    const uint64_t kv_pages = device_pages(p.kv_cache_bytes);
-    p.kv_on_host = in.kv == KvPlace::host ||
-                   (in.kv == KvPlace::automatic && base_no_kv + kv_pages + smallest_ring > in.budget &&
-                    base_no_kv + kv_pages + all_pages > in.budget);
-    const uint64_t base = base_no_kv + (p.kv_on_host ? 0 : kv_pages);
+    const uint32_t seqs = std::max<uint32_t>(1, in.sequences);
+    auto kv_pages = [&](uint64_t n) { return device_pages(n * p.kv_sequence_bytes); };
+    const bool all_fit = base_no_kv + kv_pages(seqs) + smallest_ring <= in.budget ||
+                         base_no_kv + kv_pages(seqs) + all_pages <= in.budget;
+    if (in.kv == KvPlace::host) p.kv_gpu_sequences = 0;
+    else if (in.kv == KvPlace::gpu || all_fit) p.kv_gpu_sequences = seqs;
+    else {
+        const uint64_t room = in.budget > base_no_kv + smallest_ring ? in.budget - base_no_kv - smallest_ring : 0;
+        uint32_t n = 0;
+        while (n < seqs && kv_pages(n + 1) <= room) ++n;
+        p.kv_gpu_sequences = n;
+    }
+    p.kv_on_host = p.kv_gpu_sequences == 0;
+    const uint64_t base = base_no_kv + kv_pages(p.kv_gpu_sequences);
     p.minimum_budget = base + smallest_ring;
     return base;
 }
@@ -188,7 +198,8 @@ void finish(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base
     p.streamed_per_token = units.bytes - p.resident_bytes;
 
     p.allocations.push_back({AllocationKind::fixed, 0, p.fixed.total, "fixed buffers"});
-    if (!p.kv_on_host) p.allocations.push_back({AllocationKind::kv_cache, 0, p.kv_cache_bytes, "KV cache"});
+    if (!p.kv_on_host)
+        p.allocations.push_back({AllocationKind::kv_cache, 0, p.kv_gpu_sequences * p.kv_sequence_bytes, "KV cache"});
     for (size_t i = 0; i < res.size(); ++i)
         if (res[i] && in.units[i].kind != UnitKind::final_norm)
             p.allocations.push_back({AllocationKind::unit, i, in.units[i].bytes, in.units[i].name});

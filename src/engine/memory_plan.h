@@ -106,6 +106,7 @@ struct MemoryPlanInput {
     bool dequant = false;             // some matrix is not in the compute type (quantized weights)
     uint64_t budget = 0;        // bytes of GPU memory rabbit may use
     uint64_t ctx = 4096;        // positions the KV cache holds
+    uint32_t sequences = 1;     // KV caches, one for each sequence in flight (batched generation)
     uint32_t ring_slots = 2;
     uint32_t prefill_tokens = 512; // tokens per prefill step: sizes the activations
     KvPlace kv = KvPlace::automatic; // automatic: on the GPU when it fits beside the smallest ring
@@ -125,8 +126,12 @@ struct PlannedAllocation {
 };
 
 struct MemoryPlan {
-    uint64_t kv_cache_bytes = 0;   // [layers, 2, kv_heads, ctx, head_dim]
-    bool kv_on_host = false;       // the KV cache is in pinned host memory, not counted in fixed_bytes
+    uint64_t kv_cache_bytes = 0;   // [sequences, layers, 2, kv_heads, ctx, head_dim]: every sequence's
+    uint64_t kv_sequence_bytes = 0; // [layers, 2, kv_heads, ctx, head_dim]: one sequence's
+    // The first kv_gpu_sequences sequences' caches are on the GPU (one allocation), the rest in
+    // pinned host memory, not counted in fixed_bytes: all, none, or split when not all fit.
+    uint32_t kv_gpu_sequences = 1;
+    bool kv_on_host = false;       // no sequence's KV cache is on the GPU
     FixedLayout fixed;             // the fixed buffers' layout
     uint64_t activation_bytes = 0; // of them: the activations of prefill_tokens tokens
     uint64_t workspace_bytes = 0;  // of them: cuBLAS, attention and sampling workspaces

@@ -15,7 +15,7 @@
 namespace rabbit {
 
 CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
-    : model_(model), pool_(options.threads), rope_(model.config()) {
+    : model_(model), pool_(options.threads) {
     const ModelConfig& c = model.config();
     ctx_ = checked_context(c, options.ctx);
     stream_block_ = std::max<size_t>(1, options.stream_block);
@@ -23,26 +23,44 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     act_quant_ = options.act_quant;
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
     for (size_t u : roles_.layers) layer_t_.push_back(layer_tensors(model.manifest().units[u]));
-    k_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
-    v_cache_.resize(size_t(c.num_layers) * c.num_kv_heads);
+    set_slots(1);
 }
 
-void CpuEngine::grow_cache(size_t positions) {
-    if (positions <= cache_positions_) return;
+void CpuEngine::set_slots(size_t n) {
+    RABBIT_CHECK(n > 0, "an engine with no sequence slots");
+    const ModelConfig& c = config();
+    while (slots_.size() > n) slots_.pop_back();
+    while (slots_.size() < n) {
+        slots_.emplace_back(c);
+        slots_.back().k_cache.resize(size_t(c.num_layers) * c.num_kv_heads);
+        slots_.back().v_cache.resize(size_t(c.num_layers) * c.num_kv_heads);
+    }
+}
+
+void CpuEngine::reset_slot(size_t slot) {
+    SeqSlot& s = slots_.at(slot);
+    s.pos = 0;
+    s.rope.reset();
+}
+
+void CpuEngine::grow_cache(size_t slot, size_t positions) {
+    SeqSlot& s = slots_[slot];
+    if (positions <= s.cache_positions) return;
     // Grow geometrically, in whole key blocks, but never (much) past the context.
-    size_t target = std::max<size_t>(positions, std::min<size_t>(size_t(ctx_), std::max<size_t>(256, cache_positions_ * 2)));
+    size_t target = std::max<size_t>(positions, std::min<size_t>(size_t(ctx_), std::max<size_t>(256, s.cache_positions * 2)));
     target = (target + k_attn_block - 1) / k_attn_block * k_attn_block;
     const size_t hd = config().head_dim;
     try {
-        for (size_t i = 0; i < k_cache_.size(); ++i) {
-            k_cache_[i].resize(target * hd);
-            v_cache_[i].resize(target * hd);
+        for (size_t i = 0; i < s.k_cache.size(); ++i) {
+            s.k_cache[i].resize(target * hd);
+            s.v_cache[i].resize(target * hd);
         }
     } catch (const std::bad_alloc&) {
         throw Error(ExitCode::resources, "out of memory for the KV cache at " + std::to_string(target) +
-                                             " positions; lower --ctx");
+                                             " positions" + (slots_.size() > 1 ? " in each of " + std::to_string(slots_.size()) +
+                                             " sequences; lower --parallel or --ctx" : "; lower --ctx"));
     }
-    cache_positions_ = target;
+    s.cache_positions = target;
 }
 
 void CpuEngine::embed(const int32_t* tokens, size_t n) {
@@ -64,14 +82,15 @@ void CpuEngine::attention(size_t layer, size_t n) {
         thread_local std::vector<float> p;
         for (size_t item = b; item < e; ++item) {
             const size_t t = item / heads, h = item % heads, g = h / group;
-            const size_t pos = pos_ + t, end = pos + 1;
+            const size_t pos = tok_pos_[t], end = pos + 1;
             // Causal, and within the sliding window when the model has one.
             const size_t first = c.sliding_window && end > c.sliding_window ? end - c.sliding_window : 0;
             const size_t cache = layer * kv_heads + g;
+            const SeqSlot& s = slots_[tok_slot_[t]];
             p.resize((end + k_attn_block - 1) / k_attn_block * k_attn_block);
-            attention_scores(qkv_.data() + t * row + h * hd, k_cache_[cache].data(), hd, first, end, scale, p.data());
+            attention_scores(qkv_.data() + t * row + h * hd, s.k_cache[cache].data(), hd, first, end, scale, p.data());
             softmax(p.data() + first, end - first);
-            attention_values(p.data(), v_cache_[cache].data(), hd, first, end, attn_.data() + t * q_dim + h * hd);
+            attention_values(p.data(), s.v_cache[cache].data(), hd, first, end, attn_.data() + t * q_dim + h * hd);
         }
     });
 }
@@ -126,11 +145,12 @@ void CpuEngine::rope_and_cache(size_t layer, const LayerWeights& w, size_t n) {
             if (w.k_norm) rmsnorm(k + h * hd, w.k_norm, eps, hd, k + h * hd);
             rope(k + h * hd, cs, sn, hd);
         }
-        const size_t pos = pos_ + t, blk = pos / k_attn_block * k_attn_block * hd, col = pos % k_attn_block;
+        SeqSlot& s = slots_[tok_slot_[t]];
+        const size_t pos = tok_pos_[t], blk = pos / k_attn_block * k_attn_block * hd, col = pos % k_attn_block;
         for (size_t g = 0; g < c.num_kv_heads; ++g) {
-            float* kc = k_cache_[layer * c.num_kv_heads + g].data() + blk + col;
+            float* kc = s.k_cache[layer * c.num_kv_heads + g].data() + blk + col;
             for (size_t d = 0; d < hd; ++d) kc[d * k_attn_block] = k[g * hd + d];
-            std::copy(v + g * hd, v + (g + 1) * hd, v_cache_[layer * c.num_kv_heads + g].begin() + long(pos * hd));
+            std::copy(v + g * hd, v + (g + 1) * hd, s.v_cache[layer * c.num_kv_heads + g].begin() + long(pos * hd));
         }
     }
 }
@@ -162,24 +182,29 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const uint8_t* data, const 
 
 void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
-    check_room(config(), pos_, n, ctx_);
-    rope_.begin_forward(pos_ + n);
-    if (n <= batch_) {
-        begin_part(0, n);
-        return pass(tokens, n, n_logits, logits);
-    }
-    // In parts, so that activations stay the size of one part whatever the prompt's length.
-    logits.clear();
-    std::vector<float> part;
-    for_each_part(n, n_logits, batch_, [&](size_t first, size_t m, size_t rows) {
-        begin_part(first, n);
-        pass(tokens + first, m, rows, part);
-        logits.insert(logits.end(), part.begin(), part.end());
-    });
+    forward_slots({SlotTokens{0, tokens, n, n_logits}}, logits);
 }
 
-void CpuEngine::prepare(size_t n) {
+void CpuEngine::forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) {
+    std::vector<size_t> positions;
+    for (const SeqSlot& s : slots_) positions.push_back(s.pos);
+    // In passes, so that activations stay the size of one pass whatever the prompts' lengths.
+    const std::vector<SlotPass> passes = slot_passes(config(), seqs, positions, batch_, ctx_);
+    for (const SlotTokens& s : seqs) slots_[s.slot].rope.begin_forward(positions[s.slot] + s.n);
+    const size_t total = total_tokens(seqs);
+    logits.clear();
+    std::vector<float> part;
+    for (const SlotPass& p : passes) {
+        begin_part(p.first, total);
+        pass(p, part);
+        if (passes.size() == 1) return logits.swap(part);
+        logits.insert(logits.end(), part.begin(), part.end());
+    }
+}
+
+void CpuEngine::prepare(const SlotPass& p) {
     const ModelConfig& c = config();
+    const size_t n = p.tokens.size();
     const size_t hidden = c.hidden_size, half = c.head_dim / 2;
     x_.resize(n * hidden);
     xn_.resize(n * hidden);
@@ -198,14 +223,23 @@ void CpuEngine::prepare(size_t n) {
     }
     cos_.resize(n * half);
     sin_.resize(n * half);
-    for (size_t t = 0; t < n; ++t) rope_.cos_sin(int64_t(pos_ + t), cos_.data() + t * half, sin_.data() + t * half);
-    grow_cache(pos_ + n);
+    tok_slot_.resize(n);
+    tok_pos_.resize(n);
+    for (const SlotRun& r : p.runs) {
+        grow_cache(r.slot, r.pos + r.n);
+        for (size_t i = 0; i < r.n; ++i) {
+            const size_t t = r.row + i;
+            tok_slot_[t] = r.slot, tok_pos_[t] = r.pos + i;
+            slots_[r.slot].rope.cos_sin(int64_t(r.pos + i), cos_.data() + t * half, sin_.data() + t * half);
+        }
+    }
 }
 
-void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
+void CpuEngine::pass(const SlotPass& p, std::vector<float>& logits) {
     const ModelConfig& c = config();
-    const size_t hidden = c.hidden_size;
-    prepare(n);
+    const size_t hidden = c.hidden_size, n = p.tokens.size(), n_logits = p.logit_rows.size();
+    const int32_t* tokens = p.tokens.data();
+    prepare(p);
     const auto& units = model_.manifest().units;
     // The trace's spans: the unit files' mapping (and reading, under a RAM budget) on the
     // loader track, each unit's work on compute.
@@ -229,16 +263,15 @@ void CpuEngine::pass(const int32_t* tokens, size_t n, size_t n_logits, std::vect
         layer_done(n, l, roles_.layers.size());
     }
 
-    // The final norm and the output projection, for the positions asked for.
-    const size_t first = n - n_logits;
+    // The final norm and the output projection, for the rows asked for.
     {
         const float* norm = unit_vector(units[roles_.norm], acquire(roles_.norm), "norm");
         trace::Span span(trace::Track::compute, compute(roles_.norm));
-        for (size_t t = first; t < n; ++t)
-            rmsnorm(x_.data() + t * hidden, norm, float(c.rms_norm_eps), hidden, xn_.data() + (t - first) * hidden);
+        for (size_t i = 0; i < n_logits; ++i)
+            rmsnorm(x_.data() + p.logit_rows[i] * hidden, norm, float(c.rms_norm_eps), hidden, xn_.data() + i * hidden);
         source_->release(roles_.norm);
     }
-    pos_ += n;
+    for (const SlotRun& r : p.runs) slots_[r.slot].pos = r.pos + r.n;
     logits.clear();
     if (n_logits == 0) return;
     const Matrix head = unit_matrix(units[roles_.head], acquire(roles_.head), roles_.head == roles_.embed ? "embed" : "lm_head");

@@ -8,6 +8,7 @@
 #include "common/thread_pool.h"
 #include "engine/engine.h"
 #include "engine/rope.h"
+#include "engine/slot_passes.h"
 #include "stream/unit_source.h"
 #include "engine/weights.h"
 #include "format/split_model.h"
@@ -37,22 +38,30 @@ public:
 
     const ModelConfig& config() const override { return model_.config(); }
     uint64_t context() const override { return ctx_; }
-    size_t position() const override { return pos_; }
-    void reset() override { pos_ = 0, rope_.reset(); }
-    void truncate(size_t n) override { pos_ = std::min(pos_, n); }
+    size_t position() const override { return slots_[0].pos; }
+    void reset() override { reset_slot(0); }
+    void truncate(size_t n) override { slots_[0].pos = std::min(slots_[0].pos, n); }
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
     ActQuant act_quant() const { return act_quant_; }
 
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
+
+    size_t slots() const override { return slots_.size(); }
+    size_t max_slots() const override { return SIZE_MAX; } // the caches grow as they fill
+    void set_slots(size_t n) override;
+    size_t slot_position(size_t slot) const override { return slots_.at(slot).pos; }
+    void reset_slot(size_t slot) override;
+    void forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) override;
     // No loader: the compute reads the streamed weights in itself, so its disk time is all wait.
     StreamStats stream_stats() const override { return stats_; }
 
 private:
-    // One part of forward(): at most options.batch tokens through every layer.
-    void pass(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits);
-    // Activations sized for n tokens, their RoPE angles, and the KV cache grown to hold them.
-    void prepare(size_t n);
+    // One part of forward_slots(): at most options.batch tokens through every layer.
+    void pass(const SlotPass& p, std::vector<float>& logits);
+    // Activations sized for the pass's tokens, their slots, positions and RoPE angles, and
+    // the KV caches grown to hold them.
+    void prepare(const SlotPass& p);
     void embed(const int32_t* tokens, size_t n);
     // matmul over a weight of unit `unit`; a streamed unit's weight goes in row blocks of at
     // most options.stream_block bytes, each dropped from memory once used.
@@ -69,7 +78,7 @@ private:
     // values appended to the layer's cache.
     void rope_and_cache(size_t layer, const LayerWeights& w, size_t n);
     void attention(size_t layer, size_t n);
-    void grow_cache(size_t positions);
+    void grow_cache(size_t slot, size_t positions);
 
     const SplitModel& model_;
     std::unique_ptr<MmapUnitSource> source_;
@@ -78,10 +87,21 @@ private:
     size_t stream_block_ = k_stream_block;
     size_t batch_ = 512;
     ActQuant act_quant_ = ActQuant::f32;
-    size_t pos_ = 0;
     const UnitRoles& roles_ = model_.roles();
     std::vector<LayerTensors> layer_t_; // each layer's tensors, found by name once, at construction
-    RopeTables rope_; // the cos/sin of the forward under way
+
+    // A sequence: its position, its RoPE tables (the cos/sin of its forward under way) and
+    // its KV cache, per layer and KV head ([layer * kv_heads + g]), grown as positions come,
+    // laid out as attention_scores and attention_values read it: keys in transposed blocks
+    // [positions / k_attn_block][head_dim][k_attn_block], values [positions][head_dim]; f32.
+    struct SeqSlot {
+        explicit SeqSlot(const ModelConfig& c) : rope(c) {}
+        size_t pos = 0;
+        RopeTables rope;
+        std::vector<std::vector<float>> k_cache, v_cache;
+        size_t cache_positions = 0;
+    };
+    std::vector<SeqSlot> slots_;
 
     // Activations of the tokens in flight.
     std::vector<float> x_;       // [n, hidden] the residual stream
@@ -97,11 +117,7 @@ private:
     // the shared expert's gate logit [n].
     std::vector<float> router_, route_w_, moe_x_, moe_y_, shared_g_;
     std::vector<int32_t> chosen_;
-    // The KV cache, per layer and KV head ([layer * kv_heads + g]), grown as positions come,
-    // laid out as attention_scores and attention_values read it: keys in transposed blocks
-    // [positions / k_attn_block][head_dim][k_attn_block], values [positions][head_dim]; f32.
-    std::vector<std::vector<float>> k_cache_, v_cache_;
-    size_t cache_positions_ = 0;
+    std::vector<size_t> tok_slot_, tok_pos_; // [n] each token's sequence slot and position
     StreamStats stats_;
 };
 

@@ -19,28 +19,41 @@ CudaEngine::~CudaEngine() = default;
 
 const ModelConfig& CudaEngine::config() const { return impl_->c; }
 uint64_t CudaEngine::context() const { return impl_->ctx; }
-size_t CudaEngine::position() const { return impl_->pos; }
-void CudaEngine::reset() {
-    impl_->pos = 0;
-    impl_->rope.reset();
-}
+size_t CudaEngine::position() const { return impl_->seq[0].pos; }
+void CudaEngine::reset() { reset_slot(0); }
+void CudaEngine::truncate(size_t n) { impl_->seq[0].pos = std::min(impl_->seq[0].pos, n); }
 
-void CudaEngine::truncate(size_t n) { impl_->pos = std::min(impl_->pos, n); }
+size_t CudaEngine::slots() const { return impl_->used_slots; }
+size_t CudaEngine::max_slots() const { return impl_->seq.size(); }
+void CudaEngine::set_slots(size_t n) {
+    if (n == 0 || n > impl_->seq.size())
+        throw Error(ExitCode::usage, "the CUDA engine planned KV caches for " + std::to_string(impl_->seq.size()) +
+                                         " sequences, not " + std::to_string(n));
+    impl_->used_slots = n;
+}
+size_t CudaEngine::slot_position(size_t slot) const {
+    RABBIT_CHECK(slot < impl_->used_slots, "no such sequence slot");
+    return impl_->seq[slot].pos;
+}
+void CudaEngine::reset_slot(size_t slot) {
+    RABBIT_CHECK(slot < impl_->used_slots, "no such sequence slot");
+    impl_->seq[slot].pos = 0;
+    impl_->seq[slot].rope.reset();
+}
 const MemoryPlanInput& CudaEngine::plan_input() const { return impl_->plan_in; }
 const MemoryPlan& CudaEngine::plan() const { return impl_->plan; }
 
 void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
-    Impl& e = *impl_;
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
-    check_room(e.c, e.pos, n, e.ctx);
-    e.rope.begin_forward(e.pos + n);
-    logits.assign(n_logits * e.c.vocab_size, 0.0f);
-    float* next_row = logits.data();
-    for_each_part(n, n_logits, e.batch, [&](size_t first, size_t m, size_t rows) {
-        begin_part(first, n);
-        e.pass(tokens + first, m, rows, next_row);
-        next_row += rows * e.c.vocab_size;
-    });
+    forward_slots({SlotTokens{0, tokens, n, n_logits}}, logits);
+}
+
+void CudaEngine::forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) {
+    Impl& e = *impl_;
+    size_t rows = 0;
+    for (const SlotTokens& s : seqs) rows += s.n_logits;
+    logits.assign(rows * e.c.vocab_size, 0.0f);
+    e.forward_passes(seqs, logits.data(), [this](size_t first, size_t total) { begin_part(first, total); });
     e.flush_logits();
     e.track_memory();
 }

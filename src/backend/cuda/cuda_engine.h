@@ -30,6 +30,8 @@ struct CudaEngineOptions {
     uint64_t max_slot = 0;      // cap on a ring slot's bytes (0: the planner's choice); for tests
     uint64_t max_resident = UINT64_MAX; // most bytes of weights kept resident in VRAM (rabbit bench's "none", "half")
     size_t loader_threads = 4;  // threads sharing the copy of a piece from the files into pinned memory
+    uint32_t sequences = 1;     // KV caches planned, one per sequence slot: the most set_slots takes
+                                // (lowered, with a message, to what fits)
 };
 
 struct CudaEngineStats {
@@ -52,6 +54,12 @@ public:
     void reset() override;
     void truncate(size_t n) override;
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
+    size_t slots() const override;
+    size_t max_slots() const override;
+    void set_slots(size_t n) override;
+    size_t slot_position(size_t slot) const override;
+    void reset_slot(size_t slot) override;
+    void forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) override;
     int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
                  std::vector<float>* all_logits) override;
 

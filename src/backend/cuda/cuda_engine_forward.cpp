@@ -27,7 +27,22 @@
 
 namespace rabbit {
 
-void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float* host) {
+void CudaEngine::Impl::forward_passes(const std::vector<SlotTokens>& seqs, float* host,
+                                      const std::function<void(size_t, size_t)>& begin) {
+    std::vector<size_t> positions;
+    for (size_t s = 0; s < used_slots; ++s) positions.push_back(seq[s].pos);
+    const std::vector<SlotPass> passes = slot_passes(c, seqs, positions, batch, ctx);
+    for (const SlotTokens& s : seqs) seq[s.slot].rope.begin_forward(positions[s.slot] + s.n);
+    const size_t total = total_tokens(seqs);
+    for (const SlotPass& p : passes) {
+        begin(p.first, total);
+        pass(p, host);
+        if (host) host += p.logit_rows.size() * c.vocab_size;
+    }
+}
+
+void CudaEngine::Impl::pass(const SlotPass& p, float* host) {
+    const size_t m = p.tokens.size(), rows = p.logit_rows.size();
     if (in_pass)
         throw Error(ExitCode::internal, "the CUDA engine was interrupted in the middle of a pass and cannot go on; "
                                         "make a new one");
@@ -35,16 +50,16 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     // The staging buffers are reused: wait until the last pass's copies out of them are done
     // (long since, as a rule: a whole pass of the model ran after them).
     RABBIT_CUDA_CHECK(cudaEventSynchronize(staged.get()));
-    upload_rope(m);
-    traced(roles.embed, [&] { embed(tokens, m); });
+    upload_rope(p);
+    traced(roles.embed, [&] { embed(p.tokens.data(), m); });
     RABBIT_CUDA_CHECK(cudaEventRecord(staged.get(), compute));
 
     for (size_t l = 0; l < roles.layers.size(); ++l) {
         throw_if_interrupted();
-        traced(roles.layers[l], [&] { layer(l, m); });
+        traced(roles.layers[l], [&] { layer(l, p); });
         if (on_layer) on_layer(m, l, roles.layers.size());
     }
-    pos += m;
+    for (const SlotRun& r : p.runs) seq[r.slot].pos = r.pos + r.n;
 
     // The final norm (with the last residual add) and lm_head, for the rows asked for.
     if (rows == 0) {
@@ -52,17 +67,20 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
         in_pass = false;
         return;
     }
-    traced(roles.norm, [&] { final_norm(m - rows, rows); });
+    traced(roles.norm, [&] { final_norm(p.logit_rows); });
     traced(roles.head, [&] { head(rows, host); });
     in_pass = false;
 }
 
-void CudaEngine::Impl::upload_rope(size_t m) {
-    // RoPE's cos and sin for the pass's positions, computed on the host.
-    const size_t half = c.head_dim / 2;
+void CudaEngine::Impl::upload_rope(const SlotPass& p) {
+    // RoPE's cos and sin for the pass's positions, each from its sequence's tables, computed
+    // on the host.
+    const size_t half = c.head_dim / 2, m = p.tokens.size();
     float* cs = h_rope.as<float>();
     float* sn = cs + m * half;
-    for (size_t t = 0; t < m; ++t) rope.cos_sin(int64_t(pos + t), cs + t * half, sn + t * half);
+    for (const SlotRun& r : p.runs)
+        for (size_t i = 0; i < r.n; ++i)
+            seq[r.slot].rope.cos_sin(int64_t(r.pos + i), cs + (r.row + i) * half, sn + (r.row + i) * half);
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::cos), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::sin), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
 }
@@ -158,23 +176,21 @@ void CudaEngine::Impl::skip_unit(size_t unit) {
     } while (ring->next_piece().unit == unit && !streamed_whole[unit] && ring->next_piece().row0 != 0);
 }
 
-void CudaEngine::Impl::layer(size_t l, size_t m) {
+void CudaEngine::Impl::layer(size_t l, const SlotPass& p) {
     // Its weights: resident (built at load), or its unit whole in the ring's next slot (built
     // here, once for the layer), or its matrices streamed in row blocks (by linear).
     const size_t u = roles.layers[l];
     const bool whole = !resident[u].get() && streamed_whole[u];
     const LayerWeights w = whole ? device_weights(l, acquire_whole(u)) : layer_w[l];
-    attention_block(l, w, m);
-    mlp_block(l, w, m);
+    attention_block(l, w, p);
+    mlp_block(l, w, p.tokens.size());
     if (whole) ring->release();
 }
 
-void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m) {
+void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, const SlotPass& p) {
     const size_t u = roles.layers[l];
     const LayerTensors& t = layer_t[l];
-    const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim();
-    uint8_t* k_layer = k_base + l * kv_layer_bytes;
-    uint8_t* v_layer = v_base + l * kv_layer_bytes;
+    const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), m = p.tokens.size();
     float* qkv = fixed<float>(Fixed::qkv);
     void* xn = fixed(Fixed::xn);
     void* attn = fixed(Fixed::attn);
@@ -186,15 +202,29 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
     linear(u, t.qkv, w.qkv, xn, m, qkv, q + 2 * kv);
 
+    // The rotation, the cache and attention per sequence: each run of the pass's rows in
+    // its own slot's cache, at its own positions.
+    for (const SlotRun& run : p.runs) sequence_attention(l, w, run);
+    linear(u, t.o->name, w.o, attn, m, fixed<float>(Fixed::out), h);
+}
+
+void CudaEngine::Impl::sequence_attention(size_t l, const LayerWeights& w, const SlotRun& run) {
+    // Rows [run.row, run.row + run.n) of qkv: bias, q/k norm and RoPE, their keys and values
+    // into the slot's cache, then their attention over it into the same rows of attn.
+    const size_t q = c.q_dim(), kv = c.kv_dim(), half = c.head_dim / 2;
+    float* qkv = fixed<float>(Fixed::qkv);
+    void* attn = fixed(Fixed::attn);
+    uint8_t* k_layer = seq[run.slot].k + l * kv_layer_bytes;
+    uint8_t* v_layer = seq[run.slot].v + l * kv_layer_bytes;
     QkvRopeParams r;
-    r.qkv = qkv;
+    r.qkv = qkv + run.row * (q + 2 * kv);
     r.bias = w.qkv_bias;
     r.q_norm = w.q_norm;
     r.k_norm = w.k_norm;
-    r.cos = fixed<float>(Fixed::cos);
-    r.sin = fixed<float>(Fixed::sin);
+    r.cos = fixed<float>(Fixed::cos) + run.row * half;
+    r.sin = fixed<float>(Fixed::sin) + run.row * half;
     r.eps = float(c.rms_norm_eps);
-    r.tokens = int(m);
+    r.tokens = int(run.n);
     r.heads = int(c.num_heads);
     r.kv_heads = int(c.num_kv_heads);
     r.head_dim = int(c.head_dim);
@@ -202,30 +232,29 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     r.v_cache = v_layer;
     r.cache_type = act;
     r.cache_len = int64_t(ctx);
-    r.pos = int64_t(pos);
+    r.pos = int64_t(run.pos);
     RABBIT_CUDA_CHECK(launch_qkv_rope(r, compute));
 
     AttentionParams a;
-    a.q = qkv;
+    a.q = r.qkv;
     a.q_stride = int64_t(q + 2 * kv);
     a.k_cache = k_layer;
     a.v_cache = v_layer;
     a.cache_type = act;
     a.cache_len = int64_t(ctx);
-    a.out = attn;
+    a.out = static_cast<uint8_t*>(attn) + run.row * q * elem_size(act);
     a.out_type = act;
-    a.tokens = int(m);
+    a.tokens = int(run.n);
     a.heads = int(c.num_heads);
     a.kv_heads = int(c.num_kv_heads);
     a.head_dim = int(c.head_dim);
-    a.pos = int64_t(pos);
+    a.pos = int64_t(run.pos);
     a.window = int64_t(c.sliding_window);
     a.scale = 1.0f / std::sqrt(float(c.head_dim));
     a.workspace = fixed(Fixed::attention_workspace);
     a.sm_count = prop.multiProcessorCount;
     a.smem_optin = prop.sharedMemPerBlockOptin;
     RABBIT_CUDA_CHECK(launch_attention(a, compute));
-    linear(u, t.o->name, w.o, attn, m, fixed<float>(Fixed::out), h);
 }
 
 void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {
@@ -252,13 +281,21 @@ void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {
     linear(u, t.down->name, w.down, fixed(Fixed::act), m, out, h);
 }
 
-void CudaEngine::Impl::final_norm(size_t first, size_t rows) {
-    // Rows [first, first + rows) of the pass, with the last layer's residual add.
+void CudaEngine::Impl::final_norm(const std::vector<size_t>& rows) {
+    // The pass's rows asked for, with the last layer's residual add, into xn's first rows: a
+    // launch for each run of consecutive rows (one for a single sequence's last rows).
     const size_t h = c.hidden_size;
-    RmsNormParams n = residual_norm(final_norm_w, first, rows);
-    n.delta = fixed<float>(Fixed::out) + first * h;
-    n.delta_scale = down_scale() ? down_scale() + first : nullptr;
-    RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+    for (size_t i = 0; i < rows.size();) {
+        size_t k = 1;
+        while (i + k < rows.size() && rows[i + k] == rows[i] + k) ++k;
+        const size_t first = rows[i];
+        RmsNormParams n = residual_norm(final_norm_w, first, k);
+        n.out = fixed<uint8_t>(Fixed::xn) + i * h * elem_size(act);
+        n.delta = fixed<float>(Fixed::out) + first * h;
+        n.delta_scale = down_scale() ? down_scale() + first : nullptr;
+        RABBIT_CUDA_CHECK(launch_rmsnorm(n, compute));
+        i += k;
+    }
 }
 
 RmsNormParams CudaEngine::Impl::residual_norm(const float* weight, size_t first, size_t rows) const {

@@ -18,6 +18,7 @@
 #include "backend/cuda/spans.h"
 #include "common/thread_pool.h"
 #include "engine/rope.h"
+#include "engine/slot_passes.h"
 #include "engine/weights.h"
 #include "stream/unit_source.h"
 
@@ -86,13 +87,18 @@ struct CudaEngine::Impl {
     LayerWeights device_weights(size_t l, const uint8_t* data) const;
 
     // The forward pass (cuda_engine_forward.cpp).
-    void pass(const int32_t* tokens, size_t m, size_t rows, float* host);
-    void upload_rope(size_t m);
+    // The passes of a forward of many sequences (slot_passes), logits to `host` (null: kept
+    // on the device, for step's sampling of one row).
+    void forward_passes(const std::vector<SlotTokens>& seqs, float* host, const std::function<void(size_t, size_t)>& begin);
+    void pass(const SlotPass& p, float* host);
+    void upload_rope(const SlotPass& p);
     void embed(const int32_t* tokens, size_t m);
-    void layer(size_t l, size_t m);
-    void attention_block(size_t l, const LayerWeights& w, size_t m);
+    void layer(size_t l, const SlotPass& p);
+    void attention_block(size_t l, const LayerWeights& w, const SlotPass& p);
+    void sequence_attention(size_t l, const LayerWeights& w, const SlotRun& run);
     void mlp_block(size_t l, const LayerWeights& w, size_t m);
-    void final_norm(size_t first, size_t rows);
+    // The final norm of the pass's rows `rows`, into rows 0, 1, ... of xn.
+    void final_norm(const std::vector<size_t>& rows);
     RmsNormParams residual_norm(const float* weight, size_t first, size_t rows) const;
     void head(size_t rows, float* host);
     float* pinned_logits(size_t rows);
@@ -145,7 +151,7 @@ struct CudaEngine::Impl {
     bool to_f16 = false;  // bf16 weights on a GPU without bf16: rewritten as f16 on arrival
     bool quantized = false; // some matrix is not in the compute type: the plan has a dequantization workspace
     uint64_t budget = 0, ctx = 0;
-    size_t batch = 512, pos = 0;
+    size_t batch = 512;
     bool in_pass = false; // set while a pass runs: an exception inside one leaves the ring mid-sequence
     MemoryPlanInput plan_in;
     MemoryPlan plan;
@@ -172,7 +178,18 @@ struct CudaEngine::Impl {
     std::unique_ptr<MmapUnitSource> files;
     std::unique_ptr<ThreadPool> fill;
     const UnitRoles& roles = model.roles();
-    RopeTables rope{c}; // the cos/sin of the forward under way
+    // A sequence slot: its position, its RoPE tables (the cos/sin of its forward under way)
+    // and its KV cache, K of every layer then V of every layer, each layer
+    // [kv_heads][ctx][head_dim] act (kv_layer_bytes), device-visible: on the GPU, or pinned.
+    struct SeqSlot {
+        explicit SeqSlot(const ModelConfig& c) : rope(c) {}
+        size_t pos = 0;
+        RopeTables rope;
+        uint8_t* k = nullptr;
+        uint8_t* v = nullptr;
+    };
+    std::vector<SeqSlot> seq; // the plan's sequences
+    size_t used_slots = 1;    // of them, those set_slots asked for
 
     // The weights as the passes read them, built once: per layer, its tensors in its unit
     // (found by name at init) and its LayerWeights on the device (vectors in `vectors`;
@@ -198,8 +215,6 @@ struct CudaEngine::Impl {
     size_t pending_rows = 0;
     DeviceBuffer kv_dev;
     PinnedBuffer kv_host;
-    uint8_t* k_base = nullptr; // [layers][kv_heads][ctx][head_dim] act, device-visible
-    uint8_t* v_base = nullptr;
     uint64_t kv_layer_bytes = 0;
     size_t ring_slots = 0;              // the plan's ring slots (0: nothing streams)
     uint64_t ring_slot_bytes = 0;       // each the plan's size

@@ -61,12 +61,7 @@ int32_t CudaEngine::step(const int32_t* tokens, size_t n, Sampler& sampler, cons
     if (all_logits) return Engine::step(tokens, n, sampler, history, all_logits);
     Impl& e = *impl_;
     RABBIT_CHECK(n > 0, "step with no tokens");
-    check_room(e.c, e.pos, n, e.ctx);
-    e.rope.begin_forward(e.pos + n);
-    for_each_part(n, 1, e.batch, [&](size_t first, size_t m, size_t rows) {
-        begin_part(first, n);
-        e.pass(tokens + first, m, rows, nullptr);
-    });
+    e.forward_passes({SlotTokens{0, tokens, n, 1}}, nullptr, [this](size_t first, size_t total) { begin_part(first, total); });
     e.track_memory();
 
     const SamplingParams& sp = sampler.params();

@@ -161,15 +161,28 @@ void CudaEngine::Impl::plan_memory_and_context() {
     fill_plan_input();
     // The context: as asked, else the model's maximum while its KV cache fits on the GPU or
     // in half the host's available memory, halving it until it does.
+    // Many sequences (batched generation): fewer of them, at the context asked for, until
+    // their caches fit.
     ctx = opt.ctx ? opt.ctx : c.max_context();
+    const uint32_t asked = std::max<uint32_t>(1, opt.sequences);
+    uint32_t sequences = asked;
     const uint64_t host_room = available_memory() / 2;
     for (;;) {
         plan_in.ctx = ctx;
+        plan_in.sequences = sequences;
         plan = plan_memory(plan_in);
+        const uint64_t on_host = (sequences - plan.kv_gpu_sequences) * plan.kv_sequence_bytes;
+        if (plan.fits && on_host <= host_room) break;
+        if (sequences > 1 && (opt.ctx || ctx <= 512)) {
+            sequences -= std::max<uint32_t>(1, sequences / 8);
+            continue;
+        }
         if (opt.ctx || ctx <= 512) break;
-        if (plan.fits && (!plan.kv_on_host || plan.kv_cache_bytes <= host_room)) break;
         ctx /= 2;
     }
+    if (sequences < asked)
+        spdlog::warn("--parallel {}: the KV caches of only {} sequences of {} positions fit; running {} at once", asked,
+                     sequences, ctx, sequences);
     if (!opt.ctx && ctx < c.max_context())
         spdlog::info("context {} positions (the model allows {}; the KV cache for more would not fit; --ctx sets it)",
                      ctx, c.max_context());
@@ -201,17 +214,27 @@ void CudaEngine::Impl::allocate() {
     // The KV cache: on the GPU, or in pinned host memory that the kernels reach over the bus,
     // write-combined (the GPU writes it in whole bursts; the CPU never reads it). K of every
     // layer, then V of every layer.
-    RABBIT_CHECK(plan.kv_cache_bytes % (2ull * c.num_layers) == 0, "a KV cache that does not split into layers");
-    kv_layer_bytes = plan.kv_cache_bytes / (2ull * c.num_layers);
-    if (plan.kv_on_host) {
-        kv_host = PinnedBuffer(plan.kv_cache_bytes, true, true);
-        pinned_bytes += plan.kv_cache_bytes;
-        k_base = static_cast<uint8_t*>(kv_host.device_pointer());
-        spdlog::info("KV cache in pinned host memory ({} for {} positions)", format_bytes(plan.kv_cache_bytes), ctx);
-    } else {
-        k_base = kv_dev.as<uint8_t>();
+    // Each sequence's: the first kv_gpu_sequences on the GPU, the rest on the host.
+    RABBIT_CHECK(plan.kv_sequence_bytes % (2ull * c.num_layers) == 0, "a KV cache that does not split into layers");
+    kv_layer_bytes = plan.kv_sequence_bytes / (2ull * c.num_layers);
+    const size_t sequences = std::max<uint32_t>(1, plan_in.sequences), on_gpu = plan.kv_gpu_sequences;
+    if (on_gpu < sequences) {
+        const uint64_t bytes = (sequences - on_gpu) * plan.kv_sequence_bytes;
+        kv_host = PinnedBuffer(bytes, true, true);
+        pinned_bytes += bytes;
+        spdlog::info("KV cache{} in pinned host memory ({} for {} positions)",
+                     on_gpu ? fmt::format(" of {} of {} sequences", sequences - on_gpu, sequences) : std::string(),
+                     format_bytes(bytes), ctx);
     }
-    v_base = k_base + kv_layer_bytes * c.num_layers;
+    seq.clear();
+    for (size_t s = 0; s < sequences; ++s) {
+        seq.emplace_back(c);
+        uint8_t* base = s < on_gpu ? kv_dev.as<uint8_t>() + s * plan.kv_sequence_bytes
+                                   : static_cast<uint8_t*>(kv_host.device_pointer()) + (s - on_gpu) * plan.kv_sequence_bytes;
+        seq.back().k = base;
+        seq.back().v = base + kv_layer_bytes * c.num_layers;
+    }
+    used_slots = 1;
 }
 
 void CudaEngine::Impl::allocate_staging() {
