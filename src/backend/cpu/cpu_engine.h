@@ -29,6 +29,7 @@ struct EngineOptions {
     size_t stream_block = k_stream_block; // bytes of a streamed weight used (and dropped) at once
     size_t batch = 512;      // most tokens run through the layers at once: a longer prompt goes in parts
     ActQuant act_quant = ActQuant::f32; // quantized weights: f32 activations (exact), or q8 (llama.cpp's)
+    DType kv_dtype = DType::f32; // the KV cache's type: f32, or bf16, f16, q8_0 (rows, kv_attention.h)
 };
 
 class CpuEngine : public Engine {
@@ -43,6 +44,7 @@ public:
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
     ActQuant act_quant() const { return act_quant_; }
+    DType kv_dtype() const { return kv_dtype_; }
 
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
     // No loader: the compute reads the streamed weights in itself, so its disk time is all wait.
@@ -64,6 +66,8 @@ private:
     // values appended to the layer's cache.
     void rope_and_cache(size_t layer, const LayerWeights& w, size_t n);
     void attention(size_t layer, size_t n);
+    // The same over a row cache (kv_dtype_ other than f32).
+    void row_attention(size_t layer, size_t n);
     void grow_cache(size_t positions);
 
     const SplitModel& model_;
@@ -91,6 +95,10 @@ private:
     // laid out as attention_scores and attention_values read it: keys in transposed blocks
     // [positions / k_attn_block][head_dim][k_attn_block], values [positions][head_dim]; f32.
     std::vector<std::vector<float>> k_cache_, v_cache_;
+    // Under another --kv-dtype, the cache instead: per layer and KV head, keys and values each
+    // [positions][kv_row_bytes(kv_dtype_, head_dim)], as kv_attention reads them.
+    DType kv_dtype_ = DType::f32;
+    std::vector<std::vector<uint8_t>> k_rows_, v_rows_;
     size_t cache_positions_ = 0;
     StreamStats stats_;
 };

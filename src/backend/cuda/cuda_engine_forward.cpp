@@ -200,7 +200,7 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     r.head_dim = int(c.head_dim);
     r.k_cache = k_layer;
     r.v_cache = v_layer;
-    r.cache_type = act;
+    r.cache_type = kv_elem;
     r.cache_len = int64_t(ctx);
     r.pos = int64_t(pos);
     RABBIT_CUDA_CHECK(launch_qkv_rope(r, compute));
@@ -210,7 +210,7 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     a.q_stride = int64_t(q + 2 * kv);
     a.k_cache = k_layer;
     a.v_cache = v_layer;
-    a.cache_type = act;
+    a.cache_type = kv_elem;
     a.cache_len = int64_t(ctx);
     a.out = attn;
     a.out_type = act;
@@ -224,7 +224,8 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     a.workspace = fixed(Fixed::attention_workspace);
     a.sm_count = prop.multiProcessorCount;
     a.smem_optin = prop.sharedMemPerBlockOptin;
-    RABBIT_CUDA_CHECK(launch_attention(a, compute));
+    if (plan.kv_on_host && attend == KvAttend::cpu) host_attention(l, m, attn);
+    else RABBIT_CUDA_CHECK(launch_attention(a, compute));
     linear(u, t.o->name, w.o, attn, m, fixed<float>(Fixed::out), h);
 }
 
