@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/quant.h"
 #include "common/thread_pool.h"
+#include "common/units.h"
 #include "engine/kv_cache.h"
 #include "engine/memory_plan.h"
 #include "engine_helpers.h"
@@ -188,4 +189,28 @@ TEST_CASE("--kv-dtype q8_0 on a head_dim that is not whole blocks is refused in 
     EngineOptions o;
     o.kv_dtype = DType::q8_0; // head_dim 24
     REQUIRE_THROWS_WITH(CpuEngine(model, o), Catch::Contains("multiple of 32") && Catch::Contains("24"));
+}
+
+TEST_CASE("inspect shows the KV bytes per position and at --ctx in each place, and the most context each tier holds", "[kv][cli]") {
+    test::TempDir dir;
+    const std::string split = make_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32", "--head-dim", "32"}, dir);
+    const ModelConfig c = SplitModel::open(split).config();
+    const test::RunResult r = test::run_rabbit({"inspect", split, "--ctx", "1000", "--vram-budget", "1G", "--ram-budget",
+                                                "64M", "--kv-dtype", "q8_0"});
+    REQUIRE(r.exit_code == 0);
+    // q8_0 on the CPU; the GPU keeps its compute type (f32 for f32 weights).
+    const uint64_t q8 = kv_bytes_per_position(c, DType::q8_0), f32 = kv_bytes_per_position(c, DType::f32);
+    REQUIRE_THAT(r.out, Catch::Contains("CPU (RAM)   q8_0: " + format_bytes(q8) + " per position, " +
+                                        format_bytes(q8 * 1000) + " at 1000"));
+    REQUIRE_THAT(r.out, Catch::Contains("GPU (VRAM)  f32: " + format_bytes(f32) + " per position"));
+    REQUIRE_THAT(r.out, Catch::Contains("GPU (host)  f32: "));
+    REQUIRE_THAT(r.out, Catch::Contains("most ctx    RAM 64.0 MiB: " + std::to_string((64ull << 20) / q8) +
+                                        " positions of q8_0"));
+    REQUIRE_THAT(r.out, Catch::Contains("most ctx    RAM 64.0 MiB: " + std::to_string((64ull << 20) / f32) +
+                                        " positions of f32"));
+    REQUIRE_THAT(r.out, Catch::Contains("most ctx    VRAM 1.00 GiB: "));
+    // Refused in one line: a type the cache has no layout for.
+    const test::RunResult bad = test::run_rabbit({"inspect", split, "--kv-dtype", "q4_0"});
+    REQUIRE(bad.exit_code != 0);
+    REQUIRE_THAT(bad.err, Catch::Contains("--kv-dtype"));
 }

@@ -16,9 +16,9 @@ KvReport kv_report(const ModelConfig& c, uint64_t ctx, DType cpu_type, DType gpu
         const uint64_t per = kv_bytes_per_position(c, t);
         r.placements.push_back({where, t, per, per * ctx});
     };
-    place("CPU engine (RAM)", cpu_type);
+    place("CPU (RAM)", cpu_type);
     place("GPU (VRAM)", gpu_type);
-    place("GPU, host memory (pinned)", gpu_type);
+    place("GPU (host)", gpu_type);
     if (gpu_in) {
         // What the VRAM budget holds besides the cache: the plan with the cache elsewhere and
         // the smallest ring, so that every byte past its minimum could be cache.
@@ -27,25 +27,24 @@ KvReport kv_report(const ModelConfig& c, uint64_t ctx, DType cpu_type, DType gpu
         const MemoryPlan without = plan_memory(in);
         const uint64_t room = in.budget > without.minimum_budget ? in.budget - without.minimum_budget : 0;
         r.tiers.push_back({"VRAM", in.budget, room, kv_positions_in(c, gpu_type, room), gpu_type,
-                           "the budget less the fixed buffers, the runtime and the smallest ring; weights streamed"});
+                           "the budget less the fixed buffers, the runtime and the smallest ring, weights streamed"});
     }
     r.tiers.push_back({"RAM", ram_budget, ram_budget, kv_positions_in(c, cpu_type, ram_budget), cpu_type,
                        "the whole --ram-budget given to the CPU engine's cache, weights read from the files"});
     if (gpu_type != cpu_type)
-        r.tiers.push_back({"RAM (pinned, beside a GPU)", ram_budget, ram_budget, kv_positions_in(c, gpu_type, ram_budget),
-                           gpu_type, "the whole --ram-budget given to the GPU's host cache"});
+        r.tiers.push_back({"RAM", ram_budget, ram_budget, kv_positions_in(c, gpu_type, ram_budget), gpu_type,
+                           "the whole --ram-budget given to a GPU's host cache"});
     return r;
 }
 
 std::vector<std::pair<std::string, std::string>> kv_lines(const KvReport& r) {
     std::vector<std::pair<std::string, std::string>> out;
     for (const auto& p : r.placements)
-        out.emplace_back("  " + p.where, fmt::format("{} {} per position, {} at {} positions", dtype_name(p.type),
+        out.emplace_back("  " + p.where, fmt::format("{}: {} per position, {} at {}", dtype_name(p.type),
                                                      format_bytes(p.per_position), format_bytes(p.at_ctx), r.ctx));
     for (const auto& t : r.tiers)
-        out.emplace_back("  most in " + t.tier, fmt::format("{} positions in {} {} of {} ({})", t.positions,
-                                                            dtype_name(t.type), format_bytes(t.room),
-                                                            format_bytes(t.budget), t.note));
+        out.emplace_back("  most ctx", fmt::format("{} {}: {} positions of {} in {} ({})", t.tier, format_bytes(t.budget),
+                                                   t.positions, dtype_name(t.type), format_bytes(t.room), t.note));
     return out;
 }
 

@@ -18,12 +18,12 @@
 namespace rabbit {
 
 struct KvPlacement {
-    std::string where; // "CPU engine (RAM)", "GPU (VRAM)", "GPU, host memory (pinned)"
+    std::string where; // "CPU (RAM)", "GPU (VRAM)", "GPU (host)": pinned host memory beside a GPU
     DType type;
     uint64_t per_position = 0, at_ctx = 0;
 };
 struct KvTier {
-    std::string tier;       // "VRAM", "RAM"
+    std::string tier;       // "VRAM", "RAM" (for the CPU engine's cache type, then a GPU's when it differs)
     uint64_t budget = 0;    // bytes of the tier
     uint64_t room = 0;      // of them, what the cache may take
     uint64_t positions = 0; // the most positions whose cache fits in room
