@@ -165,6 +165,7 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
         }
         CudaEngineOptions kv;
         kv.kv = KvPlace::host;
+        kv.kv_attend = KvAttend::gpu; // read over the bus (test_cuda_kv.cpp: attended on the CPU)
         cases.push_back({"KV cache on the host, everything resident", kv, false});
         cases.push_back({"KV cache on the host, nothing resident", kv, true});
         CudaEngineOptions tiered;
@@ -484,6 +485,7 @@ TEST_CASE("emulated: passes copy nothing from pageable memory, spin no waits, se
         if (streaming) {
             o.max_resident = 0;
             o.kv = KvPlace::host;
+            o.kv_attend = KvAttend::gpu; // the kernels read it over the bus (test_cuda_kv.cpp: the CPU)
         }
         const cuda_emu::Counters c0 = cuda_emu::counters();
         CudaEngine e(model, o);

@@ -2,12 +2,15 @@
 // rabbit inspect DIR: what a model is, how it streams, and what a VRAM budget would hold.
 #include "cli/commands.h"
 #include "cli/engine_choice.h"
+#include "cli/kv_report.h"
 #include "cli/option_checks.h"
 #include "cli/plan_report.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_writer.h"
+#include "common/system.h"
 #include "common/units.h"
+#include "engine/kv_cache.h"
 #include "engine/memory_plan.h"
 #include "engine/rope.h"
 #include "format/gguf.h"
@@ -176,7 +179,7 @@ Summary summarize(const InspectedModel& m) {
 }
 
 struct InspectOptions {
-    std::string dir, budget, dtype = "auto";
+    std::string dir, budget, dtype = "auto", kv_dtype, ram_budget;
     uint64_t ctx = 0;
     uint32_t ring_slots = 2;
     bool json = false;
@@ -189,7 +192,19 @@ struct InspectPlan {
     std::string budget_source;
     MemoryPlanInput input;
     std::optional<MemoryPlan> plan;
+    KvReport kv;
 };
+
+// The KV cache's type on each engine: --kv-dtype, else f32 on the CPU and the compute type on
+// the GPU (which keeps q8_0 to the CPU engine).
+void report_kv(const InspectedModel& m, const InspectOptions& o, InspectPlan& p) {
+    const bool asked = !o.kv_dtype.empty();
+    const DType kv = asked ? parse_kv_dtype(o.kv_dtype) : DType::f32;
+    const DType compute = weight_dtype(m) == DType::f32 ? DType::f32 : DType::bf16;
+    const DType gpu = asked && kv != DType::q8_0 ? kv : compute;
+    const uint64_t ram = o.ram_budget.empty() ? default_ram_budget() : *parse_size(o.ram_budget);
+    p.kv = kv_report(m.config, p.ctx, kv, gpu, p.plan ? &p.input : nullptr, ram);
+}
 
 InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
     InspectPlan p;
@@ -213,6 +228,7 @@ InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
     in.ctx = p.ctx;
     in.ring_slots = o.ring_slots;
     in.overhead = runtime_overhead(in.weight_dtype);
+    if (!o.kv_dtype.empty() && parse_kv_dtype(o.kv_dtype) != DType::q8_0) in.kv_dtype = parse_kv_dtype(o.kv_dtype);
     p.plan = plan_memory(in);
     return p;
 }
@@ -305,6 +321,7 @@ void print_json(const InspectedModel& m, const Summary& s, const InspectPlan& p)
         w.end_array();
     }
     if (p.plan) plan_json(w, m, p);
+    kv_json(w, p.kv);
     w.end_object();
     fmt::print("{}\n", w.str());
 }
@@ -349,7 +366,8 @@ void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p)
                           (m.tied ? "the embedding as lm_head" : "lm_head") +
                           "); the embedding lookup gathers one row on the host");
     line("KV cache", format_bytes(s.kv_per_position) + " per position; " + format_bytes(s.kv_per_position * p.ctx) +
-                         " at " + std::to_string(p.ctx) + " positions");
+                         " at " + std::to_string(p.ctx) + " positions in the compute type");
+    for (const auto& [key, text] : kv_lines(p.kv)) line(key, text);
     if (p.plan) {
         line("VRAM budget", format_bytes(*p.budget) + " (" + p.budget_source + "), context " + std::to_string(p.ctx) + ", " +
                                 std::to_string(p.input.ring_slots) + " ring slots");
@@ -372,12 +390,19 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
     positive(sub->add_option("--ring-slots", o->ring_slots, "Slots in the streaming ring (default 2)"), 16);
     sub->add_option("--dtype", o->dtype, "For an unsplit directory: the dtype it would be split with (default auto)")
         ->check(CLI::IsMember(dtype_choice_names()));
+    sub->add_option("--kv-dtype", o->kv_dtype, "The KV cache's type to count: f32, bf16, f16 or q8_0 (default: f32 on "
+                                                "the CPU, the compute type on the GPU)")
+        ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0"}));
+    size_option(sub->add_option("--ram-budget", o->ram_budget, "The RAM tier the most context is counted for, e.g. "
+                                                               "16G (default: 3/4 of the memory available)"),
+                "");
     sub->add_flag("--json", o->json, "Print JSON instead of text");
 
     auto run = [o]() {
         const InspectedModel m = load(o->dir, *parse_dtype_choice(o->dtype));
         const Summary s = summarize(m);
-        const InspectPlan p = plan_for(m, *o);
+        InspectPlan p = plan_for(m, *o);
+        report_kv(m, *o, p);
         if (o->json) print_json(m, s, p);
         else print_text(m, s, p);
         return 0;

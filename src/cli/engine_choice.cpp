@@ -97,6 +97,7 @@ MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
         eo.ram_budget = r.ram_budget;
         eo.ctx = r.ctx;
         eo.batch = r.batch;
+        eo.kv_dtype = r.kv_dtype.value_or(DType::f32);
         auto cpu = std::make_unique<CpuEngine>(model, eo);
         made.cpu = cpu.get();
         made.engine = std::move(cpu);
@@ -110,6 +111,8 @@ MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
     co.ctx = r.ctx;
     co.ring_slots = r.ring_slots;
     co.kv = r.kv;
+    co.kv_dtype = r.kv_dtype;
+    co.kv_attend = r.kv_attend;
     co.batch = r.batch;
     co.max_resident = r.max_resident;
     co.sequences = uint32_t(std::max<size_t>(1, r.sequences));

@@ -8,6 +8,7 @@
 #include "backend/cpu/kernels.h"
 #include "common/dtype.h"
 #include "engine/engine.h"
+#include "engine/kv_cache.h"
 #include "engine/memory_plan.h"
 
 #include <CLI/CLI.hpp>
@@ -50,6 +51,8 @@ struct EngineRequest {
     uint64_t vram_budget = 0; // GPU: 0 for the device's free memory less a margin
     uint32_t ring_slots = 2;  // GPU
     KvPlace kv = KvPlace::automatic;    // GPU
+    std::optional<DType> kv_dtype;      // the KV cache's type; none: f32 on the CPU, the compute type on the GPU
+    KvAttend kv_attend = KvAttend::automatic; // GPU, cache in host memory: where decode attention runs
     uint64_t max_resident = UINT64_MAX; // GPU: most bytes of weights resident in VRAM
     size_t sequences = 1;     // GPU: KV caches to plan, for batched generation (--parallel)
 };

@@ -114,6 +114,13 @@ void add_session_options(CLI::App* sub, RunOptions& o) {
     positive(sub->add_option("--ring-slots", o.ring_slots, "Pinned slots in the streaming ring (default 2)"), 16);
     sub->add_option("--kv-cache", o.kv_cache, "Where the GPU engine keeps the KV cache: auto, gpu or host (default auto)")
         ->check(CLI::IsMember({"auto", "gpu", "host"}));
+    sub->add_option("--kv-dtype", o.kv_dtype,
+                    "The KV cache's type: f32, bf16, f16 or q8_0 (default: f32 on the CPU, the compute type on the GPU)")
+        ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0"}));
+    sub->add_option("--kv-attend", o.kv_attend,
+                    "GPU with the KV cache in host memory: decode attention on the cpu (on the cache) or the gpu "
+                    "(reading it over the link); auto chooses from measured rates (default auto)")
+        ->check(CLI::IsMember({"auto", "cpu", "gpu"}));
     sub->add_flag("--verify", o.verify, "Check every unit file's checksum before running");
     sub->add_flag("--special", o.special, "Print special tokens too");
     add_trace_option(sub, o.trace);
@@ -162,14 +169,16 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
     req.vram_budget = o.vram_budget.empty() ? 0 : *parse_size(o.vram_budget);
     req.ring_slots = o.ring_slots;
     req.kv = o.kv_cache == "gpu" ? KvPlace::gpu : o.kv_cache == "host" ? KvPlace::host : KvPlace::automatic;
+    if (!o.kv_dtype.empty()) req.kv_dtype = parse_kv_dtype(o.kv_dtype);
+    req.kv_attend = o.kv_attend == "cpu" ? KvAttend::cpu : o.kv_attend == "gpu" ? KvAttend::gpu : KvAttend::automatic;
     if (!req.device.cuda && (!o.vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache")))
         spdlog::warn("--vram-budget, --ring-slots and --kv-cache apply to the GPU; running on the CPU");
     MadeEngine made = make_engine(model, req);
     report_memory = [] {};
     if (CpuEngine* cpu = made.cpu) {
         report_residency(model, cpu->units(), req.ram_budget);
-        spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions", cpu->threads(), isa_name(cpu_isa()),
-                      cpu->context());
+        spdlog::debug("CPU engine: {} threads, {} kernels, context {} positions, KV cache {}", cpu->threads(),
+                      isa_name(cpu_isa()), cpu->context(), dtype_name(cpu->kv_dtype()));
     }
 #ifdef RABBIT_HAVE_CUDA
     if (CudaEngine* cuda = made.cuda) {

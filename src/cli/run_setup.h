@@ -25,6 +25,7 @@ struct RunOptions {
     std::string dir, prompt, system, ram_budget, dump_logits, device, vram_budget, kv_cache = "auto", act_quant = "f32",
         trace;
     std::string chat_format;
+    std::string kv_dtype, kv_attend = "auto"; // --kv-dtype (empty: the engine's default), --kv-attend
     uint32_t ring_slots = 2;
     bool raw = false, special = false, verify = false, ignore_eos = false;
     size_t max_tokens = 256, threads = 0;

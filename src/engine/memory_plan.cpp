@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/memory_plan.h"
 
+#include "engine/kv_cache.h"
+
 #include "workspace.h"
 
 #include <algorithm>
@@ -44,7 +46,7 @@ void plan_fixed(const MemoryPlanInput& in, MemoryPlan& p) {
     const ModelConfig& c = in.config;
     const size_t act = act_size_of(in.weight_dtype);
     p.resident.assign(in.units.size(), false);
-    p.kv_sequence_bytes = kv_cache_bytes(c, in.ctx, act);
+    p.kv_sequence_bytes = kv_cache_bytes(c, in.ctx, planned_kv_dtype(in));
     p.kv_cache_bytes = std::max<uint32_t>(1, in.sequences) * p.kv_sequence_bytes;
     p.fixed = fixed_layout(c, in.prefill_tokens, act, in.ctx, needs_dequant(in));
     p.vector_bytes = p.fixed.size(Fixed::vectors);
@@ -267,6 +269,13 @@ uint64_t vector_bytes(const ModelConfig& c) {
 
 uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act) {
     return 2ull * c.num_layers * ctx * c.kv_dim() * act;
+}
+
+uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, DType kv) { return ctx * kv_bytes_per_position(c, kv); }
+
+DType planned_kv_dtype(const MemoryPlanInput& in) {
+    if (in.kv_dtype) return *in.kv_dtype;
+    return act_size_of(in.weight_dtype) == 4 ? DType::f32 : DType::bf16;
 }
 
 uint64_t minimum_slot_bytes(const ModelConfig& c, DType weight_dtype, uint64_t largest_unit) {

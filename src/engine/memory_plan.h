@@ -20,6 +20,7 @@
 #include "model/layout.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,7 @@ struct MemoryPlanInput {
     uint32_t ring_slots = 2;
     uint32_t prefill_tokens = 512; // tokens per prefill step: sizes the activations
     KvPlace kv = KvPlace::automatic; // automatic: on the GPU when it fits beside the smallest ring
+    std::optional<DType> kv_dtype;   // the KV cache's type (--kv-dtype); none: the compute type
     uint64_t max_slot = 0;         // a ring slot holds at most this many bytes (0: no cap)
     uint64_t max_resident = UINT64_MAX; // at most this many bytes of weights resident, whatever the budget allows
     // Device memory the runtime takes beside rabbit's allocations (cuBLAS, the kernels' code).
@@ -159,6 +161,10 @@ uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied);
 uint64_t vector_bytes(const ModelConfig& c);
 // [layers, 2, kv_heads, ctx, head_dim] in the compute type.
 uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, size_t act_size);
+// The same in type kv (engine/kv_cache.h's types; q8_0 in blocks along head_dim).
+uint64_t kv_cache_bytes(const ModelConfig& c, uint64_t ctx, DType kv);
+// The KV cache's type a plan counts: in.kv_dtype, else the compute type of in.weight_dtype.
+DType planned_kv_dtype(const MemoryPlanInput& in);
 // The smallest ring slot worth having: one row of the widest matrix, or 16 MiB when a unit is
 // larger (pieces smaller than that make the copies and products inefficient).
 uint64_t minimum_slot_bytes(const ModelConfig& c, DType weight_dtype, uint64_t largest_unit);

@@ -2,6 +2,7 @@
 #include "backend/cpu/cpu_engine.h"
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/kv_attention.h"
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "common/timing.h"
@@ -21,6 +22,10 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
     stream_block_ = std::max<size_t>(1, options.stream_block);
     batch_ = std::max<size_t>(1, options.batch);
     act_quant_ = options.act_quant;
+    kv_dtype_ = options.kv_dtype;
+    if (!is_kv_dtype(kv_dtype_))
+        throw Error(ExitCode::usage, std::string("--kv-dtype ") + dtype_name(kv_dtype_) + ": expected f32, bf16, f16 or q8_0");
+    kv_row_bytes(kv_dtype_, c.head_dim); // refuses q8_0 for a head_dim that is not whole blocks
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
     for (size_t u : roles_.layers) layer_t_.push_back(layer_tensors(model.manifest().units[u]));
     set_slots(1);
@@ -32,8 +37,15 @@ void CpuEngine::set_slots(size_t n) {
     while (slots_.size() > n) slots_.pop_back();
     while (slots_.size() < n) {
         slots_.emplace_back(c);
-        slots_.back().k_cache.resize(size_t(c.num_layers) * c.num_kv_heads);
-        slots_.back().v_cache.resize(size_t(c.num_layers) * c.num_kv_heads);
+        // One of the two layouts, as --kv-dtype asks.
+        const size_t caches = size_t(c.num_layers) * c.num_kv_heads;
+        if (kv_dtype_ == DType::f32) {
+            slots_.back().k_cache.resize(caches);
+            slots_.back().v_cache.resize(caches);
+        } else {
+            slots_.back().k_rows.resize(caches);
+            slots_.back().v_rows.resize(caches);
+        }
     }
 }
 
@@ -55,6 +67,10 @@ void CpuEngine::grow_cache(size_t slot, size_t positions) {
             s.k_cache[i].resize(target * hd);
             s.v_cache[i].resize(target * hd);
         }
+        for (size_t i = 0; i < s.k_rows.size(); ++i) {
+            s.k_rows[i].resize(target * kv_row_bytes(kv_dtype_, hd));
+            s.v_rows[i].resize(target * kv_row_bytes(kv_dtype_, hd));
+        }
     } catch (const std::bad_alloc&) {
         throw Error(ExitCode::resources, "out of memory for the KV cache at " + std::to_string(target) +
                                              " positions" + (slots_.size() > 1 ? " in each of " + std::to_string(slots_.size()) +
@@ -73,7 +89,39 @@ void CpuEngine::embed(const int32_t* tokens, size_t n) {
     source_->release(roles_.embed);
 }
 
+void CpuEngine::row_attention(size_t layer, size_t n) {
+    const ModelConfig& c = config();
+    const size_t row = size_t(c.q_dim() + 2 * c.kv_dim()), q_dim = size_t(c.q_dim());
+    std::vector<const uint8_t*> k(c.num_kv_heads), v(c.num_kv_heads);
+    // Run by run: a pass's tokens of one sequence are consecutive, at consecutive positions.
+    for (size_t t = 0, end; t < n; t = end) {
+        for (end = t + 1; end < n && tok_slot_[end] == tok_slot_[t]; ++end) {}
+        const SeqSlot& s = slots_[tok_slot_[t]];
+        for (size_t g = 0; g < c.num_kv_heads; ++g) {
+            k[g] = s.k_rows[layer * c.num_kv_heads + g].data();
+            v[g] = s.v_rows[layer * c.num_kv_heads + g].data();
+        }
+        KvAttentionParams p;
+        p.q = qkv_.data() + t * row;
+        p.q_stride = row;
+        p.out = attn_.data() + t * q_dim;
+        p.out_stride = q_dim;
+        p.k = k.data();
+        p.v = v.data();
+        p.type = kv_dtype_;
+        p.tokens = end - t;
+        p.heads = c.num_heads;
+        p.kv_heads = c.num_kv_heads;
+        p.head_dim = c.head_dim;
+        p.pos = tok_pos_[t];
+        p.window = c.sliding_window;
+        p.scale = 1.0f / std::sqrt(float(c.head_dim));
+        kv_attention(pool_, p);
+    }
+}
+
 void CpuEngine::attention(size_t layer, size_t n) {
+    if (kv_dtype_ != DType::f32) return row_attention(layer, n);
     const ModelConfig& c = config();
     const size_t hd = c.head_dim, heads = c.num_heads, kv_heads = c.num_kv_heads, group = heads / kv_heads;
     const size_t q_dim = size_t(c.q_dim()), row = q_dim + 2 * size_t(c.kv_dim());
@@ -147,6 +195,14 @@ void CpuEngine::rope_and_cache(size_t layer, const LayerWeights& w, size_t n) {
         }
         SeqSlot& s = slots_[tok_slot_[t]];
         const size_t pos = tok_pos_[t], blk = pos / k_attn_block * k_attn_block * hd, col = pos % k_attn_block;
+        if (kv_dtype_ != DType::f32) {
+            const size_t rb = kv_row_bytes(kv_dtype_, hd);
+            for (size_t g = 0; g < c.num_kv_heads; ++g) {
+                store_kv_row(kv_dtype_, k + g * hd, hd, s.k_rows[layer * c.num_kv_heads + g].data() + pos * rb);
+                store_kv_row(kv_dtype_, v + g * hd, hd, s.v_rows[layer * c.num_kv_heads + g].data() + pos * rb);
+            }
+            continue;
+        }
         for (size_t g = 0; g < c.num_kv_heads; ++g) {
             float* kc = s.k_cache[layer * c.num_kv_heads + g].data() + blk + col;
             for (size_t d = 0; d < hd; ++d) kc[d * k_attn_block] = k[g * hd + d];

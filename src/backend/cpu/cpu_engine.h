@@ -30,6 +30,7 @@ struct EngineOptions {
     size_t stream_block = k_stream_block; // bytes of a streamed weight used (and dropped) at once
     size_t batch = 512;      // most tokens run through the layers at once: a longer prompt goes in parts
     ActQuant act_quant = ActQuant::f32; // quantized weights: f32 activations (exact), or q8 (llama.cpp's)
+    DType kv_dtype = DType::f32; // the KV cache's type: f32, or bf16, f16, q8_0 (rows, kv_attention.h)
 };
 
 class CpuEngine : public Engine {
@@ -44,6 +45,7 @@ public:
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
     ActQuant act_quant() const { return act_quant_; }
+    DType kv_dtype() const { return kv_dtype_; }
 
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
 
@@ -78,6 +80,8 @@ private:
     // values appended to the layer's cache.
     void rope_and_cache(size_t layer, const LayerWeights& w, size_t n);
     void attention(size_t layer, size_t n);
+    // The same over a row cache (kv_dtype_ other than f32).
+    void row_attention(size_t layer, size_t n);
     void grow_cache(size_t slot, size_t positions);
 
     const SplitModel& model_;
@@ -99,6 +103,9 @@ private:
         size_t pos = 0;
         RopeTables rope;
         std::vector<std::vector<float>> k_cache, v_cache;
+        // Under another --kv-dtype, the cache instead: per layer and KV head, keys and values
+        // each [positions][kv_row_bytes(kv_dtype_, head_dim)], as kv_attention reads them.
+        std::vector<std::vector<uint8_t>> k_rows, v_rows;
         size_t cache_positions = 0;
     };
     std::vector<SeqSlot> slots_;
@@ -118,6 +125,7 @@ private:
     std::vector<float> router_, route_w_, moe_x_, moe_y_, shared_g_;
     std::vector<int32_t> chosen_;
     std::vector<size_t> tok_slot_, tok_pos_; // [n] each token's sequence slot and position
+    DType kv_dtype_ = DType::f32;
     StreamStats stats_;
 };
 

@@ -65,6 +65,7 @@ CudaEngineStats CudaEngine::stats() const {
     s.peak_device_bytes = impl_->peak_held;
     s.device_used_growth = impl_->used_growth;
     s.pinned_bytes = impl_->pinned_bytes;
+    s.kv_attend = impl_->attend;
     if (impl_->ring) s.ring = impl_->ring->stats();
     return s;
 }

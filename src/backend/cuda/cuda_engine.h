@@ -9,12 +9,14 @@
 #pragma once
 
 #include "engine/engine.h"
+#include "engine/kv_cache.h"
 #include "engine/memory_plan.h"
 #include "format/split_model.h"
 #include "stream/ring.h"
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace rabbit {
@@ -26,6 +28,8 @@ struct CudaEngineOptions {
     uint64_t ctx = 0;           // 0: the model's maximum, lowered to what the memory holds
     uint32_t ring_slots = 2;
     KvPlace kv = KvPlace::automatic;
+    std::optional<DType> kv_dtype;            // the KV cache's type (f32, bf16, f16); none: the compute type
+    KvAttend kv_attend = KvAttend::automatic; // cache in host memory: decode attention on the CPU or the GPU
     size_t batch = 512;         // most tokens through the layers at once
     uint64_t max_slot = 0;      // cap on a ring slot's bytes (0: the planner's choice); for tests
     uint64_t max_resident = UINT64_MAX; // most bytes of weights kept resident in VRAM (rabbit bench's "none", "half")
@@ -41,6 +45,7 @@ struct CudaEngineStats {
     uint64_t device_used_growth = 0; // the most the device's used memory (cudaMemGetInfo) grew since the engine started
     uint64_t pinned_bytes = 0;      // pinned host memory: RAM tier, ring staging, host KV cache
     RingStats ring;
+    KvAttend kv_attend = KvAttend::gpu; // where attention over the KV cache runs (cpu: a host cache, on the CPU)
 };
 
 class CudaEngine : public Engine {

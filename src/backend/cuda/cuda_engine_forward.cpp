@@ -230,7 +230,7 @@ void CudaEngine::Impl::sequence_attention(size_t l, const LayerWeights& w, const
     r.head_dim = int(c.head_dim);
     r.k_cache = k_layer;
     r.v_cache = v_layer;
-    r.cache_type = act;
+    r.cache_type = kv_elem;
     r.cache_len = int64_t(ctx);
     r.pos = int64_t(run.pos);
     RABBIT_CUDA_CHECK(launch_qkv_rope(r, compute));
@@ -240,7 +240,7 @@ void CudaEngine::Impl::sequence_attention(size_t l, const LayerWeights& w, const
     a.q_stride = int64_t(q + 2 * kv);
     a.k_cache = k_layer;
     a.v_cache = v_layer;
-    a.cache_type = act;
+    a.cache_type = kv_elem;
     a.cache_len = int64_t(ctx);
     a.out = static_cast<uint8_t*>(attn) + run.row * q * elem_size(act);
     a.out_type = act;
@@ -254,7 +254,8 @@ void CudaEngine::Impl::sequence_attention(size_t l, const LayerWeights& w, const
     a.workspace = fixed(Fixed::attention_workspace);
     a.sm_count = prop.multiProcessorCount;
     a.smem_optin = prop.sharedMemPerBlockOptin;
-    RABBIT_CUDA_CHECK(launch_attention(a, compute));
+    if (attend == KvAttend::cpu && seq[run.slot].host_k) host_attention(l, run, attn);
+    else RABBIT_CUDA_CHECK(launch_attention(a, compute));
 }
 
 void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {

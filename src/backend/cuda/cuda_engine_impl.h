@@ -96,6 +96,15 @@ struct CudaEngine::Impl {
     void layer(size_t l, const SlotPass& p);
     void attention_block(size_t l, const LayerWeights& w, const SlotPass& p);
     void sequence_attention(size_t l, const LayerWeights& w, const SlotRun& run);
+
+    // The KV cache's type and, in host memory, where attention runs (host_attention.cpp).
+    void choose_kv_type();
+    void choose_kv_attend();
+    double round_trip_seconds();
+    void allocate_host_attention();
+    // Layer l's attention of one sequence's rows on the CPU, over its cache in host memory,
+    // into those rows of attn [m, q_dim] act on the device.
+    void host_attention(size_t l, const SlotRun& run, void* attn);
     void mlp_block(size_t l, const LayerWeights& w, size_t m);
     // The final norm of the pass's rows `rows`, into rows 0, 1, ... of xn.
     void final_norm(const std::vector<size_t>& rows);
@@ -147,7 +156,14 @@ struct CudaEngine::Impl {
     CudaEngineOptions opt;
     cudaDeviceProp prop{};
     std::string device_name;
-    Elem act = Elem::f32; // the compute type: matrix inputs and the KV cache
+    Elem act = Elem::f32; // the compute type: matrix inputs and (without --kv-dtype) the KV cache
+    Elem kv_elem = Elem::f32; // the KV cache's type
+    KvAttend attend = KvAttend::gpu; // cache in host memory: attention on the CPU, or the GPU over the link
+    std::unique_ptr<ThreadPool> attend_pool; // the CPU attention's threads
+    PinnedBuffer h_q;    // [batch, q_dim] f32: the pass's q, for the CPU attention
+    PinnedBuffer h_out;  // [batch, q_dim] f32: its output
+    PinnedBuffer h_attn; // [batch, q_dim] act: the output in the compute type, on its way back
+    CudaEvent q_ready;   // h_q holds the layer's q
     bool to_f16 = false;  // bf16 weights on a GPU without bf16: rewritten as f16 on arrival
     bool quantized = false; // some matrix is not in the compute type: the plan has a dequantization workspace
     uint64_t budget = 0, ctx = 0;
@@ -187,6 +203,8 @@ struct CudaEngine::Impl {
         RopeTables rope;
         uint8_t* k = nullptr;
         uint8_t* v = nullptr;
+        uint8_t* host_k = nullptr; // in host memory: the same cache as the CPU addresses it
+        uint8_t* host_v = nullptr;
     };
     std::vector<SeqSlot> seq; // the plan's sequences
     size_t used_slots = 1;    // of them, those set_slots asked for

@@ -60,6 +60,7 @@ void CudaEngine::Impl::init() {
                           c.architecture + " (mixture of experts) does not run on the CUDA engine yet; use --device cpu");
     select_device();
     choose_compute_type();
+    choose_kv_type();
     if (!attention_supports_head_dim(int(c.head_dim)))
         throw unsupported(model.dir() + "/manifest.json",
                           fmt::format("head_dim {} has no CUDA attention kernel; use --device cpu", c.head_dim));
@@ -67,10 +68,12 @@ void CudaEngine::Impl::init() {
     make_stream_and_blas();
     measure_runtime_overhead();
     plan_memory_and_context();
+    choose_kv_attend(); // before allocate: a cache the CPU reads is not write-combined
     files = std::make_unique<MmapUnitSource>(model, 0);
     fill = std::make_unique<ThreadPool>(std::max<size_t>(1, opt.loader_threads));
     allocate();
     allocate_staging();
+    allocate_host_attention();
     load_vectors();
     load_resident();
     place_weights();
@@ -150,6 +153,7 @@ void CudaEngine::Impl::fill_plan_input() {
     plan_in.ring_slots = std::max<uint32_t>(1, opt.ring_slots);
     plan_in.prefill_tokens = uint32_t(batch);
     plan_in.kv = opt.kv;
+    plan_in.kv_dtype = kv_elem == Elem::f32 ? DType::f32 : kv_elem == Elem::f16 ? DType::f16 : DType::bf16;
     plan_in.max_slot = opt.max_slot;
     plan_in.max_resident = opt.max_resident;
     plan_in.overhead = runtime_overhead + k_kernel_code_reserve;
@@ -212,7 +216,8 @@ void CudaEngine::Impl::allocate() {
     RABBIT_CUBLAS_CHECK(cublasSetWorkspace(blas, fixed(Fixed::cublas_workspace), plan.fixed.size(Fixed::cublas_workspace)));
 
     // The KV cache: on the GPU, or in pinned host memory that the kernels reach over the bus,
-    // write-combined (the GPU writes it in whole bursts; the CPU never reads it). K of every
+    // write-combined when only the GPU touches it (it writes it in whole bursts), cached when the
+    // CPU attends it (--kv-attend cpu: write-combined memory is slow to read). K of every
     // layer, then V of every layer.
     // Each sequence's: the first kv_gpu_sequences on the GPU, the rest on the host.
     RABBIT_CHECK(plan.kv_sequence_bytes % (2ull * c.num_layers) == 0, "a KV cache that does not split into layers");
@@ -220,7 +225,7 @@ void CudaEngine::Impl::allocate() {
     const size_t sequences = std::max<uint32_t>(1, plan_in.sequences), on_gpu = plan.kv_gpu_sequences;
     if (on_gpu < sequences) {
         const uint64_t bytes = (sequences - on_gpu) * plan.kv_sequence_bytes;
-        kv_host = PinnedBuffer(bytes, true, true);
+        kv_host = PinnedBuffer(bytes, true, attend != KvAttend::cpu);
         pinned_bytes += bytes;
         spdlog::info("KV cache{} in pinned host memory ({} for {} positions)",
                      on_gpu ? fmt::format(" of {} of {} sequences", sequences - on_gpu, sequences) : std::string(),
@@ -233,6 +238,10 @@ void CudaEngine::Impl::allocate() {
                                    : static_cast<uint8_t*>(kv_host.device_pointer()) + (s - on_gpu) * plan.kv_sequence_bytes;
         seq.back().k = base;
         seq.back().v = base + kv_layer_bytes * c.num_layers;
+        if (s >= on_gpu) { // the CPU's view of the same memory, for --kv-attend cpu
+            seq.back().host_k = kv_host.as<uint8_t>() + (s - on_gpu) * plan.kv_sequence_bytes;
+            seq.back().host_v = seq.back().host_k + kv_layer_bytes * c.num_layers;
+        }
     }
     used_slots = 1;
 }
