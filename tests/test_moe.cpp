@@ -5,6 +5,7 @@
 #include "backend/cpu/cpu_engine.h"
 #include "common/json_read.h"
 #include "common/json_writer.h"
+#include "engine/expert_cache.h"
 #include "engine/moe.h"
 #include "engine/weights.h"
 #include "engine_helpers.h"
@@ -187,4 +188,70 @@ TEST_CASE("a MoE token reads its attention and its routed experts, nothing more"
             s1 = engine.stream_stats();
         }
     }
+}
+
+namespace {
+
+// Weight bytes a pass of `engine` streams besides the experts: the matrices of the units
+// that are not resident, every expert left out.
+uint64_t streamed_dense_bytes(const SplitModel& model, const CpuEngine& engine) {
+    TokenBytes b;
+    const auto& units = model.manifest().units;
+    for (size_t i = 0; i < units.size(); ++i)
+        if (!engine.units().resident(i)) add_token_bytes(b, model.config(), units[i].kind, units[i].layout);
+    return b.dense;
+}
+
+} // namespace
+
+TEST_CASE("the expert cache keeps used experts in the RAM budget, same logits on and off", "[moe][engine][cache]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(test::split_into(moe_dir("qwen3-moe-sparse"), dir / "split", DTypeChoice::bf16));
+    const ModelConfig& c = model.config();
+    const TokenBytes tb = token_bytes(model.manifest());
+    const uint64_t expert = tb.all_experts / c.num_experts; // one MoE layer
+    const std::vector<int32_t> prompt = {1, 9, 30, 4, 17, 22, 5, 40, 12, 3};
+    std::vector<float> off, on;
+    CpuEngine plain(model, {});
+    CHECK(plain.expert_cache().capacity() == 0);
+    plain.forward(prompt.data(), prompt.size(), prompt.size(), off);
+    CHECK(plain.stream_stats().expert_hits == 0);
+
+    for (uint64_t budget : {uint64_t(1) << 30, 2 * expert + expert / 2}) { // every expert; two of them
+        INFO("RAM budget " << budget);
+        EngineOptions opt;
+        opt.ram_budget = budget;
+        CpuEngine engine(model, opt);
+        REQUIRE(engine.expert_cache().capacity() > 0);
+        const uint64_t dense = streamed_dense_bytes(model, engine);
+        for (int pass = 0; pass < 3; ++pass) {
+            INFO("pass " << pass);
+            engine.reset();
+            const StreamStats s0 = engine.stream_stats();
+            engine.forward(prompt.data(), prompt.size(), prompt.size(), on);
+            const StreamStats d = engine.stream_stats() - s0;
+            CHECK(on == off); // the same kernels on the same bytes
+            CHECK(d.file_bytes == dense + (d.experts_run - d.expert_hits) * expert);
+            CHECK(engine.expert_cache().held_bytes() <= engine.expert_cache().capacity());
+            if (budget > tb.all_experts) CHECK(d.expert_hits == (pass == 0 ? 0 : d.experts_run));
+            else CHECK(engine.expert_cache().held() == 2);
+        }
+    }
+}
+
+TEST_CASE("expert cache: least recently used out, within its capacity", "[moe][cache]") {
+    ExpertCache cache(300);
+    std::vector<ExpertCache::Key> out;
+    CHECK_FALSE(cache.use({0, 1}, 100, out));
+    CHECK_FALSE(cache.use({0, 2}, 100, out));
+    CHECK_FALSE(cache.use({1, 1}, 100, out));
+    CHECK(cache.use({0, 1}, 100, out)); // now the most recent
+    CHECK(out.empty());
+    CHECK_FALSE(cache.use({1, 2}, 100, out)); // evicts {0, 2}, the least recent
+    REQUIRE(out.size() == 1);
+    CHECK((out[0] == ExpertCache::Key{0, 2}));
+    CHECK((cache.holds({0, 1}) && cache.holds({1, 1}) && cache.holds({1, 2}) && !cache.holds({0, 2})));
+    CHECK_FALSE(cache.use({2, 0}, 400, out)); // larger than the cache: never held
+    CHECK_FALSE(cache.holds({2, 0}));
+    CHECK(cache.held_bytes() == 300);
 }

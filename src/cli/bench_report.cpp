@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/bench_report.h"
 
+#include "engine/weights.h"
+
 #include "common/file_io.h"
 #include "common/json_writer.h"
 #include "common/system.h"
@@ -144,6 +146,8 @@ void config_json(JsonWriter& j, const ConfigResult& r) {
     j.key("token_s");
     token_json(j, f);
     j.member("file_bytes_per_token", f.file_bytes).member("link_bytes_per_token", f.link_bytes);
+    if (f.experts > 0)
+        j.member("experts_per_token", f.experts).member("expert_hit_rate", f.expert_hits / f.experts);
     j.member("page_cache_fraction", r.cached).member("weights_from", r.from);
     optional_member(j, "bound_s", f.bound);
     j.key("bound_fraction");
@@ -179,6 +183,18 @@ void print_header(const SplitModel& model, const Settings& s, const Rates& rates
     fmt::print("machine: {}, {} CPUs, {} memory, Linux {}{}{}{}{}; rabbit {} ({})\n", m.cpu, m.cpus, format_bytes(m.memory),
                m.kernel, about.gpu.empty() ? "" : "; GPU: ", about.gpu, about.versions.empty() ? "" : ", CUDA ",
                about.versions, RABBIT_VERSION, RABBIT_GIT_REV);
+    if (model.config().is_moe()) {
+        // The two bounds of a MoE model: every byte (dense), or the routed experts' only (active).
+        const TokenBytes tb = token_bytes(model.manifest());
+        const double cold = rates.cold && rates.cold_valid ? rates.cold->bytes_per_second() : 0;
+        fmt::print("experts: {} routed of {} per MoE layer; a decoded token reads {} of matrices (active), every expert "
+                   "{} (dense){}\n",
+                   model.config().experts_per_tok, model.config().num_experts, format_bytes(tb.active()),
+                   format_bytes(tb.whole()),
+                   cold > 0 ? fmt::format("; at the cold rate {:.2f} tok/s active bound, {:.2f} dense", cold / double(tb.active()),
+                                          cold / double(tb.whole()))
+                            : std::string());
+    }
     if (rates.cold) {
         fmt::print("shard read (4 threads, as the loader reads): cold {} ({}, {} cached before{}), warm {}\n",
                    gbps(rates.cold->bytes_per_second()), format_bytes(rates.cold->bytes), percent(rates.cold->cached_before),
@@ -215,6 +231,11 @@ void print_table(const std::vector<ConfigResult>& results) {
                    f.bound ? ms(*f.bound) : dash, f.bound ? percent(*f.bound / std::max(t.wall, 1e-12)) : dash,
                    b.cuda ? format_bytes(r.peak_gpu) : dash, format_bytes(r.peak_host));
     }
+    // MoE models: what the expert cache saved, below the table so that its columns stay as they are.
+    for (const auto& r : results)
+        if (r.ok() && r.m().experts > 0)
+            fmt::print("experts ({}): {:.1f} run per decoded token, {} of them from the expert cache\n", config_label(r.config),
+                       r.m().experts, percent(r.m().expert_hits / r.m().experts));
 }
 
 void write_json(const std::string& path, const SplitModel& model, const Settings& s, const Rates& rates,

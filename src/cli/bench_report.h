@@ -31,6 +31,7 @@ struct RunFigures {
     TokenSplit token;
     double file_bytes = 0, link_bytes = 0;
     std::optional<double> bound, overlap;
+    double experts = 0, expert_hits = 0; // MoE: experts run, and of those held by the expert cache
 };
 
 struct ConfigResult {

@@ -154,6 +154,8 @@ void measure_config(const SplitModel& model, const BenchConfig& b, const Setting
         f.token = {x.decode_s / g, x.decode.disk_s / g, x.decode.host_copy_s / g, x.decode.h2d_s / g, x.decode.wait_s / g};
         f.file_bytes = double(x.decode.file_bytes) / g;
         f.link_bytes = double(x.decode.link_bytes) / g;
+        f.experts = double(x.decode.experts_run) / g;
+        f.expert_hits = double(x.decode.expert_hits) / g;
         // The drive bounds the share of the streamed bytes the page cache did not hold, at the
         // cold rate; what the page cache held costs mapping, not a transfer. The link bounds
         // everything copied to the device.

@@ -13,6 +13,7 @@
 #include "engine/kv_cache.h"
 #include "engine/memory_plan.h"
 #include "engine/rope.h"
+#include "engine/weights.h"
 #include "format/gguf.h"
 #include "format/gguf_import.h"
 #include "format/hf_checkpoint.h"
@@ -42,6 +43,7 @@ struct InspectedModel {
     bool tied = false;                // the embedding is lm_head (UnitRoles::tied)
     std::optional<GgufSummary> gguf;  // an unsplit GGUF: what the file holds
     std::map<DType, uint64_t> matrix_bytes; // per stored matrix dtype: the bytes of its matrices
+    TokenBytes token;                       // a MoE model's: what a token reads of its experts
     std::vector<std::string> fallbacks;     // an unsplit directory's quantized --dtype: matrices stored otherwise
     struct Option {                         // an unsplit directory: what each --dtype would give
         std::string choice, dtype;
@@ -87,6 +89,7 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
         m.tied = s.roles().tied;
         for (const auto& u : s.manifest().units) m.file_bytes.push_back(u.size());
         for (const auto& u : s.manifest().units) count_matrix_bytes(u.layout, m.matrix_bytes);
+        m.token = token_bytes(s.manifest());
         return m;
     }
     const bool gguf = looks_like_gguf(dir);
@@ -102,6 +105,7 @@ InspectedModel load(const std::string& dir, DTypeChoice dtype) {
     m.tied = plan.config.tie_word_embeddings; // what the split's roles().tied will be
     for (const auto& u : plan.units) m.file_bytes.push_back(u.layout.file_size());
     for (const auto& u : plan.units) count_matrix_bytes(u.layout, m.matrix_bytes);
+    for (const auto& u : plan.units) add_token_bytes(m.token, m.config, u.kind, u.layout);
     m.fallbacks = plan.fallbacks;
     m.options = dtype_options(ck);
     return m;
@@ -302,6 +306,15 @@ void print_json(const InspectedModel& m, const Summary& s, const InspectPlan& p)
     w.end_array();
     w.member("total_file_bytes", s.total_file);
     w.member("bytes_per_token", s.per_token);
+    if (m.config.is_moe()) // per_token counts every expert; a token reads these
+        w.key("moe")
+            .begin_object()
+            .member("experts", m.config.num_experts)
+            .member("experts_per_token", m.config.experts_per_tok)
+            .member("routed_bytes_per_token", m.token.active())
+            .member("routed_expert_bytes_per_token", m.token.routed_experts)
+            .member("expert_bytes", m.token.all_experts)
+            .end_object();
     w.member("kv_bytes_per_position", s.kv_per_position);
     w.key("matrix_bytes").begin_object();
     for (const auto& [t, n] : m.matrix_bytes) w.member(dtype_name(t), n);
@@ -365,6 +378,22 @@ void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p)
     line("per token", format_bytes(s.per_token) + " of weights read per decoded token (every layer, the norm, " +
                           (m.tied ? "the embedding as lm_head" : "lm_head") +
                           "); the embedding lookup gathers one row on the host");
+    if (c.is_moe()) {
+        uint32_t sparse = 0;
+        for (uint32_t l = 0; l < c.num_layers; ++l) sparse += c.moe_layer(l);
+        line("experts", fmt::format("{} per MoE layer ({} of {} layers), {} routed per token, expert ffn {}{}{}", c.num_experts,
+                                    sparse, c.num_layers, c.experts_per_tok, c.moe_intermediate_size,
+                                    c.shared_expert_intermediate_size
+                                        ? fmt::format(", shared expert ffn {}", c.shared_expert_intermediate_size)
+                                        : std::string(),
+                                    c.norm_topk_prob ? ", top-k renormalised" : ""));
+        line("  routed", fmt::format("{} per decoded token: {} of routed experts + {} of attention, routers, dense layers "
+                                     "and {} ({:.1f}% of the {} of matrices that every expert would be)",
+                                     format_bytes(m.token.active()), format_bytes(m.token.routed_experts),
+                                     format_bytes(m.token.dense), m.tied ? "the tied embedding" : "lm_head",
+                                     100.0 * double(m.token.active()) / double(std::max<uint64_t>(1, m.token.whole())),
+                                     format_bytes(m.token.whole())));
+    }
     line("KV cache", format_bytes(s.kv_per_position) + " per position; " + format_bytes(s.kv_per_position * p.ctx) +
                          " at " + std::to_string(p.ctx) + " positions in the compute type");
     for (const auto& [key, text] : kv_lines(p.kv)) line(key, text);

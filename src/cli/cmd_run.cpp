@@ -159,6 +159,9 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         spdlog::info("{} prompt tokens at {:.1f} tok/s; {} generated at {:.2f} tok/s ({}); load {:.2f}s",
                      r.prompt_tokens, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9), n,
                      n > 1 ? double(n - 1) / std::max(r.decode_seconds, 1e-9) : 0.0, r.stop_reason, load_s);
+        if (const StreamStats st = made.engine->stream_stats(); st.experts_run)
+            spdlog::info("experts: {} run, {:.1f}% of them from the expert cache", st.experts_run,
+                         100.0 * double(st.expert_hits) / double(st.experts_run));
         if (const SpecStats& s = r.spec; s.passes)
             spdlog::info("{:.2f} tokens per pass ({} passes; {} of {} drafts accepted); draft {:.2f} ms, verify {:.2f} ms "
                          "per pass",

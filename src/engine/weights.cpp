@@ -118,25 +118,28 @@ ExpertWeights expert_weights(const LayerTensors& t, size_t e, const uint8_t* dat
     return {stacked_matrix(t.experts[e].gate_up, data), tensor_matrix(*t.experts[e].down, data)};
 }
 
+void add_token_bytes(TokenBytes& b, const ModelConfig& c, UnitKind kind, const UnitLayout& layout) {
+    if (!streams_per_token(kind, c.tie_word_embeddings)) return;
+    uint64_t experts = 0, routed = 0;
+    if (kind == UnitKind::layer && layout.find("router")) {
+        ManifestUnit u;
+        u.layout = layout;
+        const LayerTensors t = layer_tensors(u);
+        for (const auto& x : t.experts) experts += x.bytes;
+        // Every expert of a layer has one shape and type: k of them are read.
+        routed = t.experts.empty() ? 0 : experts / t.experts.size() * c.experts_per_tok;
+    }
+    uint64_t matrices = 0;
+    for (const UnitTensor& x : layout.tensors)
+        if (x.shape.size() == 2) matrices += x.nbytes;
+    b.dense += matrices - experts;
+    b.routed_experts += routed;
+    b.all_experts += experts;
+}
+
 TokenBytes token_bytes(const Manifest& m) {
     TokenBytes b;
-    const ModelConfig& c = m.config;
-    for (const ManifestUnit& u : m.units) {
-        if (!streams_per_token(u.kind, c.tie_word_embeddings)) continue;
-        uint64_t experts = 0, routed = 0;
-        if (u.kind == UnitKind::layer && u.layout.find("router")) {
-            const LayerTensors t = layer_tensors(u);
-            for (const auto& x : t.experts) experts += x.bytes;
-            // Every expert of a layer has one shape and type but for a quantized mix's choices.
-            routed = t.experts.empty() ? 0 : experts / t.experts.size() * c.experts_per_tok;
-        }
-        uint64_t matrices = 0;
-        for (const UnitTensor& x : u.layout.tensors)
-            if (x.shape.size() == 2) matrices += x.nbytes;
-        b.dense += matrices - experts;
-        b.routed_experts += routed;
-        b.all_experts += experts;
-    }
+    for (const ManifestUnit& u : m.units) add_token_bytes(b, m.config, u.kind, u.layout);
     return b;
 }
 

@@ -86,6 +86,8 @@ struct TokenBytes {
     uint64_t whole() const { return dense + all_experts; }
 };
 TokenBytes token_bytes(const Manifest& manifest);
+// The same, unit by unit (a split plan's units, before any file exists).
+void add_token_bytes(TokenBytes& bytes, const ModelConfig& c, UnitKind kind, const UnitLayout& layout);
 
 // data: the unit's data section (offset 0 = the manifest's tensor offsets).
 LayerWeights layer_weights(const LayerTensors& tensors, const uint8_t* data);

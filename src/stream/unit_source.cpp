@@ -33,6 +33,9 @@ MmapUnitSource::MmapUnitSource(const SplitModel& model, uint64_t ram_budget) {
     // whole (streams_per_token).
     for (size_t i = 0; i < units.size(); ++i) {
         if (!model.streams_per_token(i)) continue;
+        // A MoE layer is never kept whole: a token reads a few of its experts, and the
+        // engine's expert cache keeps the used ones within what the budget leaves.
+        if (maps_[i].ahead < maps_[i].data_size) continue;
         if (resident_bytes_ + units[i].layout.data_size > ram_budget) continue; // a smaller one may still fit
         resident_[i] = true;
         resident_bytes_ += units[i].layout.data_size;
@@ -58,8 +61,7 @@ void MmapUnitSource::advise(size_t i, int advice) const {
     const Mapping& m = maps_[i];
     const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
     const uint64_t begin = m.data_offset / page * page;
-    const uint64_t bytes = advice == MADV_WILLNEED ? m.ahead : m.data_size;
-    ::madvise(m.base + begin, m.data_offset + bytes - begin, advice);
+    ::madvise(m.base + begin, m.data_offset + m.ahead - begin, advice);
 }
 
 const uint8_t* MmapUnitSource::acquire(size_t i, Access access) {
@@ -87,7 +89,9 @@ void MmapUnitSource::will_need(const void* p, uint64_t bytes) const {
 
 void MmapUnitSource::release(size_t i) {
     // Unmapping the pages keeps resident memory near the budget: the page cache may still
-    // hold them, but they no longer count against this process.
+    // hold them, but they no longer count against this process. A MoE layer's experts are
+    // not unmapped here: the engine drops each as it is done with it, unless its expert
+    // cache keeps it.
     if (!resident_[i]) advise(i, MADV_DONTNEED);
 }
 

@@ -59,7 +59,8 @@ private:
         uint64_t data_offset = 0, data_size = 0;
         // Bytes of the data section a pass reads whatever the tokens: all of it, but for a
         // MoE layer only those before its experts (a token reads only the experts it routes
-        // to, so reading the others ahead would read the whole layer).
+        // to, so reading the others ahead would read the whole layer). Read ahead and
+        // dropped at release; a MoE layer's experts only by done_with.
         uint64_t ahead = 0;
     };
     void advise(size_t i, int advice) const;

@@ -27,6 +27,7 @@ CpuEngine::CpuEngine(const SplitModel& model, const EngineOptions& options)
         throw Error(ExitCode::usage, std::string("--kv-dtype ") + dtype_name(kv_dtype_) + ": expected f32, bf16, f16 or q8_0");
     kv_row_bytes(kv_dtype_, c.head_dim); // refuses q8_0 for a head_dim that is not whole blocks
     source_ = std::make_unique<MmapUnitSource>(model, options.ram_budget);
+    if (c.is_moe()) expert_cache_ = ExpertCache(options.ram_budget - std::min(options.ram_budget, source_->resident_bytes()));
     for (size_t u : roles_.layers) layer_t_.push_back(layer_tensors(model.manifest().units[u]));
     set_slots(1);
 }
@@ -143,15 +144,17 @@ void CpuEngine::attention(size_t layer, size_t n) {
     });
 }
 
-void CpuEngine::linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y) {
+void CpuEngine::linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y,
+                       Use use) {
     const size_t ldy = size_t(w.rows());
     for (size_t i = 0, row0 = 0; i < w.parts; row0 += w.part[i].rows, ++i)
-        linear(unit, w.part[i], bias ? bias + row0 : nullptr, x, n, y + row0, ldy);
+        linear(unit, w.part[i], bias ? bias + row0 : nullptr, x, n, y + row0, ldy, use);
 }
 
-void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy) {
+void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy,
+                       Use use) {
     if (!ldy) ldy = size_t(w.rows);
-    if (source_->resident(unit)) return matmul(pool_, x, n, w, bias, y, ldy, act_quant_);
+    if (use == Use::held || source_->resident(unit)) return matmul(pool_, x, n, w, bias, y, ldy, act_quant_);
     // A streamed weight is in memory only while its rows are used: resident memory grows by
     // one block, not by the unit (a 72B model's lm_head is 2.5 GB).
     const size_t row_bytes = size_t(w.row_bytes());
@@ -170,7 +173,7 @@ void CpuEngine::linear(size_t unit, const Matrix& w, const float* bias, const fl
         stats_.wait_s += took;
         stats_.file_bytes += part.rows * row_bytes;
         matmul(pool_, x, n, part, bias ? bias + r0 : nullptr, y + r0, ldy, act_quant_);
-        source_->done_with(unit, part.data, part.rows * row_bytes);
+        if (use == Use::stream) source_->done_with(unit, part.data, part.rows * row_bytes);
     }
 }
 

@@ -7,6 +7,7 @@
 #include "backend/cpu/kernels.h"
 #include "common/thread_pool.h"
 #include "engine/engine.h"
+#include "engine/expert_cache.h"
 #include "engine/rope.h"
 #include "engine/slot_passes.h"
 #include "stream/unit_source.h"
@@ -25,7 +26,7 @@ constexpr size_t k_stream_block = 64ull << 20;
 
 struct EngineOptions {
     size_t threads = 0;      // 0: every hardware thread
-    uint64_t ram_budget = 0; // bytes of units kept in memory across tokens
+    uint64_t ram_budget = 0; // bytes of units (of a MoE model: and experts) kept in memory across tokens
     uint64_t ctx = 0;        // positions the KV cache may hold; 0: the model's maximum
     size_t stream_block = k_stream_block; // bytes of a streamed weight used (and dropped) at once
     size_t batch = 512;      // most tokens run through the layers at once: a longer prompt goes in parts
@@ -43,6 +44,7 @@ public:
     void reset() override { reset_slot(0); }
     void truncate(size_t n) override { slots_[0].pos = std::min(slots_[0].pos, n); }
     const MmapUnitSource& units() const { return *source_; }
+    const ExpertCache& expert_cache() const { return expert_cache_; }
     size_t threads() const { return pool_.size(); }
     ActQuant act_quant() const { return act_quant_; }
     DType kv_dtype() const { return kv_dtype_; }
@@ -68,14 +70,22 @@ private:
     // matmul over a weight of unit `unit`; a streamed unit's weight goes in row blocks of at
     // most options.stream_block bytes, each dropped from memory once used.
     // y [n, ldy] (ldy 0: w.rows); a stack writes each part's rows at their place in y [n, w.rows()].
-    void linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy = 0);
-    void linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y);
+    // held: the weight is in memory already (a resident unit's, or an expert the cache holds);
+    // keep: a streamed weight stays in memory after use (an expert the cache now holds).
+    enum class Use { stream, keep, held };
+    void linear(size_t unit, const Matrix& w, const float* bias, const float* x, size_t n, float* y, size_t ldy = 0,
+                Use use = Use::stream);
+    void linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y,
+                Use use = Use::stream);
     // data: the layer unit's data section (a MoE layer's experts are placed on it as routed).
     void run_layer(size_t layer, size_t unit, const uint8_t* data, const LayerWeights& w, size_t n);
     // The MLP of a MoE layer (cpu_moe.cpp): out_ = the routed experts' weighted outputs plus
     // the gated shared expert, of xn_. Each expert some token routes to runs once, over all
     // of its tokens; the others are never read.
     void moe_mlp(size_t layer, size_t unit, const uint8_t* data, const LayerWeights& w, size_t n);
+    // Expert e of layer `layer` is about to run: whether it is in memory already, and whether
+    // to keep it there after (the cache holds it); drops what the cache evicts for it.
+    Use expert_use(size_t layer, size_t unit, uint32_t e);
     // The new q and k of n tokens normed (Qwen3) and rotated in place in qkv_; their keys and
     // values appended to the layer's cache.
     void rope_and_cache(size_t layer, const LayerWeights& w, size_t n);
@@ -127,6 +137,9 @@ private:
     std::vector<size_t> tok_slot_, tok_pos_; // [n] each token's sequence slot and position
     DType kv_dtype_ = DType::f32;
     StreamStats stats_;
+    // MoE models: the experts kept in memory, within what the RAM budget leaves after the
+    // resident units (engine/expert_cache.h: least recently used out).
+    ExpertCache expert_cache_;
 };
 
 } // namespace rabbit

@@ -11,6 +11,20 @@
 
 namespace rabbit {
 
+CpuEngine::Use CpuEngine::expert_use(size_t layer, size_t unit, uint32_t e) {
+    if (source_->resident(unit)) return Use::held;
+    const LayerTensors::Expert& x = layer_t_[layer].experts[e];
+    std::vector<ExpertCache::Key> evicted;
+    const bool hit = expert_cache_.use({uint32_t(layer), e}, x.bytes, evicted);
+    for (const ExpertCache::Key& k : evicted) { // layers run in order: an evicted expert's unit may be another layer's
+        const LayerTensors::Expert& gone = layer_t_[k.layer].experts[k.expert];
+        const size_t gone_unit = roles_.layers[k.layer];
+        source_->done_with(gone_unit, source_->data(gone_unit) + gone.offset, gone.bytes);
+    }
+    if (hit) ++stats_.expert_hits;
+    return hit ? Use::held : expert_cache_.holds({uint32_t(layer), e}) ? Use::keep : Use::stream;
+}
+
 void CpuEngine::moe_mlp(size_t layer, size_t unit, const uint8_t* data, const LayerWeights& w, size_t n) {
     const ModelConfig& c = config();
     const size_t hidden = c.hidden_size, experts = c.num_experts, k = c.experts_per_tok;
@@ -27,9 +41,10 @@ void CpuEngine::moe_mlp(size_t layer, size_t unit, const uint8_t* data, const La
             std::copy(src, src + hidden, moe_x_.data() + j * hidden);
         }
         const ExpertWeights e = expert_weights(layer_t_[layer], batches.experts[i], data);
-        linear(unit, e.gate_up, nullptr, moe_x_.data(), m, gate_up_.data());
+        const Use use = expert_use(layer, unit, batches.experts[i]);
+        linear(unit, e.gate_up, nullptr, moe_x_.data(), m, gate_up_.data(), use);
         swiglu(pool_, gate_up_.data(), m, inter, act_.data());
-        linear(unit, e.down, nullptr, act_.data(), m, moe_y_.data());
+        linear(unit, e.down, nullptr, act_.data(), m, moe_y_.data(), 0, use);
         for (size_t j = 0; j < m; ++j) {
             float* dst = out_.data() + size_t(batches.token[first + j]) * hidden;
             const float* y = moe_y_.data() + j * hidden;
