@@ -3,6 +3,7 @@
 
 #include "cli/model_args.h"
 #include "cli/prompts_file.h"
+#include "cli/trace_option.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_writer.h"
@@ -138,6 +139,7 @@ int run_prompts(const RunOptions& o, const CLI::App* sub, const GlobalOptions& g
                      parallel, parallel);
     }
     engine.set_slots(parallel);
+    start_trace(o.trace);
     const BatchStats st = generate_batch(engine, *tok, prompts, g, [&](BatchOutcome&& r) {
         if (!r.error.empty()) {
             spdlog::error("{}:{}: {}", o.prompts, lines[r.index].line, r.error);
@@ -149,6 +151,8 @@ int run_prompts(const RunOptions& o, const CLI::App* sub, const GlobalOptions& g
                  prompts.size(), engine.slots(), st.prompt_tokens, st.generated, st.seconds,
                  double(st.generated) / std::max(st.seconds, 1e-9), st.passes);
     report_memory();
+    made = MadeEngine{}; // its last GPU spans go to the trace as it closes
+    finish_trace(o.trace);
     if (failed) spdlog::error("{} of {} prompts in {} failed", failed, lines.size(), o.prompts);
     return failed ? int(ExitCode::bad_input) : 0;
 }
