@@ -35,7 +35,7 @@ namespace {
 class Output {
 public:
     Output(const std::vector<PromptLine>& lines, bool ordered) : lines_(lines), ordered_(ordered) {}
-    void outcome(const BatchOutcome& o, const Tokenizer&) {
+    void outcome(const BatchOutcome& o) {
         JsonWriter w(false);
         w.begin_object().member("index", uint64_t(o.index)).member("prompt", lines_[o.index].prompt);
         if (!o.error.empty()) {
@@ -111,7 +111,7 @@ int run_prompts(const RunOptions& o, const CLI::App* sub, const GlobalOptions& g
             BatchOutcome bad;
             bad.index = l.index;
             bad.error = error;
-            out.outcome(bad, *tok);
+            out.outcome(bad);
             continue;
         }
         prompts.push_back(std::move(p));
@@ -145,7 +145,7 @@ int run_prompts(const RunOptions& o, const CLI::App* sub, const GlobalOptions& g
             spdlog::error("{}:{}: {}", o.prompts, lines[r.index].line, r.error);
             ++failed;
         }
-        out.outcome(r, *tok);
+        out.outcome(r);
     });
     spdlog::info("{} prompts, {} at once: {} prompt tokens, {} generated in {:.2f}s ({:.2f} tok/s, {} passes)",
                  prompts.size(), engine.slots(), st.prompt_tokens, st.generated, st.seconds,
