@@ -4,6 +4,7 @@
 // cut prompts apart and mix them, and slots reused as sequences end (continuous batching).
 #include "backend/cpu/cpu_engine.h"
 #include "engine/batch_generate.h"
+#include "engine/memory_plan.h"
 #include "engine/generate.h"
 #include "engine_helpers.h"
 #include "format/split_model.h"
@@ -168,6 +169,74 @@ TEST_CASE("CUDA: every sequence of a batch is the one it is alone", "[batch][gpu
             require_same_sequences(batched_greedy(e, prompts, 4), want);
         }
     }
+#endif
+}
+
+namespace {
+
+// The smallest budget (in MiB steps) at which `in`'s plan fits with its caches split.
+uint64_t split_budget(MemoryPlanInput in) {
+    for (uint64_t mib = 1; mib <= 4096; ++mib) {
+        in.budget = mib << 20;
+        const MemoryPlan p = plan_memory(in);
+        if (p.fits && p.kv_gpu_sequences > 0 && p.kv_gpu_sequences < in.sequences) return in.budget;
+    }
+    return 0;
+}
+
+} // namespace
+
+TEST_CASE("the planner places N sequences' KV caches on the GPU, on the host, or split", "[batch][plan]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_model("tiny-qwen2", dir));
+    MemoryPlanInput in;
+    in.config = model.config();
+    in.units = plan_units(model.manifest().units);
+    in.ctx = 4096;
+    in.sequences = 4;
+    uint32_t last = 0;
+    bool split = false;
+    for (uint64_t mib = 1; mib <= 256; ++mib) {
+        in.budget = mib << 20;
+        const MemoryPlan p = plan_memory(in);
+        if (!p.fits) continue;
+        INFO("budget " << mib << " MiB: " << p.kv_gpu_sequences << " sequences' caches on the GPU");
+        REQUIRE(p.kv_sequence_bytes == kv_cache_bytes(in.config, in.ctx, 2));
+        REQUIRE(p.kv_cache_bytes == 4 * p.kv_sequence_bytes);
+        REQUIRE(p.kv_gpu_sequences >= last); // more budget never moves a cache off the GPU
+        REQUIRE(p.kv_on_host == (p.kv_gpu_sequences == 0));
+        uint64_t on_device = 0;
+        for (const PlannedAllocation& a : p.allocations)
+            if (a.kind == AllocationKind::kv_cache) on_device += a.bytes;
+        REQUIRE(on_device == p.kv_gpu_sequences * p.kv_sequence_bytes);
+        REQUIRE(p.device_bytes <= in.budget);
+        split = split || (p.kv_gpu_sequences > 0 && p.kv_gpu_sequences < 4);
+        last = p.kv_gpu_sequences;
+    }
+    REQUIRE(split);
+    REQUIRE(last == 4);
+    in.kv = KvPlace::host;
+    REQUIRE(plan_memory(in).kv_gpu_sequences == 0);
+}
+
+TEST_CASE("CUDA: sequences whose caches are split between the GPU and the host", "[batch][gpu][cuda-engine]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_model("tiny-qwen3", dir));
+    const auto prompts = ragged_prompts(model.config().vocab_size, bos_of(model));
+    CudaEngineOptions o;
+    o.ctx = 4096;
+    CudaEngine alone(model, o);
+    const auto want = alone_greedy(alone, prompts);
+    o.sequences = 4;
+    o.vram_budget = split_budget(CudaEngine(model, o).plan_input());
+    REQUIRE(o.vram_budget > 0);
+    CudaEngine e(model, o);
+    INFO(e.plan().kv_gpu_sequences << " of 4 sequences' caches on the GPU");
+    REQUIRE(e.plan().kv_gpu_sequences > 0);
+    REQUIRE(e.plan().kv_gpu_sequences < 4);
+    require_same_sequences(batched_greedy(e, prompts, 4), want);
 #endif
 }
 

@@ -21,6 +21,7 @@ namespace {
 
 struct ParallelRun {
     double prefill_s = 0, decode_s = 0; // all N prompts' shared passes; the --gen decode passes
+    StreamStats decode;                 // over the decode passes: the disk's share of them
 };
 
 struct ParallelResult {
@@ -70,6 +71,7 @@ ParallelRun run_once(Engine& e, const std::vector<std::vector<int32_t>>& prompts
     e.forward_slots(seqs, logits);
     pick();
     r.prefill_s = seconds_since(t0);
+    const StreamStats before = e.stream_stats();
     t0 = Clock::now();
     for (size_t g = 0; g < gen; ++g) {
         throw_if_interrupted();
@@ -78,6 +80,7 @@ ParallelRun run_once(Engine& e, const std::vector<std::vector<int32_t>>& prompts
         pick();
     }
     r.decode_s = seconds_since(t0);
+    r.decode = e.stream_stats() - before;
     return r;
 }
 
@@ -93,8 +96,8 @@ void measure(const SplitModel& model, const Settings& s, ParallelResult& p) {
 }
 
 void print(const std::vector<ParallelResult>& results, const Settings& s) {
-    std::printf("\n%-44s %5s %12s %12s %10s %12s %8s\n", "configuration", "seqs", "prefill t/s", "decode t/s", "ms/pass",
-                "t/s per seq", "speedup");
+    std::printf("\n%-44s %5s %12s %12s %10s %12s %8s %14s\n", "configuration", "seqs", "prefill t/s", "decode t/s",
+                "ms/pass", "t/s per seq", "speedup", "disk ms/pass");
     double base = 0;
     for (const ParallelResult& p : results) {
         if (!p.error.empty()) {
@@ -105,9 +108,9 @@ void print(const std::vector<ParallelResult>& results, const Settings& s) {
         const double decode = double(p.sequences * s.gen) / std::max(m.decode_s, 1e-12);
         const double prefill = double(p.sequences * s.prompt_len) / std::max(m.prefill_s, 1e-12);
         if (base == 0 || p.sequences == results.front().sequences) base = decode;
-        std::printf("%-44s %5zu %12s %12s %10.1f %12s %7.2fx\n", config_label(p.config).c_str(), p.sequences,
+        std::printf("%-44s %5zu %12s %12s %10.1f %12s %7.2fx %14.1f\n", config_label(p.config).c_str(), p.sequences,
                     rate(prefill).c_str(), rate(decode).c_str(), 1e3 * m.decode_s / double(s.gen),
-                    rate(decode / double(p.sequences)).c_str(), decode / base);
+                    rate(decode / double(p.sequences)).c_str(), decode / base, 1e3 * m.decode.disk_s / double(s.gen));
     }
 }
 
@@ -128,6 +131,8 @@ void write_results(const std::string& path, const SplitModel& model, const Setti
             .member("decode_s", m.decode_s)
             .member("decode_tokens_per_s", double(p.sequences * s.gen) / std::max(m.decode_s, 1e-12))
             .member("seconds_per_pass", m.decode_s / double(s.gen))
+            .member("disk_seconds_per_pass", m.decode.disk_s / double(s.gen))
+            .member("file_bytes_per_pass", double(m.decode.file_bytes) / double(s.gen))
             .end_object();
     }
     w.end_array().end_object();

@@ -3,6 +3,7 @@
 
 #include "cli/model_args.h"
 #include "cli/prompts_file.h"
+#include "cli/trace_option.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_writer.h"
@@ -34,7 +35,7 @@ namespace {
 class Output {
 public:
     Output(const std::vector<PromptLine>& lines, bool ordered) : lines_(lines), ordered_(ordered) {}
-    void outcome(const BatchOutcome& o, const Tokenizer&) {
+    void outcome(const BatchOutcome& o) {
         JsonWriter w(false);
         w.begin_object().member("index", uint64_t(o.index)).member("prompt", lines_[o.index].prompt);
         if (!o.error.empty()) {
@@ -110,7 +111,7 @@ int run_prompts(const RunOptions& o, const CLI::App* sub, const GlobalOptions& g
             BatchOutcome bad;
             bad.index = l.index;
             bad.error = error;
-            out.outcome(bad, *tok);
+            out.outcome(bad);
             continue;
         }
         prompts.push_back(std::move(p));
@@ -138,17 +139,20 @@ int run_prompts(const RunOptions& o, const CLI::App* sub, const GlobalOptions& g
                      parallel, parallel);
     }
     engine.set_slots(parallel);
+    start_trace(o.trace);
     const BatchStats st = generate_batch(engine, *tok, prompts, g, [&](BatchOutcome&& r) {
         if (!r.error.empty()) {
             spdlog::error("{}:{}: {}", o.prompts, lines[r.index].line, r.error);
             ++failed;
         }
-        out.outcome(r, *tok);
+        out.outcome(r);
     });
     spdlog::info("{} prompts, {} at once: {} prompt tokens, {} generated in {:.2f}s ({:.2f} tok/s, {} passes)",
                  prompts.size(), engine.slots(), st.prompt_tokens, st.generated, st.seconds,
                  double(st.generated) / std::max(st.seconds, 1e-9), st.passes);
     report_memory();
+    made = MadeEngine{}; // its last GPU spans go to the trace as it closes
+    finish_trace(o.trace);
     if (failed) spdlog::error("{} of {} prompts in {} failed", failed, lines.size(), o.prompts);
     return failed ? int(ExitCode::bad_input) : 0;
 }
