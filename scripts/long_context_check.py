@@ -11,11 +11,11 @@ The model is a GGUF (default: SmolLM2-135M-Instruct Q4_1, 8192 positions): trans
 the float32 checkpoint scripts/gguf_reference.py --save-f32 writes from it (gguf-py's
 dequantization, which rabbit's matches bit for bit), and computes in float32 with PyTorch's
 SDPA. The prompt is seeded random English words, tokenized by `rabbit tokenize`, the same ids
-on both sides. rabbit runs twice: once dumping every prompt row's logits (of which the last
---last are compared), once without the dump, for its peak memory (the children's largest
-resident set, getrusage), which must stay within the f32 KV cache of the prompt plus
---ram-budget plus a fixed allowance for the activations of one --batch part and the process
-itself (ALLOWANCE, below). Exit 1 when either check fails.
+on both sides. rabbit runs twice: first without a dump, for its peak memory (the children's
+largest resident set, getrusage: the tokenizer runs before it are smaller), which must stay
+within the f32 KV cache of the prompt plus --ram-budget plus a fixed allowance for the
+activations of one --batch part and the process itself (ALLOWANCE, below); then dumping every
+prompt row's logits, of which the last --last are compared. Exit 1 when either check fails.
 
 Waits while /work/notes/QUIET exists (a shared development machine) before each heavy step.
 """
@@ -118,19 +118,18 @@ def main():
     kv_bytes = 2 * cfg["num_hidden_layers"] * cfg.get("num_key_value_heads", heads) * head_dim * 4 * len(ids)
     print(f"{args.gguf}: {len(ids)} prompt tokens; f32 KV cache {kv_bytes / 2**20:.1f} MiB")
 
+    # The memory run first: the children's peak is the largest child's so far, and the dump
+    # run holds every prompt row's logits.
+    took = rabbit_run(args.rabbit, args.gguf, text, args.ram_budget)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    limit = kv_bytes + parse_size(args.ram_budget) + ALLOWANCE
+    print(f"rabbit: {took:.1f} s; peak resident {peak / 2**20:.1f} MiB, limit "
+          f"{limit / 2**20:.1f} MiB (KV + --ram-budget {args.ram_budget} + {ALLOWANCE >> 20} MiB)")
     dump = os.path.join(args.work, "logits.npy")
     took = rabbit_run(args.rabbit, args.gguf, text, args.ram_budget, dump)
     got = np.load(dump, mmap_mode="r")[len(ids) - args.last: len(ids)].astype(np.float64)
     os.remove(dump)
-    print(f"rabbit: {took:.1f} s with the dump")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    took = rabbit_run(args.rabbit, args.gguf, text, args.ram_budget)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    if peak <= before * 1024:
-        print("warning: the peak is a larger earlier child's; run the memory check alone")
-    limit = kv_bytes + parse_size(args.ram_budget) + ALLOWANCE
-    print(f"rabbit: {took:.1f} s without; peak resident {peak / 2**20:.1f} MiB, limit "
-          f"{limit / 2**20:.1f} MiB (KV + --ram-budget {args.ram_budget} + {ALLOWANCE >> 20} MiB)")
+    print(f"rabbit: {took:.1f} s with the logits dumped")
 
     t0 = time.time()
     want = transformers_logits(f32_dir, ids, args.last)
