@@ -23,13 +23,15 @@ static_assert(k_kv_block % k_attn_block == 0, "a KV block is whole key blocks");
 //   kt [k_kv_block / k_attn_block][head_dim][k_attn_block], vf [k_kv_block][head_dim]
 void widen_block(const KvAttentionParams& p, const uint8_t* k, const uint8_t* v, size_t b0, size_t b1, float* kt,
                  float* vf, float* row) {
-    const size_t hd = p.head_dim, rb = kv_row_bytes(p.type, hd), n = b1 - b0;
+    const size_t hd = p.head_dim, n = b1 - b0;
     const size_t padded = (n + k_attn_block - 1) / k_attn_block * k_attn_block;
+    // Rows as a matrix's, so that widen_row's vector conversions (F16C, bf16 shifts) do the work.
+    const Matrix keys{k, p.type, b1, hd}, values{v, p.type, b1, hd};
     for (size_t j = 0; j < n; ++j) {
-        dequantize(p.type, k + (b0 + j) * rb, row, hd);
+        widen_row(keys, b0 + j, row);
         float* dst = kt + j / k_attn_block * hd * k_attn_block + j % k_attn_block;
         for (size_t d = 0; d < hd; ++d) dst[d * k_attn_block] = row[d];
-        dequantize(p.type, v + (b0 + j) * rb, vf + j * hd, hd);
+        widen_row(values, b0 + j, vf + j * hd);
     }
     for (size_t j = n; j < padded; ++j) {
         float* dst = kt + j / k_attn_block * hd * k_attn_block + j % k_attn_block;
