@@ -169,6 +169,27 @@ TEST_CASE("pull: unknown repo, gated repo, no network, pickle-only repo: one lin
     }
 }
 
+TEST_CASE("pull on a full disk: one line, exit 5, and the next run resumes", "[hub]") {
+    HubFixture fx;
+    const fakehub::Repo& repo = fx.serve("acme/tiny", make_served_model(fx.tmp, "src", 1));
+    auto env = fx.env();
+    env["RABBIT_FAULT"] = "free-bytes=4096";
+    const RunResult small = run_rabbit({"pull", "acme/tiny"}, env);
+    CHECK(small.exit_code == 5);
+    CHECK_THAT(small.err, Contains("the download needs") && Contains("free"));
+    env["RABBIT_FAULT"] = "enospc-after=" + std::to_string(largest_file(repo) / 2);
+    const RunResult full = run_rabbit({"pull", "acme/tiny"}, env);
+    CHECK(full.exit_code == 5);
+    CHECK_THAT(full.err, Contains("ENOSPC") && Contains("run again to resume"));
+    CHECK(full.err.find("error: ") == full.err.rfind("error: ")); // one error line
+    const uint64_t before = fx.hub.body_bytes_served();
+    const RunResult r = run_rabbit({"pull", "acme/tiny"}, fx.env());
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(cache_problems(fx.hf_cache(), repo).empty());
+    CHECK(fx.hub.body_bytes_served() - before < total_bytes(repo)); // resumed, not fetched again
+}
+
 TEST_CASE("pull killed at random points, then run again, ends byte-identical", "[hub]") {
     HubFixture fx;
     const fakehub::Repo& repo = fx.serve("acme/tiny", make_served_model(fx.tmp, "src", 3));

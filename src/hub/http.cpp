@@ -2,6 +2,7 @@
 #include "hub/http.h"
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/interrupt.h"
 
 #include <curl/curl.h>
@@ -63,7 +64,13 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
         }
     }
     for (size_t done = 0; done < bytes;) {
-        const ssize_t w = ::write(s.fd, data + done, bytes - done);
+        int fault_err = 0; // RABBIT_FAULT's full disk or kill, as for every other output
+        const size_t allowed = fault_allow_write(bytes - done, &fault_err);
+        if (allowed == 0) {
+            s.write_errno = fault_err;
+            return 0;
+        }
+        const ssize_t w = ::write(s.fd, data + done, allowed);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             s.write_errno = w < 0 ? errno : ENOSPC;
