@@ -86,6 +86,25 @@ TEST_CASE("pull --include takes only the files its globs match", "[hub]") {
     CHECK_FALSE(path_exists(snap + "/model-00001-of-00002.safetensors"));
 }
 
+TEST_CASE("pull ORG/NAME:QUANT takes the GGUF of that tag and no other weights", "[hub]") {
+    HubFixture fx;
+    TempDir repo;
+    std::ofstream(repo / "README.md") << "a GGUF repo";
+    std::ofstream(repo / "m-Q4_K_M.gguf") << std::string(70000, 'q');
+    std::ofstream(repo / "m-Q8_0.gguf") << std::string(90000, '8');
+    fx.serve("acme/m-GGUF", repo.path());
+    const RunResult r = run_rabbit({"pull", "acme/m-GGUF:Q8_0"}, fx.env());
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Contains("/m-Q8_0.gguf\n"));
+    const std::string snap = r.out.substr(0, r.out.rfind('/'));
+    CHECK(path_exists(snap + "/README.md"));
+    CHECK_FALSE(path_exists(snap + "/m-Q4_K_M.gguf"));
+    const RunResult none = run_rabbit({"pull", "acme/m-GGUF"}, fx.env());
+    CHECK(none.exit_code == 3);
+    CHECK_THAT(none.err, Contains("several .gguf") && Contains("m-Q4_K_M.gguf"));
+}
+
 TEST_CASE("pull survives dropped connections and a 503, resuming with range requests", "[hub]") {
     HubFixture fx;
     const fakehub::Repo& repo = fx.serve("acme/tiny", make_served_model(fx.tmp, "src", 2));
