@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config git bc curl python3 python3-venv
           libcli11-dev libspdlog-dev libsimdjson-dev libxxhash-dev catch2
           libsentencepiece-dev libpcre2-dev libutf8proc-dev libedit-dev
+          libcurl4-openssl-dev libssl-dev # rabbit pull: HTTP, and the hub's checksums
           clang libclang-rt-14-dev
           libopenblas-dev ccache) # the emulated CUDA device's BLAS (tests only); faster rebuilds
 missing=()

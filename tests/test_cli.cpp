@@ -473,7 +473,7 @@ TEST_CASE("the exit codes of README.md are ExitCode's", "[cli]") {
             }
         }
     }
-    REQUIRE(enumerated.size() == 8);
+    REQUIRE(enumerated.size() == 9);
     std::map<int, std::string> documented;
     {
         const std::string readme = test::read_file(test::source_dir() + "/README.md");

@@ -17,7 +17,7 @@ namespace rabbit::test {
 namespace {
 
 // Lowest first. A folder may include any folder at or before its own place.
-const std::vector<std::string> k_layers = {"common", "model", "format", "tokenizer", "split",
+const std::vector<std::string> k_layers = {"common", "model",  "format",  "tokenizer", "split", "hub",
                                            "engine", "stream", "backend", "bench",     "cli"};
 
 // The kernels' own headers, which src/ names without a folder (the include path has kernels/).

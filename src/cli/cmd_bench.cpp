@@ -211,7 +211,7 @@ std::string ram_problem(const std::string& r) {
 
 void add_bench_options(CLI::App* sub, BenchOptions& o) {
     Settings& s = o.s;
-    sub->add_option("-m,--model", o.dir, "A split model, a Hugging Face directory or a .gguf file (split into the cache on first use)")
+    sub->add_option("-m,--model", o.dir, "A split model, a Hugging Face directory, a .gguf file or a hub id ORG/NAME[@REV][:QUANT] (split into the cache on first use)")
         ->required();
     check_each(sub->add_option("--backend", o.backends, "cpu, cuda or both, comma-separated (default: cuda when a usable "
                                                         "GPU is present, else cpu)")

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cli/engine_choice.h"
 #include "cli/kv_report.h"
+#include "cli/model_args.h"
 #include "cli/option_checks.h"
 #include "cli/plan_report.h"
 #include "common/error.h"
@@ -407,11 +408,11 @@ void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p)
 
 } // namespace
 
-Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
+Command add_inspect_command(CLI::App& app, const GlobalOptions& global) {
     auto o = std::make_shared<InspectOptions>();
     CLI::App* sub = app.add_subcommand("inspect", "Describe a model (split or not): architecture, unit sizes, bytes "
                                                   "streamed per token, what a VRAM budget holds resident");
-    sub->add_option("DIR", o->dir, "A split directory (manifest.json), a Hugging Face model directory or a .gguf file")->required();
+    sub->add_option("DIR", o->dir, "A split directory (manifest.json), a Hugging Face model directory, a .gguf file, or a hub id ORG/NAME[@REV][:QUANT] in the Hugging Face cache")->required();
     size_option(sub->add_option("--vram-budget", o->budget, "Plan for this much GPU memory, e.g. 4G"), "");
     zero_or_positive(sub->add_option("--ctx", o->ctx, "Context length the KV cache is planned for (default or 0: the "
                                                       "model's, at most 4096)"),
@@ -427,8 +428,8 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions&) {
                 "");
     sub->add_flag("--json", o->json, "Print JSON instead of text");
 
-    auto run = [o]() {
-        const InspectedModel m = load(o->dir, *parse_dtype_choice(o->dtype));
+    auto run = [o, &global]() {
+        const InspectedModel m = load(local_model_path(o->dir, global), *parse_dtype_choice(o->dtype));
         const Summary s = summarize(m);
         InspectPlan p = plan_for(m, *o);
         report_kv(m, *o, p);

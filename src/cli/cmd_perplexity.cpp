@@ -100,7 +100,7 @@ Score score_text(Engine& engine, const std::vector<int32_t>& ids, size_t ctx, si
 }
 
 void add_options(CLI::App* sub, PerplexityOptions& o) {
-    sub->add_option("-m,--model", o.model, "A split model, or a Hugging Face directory (split into the cache on first use)")
+    sub->add_option("-m,--model", o.model, "A split model, a Hugging Face directory or a hub id ORG/NAME[@REV] (split into the cache on first use)")
         ->required();
     sub->add_option("-f,--file", o.text_file, "The text to score (UTF-8)")->required();
     positive(sub->add_option("--ctx", o.ctx, "Tokens per window (default 512; at least 2)"), double(size_t(1) << 24));

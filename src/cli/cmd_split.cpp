@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // rabbit split MODEL_DIR -o OUT
 #include "cli/commands.h"
+#include "cli/model_args.h"
 #include "cli/option_checks.h"
 #include "cli/progress.h"
 #include "common/error.h"
@@ -21,7 +22,7 @@ Command add_split_command(CLI::App& app, const GlobalOptions& global) {
     auto chunk = std::make_shared<std::string>();
     CLI::App* sub = app.add_subcommand("split", "Turn a Hugging Face checkpoint or a GGUF into per-layer shard files for streaming");
     sub->add_option("MODEL_DIR", opt->model_dir, "Hugging Face model directory (config.json, safetensors weights, tokenizer), "
-                                                 "or a .gguf file (the first part of a split set)")
+                                                 "a .gguf file (the first part of a split set), or a hub id ORG/NAME[@REV][:QUANT] in the Hugging Face cache")
         ->required();
     sub->add_option("-o,--out", opt->out_dir, "Output directory; a split interrupted into it resumes")->required();
     sub->add_option("--dtype", *dtype,
@@ -36,6 +37,7 @@ Command add_split_command(CLI::App& app, const GlobalOptions& global) {
     size_option(sub->add_option("--chunk", *chunk, "Bytes read, converted and written at a time; bounds memory use (default 16M)"), "");
 
     auto run = [opt, dtype, chunk, &global]() {
+        opt->model_dir = local_model_path(opt->model_dir, global);
         opt->dtype = *parse_dtype_choice(*dtype);
         if (!chunk->empty()) {
             uint64_t c = *parse_size(*chunk);

@@ -82,7 +82,7 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
     auto o = std::make_shared<TokenizeOptions>();
     CLI::App* sub = app.add_subcommand(
         "tokenize", "Read text from stdin, one line at a time, and print each line's token ids as a JSON array");
-    sub->add_option("-m,--model", o->dir, "Model directory (split or Hugging Face) holding the tokenizer")->required();
+    sub->add_option("-m,--model", o->dir, "Model directory (split or Hugging Face), .gguf file or hub id ORG/NAME[@REV][:QUANT] holding the tokenizer")->required();
     sub->add_flag("--special", o->special,
                   "Add special tokens as the tokenizer's post-processor says (BOS for Llama); with --decode, keep them");
     sub->add_flag("--pieces", o->pieces, "Print the token strings instead of ids");
@@ -102,6 +102,7 @@ Command add_tokenize_command(CLI::App& app, const GlobalOptions& global) {
 
     auto run = [o, sub, &global]() {
         // A GGUF's tokenizer is written out by its split (into the cache on first use).
+        o->dir = local_model_path(o->dir, global);
         if (looks_like_gguf(o->dir)) o->dir = split_dir_for(o->dir, global);
         std::unique_ptr<Tokenizer> tok = load_tokenizer(o->dir);
         spdlog::debug("tokenizer: {} ({} tokens)", tok->source(), tok->vocab_size());

@@ -11,6 +11,7 @@ namespace rabbit {
 struct GlobalOptions {
     int verbose = 0; // -v: debug, -vv: trace
     bool quiet = false;
+    bool yes = false; // --yes: download a model -m names that is not here without asking
 };
 
 struct Command {
@@ -25,6 +26,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global);
 Command add_chat_command(CLI::App& app, const GlobalOptions& global);
 Command add_bench_command(CLI::App& app, const GlobalOptions& global);
 Command add_perplexity_command(CLI::App& app, const GlobalOptions& global);
+Command add_pull_command(CLI::App& app, const GlobalOptions& global);
 
 // CLI11 validator for sizes such as 4G, 512MiB.
 CLI::Validator size_validator();

@@ -59,10 +59,11 @@ int main(int argc, char** argv) {
     rabbit::GlobalOptions global;
     app.add_flag("-v,--verbose", global.verbose, "More detail on stderr (-vv: trace)");
     app.add_flag("-q,--quiet", global.quiet, "Only warnings and errors on stderr");
+    app.add_flag("--yes", global.yes, "Download a hub model that -m ORG/NAME names and the cache lacks, without asking");
     app.require_subcommand(1);
     app.fallthrough(); // -v and -q also after the subcommand
     // The labels of README.md's table (tests/test_cli.cpp checks them).
-    app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 unsupported, 5 output, 6 resources, "
+    app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 unsupported, 5 output, 6 resources, 7 network, "
                "130 interrupted.");
 
     std::vector<rabbit::Command> commands = {
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
         rabbit::add_bench_command(app, global),
         rabbit::add_tokenize_command(app, global),
         rabbit::add_perplexity_command(app, global),
+        rabbit::add_pull_command(app, global),
     };
 
     try {

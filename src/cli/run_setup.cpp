@@ -68,7 +68,7 @@ void report_residency(const SplitModel& model, const MmapUnitSource& units, uint
 } // namespace
 
 void add_session_options(CLI::App* sub, RunOptions& o) {
-    sub->add_option("-m,--model", o.dir, "A split model, a Hugging Face directory or a .gguf file (split into the cache on first use)")
+    sub->add_option("-m,--model", o.dir, "A split model, a Hugging Face directory, a .gguf file or a hub id ORG/NAME[@REV][:QUANT] (split into the cache on first use)")
         ->required();
     sub->add_option("--system", o.system, "A system prompt for the chat template");
     sub->add_option("--chat-format", o.chat_format,

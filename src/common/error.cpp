@@ -18,6 +18,10 @@ Error output_error(const std::string& file, const std::string& what) {
     return Error(ExitCode::output, file + ": " + what);
 }
 
+Error network_error(const std::string& what) {
+    return Error(ExitCode::network, what);
+}
+
 std::string errno_text(int err) {
     const char* name = nullptr;
     switch (err) {

@@ -20,6 +20,7 @@ enum class ExitCode : int {
     unsupported = 4,   // a well-formed model rabbit does not run (architecture, dtype, feature)
     output = 5,        // cannot write (disk full, not enough free space, permissions, OUT not empty)
     resources = 6,     // a memory budget too small for the minimum the model needs
+    network = 7,       // the hub cannot be reached, or refused the request (unknown repo, gated without a token)
     interrupted = 130, // SIGINT or SIGTERM; partial output was removed
 };
 
@@ -37,6 +38,7 @@ private:
 Error bad_input(const std::string& file, const std::string& what);
 Error unsupported(const std::string& file, const std::string& what);
 Error output_error(const std::string& file, const std::string& what);
+Error network_error(const std::string& what);
 
 // Formats errno as "No space left on device (ENOSPC)".
 std::string errno_text(int err);

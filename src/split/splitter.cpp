@@ -65,10 +65,12 @@ bool is_symlink(const std::string& path) {
 // Opens source shards on first use and keeps them open for the run.
 class ShardReaders {
 public:
-    explicit ShardReaders(const HfCheckpoint& ck) : ck_(ck), files_(ck.shards.size()) {}
+    ShardReaders(const HfCheckpoint& ck, const std::function<void(const std::string&)>& before_reading)
+        : ck_(ck), before_reading_(before_reading), files_(ck.shards.size()) {}
     const InputFile& get(uint32_t shard) {
         if (!files_[shard]) {
             RABBIT_CHECK(ck_.shards[shard].present, "reading a deleted shard: " + ck_.shards[shard].file);
+            if (before_reading_) before_reading_(ck_.shard_path(shard));
             files_[shard] = std::make_unique<InputFile>(ck_.shard_path(shard));
             files_[shard]->advise_sequential();
             if (files_[shard]->size() != ck_.shards[shard].size)
@@ -80,6 +82,7 @@ public:
 
 private:
     const HfCheckpoint& ck_;
+    const std::function<void(const std::string&)>& before_reading_;
     std::vector<std::unique_ptr<InputFile>> files_;
 };
 
@@ -268,7 +271,7 @@ public:
         for (size_t i = 0; i < plan_.units.size(); ++i) // units still to write, per source shard
             if (!done_[i])
                 for (uint32_t s : plan_.units[i].shards) ++users_[s];
-        ShardReaders readers(ck_);
+        ShardReaders readers(ck_, opt_.before_reading_shard);
         ShardDeleter deleter(ck_, opt_.delete_original);
         if (manifest_ && result_.units_reused == plan_.units.size()) {
             finish_up_to_date(readers, deleter);

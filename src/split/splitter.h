@@ -8,6 +8,7 @@
 #include "split/plan.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace rabbit {
@@ -29,6 +30,9 @@ struct SplitOptions {
     bool force = false;           // rewrite every unit, even those a previous run finished
     bool delete_original = false; // remove each source shard once its units are written and verified
     size_t chunk_bytes = 16u << 20; // read/convert/write granularity: bounds memory use
+    // Called before the first read of each source shard, with its path: `rabbit pull --split`
+    // downloads a shard's data there only then (planning read its header, fetched first).
+    std::function<void(const std::string& shard_path)> before_reading_shard;
 };
 
 struct SplitResult {
