@@ -67,6 +67,13 @@ TEST_CASE("pull: the cache is the served files, in huggingface_hub's layout; a r
     const RunResult again = run_rabbit({"pull", "acme/tiny"}, fx.env());
     REQUIRE(again.exit_code == 0);
     CHECK(fx.hub.body_bytes_served() - served < 4096); // the API's JSON only
+    // A commit names the same snapshot; an unknown revision is the hub's 404.
+    const RunResult by_commit = run_rabbit({"pull", "acme/tiny@" + repo.commit}, fx.env());
+    CHECK(by_commit.exit_code == 0);
+    CHECK(by_commit.out == r.out);
+    const RunResult no_rev = run_rabbit({"pull", "acme/tiny@v9"}, fx.env());
+    CHECK(no_rev.exit_code == 7);
+    CHECK_THAT(no_rev.err, Contains("no revision 'v9'"));
     // And -m finds it: inspect, tokenize-free (no tokenizer in a generated model), split.
     CHECK(run_rabbit({"inspect", "acme/tiny"}, fx.env()).exit_code == 0);
     const RunResult sp = run_rabbit({"split", "acme/tiny", "-o", fx.tmp / "split"}, fx.env());
