@@ -185,6 +185,12 @@ TEST_CASE("pull: unknown repo, gated repo, no network, pickle-only repo: one lin
     CHECK(pickle.exit_code == 4);
     CHECK_THAT(pickle.err, Contains("pickle") && Contains("runs code"));
 
+    env["HF_HUB_OFFLINE"] = "1";
+    const RunResult off = run_rabbit({"pull", "acme/gated"}, env);
+    CHECK(off.exit_code == 7);
+    CHECK_THAT(off.err, Contains("HF_HUB_OFFLINE"));
+    env.erase("HF_HUB_OFFLINE");
+
     env["HF_ENDPOINT"] = "http://127.0.0.1:1"; // nothing listens there
     const RunResult offline = run_rabbit({"pull", "acme/gated"}, env);
     CHECK(offline.exit_code == 7);

@@ -145,6 +145,9 @@ Error hub_status_error(const HubConfig& cfg, const HubId& id, const HttpReply& r
 }
 
 RepoListing fetch_listing(HttpClient& http, const HubConfig& cfg, const HubId& id) {
+    // huggingface_hub's switch for "use the cache, never the network": honoured here too.
+    if (const std::string off = env("HF_HUB_OFFLINE"); !off.empty() && off != "0" && off != "false")
+        throw network_error(id.text() + ": HF_HUB_OFFLINE is set, so the hub is not asked; unset it to download");
     const std::string url = cfg.endpoint + "/api/models/" + id.repo + "/revision/" + url_encode(id.revision, false) + "?blobs=true";
     HttpReply reply;
     for (int attempt = 1;; ++attempt) {
