@@ -46,6 +46,7 @@ std::map<std::string, std::string> HubFixture::env() const {
             {"HF_HUB_CACHE", hf_cache()},
             {"HF_HOME", tmp / "hf"},
             {"HF_TOKEN", ""},
+            {"HF_HUB_OFFLINE", ""},
             {"RABBIT_CACHE", rabbit_cache()},
             {"RABBIT_HUB_BACKOFF_S", "0.01"},
             {"RABBIT_HUB_ATTEMPTS", "4"}};

@@ -86,7 +86,7 @@ TEST_CASE("the cache directory follows huggingface_hub's variables", "[hub]") {
 
 // A cache laid out by hand as huggingface_hub lays it out: -m ORG/NAME finds the snapshot
 // through refs/main, a commit directly, and a local path of the same name wins.
-TEST_CASE("-m ORG/NAME resolves from a huggingface_hub cache; a local path wins", "[hub][cli]") {
+TEST_CASE("a hub id (-m ORG/NAME) resolves from a huggingface_hub cache; a local path wins", "[hub][cli]") {
     TempDir tmp;
     const std::string model = make_served_model(tmp, "src", 1);
     const std::string commit(40, 'c');

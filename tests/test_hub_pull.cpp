@@ -67,6 +67,13 @@ TEST_CASE("pull: the cache is the served files, in huggingface_hub's layout; a r
     const RunResult again = run_rabbit({"pull", "acme/tiny"}, fx.env());
     REQUIRE(again.exit_code == 0);
     CHECK(fx.hub.body_bytes_served() - served < 4096); // the API's JSON only
+    // A commit names the same snapshot; an unknown revision is the hub's 404.
+    const RunResult by_commit = run_rabbit({"pull", "acme/tiny@" + repo.commit}, fx.env());
+    CHECK(by_commit.exit_code == 0);
+    CHECK(by_commit.out == r.out);
+    const RunResult no_rev = run_rabbit({"pull", "acme/tiny@v9"}, fx.env());
+    CHECK(no_rev.exit_code == 7);
+    CHECK_THAT(no_rev.err, Contains("no revision 'v9'"));
     // And -m finds it: inspect, tokenize-free (no tokenizer in a generated model), split.
     CHECK(run_rabbit({"inspect", "acme/tiny"}, fx.env()).exit_code == 0);
     const RunResult sp = run_rabbit({"split", "acme/tiny", "-o", fx.tmp / "split"}, fx.env());
@@ -177,6 +184,12 @@ TEST_CASE("pull: unknown repo, gated repo, no network, pickle-only repo: one lin
     const RunResult pickle = run_rabbit({"pull", "acme/pickles"}, env);
     CHECK(pickle.exit_code == 4);
     CHECK_THAT(pickle.err, Contains("pickle") && Contains("runs code"));
+
+    env["HF_HUB_OFFLINE"] = "1";
+    const RunResult off = run_rabbit({"pull", "acme/gated"}, env);
+    CHECK(off.exit_code == 7);
+    CHECK_THAT(off.err, Contains("HF_HUB_OFFLINE"));
+    env.erase("HF_HUB_OFFLINE");
 
     env["HF_ENDPOINT"] = "http://127.0.0.1:1"; // nothing listens there
     const RunResult offline = run_rabbit({"pull", "acme/gated"}, env);

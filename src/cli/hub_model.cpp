@@ -103,7 +103,8 @@ std::string pull_split(const HubId& id, const GlobalOptions& global) {
     const bool safetensors =
         std::any_of(plan.files.begin(), plan.files.end(), [](const HubFile& f) { return ends_with(f.path, ".safetensors"); });
     const bool tty = stderr_is_terminal();
-    ConsolePullProgress downloads(false, !global.quiet);
+    // On a terminal the split's bar shows the bytes; a line per download would break it.
+    ConsolePullProgress downloads(false, !global.quiet && !tty);
     if (!safetensors) { // a GGUF is one file the splitter reads through: fetch it whole, then split it
         const PullResult r = pull(cfg, req, downloads);
         return split_dir_for(r.model_path, global);

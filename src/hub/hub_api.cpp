@@ -54,23 +54,26 @@ bool is_weight(const std::string& path) {
            ends_with(path, ".h5") || ends_with(path, ".msgpack") || ends_with(path, ".onnx") || ends_with(path, ".ot");
 }
 
+simdjson::dom::element required(simdjson::dom::object o, const char* key, const std::string& what, const std::string& where) {
+    const auto e = json_field(o, key);
+    if (!e) throw bad_input(what, where + ": expected '" + key + "' (the API's blobs=true listing)");
+    return *e;
+}
+
 HubFile parse_sibling(simdjson::dom::object s, const std::string& what) {
     HubFile f;
-    f.path = json_to_string(*json_field(s, "rfilename"), what, "siblings[].rfilename");
+    f.path = json_to_string(required(s, "rfilename", what, "siblings[]"), what, "siblings[].rfilename");
     if (f.path.empty() || f.path.front() == '/' || f.path.find("..") != std::string::npos)
         throw bad_input(what, "file name '" + f.path + "' leaves the repo");
     const auto lfs = json_field(s, "lfs");
     if (lfs && lfs->is_object()) {
         const simdjson::dom::object l = json_to_object(*lfs, what, f.path + ": lfs");
         f.lfs = true;
-        f.etag = json_to_string(*json_field(l, "sha256"), what, f.path + ": lfs.sha256");
-        f.size = json_to_uint(*json_field(l, "size"), what, f.path + ": lfs.size");
+        f.etag = json_to_string(required(l, "sha256", what, f.path + ": lfs"), what, f.path + ": lfs.sha256");
+        f.size = json_to_uint(required(l, "size", what, f.path + ": lfs"), what, f.path + ": lfs.size");
     } else {
-        const auto blob = json_field(s, "blobId");
-        const auto size = json_field(s, "size");
-        if (!blob || !size) throw bad_input(what, f.path + ": expected blobId and size (the API's blobs=true listing)");
-        f.etag = json_to_string(*blob, what, f.path + ": blobId");
-        f.size = json_to_uint(*size, what, f.path + ": size");
+        f.etag = json_to_string(required(s, "blobId", what, f.path), what, f.path + ": blobId");
+        f.size = json_to_uint(required(s, "size", what, f.path), what, f.path + ": size");
     }
     const size_t hex = f.lfs ? 64 : 40;
     if (f.etag.size() != hex || f.etag.find_first_not_of("0123456789abcdef") != std::string::npos)
@@ -142,6 +145,9 @@ Error hub_status_error(const HubConfig& cfg, const HubId& id, const HttpReply& r
 }
 
 RepoListing fetch_listing(HttpClient& http, const HubConfig& cfg, const HubId& id) {
+    // huggingface_hub's switch for "use the cache, never the network": honoured here too.
+    if (const std::string off = env("HF_HUB_OFFLINE"); !off.empty() && off != "0" && off != "false")
+        throw network_error(id.text() + ": HF_HUB_OFFLINE is set, so the hub is not asked; unset it to download");
     const std::string url = cfg.endpoint + "/api/models/" + id.repo + "/revision/" + url_encode(id.revision, false) + "?blobs=true";
     HttpReply reply;
     for (int attempt = 1;; ++attempt) {
