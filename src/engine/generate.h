@@ -28,8 +28,11 @@ struct GenerateOptions {
     // Speculative decoding: proposals from the drafter, at most draft_max a pass (adaptive:
     // fewer where the measured costs say so; DraftLength). The tokens are the same as without
     // (greedy), or distributed the same (sampling).
+    // draft_budget > 0: trees of at most that many tokens (Drafter::propose_tree; adaptive:
+    // DraftBudget) instead of chains.
     Drafter* drafter = nullptr;
     size_t draft_max = 6;
+    size_t draft_budget = 0;
     bool draft_adaptive = true;
 };
 

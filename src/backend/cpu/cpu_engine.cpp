@@ -76,6 +76,45 @@ void CpuEngine::attention(size_t layer, size_t n) {
     });
 }
 
+void CpuEngine::tree_attention(size_t layer, size_t n) {
+    const ModelConfig& c = config();
+    const size_t hd = c.head_dim, kv_heads = c.num_kv_heads, group = c.num_heads / kv_heads;
+    const size_t q_dim = size_t(c.q_dim()), row = q_dim + 2 * size_t(c.kv_dim()), base = tree_.base();
+    const float scale = 1.0f / std::sqrt(float(hd));
+    constexpr size_t B = k_attn_block;
+    pool_.parallel_for(n * kv_heads, [&](size_t b, size_t e) {
+        thread_local std::vector<float> p, keys, values; // keys [blocks][hd][B], values [positions][hd]
+        thread_local std::vector<size_t> path;
+        for (size_t item = b; item < e; ++item) {
+            const size_t t = item / kv_heads, g = item % kv_heads, cache = layer * kv_heads + g;
+            tree_.path(pos_ + t, path);
+            // Its positions [first, end): the rows before the tree, then its path.
+            const size_t end = base + path.size();
+            const size_t first = c.sliding_window && end > c.sliding_window ? end - c.sliding_window : 0;
+            const size_t b0 = first / B, blocks = (end + B - 1) / B - b0, plain = std::max(first, std::min(base, end));
+            keys.resize(blocks * hd * B);
+            const size_t whole = std::min((base + B - 1) / B, b0 + blocks) - std::min((base + B - 1) / B, b0);
+            std::copy_n(k_cache_[cache].begin() + long(b0 * hd * B), whole * hd * B, keys.begin());
+            values.resize((end - first) * hd);
+            std::copy(v_cache_[cache].begin() + long(first * hd), v_cache_[cache].begin() + long(plain * hd), values.begin());
+            for (size_t i = 0; i < path.size(); ++i) {
+                const size_t at = base + i; // the position row path[i] takes in a plain decode
+                if (at < first) continue;
+                const size_t src = path[i] / B * hd * B + path[i] % B, dst = (at / B - b0) * hd * B + at % B;
+                for (size_t d = 0; d < hd; ++d) keys[dst + d * B] = k_cache_[cache][src + d * B];
+                std::copy_n(v_cache_[cache].begin() + long(path[i] * hd), hd, values.begin() + long((at - first) * hd));
+            }
+            p.resize(blocks * B);
+            const size_t off = first - b0 * B;
+            for (size_t h = g * group; h < (g + 1) * group; ++h) {
+                attention_scores(qkv_.data() + t * row + h * hd, keys.data(), hd, off, off + end - first, scale, p.data());
+                softmax(p.data() + off, end - first);
+                attention_values(p.data() + off, values.data(), hd, 0, end - first, attn_.data() + t * q_dim + h * hd);
+            }
+        }
+    });
+}
+
 void CpuEngine::linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y) {
     const size_t ldy = size_t(w.rows());
     for (size_t i = 0, row0 = 0; i < w.parts; row0 += w.part[i].rows, ++i)
@@ -144,7 +183,8 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size
     for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.attn_norm, eps, hidden, xn_.data() + t * hidden);
     linear(unit, w.qkv, w.qkv_bias, xn_.data(), n, qkv_.data());
     rope_and_cache(layer, w, n);
-    attention(layer, n);
+    if (tree_pass_) tree_attention(layer, n);
+    else attention(layer, n);
     linear(unit, w.o, w.o_bias, attn_.data(), n, out_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
 
@@ -158,6 +198,7 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const LayerWeights& w, size
 
 void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
+    RABBIT_CHECK(!tree_.open(), "a plain forward over a draft tree; keep_rows first");
     check_room(config(), pos_, n, ctx_);
     rope_.begin_forward(pos_ + n);
     if (n <= batch_) {
@@ -174,6 +215,43 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
     });
 }
 
+void CpuEngine::forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) {
+    RABBIT_CHECK(n > 0 && n <= batch_, "a draft tree of no tokens, or of more than --batch");
+    check_room(config(), pos_, n, ctx_);
+    tree_.add(pos_, parents, n);
+    size_t last = 0;
+    for (size_t t = 0; t < n; ++t) last = std::max(last, tree_.position(pos_ + t));
+    rope_.begin_forward(last + 1);
+    begin_part(0, n);
+    tree_pass_ = true;
+    try {
+        pass(tokens, n, n, logits);
+    } catch (...) {
+        tree_pass_ = false;
+        tree_.cut(pos_); // an interrupted pass: its rows were not added
+        throw;
+    }
+    tree_pass_ = false;
+}
+
+void CpuEngine::keep_rows(size_t base, const std::vector<size_t>& rows) {
+    const bool moves = tree_.check_keep(base, rows, pos_);
+    const size_t hd = config().head_dim;
+    for (size_t i = 0; moves && i < rows.size(); ++i) {
+        const size_t src = base + rows[i], dst = base + i;
+        if (src == dst) continue;
+        // Rows move towards the front only (rows[i] >= i), each read before anything lands on it.
+        for (size_t cache = 0; cache < k_cache_.size(); ++cache) {
+            float* k = k_cache_[cache].data();
+            const size_t ks = src / k_attn_block * hd * k_attn_block + src % k_attn_block;
+            const size_t kd = dst / k_attn_block * hd * k_attn_block + dst % k_attn_block;
+            for (size_t d = 0; d < hd; ++d) k[kd + d * k_attn_block] = k[ks + d * k_attn_block];
+            std::copy_n(v_cache_[cache].begin() + long(src * hd), hd, v_cache_[cache].begin() + long(dst * hd));
+        }
+    }
+    pos_ = base + rows.size();
+}
+
 void CpuEngine::prepare(size_t n) {
     const ModelConfig& c = config();
     const size_t hidden = c.hidden_size, half = c.head_dim / 2;
@@ -186,7 +264,10 @@ void CpuEngine::prepare(size_t n) {
     act_.resize(n * size_t(c.intermediate_size));
     cos_.resize(n * half);
     sin_.resize(n * half);
-    for (size_t t = 0; t < n; ++t) rope_.cos_sin(int64_t(pos_ + t), cos_.data() + t * half, sin_.data() + t * half);
+    for (size_t t = 0; t < n; ++t) {
+        const size_t at = tree_pass_ ? tree_.position(pos_ + t) : pos_ + t;
+        rope_.cos_sin(int64_t(at), cos_.data() + t * half, sin_.data() + t * half);
+    }
     grow_cache(pos_ + n);
 }
 

@@ -8,6 +8,7 @@
 #include "common/thread_pool.h"
 #include "engine/engine.h"
 #include "engine/rope.h"
+#include "engine/tree_rows.h"
 #include "stream/unit_source.h"
 #include "engine/weights.h"
 #include "format/split_model.h"
@@ -38,13 +39,15 @@ public:
     const ModelConfig& config() const override { return model_.config(); }
     uint64_t context() const override { return ctx_; }
     size_t position() const override { return pos_; }
-    void reset() override { pos_ = 0, rope_.reset(); }
-    void truncate(size_t n) override { pos_ = std::min(pos_, n); }
+    void reset() override { pos_ = 0, rope_.reset(), tree_.close(); }
+    void truncate(size_t n) override { pos_ = std::min(pos_, n), tree_.cut(pos_); }
     const MmapUnitSource& units() const { return *source_; }
     size_t threads() const { return pool_.size(); }
     ActQuant act_quant() const { return act_quant_; }
 
     void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) override;
+    void forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) override;
+    void keep_rows(size_t base, const std::vector<size_t>& rows) override;
     // No loader: the compute reads the streamed weights in itself, so its disk time is all wait.
     StreamStats stream_stats() const override { return stats_; }
 
@@ -64,6 +67,11 @@ private:
     // values appended to the layer's cache.
     void rope_and_cache(size_t layer, const LayerWeights& w, size_t n);
     void attention(size_t layer, size_t n);
+    // attention() for a pass over a draft tree: each token over the rows before the tree and
+    // its own path, gathered into the layout a plain decode of that path would find, so that
+    // the kernels compute the very numbers that decode computes (their vector lanes and block
+    // groups depend on where a position sits).
+    void tree_attention(size_t layer, size_t n);
     void grow_cache(size_t positions);
 
     const SplitModel& model_;
@@ -74,6 +82,8 @@ private:
     size_t batch_ = 512;
     ActQuant act_quant_ = ActQuant::f32;
     size_t pos_ = 0;
+    TreeRows tree_;         // a draft tree in the cache (forward_tree), until keep_rows
+    bool tree_pass_ = false; // the pass under way is forward_tree's
     const UnitRoles& roles_ = model_.roles();
     std::vector<LayerTensors> layer_t_; // each layer's tensors, found by name once, at construction
     RopeTables rope_; // the cos/sin of the forward under way

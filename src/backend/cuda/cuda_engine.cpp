@@ -4,6 +4,7 @@
 #include "backend/cuda/cuda_engine_impl.h"
 
 #include "common/error.h"
+#include "engine/memory_plan.h"
 
 #include <algorithm>
 
@@ -23,15 +24,20 @@ size_t CudaEngine::position() const { return impl_->pos; }
 void CudaEngine::reset() {
     impl_->pos = 0;
     impl_->rope.reset();
+    impl_->tree.close();
 }
 
-void CudaEngine::truncate(size_t n) { impl_->pos = std::min(impl_->pos, n); }
+void CudaEngine::truncate(size_t n) {
+    impl_->pos = std::min(impl_->pos, n);
+    impl_->tree.cut(impl_->pos);
+}
 const MemoryPlanInput& CudaEngine::plan_input() const { return impl_->plan_in; }
 const MemoryPlan& CudaEngine::plan() const { return impl_->plan; }
 
 void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) {
     Impl& e = *impl_;
     RABBIT_CHECK(n > 0 && n_logits <= n, "forward with no tokens or more logits than tokens");
+    RABBIT_CHECK(!e.tree.open(), "a plain forward over a draft tree; keep_rows first");
     check_room(e.c, e.pos, n, e.ctx);
     e.rope.begin_forward(e.pos + n);
     logits.assign(n_logits * e.c.vocab_size, 0.0f);
@@ -43,6 +49,42 @@ void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::
     });
     e.flush_logits();
     e.track_memory();
+}
+
+void CudaEngine::forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) {
+    Impl& e = *impl_;
+    RABBIT_CHECK(n > 0 && n <= e.batch, "a draft tree of no tokens, or of more than --batch");
+    check_room(e.c, e.pos, n, e.ctx);
+    e.tree.add(e.pos, parents, n);
+    if (e.tree.end() - e.tree.base() > k_tree_rows) {
+        e.tree.cut(e.pos);
+        throw Error(ExitCode::usage, "a draft tree of more than " + std::to_string(k_tree_rows) +
+                                         " rows on the CUDA engine; lower --draft-budget");
+    }
+    size_t last = 0;
+    for (size_t t = 0; t < n; ++t) last = std::max(last, e.tree.position(e.pos + t));
+    e.rope.begin_forward(last + 1);
+    logits.assign(n * e.c.vocab_size, 0.0f);
+    begin_part(0, n);
+    e.tree_pass = true;
+    try {
+        e.pass(tokens, n, n, logits.data());
+    } catch (...) {
+        e.tree_pass = false;
+        e.tree.cut(e.pos);
+        throw;
+    }
+    e.tree_pass = false;
+    e.flush_logits();
+    e.track_memory();
+}
+
+void CudaEngine::keep_rows(size_t base, const std::vector<size_t>& rows) {
+    Impl& e = *impl_;
+    if (e.tree.check_keep(base, rows, e.pos))
+        for (size_t i = 0; i < rows.size(); ++i)
+            if (rows[i] != i) e.move_kv_row(base + rows[i], base + i); // towards the front: read before written over
+    e.pos = base + rows.size();
 }
 
 CudaEngineStats CudaEngine::stats() const {

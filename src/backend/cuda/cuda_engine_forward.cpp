@@ -36,6 +36,7 @@ void CudaEngine::Impl::pass(const int32_t* tokens, size_t m, size_t rows, float*
     // (long since, as a rule: a whole pass of the model ran after them).
     RABBIT_CUDA_CHECK(cudaEventSynchronize(staged.get()));
     upload_rope(m);
+    if (tree_pass) upload_tree(m);
     traced(roles.embed, [&] { embed(tokens, m); });
     RABBIT_CUDA_CHECK(cudaEventRecord(staged.get(), compute));
 
@@ -62,9 +63,38 @@ void CudaEngine::Impl::upload_rope(size_t m) {
     const size_t half = c.head_dim / 2;
     float* cs = h_rope.as<float>();
     float* sn = cs + m * half;
-    for (size_t t = 0; t < m; ++t) rope.cos_sin(int64_t(pos + t), cs + t * half, sn + t * half);
+    for (size_t t = 0; t < m; ++t) rope.cos_sin(int64_t(tree_pass ? tree.position(pos + t) : pos + t), cs + t * half, sn + t * half);
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::cos), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::sin), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
+}
+
+void CudaEngine::Impl::upload_tree(size_t m) {
+    // Row t: bit r - tree.base() set for each tree row r that token t attends to (its path, those
+    // of its ancestors within the sliding window); then each token's position.
+    const size_t base = tree.base(), words = (tree.end() - base + 31) / 32;
+    uint32_t* mask = h_tree.as<uint32_t>();
+    int* at = reinterpret_cast<int*>(mask + m * words);
+    std::fill(mask, mask + m * words, 0u);
+    std::vector<size_t> path;
+    for (size_t t = 0; t < m; ++t) {
+        const size_t p = tree.position(pos + t);
+        tree.path(pos + t, path);
+        for (size_t r : path)
+            if (!c.sliding_window || tree.position(r) + c.sliding_window > p) mask[t * words + (r - base) / 32] |= 1u << ((r - base) % 32);
+        at[t] = int(p);
+    }
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::tree), mask, 4 * m * (words + 1), cudaMemcpyHostToDevice, compute));
+}
+
+void CudaEngine::Impl::move_kv_row(size_t src, size_t dst) {
+    // [kv_heads, ctx, head_dim] per layer: one strided copy per layer and cache, a row of every kv head.
+    const size_t row = c.head_dim * elem_size(act), pitch = ctx * row;
+    for (uint8_t* cache : {k_base, v_base})
+        for (size_t l = 0; l < c.num_layers; ++l) {
+            uint8_t* layer = cache + l * kv_layer_bytes;
+            RABBIT_CUDA_CHECK(cudaMemcpy2DAsync(layer + dst * row, pitch, layer + src * row, pitch, row, c.num_kv_heads,
+                                                cudaMemcpyDefault, compute));
+        }
 }
 
 void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
@@ -224,6 +254,12 @@ void CudaEngine::Impl::attention_block(size_t l, const LayerWeights& w, size_t m
     a.workspace = fixed(Fixed::attention_workspace);
     a.sm_count = prop.multiProcessorCount;
     a.smem_optin = prop.sharedMemPerBlockOptin;
+    if (tree_pass) {
+        a.tree_mask = fixed<uint32_t>(Fixed::tree);
+        a.tree_words = int((tree.end() - tree.base() + 31) / 32);
+        a.tree_pos = reinterpret_cast<const int*>(a.tree_mask + m * size_t(a.tree_words));
+        a.tree_base = int64_t(tree.base());
+    }
     RABBIT_CUDA_CHECK(launch_attention(a, compute));
     linear(u, t.o->name, w.o, attn, m, fixed<float>(Fixed::out), h);
 }

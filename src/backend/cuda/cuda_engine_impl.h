@@ -18,6 +18,7 @@
 #include "backend/cuda/spans.h"
 #include "common/thread_pool.h"
 #include "engine/rope.h"
+#include "engine/tree_rows.h"
 #include "engine/weights.h"
 #include "stream/unit_source.h"
 
@@ -88,6 +89,10 @@ struct CudaEngine::Impl {
     // The forward pass (cuda_engine_forward.cpp).
     void pass(const int32_t* tokens, size_t m, size_t rows, float* host);
     void upload_rope(size_t m);
+    // A tree pass's mask rows and positions (AttentionParams::tree_mask) into Fixed::tree.
+    void upload_tree(size_t m);
+    // Cache row src moved to dst in every layer's K and V, on the compute stream.
+    void move_kv_row(size_t src, size_t dst);
     void embed(const int32_t* tokens, size_t m);
     void layer(size_t l, size_t m);
     void attention_block(size_t l, const LayerWeights& w, size_t m);
@@ -146,6 +151,8 @@ struct CudaEngine::Impl {
     bool quantized = false; // some matrix is not in the compute type: the plan has a dequantization workspace
     uint64_t budget = 0, ctx = 0;
     size_t batch = 512, pos = 0;
+    TreeRows tree;          // a draft tree in the cache (forward_tree), until keep_rows
+    bool tree_pass = false; // the pass under way is forward_tree's
     bool in_pass = false; // set while a pass runs: an exception inside one leaves the ring mid-sequence
     MemoryPlanInput plan_in;
     MemoryPlan plan;
@@ -191,6 +198,7 @@ struct CudaEngine::Impl {
     PinnedBuffer h_embed;  // Fixed::x: the gathered embedding rows
     PinnedBuffer h_rope;   // Fixed::cos then Fixed::sin
     PinnedBuffer h_ids;    // Fixed::ids
+    PinnedBuffer h_tree;   // Fixed::tree
     PinnedBuffer h_penal;  // Fixed::penalty_ids
     PinnedBuffer h_result; // Fixed::topk_values, then Fixed::topk_ids and Fixed::picked
     PinnedBuffer h_logits; // Fixed::logits, grown when a pass asks for more rows
