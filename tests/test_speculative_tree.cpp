@@ -5,6 +5,7 @@
 // greedy's, on both engines, the target streamed; the model as its own draft takes at least 3
 // tokens a pass; the budget rule follows the measured costs.
 #include "backend/cpu/cpu_engine.h"
+#include "common/error.h"
 #include "engine/generate.h"
 #include "engine/speculative.h"
 #include "engine_helpers.h"
@@ -20,6 +21,7 @@
 #include "backend/cuda/cuda_engine.h"
 #endif
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -266,8 +268,10 @@ TEST_CASE("the tree budget follows the measured costs and the acceptance", "[spe
     const DraftBudget rule(32, true);
     REQUIRE(rule.next(SpecStats{}) == 32);
     REQUIRE(DraftBudget(32, false).next(stats(0, 1, 0, 1)) == 32);
-    // A streamed target (flat pass time), cheap drafts, good acceptance: the biggest tree.
-    REQUIRE(rule.next(stats(1.5, 10, 0, 0.01)) == 32);
+    // A streamed target (flat pass time), cheap drafts, good acceptance: the biggest tree
+    // (half of it every 8th pass, to keep measuring the slope).
+    const SpecStats streamed = stats(1.5, 10, 0, 0.01);
+    REQUIRE(rule.next(streamed) == (streamed.passes % 8 == 7 ? 16u : 32u));
     // Nothing accepted: no tree (one now and then).
     const SpecStats none = stats(0, 1, 0, 0.01);
     REQUIRE(rule.next(none) == (none.passes % 16 == 0 ? 1u : 0u));
@@ -275,4 +279,47 @@ TEST_CASE("the tree budget follows the measured costs and the acceptance", "[spe
     const size_t b = rule.next(stats(1.5, 0.02, 0.01, 0));
     REQUIRE(b >= 1);
     REQUIRE(b <= 8);
+}
+
+TEST_CASE("rabbit run --draft-budget: the same text with trees, on both engines", "[speculative][tree][cli][golden]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
+    const std::vector<std::string> base = {"run", "-m", split, "-p", "Once upon a time, there was a dog named", "-n", "60",
+                                           "--ram-budget", "0"};
+    const std::map<std::string, std::string> env = {{"RABBIT_CACHE", dir / "cache"}, {"RABBIT_EMU_QUIET", "1"}};
+    const test::RunResult plain = test::run_rabbit(base, env);
+    REQUIRE(plain.exit_code == 0);
+    for (const std::vector<std::string>& extra :
+         {std::vector<std::string>{"--draft", split, "--draft-budget", "8"}, {"--draft", "ngram", "--draft-budget", "4"},
+          {"--draft", split, "--device", "cuda"}}) {
+        std::vector<std::string> args = base;
+        args.insert(args.end(), extra.begin(), extra.end());
+        const test::RunResult r = test::run_rabbit(args, env);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        REQUIRE(r.out == plain.out);
+        REQUIRE_THAT(r.err, Catch::Contains("trees of up to") && Catch::Contains(" tokens per pass ("));
+    }
+    const test::RunResult both = test::run_rabbit({"run", "-m", split, "-p", "x", "--draft", "ngram", "--draft-max", "4",
+                                                   "--draft-budget", "8"});
+    REQUIRE(both.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(both.err, Catch::Contains("--draft-max (chains) and --draft-budget (trees) do not go together"));
+}
+
+TEST_CASE("rabbit bench --draft: tokens per pass, draft and verify times per configuration", "[speculative][tree][cli][golden]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
+    const test::RunResult r = test::run_rabbit({"bench", "-m", split, "--backend", "cpu", "--prompt-len", "8", "--gen", "24",
+                                                "--repeat", "1", "--warmup", "0", "--read-bytes", "0", "--draft",
+                                                "none,self,ngram"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.out, Catch::Contains("| configuration | draft | tokens per pass | draft ms/pass | verify ms/pass |"));
+    const size_t self = r.out.find("draft self | self | ");
+    REQUIRE(self != std::string::npos);
+    // The model as its own draft; the budget adapts to the resident target, whose pass grows with its width.
+    REQUIRE(std::stod(r.out.substr(self + 20)) >= 2.0);
+    REQUIRE_THAT(r.out, Catch::Contains("draft ngram | ngram | "));
 }

@@ -124,6 +124,7 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
         next = engine.step(prompt.data(), prompt.size(), sampler, history, keep);
     }
     r.prefill_seconds = seconds_since(t0);
+    r.at_decode = engine.stream_stats();
     t0 = std::chrono::steady_clock::now();
     // The tokens in the cache before the one just generated, as a plain decode holds them. A
     // speculative pass runs ahead of that with the tokens it accepted, queued.

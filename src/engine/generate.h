@@ -42,6 +42,7 @@ struct GenerateResult {
     size_t prompt_tokens = 0;
     double prefill_seconds = 0, decode_seconds = 0;
     SpecStats spec; // with a drafter
+    StreamStats at_decode; // the engine's stream counters when the decode began (after the prompt)
     // With keep_logits: the logits of every prompt position, then of every step whose token
     // was not the last.   [prompt + generated - 1, vocab] f32
     std::vector<float> logits;

@@ -164,7 +164,8 @@ private:
 // similar share of the target's likely continuations; SpecExec's and Sequoia's measurements),
 // so they are fitted as c ln(1 + B) over the passes so far; a pass over B drafts costs
 // t_v(B + 1) + B t_d, with t_v and t_d measured as DraftLength measures them. The budgets
-// tried are max, max/2, max/4, ..., 1 and 0; where no draft pays, one in every 16th pass keeps
+// tried are max, max/2, max/4, ..., 1 and 0; every 8th pass drafts half the best, so that the
+// widths vary and t_v's slope can be fitted; where no draft pays, one in every 16th pass keeps
 // measuring.
 class DraftBudget {
 public:

@@ -166,7 +166,10 @@ size_t DraftBudget::next(const SpecStats& s) const {
     size_t best = 0;
     for (size_t b = max_; b >= 1; b /= 2)
         if (rate(b) > rate(best)) best = b;
-    return best == 0 && s.passes % 16 == 0 ? 1 : best;
+    if (best == 0) return s.passes % 16 == 0 ? 1 : 0;
+    // Every 8th pass a tree of half the size, so that the widths vary and t1 can be fitted
+    // (with one width only, the pass looks as flat as a streamed target's).
+    return s.passes % 8 == 7 ? std::max<size_t>(1, best / 2) : best;
 }
 
 } // namespace rabbit
