@@ -254,7 +254,7 @@ TEST_CASE("rabbit run --draft refuses a missing draft and one with another vocab
             int(ExitCode::usage));
     const test::RunResult alone = test::run_rabbit({"run", "-m", split, "-p", "x", "--draft-max", "4"});
     REQUIRE(alone.exit_code == int(ExitCode::usage));
-    REQUIRE_THAT(alone.err, Contains("--draft-max and --draft-fixed go with --draft"));
+    REQUIRE_THAT(alone.err, Contains("--draft-max, --draft-budget and --draft-fixed go with --draft"));
 }
 
 TEST_CASE("SmolLM2 says the same with ngram drafts and as its own draft", "[speculative][cli][smollm]") {
