@@ -21,6 +21,9 @@
 // elements of padding make the per-lane row reads of the score phase free of bank conflicts).
 // f32 caches with D = 256 keep one tile buffer for K then V, to stay small.
 //
+// A draft tree (AttentionParams::tree_mask): the rows from tree_base on are tested against the
+// token's row of mask bits as well, in the same place as the causal and window bounds.
+//
 // Splits: when the blocks would not fill the GPU (a decode step), blockIdx.z cuts each block's
 // position range into `splits` parts; each writes its rows' (max, sum, unnormalised output) to
 // the workspace, and attention_merge_kernel combines them.
