@@ -21,6 +21,9 @@
 // elements of padding make the per-lane row reads of the score phase free of bank conflicts).
 // f32 caches with D = 256 keep one tile buffer for K then V, to stay small.
 //
+// A draft tree (AttentionParams::tree_mask): the rows from tree_base on are tested against the
+// token's row of mask bits as well, in the same place as the causal and window bounds.
+//
 // Splits: when the blocks would not fill the GPU (a decode step), blockIdx.z cuts each block's
 // position range into `splits` parts; each writes its rows' (max, sum, unnormalised output) to
 // the workspace, and attention_merge_kernel combines them.
@@ -73,6 +76,9 @@ struct AttnArgs {
     int rows;         // tokens * group query rows per KV group
     int pos, window;  // window 0: none
     float scale_log2; // scale * log2(e)
+    const uint32_t* tree_mask; // [tokens, tree_words], or null (AttentionParams)
+    const int* tree_pos;       // [tokens]
+    int tree_words, tree_base;
     int splits;
     float* ws_ml;     // [splits, tokens * heads, 2] f32: running max (log2 units), sum
     float* ws_acc;    // [splits, tokens * heads, D] f32: unnormalised output
@@ -161,6 +167,7 @@ __device__ __forceinline__ void load_query_tile(float* q_s, const AttnArgs& a, c
 
 // Each slot's allowed positions [first, last] (causal, and the sliding window when there is
 // one); an empty range for rows past the end.
+// In a draft tree, last is the token's own row and the window starts from its position.
 template <int RW>
 __device__ __forceinline__ void allowed_positions(const AttnArgs& a, const AttnBlock& b, int (&first)[RW],
                                                   int (&last)[RW]) {
@@ -170,16 +177,28 @@ __device__ __forceinline__ void allowed_positions(const AttnArgs& a, const AttnB
         first[s] = 1;
         last[s] = 0;
         if (r < b.nrows) {
-            last[s] = a.pos + (b.row0 + r) / a.group;
-            first[s] = a.window > 0 ? max(0, last[s] + 1 - a.window) : 0;
+            const int t = (b.row0 + r) / a.group;
+            last[s] = a.pos + t;
+            const int at = a.tree_mask ? a.tree_pos[t] : last[s];
+            first[s] = a.window > 0 ? max(0, at + 1 - a.window) : 0;
         }
     }
+}
+
+// Whether slot s's token attends to row j of a draft tree (j >= tree_base); rows before the
+// tree, and every row without one, are decided by [first, last] alone.
+template <int RW>
+__device__ __forceinline__ bool tree_allows(const AttnArgs& a, const AttnBlock& b, int s, int j) {
+    if (!a.tree_mask || j < a.tree_base) return true;
+    const int t = (b.row0 + s * k_attn_warps + b.warp) / a.group, bit = j - a.tree_base;
+    return (a.tree_mask[int64_t(t) * a.tree_words + bit / 32] >> (bit % 32)) & 1u;
 }
 
 // The block's positions (first and last are monotonic in the row), then this split's part.
 __device__ __forceinline__ PositionRange split_positions(const AttnArgs& a, const AttnBlock& b) {
     const int t_lo = b.row0 / a.group, t_hi = (b.row0 + b.nrows - 1) / a.group;
-    const int lo = a.window > 0 ? max(0, a.pos + t_lo + 1 - a.window) : 0;
+    // A draft tree's tokens are at positions from tree_base on, whatever their rows.
+    const int lo = a.window > 0 ? max(0, (a.tree_mask ? a.tree_base : a.pos + t_lo) + 1 - a.window) : 0;
     const int hi = a.pos + t_hi + 1; // exclusive
     const int chunk = ((hi - lo + a.splits - 1) / a.splits + k_tile - 1) / k_tile * k_tile;
     const int s_lo = lo + b.split * chunk; // may be past hi: an empty split
@@ -228,12 +247,13 @@ __device__ __forceinline__ void tile_scores(const float* q_s, const TC* k_s, con
 // adds nothing (no -inf - -inf); a row with nothing allowed in this tile rescales by
 // exp2(0) = 1.
 template <int RW, int NP>
-__device__ __forceinline__ void softmax_update(const float (&sc)[RW], int j0, int nv, int lane, const int (&first)[RW],
-                                               const int (&last)[RW], RowAccum<RW, NP>& acc, float* p_w) {
-    const int j = j0 + lane;
+__device__ __forceinline__ void softmax_update(const AttnArgs& a, const AttnBlock& b, const float (&sc)[RW], int j0,
+                                               int nv, const int (&first)[RW], const int (&last)[RW],
+                                               RowAccum<RW, NP>& acc, float* p_w) {
+    const int lane = b.lane, j = j0 + lane;
 #pragma unroll
     for (int s = 0; s < RW; ++s) {
-        const bool ok = lane < nv && j >= first[s] && j <= last[s];
+        const bool ok = lane < nv && j >= first[s] && j <= last[s] && tree_allows<RW>(a, b, s, j);
         const float x = ok ? sc[s] : neg_inf();
         const float mn = fmaxf(acc.m[s], warp_max(x));
         float p = 0.0f, alpha = 1.0f;
@@ -368,7 +388,7 @@ __global__ void __launch_bounds__(k_attn_threads) attention_kernel(const AttnArg
 
         float sc[RW];
         tile_scores<D, TC, RW>(q_s, k_s, b, sc);
-        softmax_update(sc, j0, nv, b.lane, first, last, acc, p_w);
+        softmax_update(a, b, sc, j0, nv, first, last, acc, p_w);
         if (S::shared_kv) {
             __syncthreads(); // every warp is done with K
             load_tile<D, TC>(v_s, vg + int64_t(j0) * D, nv);
@@ -469,6 +489,10 @@ cudaError_t attention_run(const AttentionParams& p, int group, int rows, cudaStr
     a.window = p.window > 0 && p.window < p.pos + p.tokens ? int(p.window) : 0;
     a.scale_log2 = p.scale * k_log2e;
     a.splits = int(splits);
+    a.tree_mask = p.tree_mask;
+    a.tree_pos = p.tree_pos;
+    a.tree_words = p.tree_words;
+    a.tree_base = int(p.tree_base);
     a.ws_ml = static_cast<float*>(p.workspace);
     a.ws_acc = splits > 1 ? a.ws_ml + splits * total * 2 : nullptr;
 
@@ -548,6 +572,9 @@ cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
         p.kv_heads > 65535 || p.heads % p.kv_heads != 0 || p.pos < 0 || p.window < 0 || p.cache_len <= 0 ||
         p.pos + p.tokens > p.cache_len || p.pos + p.tokens > INT_MAX || p.q_stride < int64_t(p.heads) * p.head_dim ||
         !valid_elem(p.cache_type) || !valid_elem(p.out_type))
+        return cudaErrorInvalidValue;
+    if (p.tree_mask && (!p.tree_pos || p.tree_base < 0 || p.tree_base > p.pos ||
+                        int64_t(p.tree_words) * 32 < p.pos + p.tokens - p.tree_base))
         return cudaErrorInvalidValue;
     // The tiles are read 16 bytes at a time.
     if (reinterpret_cast<uintptr_t>(p.k_cache) % 16 != 0 || reinterpret_cast<uintptr_t>(p.v_cache) % 16 != 0)

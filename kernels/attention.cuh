@@ -28,6 +28,14 @@ struct AttentionParams {
     int64_t pos = 0;                 // token t is at position pos + t and attends to positions
     int64_t window = 0;              // [max(0, pos + t + 1 - window), pos + t] (window 0: from 0)
     float scale = 1.0f;              // usually 1 / sqrt(head_dim)
+    // A draft tree (Engine::forward_tree): rows [tree_base, pos + tokens) of the cache hold it.
+    // Token t attends to the positions before tree_base (from its window's start) and to the
+    // tree rows r whose bit r - tree_base is set in its mask row (its ancestors and itself);
+    // its window starts at tree_pos[t] + 1 - window. Null: causal, as above.
+    const uint32_t* tree_mask = nullptr; // [tokens, tree_words] on the device
+    const int* tree_pos = nullptr;       // [tokens] on the device
+    int tree_words = 0;
+    int64_t tree_base = 0;
     void* workspace = nullptr;       // k_attention_workspace bytes of device memory
     int sm_count = 0;                // multiprocessors of the device, to size the split
     size_t smem_optin = 0;           // shared memory a block may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin),

@@ -254,7 +254,7 @@ TEST_CASE("rabbit run --draft refuses a missing draft and one with another vocab
             int(ExitCode::usage));
     const test::RunResult alone = test::run_rabbit({"run", "-m", split, "-p", "x", "--draft-max", "4"});
     REQUIRE(alone.exit_code == int(ExitCode::usage));
-    REQUIRE_THAT(alone.err, Contains("--draft-max and --draft-fixed go with --draft"));
+    REQUIRE_THAT(alone.err, Contains("--draft-max, --draft-budget and --draft-fixed go with --draft"));
 }
 
 TEST_CASE("SmolLM2 says the same with ngram drafts and as its own draft", "[speculative][cli][smollm]") {
@@ -268,7 +268,8 @@ TEST_CASE("SmolLM2 says the same with ngram drafts and as its own draft", "[spec
     INFO(plain.err);
     REQUIRE(plain.exit_code == 0);
     for (const std::vector<std::string>& extra :
-         {std::vector<std::string>{"--draft", "ngram"}, {"--draft", test::smollm2_gguf(), "--draft-max", "4", "--draft-fixed"}}) {
+         {std::vector<std::string>{"--draft", "ngram"}, {"--draft", test::smollm2_gguf(), "--draft-max", "4", "--draft-fixed"},
+          {"--draft", test::smollm2_gguf(), "--draft-budget", "12"}}) {
         std::vector<std::string> args = base;
         args.insert(args.end(), extra.begin(), extra.end());
         const test::RunResult r = test::run_rabbit(args, env);
@@ -277,7 +278,7 @@ TEST_CASE("SmolLM2 says the same with ngram drafts and as its own draft", "[spec
         REQUIRE(r.out == plain.out);
         const size_t at = r.err.find(" tokens per pass");
         REQUIRE(at != std::string::npos);
-        WARN("SmolLM2 " << extra[1] << ": " << r.err.substr(r.err.rfind(": ", at) + 2, at - r.err.rfind(": ", at) - 2)
+        WARN("SmolLM2 " << extra[1] << " " << (extra.size() > 2 ? extra[2] : "") << ": " << r.err.substr(r.err.rfind(": ", at) + 2, at - r.err.rfind(": ", at) - 2)
                         << " tokens per pass");
     }
 }

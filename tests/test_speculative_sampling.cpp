@@ -16,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <vector>
@@ -86,7 +87,122 @@ struct FixedDrafter : Drafter {
     }
 };
 
+// A drafter that proposes the same tree every time: {a, b} under the current token, then c
+// under a and d under b (point masses, as the ngram and model trees are).
+struct FixedTreeDrafter : Drafter {
+    std::vector<int32_t> tokens; // a, b, c, d
+    Draft propose(const std::vector<int32_t>& context, size_t k) override { return propose_tree(context, k); }
+    Draft propose_tree(const std::vector<int32_t>&, size_t) override {
+        Draft d;
+        d.tokens = tokens;
+        d.parents = {-1, -1, 0, 1};
+        return d;
+    }
+};
+
 } // namespace
+
+TEST_CASE("the multi-draft rule over siblings draws from p", "[speculative][sampling][tree]") {
+    const TokenDistribution p{{0, 1, 2, 3, 4, 5}, {0.3, 0.25, 0.2, 0.15, 0.07, 0.03}};
+    const TokenDistribution q{{0, 1, 2, 3, 6}, {0.05, 0.4, 0.05, 0.3, 0.2}};
+    const size_t n = 100000;
+    Sampler target(temperature(1, 21)), draft(temperature(1, 22));
+    Counts fixed, iid, wrong;
+    for (size_t i = 0; i < n; ++i) {
+        // Two fixed distinct siblings (point masses), and three drawn independently from q.
+        fixed[{multi_draft_rule(p, {1, 3}, {nullptr, nullptr}, target).token}] += 1;
+        const std::vector<int32_t> xs = {draft.draw(q), draft.draw(q), draft.draw(q)};
+        iid[{multi_draft_rule(p, xs, {&q, &q, &q}, target).token}] += 1;
+        // Wrong: each sibling tested against p itself, the residual never updated.
+        int32_t out = -1;
+        for (int32_t x : xs)
+            if (out < 0 && target.uniform() * q.of(x) < p.of(x)) out = x;
+        wrong[{out >= 0 ? out : speculative_rule(p, &q, xs.back(), target).token}] += 1;
+    }
+    const Counts want = as_counts(p);
+    const ChiSquare a = chi_square(fixed, want, n), b = chi_square(iid, want, n), w = chi_square(wrong, want, n);
+    INFO("fixed siblings: " << a.stat << ", independent siblings: " << b.stat << " (critical " << b.critical
+                            << "); residual not updated: " << w.stat);
+    CHECK(a.passes());
+    CHECK(b.passes());
+    CHECK_FALSE(w.passes());
+}
+
+TEST_CASE("sampling with draft trees gives the target's distribution, over many seeds", "[speculative][sampling][tree]") {
+    test::TempDir dir;
+    GenSpec spec = preset_spec("tiny-qwen3");
+    spec.config.vocab_size = 1024;
+    spec.seed = 5;
+    spec.tokenizer_dir = test::source_dir() + "/tests/data/tokenizer/synthetic/llama3-style";
+    generate_model(spec, dir / "hf");
+    const SplitModel model = SplitModel::open(test::split_into(dir / "hf", dir / "s"));
+    const auto tok = load_tokenizer(model.dir());
+    CpuEngine target(model, {}), draft_engine(model, {});
+    const std::vector<int32_t> prompt = {1, 50, 7, 300, 21, 9, 64, 3};
+    const float t_target = 10;
+    const SamplingParams sp = temperature(t_target, 0, 8);
+    auto dist_after = [&](const std::vector<int32_t>& ids) {
+        std::vector<float> logits;
+        target.reset();
+        target.forward(ids.data(), ids.size(), 1, logits);
+        return Sampler(sp).distribution(logits, ids);
+    };
+    // The exact distribution of the 2nd and 3rd generated tokens, t1 marginalised out.
+    Counts want;
+    const TokenDistribution p1 = dist_after(prompt);
+    for (size_t i = 0; i < p1.ids.size(); ++i) {
+        std::vector<int32_t> ids = prompt;
+        ids.push_back(p1.ids[i]);
+        const TokenDistribution p2 = dist_after(ids);
+        for (size_t j = 0; j < p2.ids.size(); ++j) {
+            std::vector<int32_t> ids3 = ids;
+            ids3.push_back(p2.ids[j]);
+            const TokenDistribution p3 = dist_after(ids3);
+            for (size_t l = 0; l < p3.ids.size(); ++l) want[{p2.ids[j], p3.ids[l]}] += p1.p[i] * p2.p[j] * p3.p[l];
+        }
+    }
+    SamplingParams flat = sp;
+    flat.temperature = 20;
+    ModelDrafter model_tree(draft_engine, flat);
+    FixedTreeDrafter fixed;
+    // The likeliest 2nd and 3rd tokens, so that some of the fixed tree is accepted.
+    std::map<int32_t, double> second, third;
+    for (const auto& [k, p] : want) second[k[0]] += p, third[k[1]] += p;
+    auto top2 = [](const std::map<int32_t, double>& m) {
+        std::vector<std::pair<double, int32_t>> v;
+        for (const auto& [id, p] : m) v.emplace_back(p, id);
+        std::sort(v.rbegin(), v.rend());
+        return std::vector<int32_t>{v[0].second, v[1].second};
+    };
+    const std::vector<int32_t> s2 = top2(second), s3 = top2(third);
+    fixed.tokens = {s2[0], s2[1], s3[0], s3[1]};
+    const size_t n = 3000;
+    for (Drafter* d : {static_cast<Drafter*>(&model_tree), static_cast<Drafter*>(&fixed)}) {
+        INFO((d == &fixed ? "a fixed tree" : "the draft model's trees"));
+        Counts pairs;
+        SpecStats st;
+        for (size_t seed = 0; seed < n; ++seed) {
+            GenerateOptions g;
+            g.max_tokens = 4;
+            g.sampling = sp;
+            g.sampling.seed = seed;
+            g.drafter = d;
+            g.draft_budget = 6;
+            g.draft_adaptive = false;
+            target.reset();
+            const GenerateResult r = generate(target, *tok, prompt, g, [](const std::string&) {});
+            REQUIRE(r.tokens.size() == 4);
+            pairs[{r.tokens[1], r.tokens[2]}] += 1;
+            st.drafted += r.spec.drafted, st.accepted += r.spec.accepted;
+        }
+        const ChiSquare c = chi_square(pairs, want, double(n));
+        WARN((d == &fixed ? "fixed tree" : "model trees") << ": tokens 2 and 3: chi-square " << c.stat << ", " << c.df
+                                                          << " degrees of freedom, critical " << c.critical << "; "
+                                                          << st.accepted << " of " << st.drafted << " drafts accepted");
+        CHECK(c.passes());
+        CHECK(st.accepted > 0);
+    }
+}
 
 TEST_CASE("the speculative sampling rule draws from p whatever q is", "[speculative][sampling]") {
     const TokenDistribution p{{0, 1, 2, 3, 4, 5}, {0.3, 0.25, 0.2, 0.15, 0.07, 0.03}};

@@ -116,6 +116,8 @@ void run_json(JsonWriter& j, const RunFigures& x) {
     j.member("file_bytes_per_token", x.file_bytes).member("link_bytes_per_token", x.link_bytes);
     optional_member(j, "bound_s", x.bound);
     optional_member(j, "overlap_efficiency", x.overlap);
+    if (x.tokens_per_pass > 0)
+        j.member("tokens_per_pass", x.tokens_per_pass).member("draft_s_per_pass", x.draft_s).member("verify_s_per_pass", x.verify_s);
     j.end_object();
 }
 
@@ -127,7 +129,7 @@ void config_json(JsonWriter& j, const ConfigResult& r) {
     b.cuda ? j.value(uint64_t(b.slots)) : j.null();
     j.key("vram");
     b.cuda ? j.value(b.vram) : j.null();
-    j.member("ram", b.ram).member("batch", uint64_t(b.batch));
+    j.member("ram", b.ram).member("batch", uint64_t(b.batch)).member("draft", b.draft);
     j.member("ok", r.ok());
     if (!r.ok()) {
         j.member("error", r.error).member("exit_code", int64_t(r.code));
@@ -153,6 +155,8 @@ void config_json(JsonWriter& j, const ConfigResult& r) {
     j.key("bound_fraction");
     f.bound ? j.value(*f.bound / std::max(f.token.wall, 1e-12)) : j.null();
     optional_member(j, "overlap_efficiency", f.overlap);
+    if (f.tokens_per_pass > 0)
+        j.member("tokens_per_pass", f.tokens_per_pass).member("draft_s_per_pass", f.draft_s).member("verify_s_per_pass", f.verify_s);
     j.member("peak_host_bytes", r.peak_host);
     j.key("peak_gpu_bytes");
     b.cuda ? j.value(r.peak_gpu) : j.null();
@@ -170,9 +174,10 @@ std::string rate(double per_second) {
 }
 
 std::string config_label(const BenchConfig& b) {
-    if (!b.cuda) return "cpu, RAM " + b.ram + ", batch " + std::to_string(b.batch);
+    const std::string draft = b.draft == "none" ? "" : ", draft " + b.draft;
+    if (!b.cuda) return "cpu, RAM " + b.ram + ", batch " + std::to_string(b.batch) + draft;
     return "cuda, " + std::to_string(b.slots) + " slots, VRAM " + b.vram + ", RAM " + b.ram + ", batch " +
-           std::to_string(b.batch);
+           std::to_string(b.batch) + draft;
 }
 
 void print_header(const SplitModel& model, const Settings& s, const Rates& rates, const Describe& about) {
@@ -236,6 +241,17 @@ void print_table(const std::vector<ConfigResult>& results) {
         if (r.ok() && r.m().experts > 0)
             fmt::print("experts ({}): {:.1f} run per decoded token, {} of them from the expert cache\n", config_label(r.config),
                        r.m().experts, percent(r.m().expert_hits / r.m().experts));
+    // Speculative decoding's figures, for the configurations with a draft (the table above
+    // counts decoded tokens, not passes).
+    if (std::none_of(results.begin(), results.end(), [](const ConfigResult& r) { return r.config.draft != "none"; })) return;
+    fmt::print("\n| configuration | draft | tokens per pass | draft ms/pass | verify ms/pass | decode tok/s |\n");
+    fmt::print("|---|---|---|---|---|---|\n");
+    for (const auto& r : results) {
+        if (r.config.draft == "none" || !r.ok()) continue;
+        const RunFigures& f = r.m();
+        fmt::print("| {} | {} | {:.2f} | {} | {} | {} |\n", config_label(r.config), r.config.draft, f.tokens_per_pass,
+                   ms(f.draft_s), ms(f.verify_s), rate(f.decode_tps));
+    }
 }
 
 void write_json(const std::string& path, const SplitModel& model, const Settings& s, const Rates& rates,

@@ -23,6 +23,8 @@ struct BenchConfig {
     std::string vram = "all"; // none, half, all (resident weights in VRAM), or a budget such as 4G
     std::string ram = "default"; // default (3/4 of available memory), or a size (0: nothing kept)
     size_t batch = 512;
+    std::string draft = "none"; // speculative decoding: none, ngram, self (the model as its own draft), or a draft model
+    std::string draft_dir;      // a draft model's split
 };
 
 // One measured run, per decoded token.
@@ -32,6 +34,8 @@ struct RunFigures {
     double file_bytes = 0, link_bytes = 0;
     std::optional<double> bound, overlap;
     double experts = 0, expert_hits = 0; // MoE: experts run, and of those held by the expert cache
+    // With a draft: per target pass of the decode.
+    double tokens_per_pass = 0, draft_s = 0, verify_s = 0;
 };
 
 struct ConfigResult {
@@ -70,6 +74,7 @@ struct Settings {
     uint64_t ctx = 0; // 0: prompt and generated tokens
     int gpu = 0;
     std::string act_quant = "f32"; // CPU rows: --act-quant
+    size_t draft_budget = 16, draft_max = 0; // with a draft: trees of draft_budget, or chains of draft_max if set
 };
 
 struct Describe {

@@ -24,9 +24,12 @@
 #include "common/trace.h"
 #include "common/units.h"
 #include "backend/cpu/cpu_engine.h"
+#include "engine/generate.h"
 #include "engine/memory_plan.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "format/split_model.h"
+#include "tokenizer/tokenizer.h"
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -51,7 +54,54 @@ namespace {
 struct Sample {
     double prefill_s = 0, decode_s = 0;
     StreamStats decode; // over the decode steps
+    SpecStats spec;     // with a draft
 };
+
+// A configuration's drafter, and what it needs: the target's tokenizer, a draft model's
+// split and engine (on the CPU, resident, as `rabbit run --draft` runs it).
+struct BenchDraft {
+    std::unique_ptr<Tokenizer> tok;
+    std::unique_ptr<SplitModel> split;
+    std::unique_ptr<Engine> engine;
+    std::unique_ptr<Drafter> drafter;
+};
+
+BenchDraft bench_draft(const SplitModel& model, const BenchConfig& b, const Settings& s, uint64_t ctx) {
+    BenchDraft d;
+    if (b.draft == "none") return d;
+    d.tok = load_tokenizer(model.dir());
+    if (b.draft == "ngram") {
+        d.drafter = std::make_unique<NgramDrafter>();
+        return d;
+    }
+    const std::string dir = b.draft == "self" ? model.dir() : b.draft_dir;
+    if (b.draft != "self") check_same_vocabulary(*d.tok, model.dir(), *load_tokenizer(dir), dir);
+    d.split = std::make_unique<SplitModel>(SplitModel::open(dir));
+    EngineOptions o;
+    for (const auto& u : d.split->manifest().units) o.ram_budget += u.layout.data_size;
+    o.ctx = std::min<uint64_t>(ctx, d.split->config().max_context());
+    o.threads = s.threads;
+    d.engine = std::make_unique<CpuEngine>(*d.split, o);
+    d.drafter = std::make_unique<ModelDrafter>(*d.engine, SamplingParams{});
+    return d;
+}
+
+// A run with a draft: generate()'s loop, greedy, never stopping early.
+Sample run_once_draft(Engine& engine, BenchDraft& d, const std::vector<int32_t>& prompt, const Settings& s) {
+    GenerateOptions g;
+    g.max_tokens = s.gen + 1; // the first from the prompt's pass
+    g.drafter = d.drafter.get();
+    g.draft_max = s.draft_max ? s.draft_max : 8;
+    g.draft_budget = s.draft_max ? 0 : s.draft_budget;
+    engine.reset();
+    const GenerateResult r = generate(engine, *d.tok, prompt, g, [](const std::string&) {});
+    Sample x;
+    x.prefill_s = r.prefill_seconds;
+    x.decode_s = r.decode_seconds;
+    x.decode = engine.stream_stats() - r.at_decode;
+    x.spec = r.spec;
+    return x;
+}
 
 // A prompt of random ids, the same for every configuration: the speed of a pass does not
 // depend on which ids they are, and random ids make no special case of any.
@@ -143,10 +193,12 @@ void measure_config(const SplitModel& model, const BenchConfig& b, const Setting
     std::unique_ptr<Engine> engine = bench_engine(model, b, s, r);
     r.load_s = seconds_since(t0);
     const std::vector<int32_t> prompt = bench_prompt(model.config(), s.prompt_len);
-    for (size_t w = 0; w < s.warmup; ++w) run_once(*engine, prompt, s.gen);
+    BenchDraft draft = bench_draft(model, b, s, r.ctx);
+    auto once = [&] { return draft.drafter ? run_once_draft(*engine, draft, prompt, s) : run_once(*engine, prompt, s.gen); };
+    for (size_t w = 0; w < s.warmup; ++w) once();
     r.cached = page_cache_fraction(files);
     for (size_t k = 0; k < s.repeat; ++k) {
-        const Sample x = run_once(*engine, prompt, s.gen);
+        const Sample x = once();
         const double g = double(s.gen);
         RunFigures f;
         f.prefill_tps = double(s.prompt_len) / std::max(x.prefill_s, 1e-12);
@@ -165,6 +217,11 @@ void measure_config(const SplitModel& model, const BenchConfig& b, const Setting
         // The CPU engine has no loader: it reads the weights itself, so nothing overlaps its
         // reads but the kernel's read-ahead, which no clock here sees.
         if (b.cuda) f.overlap = overlap_efficiency(f.token);
+        if (const SpecStats& st = x.spec; st.passes) {
+            f.tokens_per_pass = st.tokens_per_pass();
+            f.draft_s = st.draft_s / double(st.passes);
+            f.verify_s = st.verify_s / double(st.passes);
+        }
         r.runs.push_back(f);
     }
     // One run's figures, all of them, so that they add up: the run of median decode time.
@@ -189,6 +246,7 @@ struct BenchOptions {
     std::vector<uint32_t> slots = {2};
     std::vector<size_t> batch = {512};
     std::vector<size_t> parallel; // --parallel: batched generation's throughput instead
+    std::vector<std::string> drafts = {"none"};
     Settings s;
 };
 
@@ -251,6 +309,13 @@ void add_bench_options(CLI::App* sub, BenchOptions& o) {
                                                        "and per-sequence latency of batched generation")
                  ->delimiter(','),
              4096);
+    sub->add_option("--draft", o.drafts,
+                    "Speculative decoding to compare: none, ngram, self (the model as its own draft) or a draft model, "
+                    "comma-separated (default none); the prompt is random ids, so ngram finds little")
+        ->delimiter(',');
+    positive(sub->add_option("--draft-budget", o.s.draft_budget, "With a draft: trees of at most this many tokens (default 16)"),
+             double(k_tree_rows - 1));
+    positive(sub->add_option("--draft-max", o.s.draft_max, "With a draft: chains of at most this many tokens, not trees"), 64);
     sub->add_option("--json", o.json, "Also write the results as JSON to FILE (- for stdout, instead of the table)");
     add_trace_option(sub, o.trace);
 }
@@ -271,17 +336,19 @@ std::vector<BenchConfig> bench_matrix(BenchOptions& o, const CLI::App* sub) {
     if (!any_cpu && sub->count("--threads")) spdlog::warn("--threads applies to the cpu backend, which this run does not measure");
     if (o.slots.empty() || o.batch.empty() || o.vram.empty() || o.ram.empty())
         throw Error(ExitCode::usage, "--ring-slots, --batch, --vram and --ram-budget need at least one value");
+    if (o.drafts.empty()) throw Error(ExitCode::usage, "--draft needs at least one value");
     std::vector<BenchConfig> configs;
     for (const auto& b : backends)
         for (const auto& ram : o.ram)
-            for (size_t batch : o.batch) {
-                if (b == "cpu") {
-                    configs.push_back({false, 0, "-", ram, batch});
-                    continue;
+            for (size_t batch : o.batch)
+                for (const auto& draft : o.drafts) {
+                    if (b == "cpu") {
+                        configs.push_back({false, 0, "-", ram, batch, draft, ""});
+                        continue;
+                    }
+                    for (uint32_t n : o.slots)
+                        for (const auto& v : o.vram) configs.push_back({true, n, v, ram, batch, draft, ""});
                 }
-                for (uint32_t n : o.slots)
-                    for (const auto& v : o.vram) configs.push_back({true, n, v, ram, batch});
-            }
     return configs;
 }
 
@@ -365,7 +432,15 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         if (!o->json.empty() && o->json != "-") check_writable_path(o->json);
         if (!o->trace.empty()) check_writable_path(o->trace);
         const Settings& s = o->s;
-        const std::vector<BenchConfig> configs = bench_matrix(*o, sub); // checked before any work
+        std::vector<BenchConfig> configs = bench_matrix(*o, sub); // checked before any work
+        for (BenchConfig& b : configs)
+            if (b.draft != "none" && b.draft != "ngram" && b.draft != "self") {
+                try {
+                    b.draft_dir = split_dir_for(b.draft, global);
+                } catch (const Error& e) {
+                    throw Error(e.code(), std::string("--draft: ") + e.what());
+                }
+            }
         const bool any_cuda = std::any_of(configs.begin(), configs.end(), [](const BenchConfig& b) { return b.cuda; });
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
@@ -377,6 +452,8 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         std::vector<std::string> files;
         for (size_t i = 0; i < model.manifest().units.size(); ++i)
             if (model.streams_per_token(i)) files.push_back(model.unit_path(model.manifest().units[i]));
+        if (!o->parallel.empty() && (o->drafts.size() != 1 || o->drafts[0] != "none"))
+            throw Error(ExitCode::usage, "--parallel and --draft are measured apart; give one of them");
         if (!o->parallel.empty()) return run_parallel_bench(model, configs, s, o->parallel, o->json);
         Describe about;
         const Rates rates = measure_rates(model, files, *parse_size(o->read_bytes), any_cuda, s.gpu, about);

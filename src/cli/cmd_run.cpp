@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/timing.h"
+#include "engine/memory_plan.h"
 #include "tokenizer/tokenizer.h"
 
 #include <spdlog/spdlog.h>
@@ -53,11 +54,15 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
     sub->add_option("--draft", o.draft,
                     "Speculative decoding: 'ngram' (proposals from the context, prompt lookup) or a small model with the "
                     "same tokenizer (a split, Hugging Face directory or .gguf; run on the CPU, resident)");
-    positive(sub->add_option("--draft-max", o.draft_max,
-                             "Most draft tokens a pass (default 8 for a draft model, 6 for ngram)"),
+    positive(sub->add_option("--draft-max", o.draft_max, "Draft chains of at most this many tokens a pass, instead of trees"),
              64);
+    positive(sub->add_option("--draft-budget", o.draft_budget,
+                             "Draft trees of at most this many tokens a pass, grown by cumulative draft probability "
+                             "(default 16)"),
+             double(k_tree_rows - 1));
     sub->add_flag("--draft-fixed", o.draft_fixed,
-                  "Always draft --draft-max tokens, instead of choosing from the measured costs and acceptance");
+                  "Always draft --draft-max (or --draft-budget) tokens, instead of choosing from the measured costs and "
+                  "acceptance");
     sub->add_option("--prompts", o.prompts,
                     "Generate for every line of FILE: a prompt, or {\"prompt\", \"max_tokens\", \"seed\"} (JSONL); one JSON "
                     "object per prompt on stdout")
@@ -115,8 +120,10 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     auto run = [o, sub, &global]() {
         const auto t0 = Clock::now();
         if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
-        if (o->draft.empty() && (sub->count("--draft-max") || o->draft_fixed))
-            throw Error(ExitCode::usage, "--draft-max and --draft-fixed go with --draft");
+        if (o->draft.empty() && (sub->count("--draft-max") || sub->count("--draft-budget") || o->draft_fixed))
+            throw Error(ExitCode::usage, "--draft-max, --draft-budget and --draft-fixed go with --draft");
+        if (sub->count("--draft-max") && sub->count("--draft-budget"))
+            throw Error(ExitCode::usage, "--draft-max (chains) and --draft-budget (trees) do not go together");
         if (o->prompts.empty() && (sub->count("--parallel") || o->ordered))
             throw Error(ExitCode::usage, "--parallel and --ordered go with --prompts");
         if (!o->prompts.empty()) return run_prompts(*o, sub, global);
@@ -134,6 +141,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         DraftChoice draft = start_draft(*o, model, *tok, made.engine->context(), global);
         g.drafter = draft.drafter.get();
         g.draft_max = draft.max;
+        g.draft_budget = draft.budget;
         g.draft_adaptive = !o->draft_fixed;
         const double load_s = seconds_since(t0);
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",

@@ -14,6 +14,7 @@
 #include "common/units.h"
 #include "engine/speculative.h"
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #ifdef RABBIT_HAVE_CUDA
@@ -210,9 +211,14 @@ DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tok
                         const GlobalOptions& global) {
     DraftChoice d;
     if (o.draft.empty()) return d;
+    // Chains with --draft-max; else trees.
+    d.max = o.draft_max ? o.draft_max : 8;
+    d.budget = o.draft_max ? 0 : o.draft_budget ? o.draft_budget : 16;
+    const std::string shape = d.budget ? fmt::format("trees of up to {} tokens", d.budget)
+                                       : fmt::format("chains of up to {} tokens", d.max);
     if (o.draft == "ngram") {
         d.drafter = std::make_unique<NgramDrafter>();
-        d.max = o.draft_max ? o.draft_max : 6;
+        spdlog::info("ngram drafts: {}", shape);
         return d;
     }
     std::string dir;
@@ -235,9 +241,7 @@ DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tok
     d.model->made = make_engine(split, req);
     const GenerateOptions g = generate_options(o, target);
     d.drafter = std::make_unique<ModelDrafter>(*d.model->made.engine, g.sampling);
-    d.max = o.draft_max ? o.draft_max : 8;
-    spdlog::info("draft model {}: on the CPU, {} resident, up to {} tokens a pass", dir, format_bytes(req.ram_budget),
-                 d.max);
+    spdlog::info("draft model {}: on the CPU, {} resident, {}", dir, format_bytes(req.ram_budget), shape);
     return d;
 }
 

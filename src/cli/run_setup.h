@@ -36,7 +36,8 @@ struct RunOptions {
     uint64_t seed = 0;
     std::vector<std::string> stops;
     std::string draft;     // --draft: "ngram" or a model
-    size_t draft_max = 0;  // 0: 8 for a draft model, 6 for ngram
+    size_t draft_max = 0;  // > 0: chains of at most this many
+    size_t draft_budget = 0; // trees of at most this many tokens (0: 16); the default, without --draft-max
     bool draft_fixed = false;
     std::string prompts;   // --prompts FILE: batched generation
     size_t parallel = 1;   // --parallel: sequences in flight at once
@@ -63,7 +64,8 @@ struct DraftChoice {
     struct Model; // the draft model's split and engine
     std::unique_ptr<Model> model;
     std::unique_ptr<Drafter> drafter;
-    size_t max = 0;
+    size_t max = 0;    // chains: the most tokens a pass (GenerateOptions::draft_max)
+    size_t budget = 0; // trees: the most tokens a pass, 0 for chains (GenerateOptions::draft_budget)
     DraftChoice();
     DraftChoice(DraftChoice&&) noexcept;
     DraftChoice& operator=(DraftChoice&&) noexcept;

@@ -50,6 +50,19 @@ void Engine::forward_slots(const std::vector<SlotTokens>& seqs, std::vector<floa
     forward(seqs[0].tokens, seqs[0].n, seqs[0].n_logits, logits);
 }
 
+void Engine::forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) {
+    for (size_t i = 0; i < n; ++i)
+        if (parents[i] != (i == 0 ? -1 : int64_t(position() + i - 1)))
+            throw Error(ExitCode::internal, "this engine runs draft chains only, not trees");
+    forward(tokens, n, n, logits);
+}
+
+void Engine::keep_rows(size_t base, const std::vector<size_t>& rows) {
+    for (size_t i = 0; i < rows.size(); ++i)
+        if (rows[i] != i) throw Error(ExitCode::internal, "this engine cannot move rows of its KV cache");
+    truncate(base + rows.size());
+}
+
 uint64_t checked_context(const ModelConfig& c, uint64_t requested) {
     if (requested > c.max_context())
         throw Error(ExitCode::usage, "--ctx " + std::to_string(requested) + " is more than the model's " +

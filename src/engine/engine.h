@@ -70,6 +70,20 @@ public:
     //   logits [n_logits, vocab_size] f32
     virtual void forward(const int32_t* tokens, size_t n, size_t n_logits, std::vector<float>& logits) = 0;
 
+    // Speculative decoding's draft trees (engine/speculative.h), in one pass. Token i goes to
+    // row position() + i of the KV cache; parents[i] is the row of its parent: an earlier row
+    // of the same tree (this call's or an earlier forward_tree's since the last plain forward),
+    // or -1 for a root, whose parent is the last row before the tree. A token attends to the
+    // rows before the tree, its ancestors and itself, and its RoPE position is the tree's first
+    // row plus its depth (roots: 0), as if its path alone had been decoded. Writes the logits of
+    // all n. Until keep_rows, forward() is not called.   logits [n, vocab_size] f32
+    // The default runs a chain (each token's parent the row before it) through forward().
+    virtual void forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits);
+    // Keeps the cache's first `base` positions, then rows base + rows[i] (increasing, rows[0] = 0)
+    // moved to positions base + i; drops the rest. After a tree: its accepted path put in place,
+    // the rejected branches gone. The default keeps rows that are already in place.
+    virtual void keep_rows(size_t base, const std::vector<size_t>& rows);
+
     // Runs `n` tokens as forward does and chooses the next token from the last one's logits.
     // With all_logits, the logits of all n are appended to it. A backend may choose without
     // bringing the vocabulary's logits back (the CUDA engine's greedy and top-k paths).

@@ -25,13 +25,23 @@ void check_prompt_fits(const Engine& engine, const std::vector<int32_t>& prompt)
 }
 
 // The next tokens of a speculative decode: one pass of the target over `history.back()` and
-// what the drafter proposes, at most `limit` of them (none: a plain step).
+// what the drafter proposes (none: a plain step): a chain no longer than the tokens still
+// wanted, a tree no bigger than the cache's room.
+struct DraftRoom {
+    size_t rows = 0;   // rows of the KV cache beside the current token's
+    size_t tokens = 0; // tokens still wanted after the next one
+};
+
 std::vector<int32_t> speculative_step(Engine& engine, Sampler& sampler, const std::vector<int32_t>& history,
-                                      const GenerateOptions& options, size_t limit, SpecStats& st,
+                                      const GenerateOptions& options, DraftRoom limit, SpecStats& st,
                                       std::vector<float>* keep) {
-    const size_t k = std::min(DraftLength(options.draft_max, options.draft_adaptive).next(st), limit);
+    const bool tree = options.draft_budget > 0;
+    size_t k = tree ? DraftBudget(options.draft_budget, options.draft_adaptive).next(st)
+                    : DraftLength(options.draft_max, options.draft_adaptive).next(st);
+    k = std::min(k, limit.tokens);
+    if (tree) k = limit.tokens ? std::min(k, limit.rows) : 0;
     auto t0 = std::chrono::steady_clock::now();
-    const Draft draft = k ? options.drafter->propose(history, k) : Draft{};
+    const Draft draft = k == 0 ? Draft{} : tree ? options.drafter->propose_tree(history, k) : options.drafter->propose(history, k);
     const double draft_s = seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> out;
@@ -41,7 +51,7 @@ std::vector<int32_t> speculative_step(Engine& engine, Sampler& sampler, const st
     } else {
         trace::Span span(trace::Track::tokens,
                          trace::enabled() ? "verify " + std::to_string(draft.tokens.size()) + " drafts" : "");
-        out = verify_chain(engine, sampler, history, draft, keep);
+        out = verify_draft(engine, sampler, history, draft, keep);
     }
     st.add_pass(draft.tokens.size(), out.size() - 1, draft_s, seconds_since(t0));
     return out;
@@ -76,6 +86,7 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
         next = engine.step(prompt.data(), prompt.size(), sampler, history, keep);
     }
     r.prefill_seconds = seconds_since(t0);
+    r.at_decode = engine.stream_stats();
     t0 = std::chrono::steady_clock::now();
     // The tokens in the cache before the one just generated, as a plain decode holds them. A
     // speculative pass runs ahead of that with the tokens it accepted, queued.
@@ -111,7 +122,9 @@ GenerateResult generate(Engine& engine, const Tokenizer& tok, const std::vector<
         }
         if (options.drafter) {
             // Room for the drafts: in the context beside the current token, and in max_tokens.
-            const size_t limit = std::min(engine.context() - engine.position() - 1, options.max_tokens - r.tokens.size() - 1);
+            DraftRoom limit;
+            limit.rows = engine.context() - engine.position() - 1;
+            limit.tokens = std::min(limit.rows, options.max_tokens - r.tokens.size() - 1);
             queued = speculative_step(engine, sampler, history, options, limit, r.spec, keep);
             next = queued[0];
             queue_at = 1;

@@ -28,8 +28,11 @@ struct GenerateOptions {
     // Speculative decoding: proposals from the drafter, at most draft_max a pass (adaptive:
     // fewer where the measured costs say so; DraftLength). The tokens are the same as without
     // (greedy), or distributed the same (sampling).
+    // draft_budget > 0: trees of at most that many tokens (Drafter::propose_tree; adaptive:
+    // DraftBudget) instead of chains.
     Drafter* drafter = nullptr;
     size_t draft_max = 6;
+    size_t draft_budget = 0;
     bool draft_adaptive = true;
 };
 
@@ -39,6 +42,7 @@ struct GenerateResult {
     size_t prompt_tokens = 0;
     double prefill_seconds = 0, decode_seconds = 0;
     SpecStats spec; // with a drafter
+    StreamStats at_decode; // the engine's stream counters when the decode began (after the prompt)
     // With keep_logits: the logits of every prompt position, then of every step whose token
     // was not the last.   [prompt + generated - 1, vocab] f32
     std::vector<float> logits;

@@ -212,7 +212,7 @@ void finish(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base
 
 const char* fixed_name(Fixed f) {
     static const char* names[] = {"x", "xn", "qkv", "attn", "out", "gate_up", "act", "row_scale", "cos", "sin", "ids",
-                                  "logits", "topk_values", "topk_ids", "picked", "penalty_ids", "vectors",
+                                  "logits", "topk_values", "topk_ids", "picked", "penalty_ids", "tree", "vectors",
                                   "cublas_workspace", "attention_workspace", "sample_workspace",
                                   "dequant_workspace"};
     static_assert(sizeof(names) / sizeof(names[0]) == size_t(Fixed::count), "a name for every fixed buffer");
@@ -246,6 +246,7 @@ FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t 
     set(Fixed::topk_ids, 4 * k_topk_max);
     set(Fixed::picked, 4);
     set(Fixed::penalty_ids, 4 * std::max<uint64_t>(ctx, 1));
+    set(Fixed::tree, 4 * k_tree_rows * (k_tree_rows / 32 + 1));
     set(Fixed::vectors, vector_bytes(c));
     set(Fixed::cublas_workspace, k_cublas_workspace);
     set(Fixed::attention_workspace, k_attention_workspace);

@@ -55,6 +55,8 @@ constexpr uint64_t k_estimated_cublas_bytes = 64ull << 20;  // cuBLAS's handle a
 
 // Rows of logits the CUDA engine holds at once (more go through in groups).
 constexpr uint64_t k_planned_logit_rows = 8;
+// The most rows a draft tree may hold on the CUDA engine (Engine::forward_tree; --draft-budget).
+constexpr uint64_t k_tree_rows = 256;
 
 // Every fixed buffer starts at a multiple of this, and so does every vector in `vectors` (the
 // CUDA engine packs them so). The workspace sizes are kernels/workspace.h's.
@@ -79,6 +81,7 @@ enum class Fixed : int {
     topk_ids,    // [k_topk_max] int32
     picked,      // [1] int32
     penalty_ids, // [ctx] int32, the context's distinct ids
+    tree,        // [k_tree_rows, k_tree_rows / 32] uint32 then [k_tree_rows] int32: a draft tree's mask and positions
     vectors,     // every layer's norms and biases and the final norm, f32, each k_fixed_align aligned
     cublas_workspace,    // k_cublas_workspace bytes
     attention_workspace, // k_attention_workspace bytes

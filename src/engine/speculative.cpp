@@ -37,24 +37,28 @@ ModelDrafter::ModelDrafter(Engine& engine, const SamplingParams& sampling)
     engine_.reset();
 }
 
-Draft ModelDrafter::propose(const std::vector<int32_t>& context, size_t k) {
-    Draft d;
-    if (context.empty() || k == 0) return d;
+bool ModelDrafter::follow(const std::vector<int32_t>& context, std::vector<float>& logits) {
     // The cache keeps what it shares with the context, less the last token, fed again for its
     // logits when nothing else is new.
     size_t common = 0;
     while (common < cached_.size() && common + 1 < context.size() && cached_[common] == context[common]) ++common;
     engine_.truncate(common);
     cached_.resize(common);
-    const size_t fresh = context.size() - common, after = common + fresh, ctx = engine_.context();
-    if (after > ctx) return d;
-    k = std::min(k, ctx - after + 1); // the last draft is not fed
+    if (context.size() > engine_.context()) return false;
     const uint64_t vocab = engine_.config().vocab_size;
     for (size_t i = common; i < context.size(); ++i)
-        if (context[i] < 0 || uint64_t(context[i]) >= vocab) return d; // an id of the target's padding
-    std::vector<float> logits;
-    engine_.forward(context.data() + common, fresh, 1, logits);
+        if (context[i] < 0 || uint64_t(context[i]) >= vocab) return false; // an id of the target's padding
+    engine_.forward(context.data() + common, context.size() - common, 1, logits);
     cached_.insert(cached_.end(), context.begin() + long(common), context.end());
+    return true;
+}
+
+Draft ModelDrafter::propose(const std::vector<int32_t>& context, size_t k) {
+    Draft d;
+    if (context.empty() || k == 0) return d;
+    std::vector<float> logits;
+    if (!follow(context, logits)) return d;
+    k = std::min(k, size_t(engine_.context()) - context.size() + 1); // the last draft is not fed
     std::vector<int32_t> history = context;
     for (size_t i = 0; i < k; ++i) {
         int32_t t;
@@ -73,72 +77,119 @@ Draft ModelDrafter::propose(const std::vector<int32_t>& context, size_t k) {
     return d;
 }
 
-Verdict speculative_rule(const TokenDistribution& p, const TokenDistribution* q, int32_t drafted, Sampler& sampler) {
-    const double px = p.of(drafted), qx = q ? q->of(drafted) : 1.0;
-    // u < p/q, written so that q(x) = 0 (never drawn, but a caller may pass it) rejects.
-    if (sampler.uniform() * qx < px) return {true, drafted};
-    // The residual over p's ids (where q exceeds p it is 0 anyway). q looked up by id: sorted.
-    std::vector<std::pair<int32_t, double>> qs;
+bool Draft::chain() const {
+    for (size_t i = 0; i < parents.size(); ++i)
+        if (parents[i] != int64_t(i) - 1) return false;
+    return true;
+}
+
+namespace {
+
+// r <- max(0, r - q) normalised; q null: a point mass at x. False when nothing is left over
+// (r was q, to rounding).
+bool subtract(TokenDistribution& r, const TokenDistribution* q, int32_t x) {
+    std::vector<std::pair<int32_t, double>> qs; // q looked up by id: sorted
     if (q) {
         for (size_t i = 0; i < q->ids.size(); ++i) qs.emplace_back(q->ids[i], q->p[i]);
         std::sort(qs.begin(), qs.end());
     }
     auto q_of = [&](int32_t id) {
-        if (!q) return id == drafted ? 1.0 : 0.0;
+        if (!q) return id == x ? 1.0 : 0.0;
         auto it = std::lower_bound(qs.begin(), qs.end(), std::make_pair(id, -1.0));
         return it != qs.end() && it->first == id ? it->second : 0.0;
     };
-    TokenDistribution r;
+    TokenDistribution out;
     double sum = 0;
-    for (size_t i = 0; i < p.ids.size(); ++i) {
-        const double w = std::max(0.0, p.p[i] - q_of(p.ids[i]));
+    for (size_t i = 0; i < r.ids.size(); ++i) {
+        const double w = std::max(0.0, r.p[i] - q_of(r.ids[i]));
         if (w <= 0) continue;
-        r.ids.push_back(p.ids[i]);
-        r.p.push_back(w);
+        out.ids.push_back(r.ids[i]);
+        out.p.push_back(w);
         sum += w;
     }
-    if (sum <= 0) return {false, sampler.draw(p)}; // p equals q to rounding: nothing is left over
-    return {false, sampler.draw(r)};              // discrete_distribution normalises
+    if (sum <= 0) return false;
+    for (double& w : out.p) w /= sum;
+    r = std::move(out);
+    return true;
 }
 
-std::vector<int32_t> verify_chain(Engine& target, Sampler& sampler, const std::vector<int32_t>& history,
+} // namespace
+
+Verdict multi_draft_rule(const TokenDistribution& p, const std::vector<int32_t>& candidates,
+                         const std::vector<const TokenDistribution*>& q, Sampler& sampler) {
+    RABBIT_CHECK(q.size() == candidates.size(), "multi_draft_rule with a q per candidate");
+    TokenDistribution r = p;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+        const int32_t x = candidates[i];
+        const double rx = r.of(x), qx = q[i] ? q[i]->of(x) : 1.0;
+        // u < r/q, written so that q(x) = 0 (never drawn, but a caller may pass it) rejects.
+        if (sampler.uniform() * qx < rx) return {true, x, i};
+        if (!subtract(r, q[i], x)) return {false, sampler.draw(p), 0}; // p equals q to rounding
+    }
+    return {false, sampler.draw(r), 0};
+}
+
+Verdict speculative_rule(const TokenDistribution& p, const TokenDistribution* q, int32_t drafted, Sampler& sampler) {
+    return multi_draft_rule(p, {drafted}, {q}, sampler);
+}
+
+std::vector<int32_t> verify_draft(Engine& target, Sampler& sampler, const std::vector<int32_t>& history,
                                   const Draft& draft, std::vector<float>* keep) {
-    RABBIT_CHECK(!history.empty(), "verify_chain without a current token");
+    RABBIT_CHECK(!history.empty(), "verify_draft without a current token");
     RABBIT_CHECK(draft.q.empty() || draft.q.size() == draft.tokens.size(), "a draft with some of its distributions");
+    RABBIT_CHECK(draft.parents.empty() || draft.parents.size() == draft.tokens.size(), "a draft tree with some of its parents");
     const size_t k = draft.tokens.size(), n = k + 1, pos = target.position();
-    std::vector<int32_t> tokens;
-    tokens.reserve(n);
-    tokens.push_back(history.back());
+    const bool chain = draft.chain();
+    // Node 0 is the current token, node i + 1 draft token i; each node's children in draft order.
+    std::vector<int32_t> tokens = {history.back()};
     tokens.insert(tokens.end(), draft.tokens.begin(), draft.tokens.end());
+    std::vector<std::vector<size_t>> children(n);
+    std::vector<int64_t> rows = {-1}; // forward_tree's parents: cache rows
+    for (size_t i = 0; i < k; ++i) {
+        const int64_t parent = chain ? int64_t(i) - 1 : draft.parents[i];
+        RABBIT_CHECK(parent >= -1 && parent < int64_t(i), "a draft tree token's parent must come before it");
+        children[size_t(parent + 1)].push_back(i + 1);
+        rows.push_back(int64_t(pos) + parent + 1);
+    }
     std::vector<float> logits;
-    target.forward(tokens.data(), n, n, logits);
+    if (chain) target.forward(tokens.data(), n, n, logits);
+    else target.forward_tree(tokens.data(), rows.data(), n, logits);
     const size_t vocab = logits.size() / n;
     const bool greedy = sampler.params().temperature <= 0.0f;
 
     std::vector<int32_t> h = history, out;
+    std::vector<size_t> path = {0};
     std::vector<float> row(vocab);
-    for (size_t i = 0; i < n; ++i) {
-        // Row i: the logits after tokens[0..i], choosing what follows draft token i - 1.
-        std::copy(logits.begin() + long(i * vocab), logits.begin() + long((i + 1) * vocab), row.begin());
+    for (size_t node = 0;;) {
+        // The logits after the path to `node`, choosing what follows it.
+        std::copy(logits.begin() + long(node * vocab), logits.begin() + long((node + 1) * vocab), row.begin());
+        const std::vector<size_t>& kids = children[node];
+        std::vector<int32_t> candidates;
+        std::vector<const TokenDistribution*> qs;
+        for (size_t c : kids) {
+            candidates.push_back(tokens[c]);
+            qs.push_back(draft.q.empty() ? nullptr : &draft.q[c - 1]);
+        }
+        size_t next = 0; // a child accepted, or 0
         if (greedy) {
-            const int32_t t = sampler.sample(row, h);
-            out.push_back(t);
-            if (i == k || t != draft.tokens[i]) break;
+            out.push_back(sampler.sample(row, h));
+            for (size_t c : kids)
+                if (tokens[c] == out.back()) next = c;
         } else {
             const TokenDistribution p = sampler.distribution(row, h);
-            if (i == k) {
-                out.push_back(sampler.draw(p));
-                break;
-            }
-            const Verdict v = speculative_rule(p, draft.q.empty() ? nullptr : &draft.q[i], draft.tokens[i], sampler);
+            const Verdict v = kids.empty() ? Verdict{false, sampler.draw(p), 0} : multi_draft_rule(p, candidates, qs, sampler);
             out.push_back(v.token);
-            if (!v.accepted) break;
+            if (v.accepted) next = kids[v.index];
         }
+        if (next == 0) break;
+        path.push_back(next);
         h.push_back(out.back());
+        node = next;
     }
-    const size_t accepted = out.size() - 1;
-    target.truncate(pos + 1 + accepted); // the rejected drafts' K/V are written over before being read
-    if (keep) keep->insert(keep->end(), logits.begin(), logits.begin() + long((accepted + 1) * vocab));
+    if (chain) target.truncate(pos + path.size()); // the rejected drafts' K/V are written over before being read
+    else target.keep_rows(pos, path);
+    if (keep)
+        for (size_t node : path) keep->insert(keep->end(), logits.begin() + long(node * vocab), logits.begin() + long((node + 1) * vocab));
     return out;
 }
 
@@ -150,6 +201,8 @@ void SpecStats::add_pass(size_t drafts, size_t accepted_drafts, double draft_sec
     verify_s += verify_seconds;
     const double w = double(drafts + 1);
     width += w, width2 += w * w, width_s += w * verify_seconds;
+    const double lw = std::log(w);
+    log_width2 += lw * lw, accepted_log_width += double(accepted_drafts) * lw;
 }
 
 size_t DraftLength::next(const SpecStats& s) const {

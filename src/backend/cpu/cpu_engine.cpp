@@ -54,6 +54,7 @@ void CpuEngine::reset_slot(size_t slot) {
     SeqSlot& s = slots_.at(slot);
     s.pos = 0;
     s.rope.reset();
+    if (slot == 0) tree_.close();
 }
 
 void CpuEngine::grow_cache(size_t slot, size_t positions) {
@@ -144,6 +145,46 @@ void CpuEngine::attention(size_t layer, size_t n) {
     });
 }
 
+void CpuEngine::tree_attention(size_t layer, size_t n) {
+    const ModelConfig& c = config();
+    const size_t hd = c.head_dim, kv_heads = c.num_kv_heads, group = c.num_heads / kv_heads;
+    const size_t q_dim = size_t(c.q_dim()), row = q_dim + 2 * size_t(c.kv_dim()), base = tree_.base();
+    const float scale = 1.0f / std::sqrt(float(hd));
+    constexpr size_t B = k_attn_block;
+    const SeqSlot& s = slots_[0];
+    pool_.parallel_for(n * kv_heads, [&](size_t b, size_t e) {
+        thread_local std::vector<float> p, keys, values; // keys [blocks][hd][B], values [positions][hd]
+        thread_local std::vector<size_t> path;
+        for (size_t item = b; item < e; ++item) {
+            const size_t t = item / kv_heads, g = item % kv_heads, cache = layer * kv_heads + g;
+            tree_.path(tok_pos_[t], path);
+            // Its positions [first, end): the rows before the tree, then its path.
+            const size_t end = base + path.size();
+            const size_t first = c.sliding_window && end > c.sliding_window ? end - c.sliding_window : 0;
+            const size_t b0 = first / B, blocks = (end + B - 1) / B - b0, plain = std::max(first, std::min(base, end));
+            keys.resize(blocks * hd * B);
+            const size_t whole = std::min((base + B - 1) / B, b0 + blocks) - std::min((base + B - 1) / B, b0);
+            std::copy_n(s.k_cache[cache].begin() + long(b0 * hd * B), whole * hd * B, keys.begin());
+            values.resize((end - first) * hd);
+            std::copy(s.v_cache[cache].begin() + long(first * hd), s.v_cache[cache].begin() + long(plain * hd), values.begin());
+            for (size_t i = 0; i < path.size(); ++i) {
+                const size_t at = base + i; // the position row path[i] takes in a plain decode
+                if (at < first) continue;
+                const size_t src = path[i] / B * hd * B + path[i] % B, dst = (at / B - b0) * hd * B + at % B;
+                for (size_t d = 0; d < hd; ++d) keys[dst + d * B] = s.k_cache[cache][src + d * B];
+                std::copy_n(s.v_cache[cache].begin() + long(path[i] * hd), hd, values.begin() + long((at - first) * hd));
+            }
+            p.resize(blocks * B);
+            const size_t off = first - b0 * B;
+            for (size_t h = g * group; h < (g + 1) * group; ++h) {
+                attention_scores(qkv_.data() + t * row + h * hd, keys.data(), hd, off, off + end - first, scale, p.data());
+                softmax(p.data() + off, end - first);
+                attention_values(p.data() + off, values.data(), hd, 0, end - first, attn_.data() + t * q_dim + h * hd);
+            }
+        }
+    });
+}
+
 void CpuEngine::linear(size_t unit, const StackedMatrix& w, const float* bias, const float* x, size_t n, float* y,
                        Use use) {
     const size_t ldy = size_t(w.rows());
@@ -223,7 +264,8 @@ void CpuEngine::run_layer(size_t layer, size_t unit, const uint8_t* data, const 
     for (size_t t = 0; t < n; ++t) rmsnorm(x_.data() + t * hidden, w.attn_norm, eps, hidden, xn_.data() + t * hidden);
     linear(unit, w.qkv, w.qkv_bias, xn_.data(), n, qkv_.data());
     rope_and_cache(layer, w, n);
-    attention(layer, n);
+    if (tree_pass_) tree_attention(layer, n);
+    else attention(layer, n);
     linear(unit, w.o, w.o_bias, attn_.data(), n, out_.data());
     for (size_t i = 0; i < n * hidden; ++i) x_[i] += out_[i];
 
@@ -245,6 +287,7 @@ void CpuEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::v
 }
 
 void CpuEngine::forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) {
+    RABBIT_CHECK(!tree_.open(), "a plain forward over a draft tree; keep_rows first");
     std::vector<size_t> positions;
     for (const SeqSlot& s : slots_) positions.push_back(s.pos);
     // In passes, so that activations stay the size of one pass whatever the prompts' lengths.
@@ -259,6 +302,52 @@ void CpuEngine::forward_slots(const std::vector<SlotTokens>& seqs, std::vector<f
         if (passes.size() == 1) return logits.swap(part);
         logits.insert(logits.end(), part.begin(), part.end());
     }
+}
+
+void CpuEngine::forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) {
+    RABBIT_CHECK(n > 0 && n <= batch_, "a draft tree of no tokens, or of more than --batch");
+    if (kv_dtype_ != DType::f32) // tree_attention gathers f32 rows
+        throw Error(ExitCode::usage, "draft trees need the f32 KV cache on the CPU: drop --kv-dtype, or draft chains (--draft-max)");
+    SeqSlot& s = slots_[0];
+    const std::vector<SlotPass> passes = slot_passes(config(), {SlotTokens{0, tokens, n, n}}, {s.pos}, batch_, ctx_);
+    RABBIT_CHECK(passes.size() == 1, "a draft tree in more than one pass");
+    tree_.add(s.pos, parents, n);
+    size_t last = 0;
+    for (size_t t = 0; t < n; ++t) last = std::max(last, tree_.position(s.pos + t));
+    s.rope.begin_forward(last + 1);
+    begin_part(0, n);
+    tree_pass_ = true;
+    try {
+        pass(passes[0], logits);
+    } catch (...) {
+        tree_pass_ = false;
+        tree_.cut(s.pos); // an interrupted pass: its rows were not added
+        throw;
+    }
+    tree_pass_ = false;
+}
+
+void CpuEngine::keep_rows(size_t base, const std::vector<size_t>& rows) {
+    SeqSlot& s = slots_[0];
+    const bool moves = tree_.check_keep(base, rows, s.pos);
+    const size_t hd = config().head_dim, rb = kv_row_bytes(kv_dtype_, hd);
+    for (size_t i = 0; moves && i < rows.size(); ++i) {
+        const size_t src = base + rows[i], dst = base + i;
+        if (src == dst) continue;
+        // Rows move towards the front only (rows[i] >= i), each read before anything lands on it.
+        for (size_t cache = 0; cache < s.k_cache.size(); ++cache) {
+            float* k = s.k_cache[cache].data();
+            const size_t ks = src / k_attn_block * hd * k_attn_block + src % k_attn_block;
+            const size_t kd = dst / k_attn_block * hd * k_attn_block + dst % k_attn_block;
+            for (size_t d = 0; d < hd; ++d) k[kd + d * k_attn_block] = k[ks + d * k_attn_block];
+            std::copy_n(s.v_cache[cache].begin() + long(src * hd), hd, s.v_cache[cache].begin() + long(dst * hd));
+        }
+        for (size_t cache = 0; cache < s.k_rows.size(); ++cache) {
+            std::copy_n(s.k_rows[cache].begin() + long(src * rb), rb, s.k_rows[cache].begin() + long(dst * rb));
+            std::copy_n(s.v_rows[cache].begin() + long(src * rb), rb, s.v_rows[cache].begin() + long(dst * rb));
+        }
+    }
+    s.pos = base + rows.size();
 }
 
 void CpuEngine::prepare(const SlotPass& p) {
@@ -289,7 +378,9 @@ void CpuEngine::prepare(const SlotPass& p) {
         for (size_t i = 0; i < r.n; ++i) {
             const size_t t = r.row + i;
             tok_slot_[t] = r.slot, tok_pos_[t] = r.pos + i;
-            slots_[r.slot].rope.cos_sin(int64_t(r.pos + i), cos_.data() + t * half, sin_.data() + t * half);
+            // A draft tree's rows take their depth's position (slot 0's only).
+            const size_t at = tree_pass_ && r.slot == 0 ? tree_.position(r.pos + i) : r.pos + i;
+            slots_[r.slot].rope.cos_sin(int64_t(at), cos_.data() + t * half, sin_.data() + t * half);
         }
     }
 }

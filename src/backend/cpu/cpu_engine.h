@@ -10,6 +10,7 @@
 #include "engine/expert_cache.h"
 #include "engine/rope.h"
 #include "engine/slot_passes.h"
+#include "engine/tree_rows.h"
 #include "stream/unit_source.h"
 #include "engine/weights.h"
 #include "format/split_model.h"
@@ -41,8 +42,9 @@ public:
     const ModelConfig& config() const override { return model_.config(); }
     uint64_t context() const override { return ctx_; }
     size_t position() const override { return slots_[0].pos; }
+    // Slot 0 holds speculative decoding's draft trees.
     void reset() override { reset_slot(0); }
-    void truncate(size_t n) override { slots_[0].pos = std::min(slots_[0].pos, n); }
+    void truncate(size_t n) override { slots_[0].pos = std::min(slots_[0].pos, n), tree_.cut(slots_[0].pos); }
     const MmapUnitSource& units() const { return *source_; }
     const ExpertCache& expert_cache() const { return expert_cache_; }
     size_t threads() const { return pool_.size(); }
@@ -57,6 +59,8 @@ public:
     size_t slot_position(size_t slot) const override { return slots_.at(slot).pos; }
     void reset_slot(size_t slot) override;
     void forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) override;
+    void forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) override;
+    void keep_rows(size_t base, const std::vector<size_t>& rows) override;
     // No loader: the compute reads the streamed weights in itself, so its disk time is all wait.
     StreamStats stream_stats() const override { return stats_; }
 
@@ -92,6 +96,11 @@ private:
     void attention(size_t layer, size_t n);
     // The same over a row cache (kv_dtype_ other than f32).
     void row_attention(size_t layer, size_t n);
+    // attention() for a pass over a draft tree: each token over the rows before the tree and
+    // its own path, gathered into the layout a plain decode of that path would find, so that
+    // the kernels compute the very numbers that decode computes (their vector lanes and block
+    // groups depend on where a position sits).
+    void tree_attention(size_t layer, size_t n);
     void grow_cache(size_t slot, size_t positions);
 
     const SplitModel& model_;
@@ -101,6 +110,8 @@ private:
     size_t stream_block_ = k_stream_block;
     size_t batch_ = 512;
     ActQuant act_quant_ = ActQuant::f32;
+    TreeRows tree_;          // a draft tree in slot 0's cache (forward_tree), until keep_rows
+    bool tree_pass_ = false; // the pass under way is forward_tree's
     const UnitRoles& roles_ = model_.roles();
     std::vector<LayerTensors> layer_t_; // each layer's tensors, found by name once, at construction
 

@@ -4,6 +4,7 @@
 #include "backend/cuda/cuda_engine_impl.h"
 
 #include "common/error.h"
+#include "engine/memory_plan.h"
 
 #include <algorithm>
 
@@ -21,7 +22,10 @@ const ModelConfig& CudaEngine::config() const { return impl_->c; }
 uint64_t CudaEngine::context() const { return impl_->ctx; }
 size_t CudaEngine::position() const { return impl_->seq[0].pos; }
 void CudaEngine::reset() { reset_slot(0); }
-void CudaEngine::truncate(size_t n) { impl_->seq[0].pos = std::min(impl_->seq[0].pos, n); }
+void CudaEngine::truncate(size_t n) {
+    impl_->seq[0].pos = std::min(impl_->seq[0].pos, n);
+    impl_->tree.cut(impl_->seq[0].pos);
+}
 
 size_t CudaEngine::slots() const { return impl_->used_slots; }
 size_t CudaEngine::max_slots() const { return impl_->seq.size(); }
@@ -39,6 +43,7 @@ void CudaEngine::reset_slot(size_t slot) {
     RABBIT_CHECK(slot < impl_->used_slots, "no such sequence slot");
     impl_->seq[slot].pos = 0;
     impl_->seq[slot].rope.reset();
+    if (slot == 0) impl_->tree.close(); // slot 0 holds speculative decoding's draft trees
 }
 const MemoryPlanInput& CudaEngine::plan_input() const { return impl_->plan_in; }
 const MemoryPlan& CudaEngine::plan() const { return impl_->plan; }
@@ -50,12 +55,51 @@ void CudaEngine::forward(const int32_t* tokens, size_t n, size_t n_logits, std::
 
 void CudaEngine::forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) {
     Impl& e = *impl_;
+    RABBIT_CHECK(!e.tree.open(), "a plain forward over a draft tree; keep_rows first");
     size_t rows = 0;
     for (const SlotTokens& s : seqs) rows += s.n_logits;
     logits.assign(rows * e.c.vocab_size, 0.0f);
     e.forward_passes(seqs, logits.data(), [this](size_t first, size_t total) { begin_part(first, total); });
     e.flush_logits();
     e.track_memory();
+}
+
+void CudaEngine::forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) {
+    Impl& e = *impl_;
+    Impl::SeqSlot& s = e.seq[0];
+    RABBIT_CHECK(n > 0 && n <= e.batch, "a draft tree of no tokens, or of more than --batch");
+    const std::vector<SlotPass> passes = slot_passes(e.c, {SlotTokens{0, tokens, n, n}}, {s.pos}, e.batch, e.ctx);
+    RABBIT_CHECK(passes.size() == 1, "a draft tree in more than one pass");
+    e.tree.add(s.pos, parents, n);
+    if (e.tree.end() - e.tree.base() > k_tree_rows) {
+        e.tree.cut(s.pos);
+        throw Error(ExitCode::usage, "a draft tree of more than " + std::to_string(k_tree_rows) +
+                                         " rows on the CUDA engine; lower --draft-budget");
+    }
+    size_t last = 0;
+    for (size_t t = 0; t < n; ++t) last = std::max(last, e.tree.position(s.pos + t));
+    s.rope.begin_forward(last + 1);
+    logits.assign(n * e.c.vocab_size, 0.0f);
+    begin_part(0, n);
+    e.tree_pass = true;
+    try {
+        e.pass(passes[0], logits.data());
+    } catch (...) {
+        e.tree_pass = false;
+        e.tree.cut(s.pos);
+        throw;
+    }
+    e.tree_pass = false;
+    e.flush_logits();
+    e.track_memory();
+}
+
+void CudaEngine::keep_rows(size_t base, const std::vector<size_t>& rows) {
+    Impl& e = *impl_;
+    if (e.tree.check_keep(base, rows, e.seq[0].pos))
+        for (size_t i = 0; i < rows.size(); ++i)
+            if (rows[i] != i) e.move_kv_row(base + rows[i], base + i); // towards the front: read before written over
+    e.seq[0].pos = base + rows.size();
 }
 
 CudaEngineStats CudaEngine::stats() const {

@@ -65,6 +65,9 @@ public:
     size_t slot_position(size_t slot) const override;
     void reset_slot(size_t slot) override;
     void forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) override;
+    // At most k_tree_rows rows of tree at once.
+    void forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) override;
+    void keep_rows(size_t base, const std::vector<size_t>& rows) override;
     int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
                  std::vector<float>* all_logits) override;
 

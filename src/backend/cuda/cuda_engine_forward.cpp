@@ -51,6 +51,7 @@ void CudaEngine::Impl::pass(const SlotPass& p, float* host) {
     // (long since, as a rule: a whole pass of the model ran after them).
     RABBIT_CUDA_CHECK(cudaEventSynchronize(staged.get()));
     upload_rope(p);
+    if (tree_pass) upload_tree(m);
     traced(roles.embed, [&] { embed(p.tokens.data(), m); });
     RABBIT_CUDA_CHECK(cudaEventRecord(staged.get(), compute));
 
@@ -79,10 +80,42 @@ void CudaEngine::Impl::upload_rope(const SlotPass& p) {
     float* cs = h_rope.as<float>();
     float* sn = cs + m * half;
     for (const SlotRun& r : p.runs)
-        for (size_t i = 0; i < r.n; ++i)
-            seq[r.slot].rope.cos_sin(int64_t(r.pos + i), cs + (r.row + i) * half, sn + (r.row + i) * half);
+        for (size_t i = 0; i < r.n; ++i) {
+            // A draft tree's rows take their depth's position (slot 0's only).
+            const size_t at = tree_pass && r.slot == 0 ? tree.position(r.pos + i) : r.pos + i;
+            seq[r.slot].rope.cos_sin(int64_t(at), cs + (r.row + i) * half, sn + (r.row + i) * half);
+        }
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::cos), cs, 4 * m * half, cudaMemcpyHostToDevice, compute));
     RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::sin), sn, 4 * m * half, cudaMemcpyHostToDevice, compute));
+}
+
+void CudaEngine::Impl::upload_tree(size_t m) {
+    // Row t: bit r - tree.base() set for each tree row r that token t attends to (its path, those
+    // of its ancestors within the sliding window); then each token's position.
+    const size_t base = tree.base(), words = (tree.end() - base + 31) / 32;
+    uint32_t* mask = h_tree.as<uint32_t>();
+    int* at = reinterpret_cast<int*>(mask + m * words);
+    std::fill(mask, mask + m * words, 0u);
+    std::vector<size_t> path;
+    for (size_t t = 0; t < m; ++t) {
+        const size_t p = tree.position(seq[0].pos + t);
+        tree.path(seq[0].pos + t, path);
+        for (size_t r : path)
+            if (!c.sliding_window || tree.position(r) + c.sliding_window > p) mask[t * words + (r - base) / 32] |= 1u << ((r - base) % 32);
+        at[t] = int(p);
+    }
+    RABBIT_CUDA_CHECK(cudaMemcpyAsync(fixed(Fixed::tree), mask, 4 * m * (words + 1), cudaMemcpyHostToDevice, compute));
+}
+
+void CudaEngine::Impl::move_kv_row(size_t src, size_t dst) {
+    // [kv_heads, ctx, head_dim] per layer: one strided copy per layer and cache, a row of every kv head.
+    const size_t row = c.head_dim * elem_size(kv_elem), pitch = ctx * row;
+    for (uint8_t* cache : {seq[0].k, seq[0].v})
+        for (size_t l = 0; l < c.num_layers; ++l) {
+            uint8_t* layer = cache + l * kv_layer_bytes;
+            RABBIT_CUDA_CHECK(cudaMemcpy2DAsync(layer + dst * row, pitch, layer + src * row, pitch, row, c.num_kv_heads,
+                                                cudaMemcpyDefault, compute));
+        }
 }
 
 void CudaEngine::Impl::embed(const int32_t* tokens, size_t m) {
@@ -254,7 +287,14 @@ void CudaEngine::Impl::sequence_attention(size_t l, const LayerWeights& w, const
     a.workspace = fixed(Fixed::attention_workspace);
     a.sm_count = prop.multiProcessorCount;
     a.smem_optin = prop.sharedMemPerBlockOptin;
-    if (attend == KvAttend::cpu && seq[run.slot].host_k) host_attention(l, run, attn);
+    if (tree_pass) {
+        a.tree_mask = fixed<uint32_t>(Fixed::tree);
+        a.tree_words = int((tree.end() - tree.base() + 31) / 32);
+        a.tree_pos = reinterpret_cast<const int*>(a.tree_mask + run.n * size_t(a.tree_words));
+        a.tree_base = int64_t(tree.base());
+    }
+    // The CPU's attention over a host cache has no tree mask: a tree pass reads it over the link.
+    if (attend == KvAttend::cpu && seq[run.slot].host_k && !tree_pass) host_attention(l, run, attn);
     else RABBIT_CUDA_CHECK(launch_attention(a, compute));
 }
 

@@ -19,6 +19,7 @@
 #include "common/thread_pool.h"
 #include "engine/rope.h"
 #include "engine/slot_passes.h"
+#include "engine/tree_rows.h"
 #include "engine/weights.h"
 #include "stream/unit_source.h"
 
@@ -92,6 +93,11 @@ struct CudaEngine::Impl {
     void forward_passes(const std::vector<SlotTokens>& seqs, float* host, const std::function<void(size_t, size_t)>& begin);
     void pass(const SlotPass& p, float* host);
     void upload_rope(const SlotPass& p);
+    // A tree pass's mask rows and positions (AttentionParams::tree_mask) into Fixed::tree; the
+    // tree is slot 0's.
+    void upload_tree(size_t m);
+    // Slot 0's cache row src moved to dst in every layer's K and V, on the compute stream.
+    void move_kv_row(size_t src, size_t dst);
     void embed(const int32_t* tokens, size_t m);
     void layer(size_t l, const SlotPass& p);
     void attention_block(size_t l, const LayerWeights& w, const SlotPass& p);
@@ -168,6 +174,8 @@ struct CudaEngine::Impl {
     bool quantized = false; // some matrix is not in the compute type: the plan has a dequantization workspace
     uint64_t budget = 0, ctx = 0;
     size_t batch = 512;
+    TreeRows tree;          // a draft tree in slot 0's cache (forward_tree), until keep_rows
+    bool tree_pass = false; // the pass under way is forward_tree's
     bool in_pass = false; // set while a pass runs: an exception inside one leaves the ring mid-sequence
     MemoryPlanInput plan_in;
     MemoryPlan plan;
@@ -226,6 +234,7 @@ struct CudaEngine::Impl {
     PinnedBuffer h_embed;  // Fixed::x: the gathered embedding rows
     PinnedBuffer h_rope;   // Fixed::cos then Fixed::sin
     PinnedBuffer h_ids;    // Fixed::ids
+    PinnedBuffer h_tree;   // Fixed::tree
     PinnedBuffer h_penal;  // Fixed::penalty_ids
     PinnedBuffer h_result; // Fixed::topk_values, then Fixed::topk_ids and Fixed::picked
     PinnedBuffer h_logits; // Fixed::logits, grown when a pass asks for more rows

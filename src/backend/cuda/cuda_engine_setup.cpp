@@ -254,9 +254,11 @@ void CudaEngine::Impl::allocate_staging() {
     h_embed = PinnedBuffer(f.size(Fixed::x), false);
     h_rope = PinnedBuffer(f.size(Fixed::cos) + f.size(Fixed::sin), false);
     h_ids = PinnedBuffer(f.size(Fixed::ids), false);
+    h_tree = PinnedBuffer(f.size(Fixed::tree), false);
     h_result = PinnedBuffer(f.size(Fixed::topk_values) + f.size(Fixed::topk_ids) + f.size(Fixed::picked), false);
     h_logits = PinnedBuffer(f.size(Fixed::logits), false); // grown when a pass asks for more rows
-    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes() + h_penal.bytes() + h_logits.bytes();
+    pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes() + h_penal.bytes() + h_logits.bytes() +
+                    h_tree.bytes();
 }
 
 void CudaEngine::Impl::load_vectors() {

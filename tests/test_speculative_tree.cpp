@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: Apache-2.0
+// Draft trees (engine/speculative.h, Engine::forward_tree): the tree mask attention gives each
+// token what running its root-to-leaf path alone gives, and keep_rows leaves the cache as that
+// path's decode would; greedy output with tree drafts (a draft model and ngram) is plain
+// greedy's, on both engines, the target streamed; the model as its own draft takes at least 3
+// tokens a pass; the budget rule follows the measured costs.
+#include "backend/cpu/cpu_engine.h"
+#include "common/error.h"
+#include "engine/generate.h"
+#include "engine/speculative.h"
+#include "engine_helpers.h"
+#include "format/split_model.h"
+#include "genmodel.h"
+#include "gpu.h"
+#include "helpers.h"
+#include "tokenizer/tokenizer.h"
+
+#include <catch2/catch.hpp>
+
+#ifdef RABBIT_HAVE_CUDA
+#include "backend/cuda/cuda_engine.h"
+#endif
+
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace rabbit;
+
+namespace {
+
+std::string tiny_model(const test::TempDir& dir, const std::string& name, const std::string& preset, uint64_t seed) {
+    GenSpec spec = preset_spec(preset);
+    spec.config.vocab_size = 1024;
+    spec.seed = seed;
+    spec.tokenizer_dir = test::source_dir() + "/tests/data/tokenizer/synthetic/llama3-style";
+    generate_model(spec, dir / (name + "-hf"));
+    return test::split_into(dir / (name + "-hf"), dir / name);
+}
+
+const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17, 50, 7, 300, 21};
+
+// A tree under the current token 0: 0 -> {1, 2}, 1 -> {3, 6}, 2 -> 4, 3 -> 5 (indices; the
+// tokens are arbitrary ids). Paths 0-1-3-5, 0-1-6, 0-2-4.
+const std::vector<int32_t> k_tree_tokens = {21, 400, 401, 402, 403, 404, 405};
+const std::vector<int64_t> k_tree_parent = {-1, 0, 0, 1, 2, 3, 1};
+
+std::vector<size_t> path_to(size_t node) {
+    std::vector<size_t> p;
+    for (int64_t i = int64_t(node); i >= 0; i = k_tree_parent[size_t(i)]) p.insert(p.begin(), size_t(i));
+    return p;
+}
+
+// The tree through `target` after the prompt, against each node's path run alone through
+// `alone` (the prompt, then the path as one chain); then the path to node 5 kept and one more
+// token decoded, against the same on `alone`. Within a tolerance: a product over the tree's
+// rows rounds differently from one over the path's (the attention itself is the path's, on
+// the CPU bit for bit, but the matrix kernels' blocking depends on the rows).
+void require_tree_is_paths(Engine& target, Engine& alone) {
+    const size_t vocab = target.config().vocab_size, n = k_tree_tokens.size();
+    std::vector<float> logits, tree_logits, want;
+    target.reset();
+    target.forward(k_prompt.data(), k_prompt.size() - 1, 1, logits);
+    const size_t pos = target.position();
+    std::vector<int64_t> rows;
+    for (int64_t p : k_tree_parent) rows.push_back(p < 0 ? -1 : int64_t(pos) + p);
+    target.forward_tree(k_tree_tokens.data(), rows.data(), n, tree_logits);
+    REQUIRE(tree_logits.size() == n * vocab);
+    REQUIRE(target.position() == pos + n);
+    for (size_t node = 0; node < n; ++node) {
+        INFO("node " << node);
+        std::vector<int32_t> path;
+        for (size_t i : path_to(node)) path.push_back(k_tree_tokens[i]);
+        alone.reset();
+        alone.forward(k_prompt.data(), k_prompt.size() - 1, 1, logits);
+        alone.forward(path.data(), path.size(), 1, want);
+        const std::vector<float> got(tree_logits.begin() + long(node * vocab), tree_logits.begin() + long((node + 1) * vocab));
+        REQUIRE(test::worst_error(got, want, 1e-4, 1e-3) <= 1.0);
+    }
+    // Keep 0-1-3-5: the cache then holds the prompt and that path, in place.
+    target.keep_rows(pos, path_to(5));
+    REQUIRE(target.position() == pos + 4);
+    const int32_t next = 77;
+    target.forward(&next, 1, 1, logits);
+    std::vector<int32_t> path = {21, 400, 402, 404, next};
+    alone.reset();
+    alone.forward(k_prompt.data(), k_prompt.size() - 1, 1, want);
+    alone.forward(path.data(), path.size(), 1, want);
+    REQUIRE(test::worst_error(logits, want, 1e-4, 1e-3) <= 1.0);
+}
+
+struct Run {
+    GenerateResult r;
+    std::string text;
+};
+
+Run run(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt, const GenerateOptions& g) {
+    engine.reset();
+    Run out;
+    out.r = generate(engine, tok, prompt, g, [&](const std::string& t) { out.text += t; });
+    return out;
+}
+
+GenerateOptions with_tree(GenerateOptions g, Drafter* d, size_t budget, bool adaptive) {
+    g.drafter = d;
+    g.draft_budget = budget;
+    g.draft_adaptive = adaptive;
+    return g;
+}
+
+// Greedy with and without tree drafts (ngram, the model as its own draft, another model): the
+// same tokens and text, the cache where a plain decode leaves it. Returns the self-draft's
+// tokens per pass at the default budget (16), fixed.
+double require_same_greedy_trees(Engine& target, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                                 Engine& self_draft, Engine* other_draft, size_t n) {
+    GenerateOptions g;
+    g.max_tokens = n;
+    const Run plain = run(target, tok, prompt, g);
+    const size_t pos = target.position();
+    NgramDrafter ngram;
+    const Run a = run(target, tok, prompt, with_tree(g, &ngram, 8, true));
+    REQUIRE(a.r.tokens == plain.r.tokens);
+    REQUIRE(a.text == plain.text);
+    REQUIRE(target.position() == pos);
+    ModelDrafter self(self_draft, g.sampling);
+    GenerateOptions keep = g;
+    keep.keep_logits = true;
+    const Run plain_rows = run(target, tok, prompt, keep), b = run(target, tok, prompt, with_tree(keep, &self, 16, false));
+    REQUIRE(b.r.tokens == plain.r.tokens);
+    REQUIRE(b.text == plain.text);
+    REQUIRE(target.position() == pos);
+    REQUIRE(b.r.logits.size() == plain_rows.r.logits.size());
+    CHECK(test::worst_error(b.r.logits, plain_rows.r.logits, 1e-4, 1e-3) <= 1.0);
+    if (other_draft) {
+        ModelDrafter other(*other_draft, g.sampling);
+        const Run c = run(target, tok, prompt, with_tree(g, &other, 32, true));
+        INFO("another model: " << c.r.spec.tokens_per_pass() << " tokens per pass");
+        REQUIRE(c.r.tokens == plain.r.tokens);
+        REQUIRE(c.text == plain.text);
+    }
+    return b.r.spec.tokens_per_pass();
+}
+
+} // namespace
+
+TEST_CASE("a draft tree's attention is each root-to-leaf path's, on the CPU", "[speculative][tree][engine]") {
+    for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
+        INFO(preset);
+        test::TempDir dir;
+        const SplitModel model = SplitModel::open(tiny_model(dir, "t", preset, 3));
+        EngineOptions streamed;
+        streamed.ram_budget = 0;
+        CpuEngine target(model, streamed), alone(model, {});
+        require_tree_is_paths(target, alone);
+    }
+}
+
+TEST_CASE("a draft tree's attention is each root-to-leaf path's, on the CUDA engine", "[gpu][speculative][tree]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    const SplitModel model = SplitModel::open(tiny_model(dir, "t", "tiny-qwen3", 3));
+    CudaEngineOptions o;
+    o.max_resident = 0;
+    CudaEngine target(model, o);
+    CpuEngine alone(model, {});
+    require_tree_is_paths(target, alone);
+#endif
+}
+
+TEST_CASE("keep_rows and forward_tree refuse what is not a tree's path", "[speculative][tree][engine]") {
+    test::TempDir dir;
+    const SplitModel model = SplitModel::open(tiny_model(dir, "t", "tiny-qwen3", 3));
+    CpuEngine e(model, {});
+    std::vector<float> logits;
+    e.forward(k_prompt.data(), k_prompt.size() - 1, 1, logits);
+    const size_t pos = e.position();
+    const std::vector<int64_t> bad = {-1, int64_t(pos) + 1};
+    REQUIRE_THROWS(e.forward_tree(k_tree_tokens.data(), bad.data(), 2, logits));
+    e.truncate(pos);
+    std::vector<int64_t> rows;
+    for (int64_t p : k_tree_parent) rows.push_back(p < 0 ? -1 : int64_t(pos) + p);
+    e.forward_tree(k_tree_tokens.data(), rows.data(), rows.size(), logits);
+    REQUIRE_THROWS(e.forward(k_tree_tokens.data(), 1, 1, logits)); // the tree is not put away
+    REQUIRE_THROWS(e.keep_rows(pos, {0, 2, 3})); // 3 is 1's child, not 2's
+    e.truncate(pos);
+    e.forward(k_tree_tokens.data(), 1, 1, logits); // truncated: a plain sequence again
+}
+
+TEST_CASE("greedy output is the same with and without draft trees on the CPU, the target streamed",
+          "[speculative][tree][engine]") {
+    for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
+        INFO(preset);
+        test::TempDir dir;
+        const SplitModel model = SplitModel::open(tiny_model(dir, "t", preset, 1));
+        const SplitModel other = SplitModel::open(tiny_model(dir, "o", preset, 2));
+        const auto tok = load_tokenizer(model.dir());
+        EngineOptions streamed;
+        streamed.ram_budget = 0;
+        CpuEngine target(model, streamed), self(model, {}), draft(other, {});
+        const double per_pass = require_same_greedy_trees(target, *tok, k_prompt, self, &draft, 40);
+        WARN(preset << " as its own draft, budget 16: " << per_pass << " tokens per pass");
+        CHECK(per_pass >= 3.0);
+    }
+}
+
+TEST_CASE("greedy output is the same with and without draft trees for tinystories-656k", "[speculative][tree][golden]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    const SplitModel model = SplitModel::open(test::split_into(test::tinystories_dir(), dir / "ts"));
+    const auto tok = load_tokenizer(model.dir());
+    EngineOptions streamed;
+    streamed.ram_budget = 0;
+    CpuEngine target(model, streamed), self(model, {});
+    const double per_pass = require_same_greedy_trees(
+        target, *tok, tok->encode("Once upon a time, there was a dog named", true), self, nullptr, 80);
+    WARN("tinystories-656k as its own draft, budget 16: " << per_pass << " tokens per pass");
+    REQUIRE(per_pass >= 3.0);
+}
+
+TEST_CASE("greedy output is the same with and without draft trees on the CUDA engine, streamed", "[gpu][speculative][tree]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    const SplitModel model = SplitModel::open(tiny_model(dir, "t", "tiny-qwen2", 1));
+    const SplitModel other = SplitModel::open(tiny_model(dir, "o", "tiny-qwen2", 2));
+    const auto tok = load_tokenizer(model.dir());
+    CudaEngineOptions o;
+    o.max_resident = 0; // every unit through the ring
+    CudaEngineOptions plan_only = o;
+    plan_only.vram_budget = 1ull << 40;
+    o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;
+    CudaEngine target(model, o);
+    CpuEngine self(model, {}), draft(other, {});
+    const double per_pass = require_same_greedy_trees(target, *tok, k_prompt, self, &draft, 32);
+    CHECK(per_pass >= 3.0);
+#endif
+}
+
+TEST_CASE("ngram trees: the continuations of the latest matches, merged", "[speculative][tree]") {
+    NgramDrafter d;
+    // "5 6" is followed by 9 8 5 6 (latest), 7 1 5 6 9 8 and 9 3 5 6 ..: 9 -> {8, 3}, 7 -> 1.
+    const Draft t = d.propose_tree({5, 6, 9, 3, 5, 6, 7, 1, 5, 6, 9, 8, 5, 6}, 14);
+    REQUIRE(t.tokens.size() == 14);
+    REQUIRE(t.tokens[0] == 9);
+    REQUIRE(t.parents[0] == -1);
+    REQUIRE(t.tokens[1] == 8);
+    REQUIRE(t.parents[1] == 0);
+    bool seven = false, three = false;
+    for (size_t i = 0; i < t.tokens.size(); ++i) {
+        seven = seven || (t.tokens[i] == 7 && t.parents[i] == -1);
+        three = three || (t.tokens[i] == 3 && t.parents[i] == 0);
+    }
+    REQUIRE(seven);
+    REQUIRE(three);
+    REQUIRE(d.propose_tree({1, 2, 3}, 4).tokens.empty());
+}
+
+TEST_CASE("the tree budget follows the measured costs and the acceptance", "[speculative][tree]") {
+    // Passes at budgets b whose accepted drafts are c ln(1 + b), pass time t0 + t1 (b + 1),
+    // draft time t_d a token.
+    auto stats = [](double c, double t0, double t1, double t_d) {
+        SpecStats s;
+        for (size_t b : {32, 16, 32, 8, 32, 4, 32, 32})
+            s.add_pass(b, size_t(c * std::log(1.0 + double(b))), t_d * double(b), t0 + t1 * double(b + 1));
+        return s;
+    };
+    const DraftBudget rule(32, true);
+    REQUIRE(rule.next(SpecStats{}) == 32);
+    REQUIRE(DraftBudget(32, false).next(stats(0, 1, 0, 1)) == 32);
+    // A streamed target (flat pass time), cheap drafts, good acceptance: the biggest tree
+    // (half of it every 8th pass, to keep measuring the slope).
+    const SpecStats streamed = stats(1.5, 10, 0, 0.01);
+    REQUIRE(rule.next(streamed) == (streamed.passes % 8 == 7 ? 16u : 32u));
+    // Nothing accepted: no tree (one now and then).
+    const SpecStats none = stats(0, 1, 0, 0.01);
+    REQUIRE(rule.next(none) == (none.passes % 16 == 0 ? 1u : 0u));
+    // The pass grows with its width (a resident target on the CPU): a small tree.
+    const size_t b = rule.next(stats(1.5, 0.02, 0.01, 0));
+    REQUIRE(b >= 1);
+    REQUIRE(b <= 8);
+}
+
+TEST_CASE("rabbit run --draft-budget: the same text with trees, on both engines", "[speculative][tree][cli][golden]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
+    const std::vector<std::string> base = {"run", "-m", split, "-p", "Once upon a time, there was a dog named", "-n", "60",
+                                           "--ram-budget", "0"};
+    const std::map<std::string, std::string> env = {{"RABBIT_CACHE", dir / "cache"}, {"RABBIT_EMU_QUIET", "1"}};
+    const test::RunResult plain = test::run_rabbit(base, env);
+    REQUIRE(plain.exit_code == 0);
+    for (const std::vector<std::string>& extra :
+         {std::vector<std::string>{"--draft", split, "--draft-budget", "8"}, {"--draft", "ngram", "--draft-budget", "4"},
+          {"--draft", split, "--device", "cuda"}}) {
+        std::vector<std::string> args = base;
+        args.insert(args.end(), extra.begin(), extra.end());
+        const test::RunResult r = test::run_rabbit(args, env);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        REQUIRE(r.out == plain.out);
+        REQUIRE_THAT(r.err, Catch::Contains("trees of up to") && Catch::Contains(" tokens per pass ("));
+    }
+    const test::RunResult both = test::run_rabbit({"run", "-m", split, "-p", "x", "--draft", "ngram", "--draft-max", "4",
+                                                   "--draft-budget", "8"});
+    REQUIRE(both.exit_code == int(ExitCode::usage));
+    REQUIRE_THAT(both.err, Catch::Contains("--draft-max (chains) and --draft-budget (trees) do not go together"));
+}
+
+TEST_CASE("rabbit bench --draft: tokens per pass, draft and verify times per configuration", "[speculative][tree][cli][golden]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
+    const test::RunResult r = test::run_rabbit({"bench", "-m", split, "--backend", "cpu", "--prompt-len", "8", "--gen", "24",
+                                                "--repeat", "1", "--warmup", "0", "--read-bytes", "0", "--draft",
+                                                "none,self,ngram"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.out, Catch::Contains("| configuration | draft | tokens per pass | draft ms/pass | verify ms/pass |"));
+    const size_t self = r.out.find("draft self | self | ");
+    REQUIRE(self != std::string::npos);
+    // The model as its own draft; the budget adapts to the resident target, whose pass grows with its width.
+    REQUIRE(std::stod(r.out.substr(self + 20)) >= 2.0);
+    REQUIRE_THAT(r.out, Catch::Contains("draft ngram | ngram | "));
+}
