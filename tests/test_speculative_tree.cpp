@@ -323,3 +323,22 @@ TEST_CASE("rabbit bench --draft: tokens per pass, draft and verify times per con
     REQUIRE(std::stod(r.out.substr(self + 20)) >= 2.0);
     REQUIRE_THAT(r.out, Catch::Contains("draft ngram | ngram | "));
 }
+
+TEST_CASE("rabbit chat --draft: the same answers as without", "[speculative][tree][cli][golden]") {
+    if (!test::have_shared()) return;
+    const std::string ts = test::tinystories_dir();
+    const std::vector<std::string> base = {"chat", "-m", ts, "--chat-format", "chatml", "-n", "40"};
+    const std::string turns = "Once upon a time\nThe dog\n";
+    const test::RunResult plain = test::run_rabbit(base, {}, turns);
+    REQUIRE(plain.exit_code == 0);
+    for (const std::vector<std::string>& extra : {std::vector<std::string>{"--draft", "ngram"}, {"--draft", ts}}) {
+        std::vector<std::string> args = base;
+        args.insert(args.end(), extra.begin(), extra.end());
+        const test::RunResult r = test::run_rabbit(args, {}, turns);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        REQUIRE(r.out == plain.out);
+    }
+    REQUIRE(test::run_rabbit({"chat", "-m", ts, "--chat-format", "chatml", "--draft-budget", "4"}, {}, "").exit_code ==
+            int(ExitCode::usage));
+}

@@ -137,11 +137,13 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
     auto o = std::make_shared<ChatCliOptions>();
     CLI::App* sub = app.add_subcommand("chat", "An interactive conversation in the model's chat template (/help inside)");
     add_session_options(sub, o->run);
+    add_draft_options(sub, o->run);
     sub->get_option("-n")->description("Stop each answer after this many tokens (default: the context's room)");
     sub->add_flag("--hide-think", o->hide_think, "Do not show the thinking section of answers (Qwen3, QwQ, R1)");
 
     auto run = [o, sub, &global]() {
         RunOptions& ro = o->run;
+        check_draft_options(ro, sub);
         start_trace(ro.trace);
         const std::string dir = split_dir_for(ro.dir, global);
         SplitModel model = SplitModel::open(dir);
@@ -156,6 +158,8 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
         std::function<void()> report_memory;
         MadeEngine made = start_engine(ro, sub, model, report_memory);
         if (sub->count("-n") == 0) g.max_tokens = made.engine->context();
+        DraftChoice draft = start_draft(ro, model, *tok, made.engine->context(), global); // its engine outlives the session's turns
+        draft.apply(g, ro);
         ChatSession chat(*made.engine, *tok, tmpl, copts, g);
         if (sub->count("--system")) chat.set_system(ro.system);
 
@@ -205,6 +209,10 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
                              t.result.decode_seconds});
             spdlog::debug("{} prompt tokens prefilled ({} from the cache); {} generated ({})", t.result.prompt_tokens,
                           t.cached_tokens, t.result.tokens.size(), t.result.stop_reason);
+            if (const SpecStats& s = t.result.spec; s.passes)
+                spdlog::debug("{:.2f} tokens per pass ({} passes); draft {:.2f} ms, verify {:.2f} ms per pass",
+                              s.tokens_per_pass(), s.passes, 1e3 * s.draft_s / double(s.passes),
+                              1e3 * s.verify_s / double(s.passes));
             if (t.interrupted && made.cuda) { // a pass cut short leaves the GPU engine unusable: a new one
                 spdlog::info("starting the GPU engine again after the interruption");
                 made = MadeEngine{};

@@ -10,7 +10,6 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/timing.h"
-#include "engine/memory_plan.h"
 #include "tokenizer/tokenizer.h"
 
 #include <spdlog/spdlog.h>
@@ -51,18 +50,7 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
     sub->add_flag("--ignore-eos", o.ignore_eos, "Do not stop at end-of-sequence tokens (for measurements)");
     sub->add_option("--dump-logits", o.dump_logits,
                     "Write the logits of every prompt position and generated step to FILE (.npy, f32)");
-    sub->add_option("--draft", o.draft,
-                    "Speculative decoding: 'ngram' (proposals from the context, prompt lookup) or a small model with the "
-                    "same tokenizer (a split, Hugging Face directory or .gguf; run on the CPU, resident)");
-    positive(sub->add_option("--draft-max", o.draft_max, "Draft chains of at most this many tokens a pass, instead of trees"),
-             64);
-    positive(sub->add_option("--draft-budget", o.draft_budget,
-                             "Draft trees of at most this many tokens a pass, grown by cumulative draft probability "
-                             "(default 16)"),
-             double(k_tree_rows - 1));
-    sub->add_flag("--draft-fixed", o.draft_fixed,
-                  "Always draft --draft-max (or --draft-budget) tokens, instead of choosing from the measured costs and "
-                  "acceptance");
+    add_draft_options(sub, o);
     sub->add_option("--prompts", o.prompts,
                     "Generate for every line of FILE: a prompt, or {\"prompt\", \"max_tokens\", \"seed\"} (JSONL); one JSON "
                     "object per prompt on stdout")
@@ -120,12 +108,11 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
     auto run = [o, sub, &global]() {
         const auto t0 = Clock::now();
         if (!o->dump_logits.empty()) check_writable_path(o->dump_logits); // before the work, not after it
-        if (o->draft.empty() && (sub->count("--draft-max") || sub->count("--draft-budget") || o->draft_fixed))
-            throw Error(ExitCode::usage, "--draft-max, --draft-budget and --draft-fixed go with --draft");
-        if (sub->count("--draft-max") && sub->count("--draft-budget"))
-            throw Error(ExitCode::usage, "--draft-max (chains) and --draft-budget (trees) do not go together");
+        check_draft_options(*o, sub);
         if (o->prompts.empty() && (sub->count("--parallel") || o->ordered))
             throw Error(ExitCode::usage, "--parallel and --ordered go with --prompts");
+        if (!o->prompts.empty() && !o->draft.empty())
+            throw Error(ExitCode::usage, "--draft and --prompts do not go together: speculative decoding runs one sequence");
         if (!o->prompts.empty()) return run_prompts(*o, sub, global);
         start_trace(o->trace);
         const std::string dir = split_dir_for(o->dir, global);
@@ -139,10 +126,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         std::function<void()> report_memory;
         MadeEngine made = start_engine(*o, sub, model, report_memory);
         DraftChoice draft = start_draft(*o, model, *tok, made.engine->context(), global);
-        g.drafter = draft.drafter.get();
-        g.draft_max = draft.max;
-        g.draft_budget = draft.budget;
-        g.draft_adaptive = !o->draft_fixed;
+        draft.apply(g, *o);
         const double load_s = seconds_since(t0);
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",
                       ids.size(), g.sampling.temperature, g.sampling.top_k, g.sampling.top_p, g.sampling.min_p,

@@ -8,6 +8,7 @@
 #include "cli/plan_report.h"
 #include "cli/trace_option.h"
 #include "common/error.h"
+#include "engine/memory_plan.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "common/system.h"
@@ -206,6 +207,35 @@ DraftChoice::DraftChoice() = default;
 DraftChoice::DraftChoice(DraftChoice&&) noexcept = default;
 DraftChoice& DraftChoice::operator=(DraftChoice&&) noexcept = default;
 DraftChoice::~DraftChoice() = default;
+
+void add_draft_options(CLI::App* sub, RunOptions& o) {
+    sub->add_option("--draft", o.draft,
+                    "Speculative decoding: 'ngram' (proposals from the context, prompt lookup) or a small model with the "
+                    "same tokenizer (a split, Hugging Face directory or .gguf; run on the CPU, resident)");
+    positive(sub->add_option("--draft-max", o.draft_max, "Draft chains of at most this many tokens a pass, instead of trees"),
+             64);
+    positive(sub->add_option("--draft-budget", o.draft_budget,
+                             "Draft trees of at most this many tokens a pass, grown by cumulative draft probability "
+                             "(default 16)"),
+             double(k_tree_rows - 1));
+    sub->add_flag("--draft-fixed", o.draft_fixed,
+                  "Always draft --draft-max (or --draft-budget) tokens, instead of choosing from the measured costs and "
+                  "acceptance");
+}
+
+void check_draft_options(const RunOptions& o, const CLI::App* sub) {
+    if (o.draft.empty() && (sub->count("--draft-max") || sub->count("--draft-budget") || o.draft_fixed))
+        throw Error(ExitCode::usage, "--draft-max, --draft-budget and --draft-fixed go with --draft");
+    if (sub->count("--draft-max") && sub->count("--draft-budget"))
+        throw Error(ExitCode::usage, "--draft-max (chains) and --draft-budget (trees) do not go together");
+}
+
+void DraftChoice::apply(GenerateOptions& g, const RunOptions& o) const {
+    g.drafter = drafter.get();
+    g.draft_max = max;
+    g.draft_budget = budget;
+    g.draft_adaptive = !o.draft_fixed;
+}
 
 DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, uint64_t target_ctx,
                         const GlobalOptions& global) {

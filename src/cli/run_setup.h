@@ -66,11 +66,17 @@ struct DraftChoice {
     std::unique_ptr<Drafter> drafter;
     size_t max = 0;    // chains: the most tokens a pass (GenerateOptions::draft_max)
     size_t budget = 0; // trees: the most tokens a pass, 0 for chains (GenerateOptions::draft_budget)
+    // The drafter and its shape into g (nothing without --draft).
+    void apply(GenerateOptions& g, const RunOptions& o) const;
     DraftChoice();
     DraftChoice(DraftChoice&&) noexcept;
     DraftChoice& operator=(DraftChoice&&) noexcept;
     ~DraftChoice();
 };
+// --draft, --draft-max, --draft-budget, --draft-fixed (run and chat).
+void add_draft_options(CLI::App* sub, RunOptions& o);
+// The draft options without --draft, or chains and trees asked for at once: usage errors.
+void check_draft_options(const RunOptions& o, const CLI::App* sub);
 // target_ctx: the target engine's context (the draft's is no longer).
 DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, uint64_t target_ctx,
                         const GlobalOptions& global);

@@ -180,6 +180,9 @@ void OutputFile::write(const void* src, size_t n) {
 void OutputFile::extend_to(uint64_t size) {
     RABBIT_CHECK(size >= offset_, "extend_to shrinks " + temp_path_);
     if (::ftruncate(fd_, off_t(size)) != 0) throw output_error(temp_path_, "cannot extend: " + errno_text(errno));
+    // Holes, not the blocks preallocate reserved: a sparse 29 GB model must not take 29 GB of
+    // disk. A file system that cannot punch keeps them, which only costs space.
+    if (size > offset_) (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(offset_), off_t(size - offset_));
     offset_ = size;
 }
 
