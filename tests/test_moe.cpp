@@ -274,3 +274,14 @@ TEST_CASE("the CUDA engine refuses a MoE model with a one-line reason", "[moe][c
     }
 }
 #endif
+
+TEST_CASE("inspect shows a MoE model's experts and its routed bytes per token", "[moe][cli]") {
+    const test::RunResult r = test::run_rabbit({"inspect", moe_dir("qwen2-moe-shared")});
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Contains("experts       4 per MoE layer (2 of 3 layers), 2 routed per token, expert ffn 8, shared expert ffn 12"));
+    CHECK_THAT(r.out, Contains("per decoded token"));
+    const test::RunResult j = test::run_rabbit({"inspect", moe_dir("mixtral"), "--json"});
+    REQUIRE(j.exit_code == 0);
+    CHECK_THAT(j.out, Contains("\"routed_bytes_per_token\""));
+    CHECK_THAT(j.out, Contains("\"experts_per_token\": 2"));
+}
