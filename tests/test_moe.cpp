@@ -3,6 +3,7 @@
 // unit), routing, and the CPU engine against transformers on tiny random models that
 // transformers itself wrote (tests/data/moe, made by scripts/moe_reference.py).
 #include "backend/cpu/cpu_engine.h"
+#include "common/error.h"
 #include "common/json_read.h"
 #include "common/json_writer.h"
 #include "engine/expert_cache.h"
@@ -14,6 +15,10 @@
 #include "model/layout.h"
 
 #include <catch2/catch.hpp>
+
+#ifdef RABBIT_HAVE_CUDA
+#include "backend/cuda/cuda_engine.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -254,4 +259,29 @@ TEST_CASE("expert cache: least recently used out, within its capacity", "[moe][c
     CHECK_FALSE(cache.use({2, 0}, 400, out)); // larger than the cache: never held
     CHECK_FALSE(cache.holds({2, 0}));
     CHECK(cache.held_bytes() == 300);
+}
+
+#ifdef RABBIT_HAVE_CUDA
+TEST_CASE("the CUDA engine refuses a MoE model with a one-line reason", "[moe][cuda]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(test::split_into(moe_dir("mixtral"), dir / "split"));
+    try {
+        CudaEngine e(model, CudaEngineOptions{});
+        FAIL("a MoE model ran on the CUDA engine");
+    } catch (const Error& e) {
+        CHECK(e.code() == ExitCode::unsupported);
+        CHECK_THAT(std::string(e.what()), Contains("does not run on the CUDA engine yet; use --device cpu"));
+    }
+}
+#endif
+
+TEST_CASE("inspect shows a MoE model's experts and its routed bytes per token", "[moe][cli]") {
+    const test::RunResult r = test::run_rabbit({"inspect", moe_dir("qwen2-moe-shared")});
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Contains("experts       4 per MoE layer (2 of 3 layers), 2 routed per token, expert ffn 8, shared expert ffn 12"));
+    CHECK_THAT(r.out, Contains("per decoded token"));
+    const test::RunResult j = test::run_rabbit({"inspect", moe_dir("mixtral"), "--json"});
+    REQUIRE(j.exit_code == 0);
+    CHECK_THAT(j.out, Contains("\"routed_bytes_per_token\""));
+    CHECK_THAT(j.out, Contains("\"experts_per_token\": 2"));
 }

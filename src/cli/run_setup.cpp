@@ -14,6 +14,7 @@
 #include "common/system.h"
 #include "common/units.h"
 #include "engine/speculative.h"
+#include "engine/weights.h"
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -54,17 +55,21 @@ void report_residency(const SplitModel& model, const MmapUnitSource& units, uint
     const auto& all = model.manifest().units;
     uint64_t streamed = 0;
     size_t kept = 0;
+    TokenBytes moe; // a MoE layer streams its dense part and k experts, less what the expert cache holds
     for (size_t i = 0; i < all.size(); ++i) {
         kept += units.resident(i);
-        if (!units.resident(i) && model.streams_per_token(i)) streamed += all[i].layout.data_size;
+        if (units.resident(i) || !model.streams_per_token(i)) continue;
+        if (model.config().is_moe()) add_token_bytes(moe, model.config(), all[i].kind, all[i].layout);
+        else streamed += all[i].layout.data_size;
     }
+    if (model.config().is_moe()) streamed = moe.active();
     if (streamed == 0)
         spdlog::debug("RAM budget {}: the model stays in memory ({})", format_bytes(budget),
                       format_bytes(units.resident_bytes()));
     else
-        spdlog::info("RAM budget {}: {} of {} units ({}) stay in memory; {} is read from {} for every token",
+        spdlog::info("RAM budget {}: {} of {} units ({}) stay in memory; {} is read from {} for every token{}",
                      format_bytes(budget), kept, all.size(), format_bytes(units.resident_bytes()), format_bytes(streamed),
-                     model.dir());
+                     model.dir(), model.config().is_moe() ? " (its routed experts; less those the expert cache holds)" : "");
 }
 
 } // namespace

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Random-weight models in Hugging Face format, for tests and benchmarks: any supported
 // architecture and config, real shapes by preset (Qwen2.5-0.5B ... -72B, Qwen3, Llama 3,
-// Mistral), optionally fewer layers; one file or sharded with an index; F32, F16 or BF16;
+// Mistral; the mixtures of experts Qwen3-30B-A3B, Qwen3-235B-A22B, Qwen2-57B-A14B and
+// Mixtral-8x7B), optionally fewer layers; one file or sharded with an index; F32, F16 or BF16;
 // tied or untied. Deterministic: the same spec and seed give the same bytes.
 #pragma once
 
