@@ -183,7 +183,7 @@ TEST_CASE("the CPU engine with a bf16, f16 or q8_0 KV cache: the f32 cache's log
     }
 }
 
-TEST_CASE("--kv-dtype q8_0 on a head_dim that is not whole blocks is refused in one line", "[kv][engine]") {
+TEST_CASE("a q8_0 KV cache on a head_dim that is not whole blocks is refused in one line", "[kv][engine]") {
     test::TempDir dir;
     SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32"}, dir));
     EngineOptions o;
