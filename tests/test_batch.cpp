@@ -240,6 +240,29 @@ TEST_CASE("CUDA: sequences whose caches are split between the GPU and the host",
 #endif
 }
 
+TEST_CASE("CUDA: more sequences than the memory holds are lowered to what fits", "[batch][gpu][cuda-engine]") {
+    if (!test::gpu_available()) return;
+#ifdef RABBIT_HAVE_CUDA
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(make_model("tiny-qwen3", dir));
+    CudaEngineOptions o;
+    o.ctx = 4096;
+    o.kv = KvPlace::gpu; // every cache on the GPU: 64 of them cannot fit in 180 MiB (one needs about 120)
+    o.vram_budget = 180ull << 20;
+    o.sequences = 64;
+    CudaEngine e(model, o);
+    INFO(e.max_slots() << " sequences planned");
+    REQUIRE(e.max_slots() >= 1);
+    REQUIRE(e.max_slots() < 64);
+    REQUIRE(e.plan().fits);
+    REQUIRE(e.plan().kv_gpu_sequences == e.max_slots());
+    REQUIRE(e.plan().device_bytes <= o.vram_budget);
+    const auto prompts = ragged_prompts(model.config().vocab_size, bos_of(model));
+    CudaEngine alone(model, CudaEngineOptions{});
+    require_same_sequences(batched_greedy(e, prompts, std::min<size_t>(e.max_slots(), 3)), alone_greedy(alone, prompts));
+#endif
+}
+
 TEST_CASE("a slot past those planned is refused, one line", "[batch][gpu][cuda-engine]") {
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA

@@ -100,30 +100,39 @@ TEST_CASE("run --prompts: each prompt's text is its text alone, on both engines"
     check_against_alone({"run", "-m", split, "-n", "24", "--device", "cuda"}, dir / "prompts.txt", prompts);
 }
 
-TEST_CASE("run --prompts on SmolLM2: each prompt's text is its text alone", "[cli][batch]") {
+TEST_CASE("run --prompts on SmolLM2: each prompt's text is its text alone, on both engines", "[cli][batch]") {
     if (!test::have_smollm2()) return;
     test::TempDir dir;
     const std::vector<std::string> prompts = {"What is the capital of France?", "Write a haiku about the sea.",
                                               "Explain in two sentences why the sky is blue, and then say what colour "
                                               "sunsets are and why."};
-    std::string file;
-    for (const std::string& p : prompts) file += "{\"prompt\": \"" + p + "\"}\n";
-    test::write_file(dir / "prompts.jsonl", file);
-    const std::vector<std::string> base = {"run", "-m", test::smollm2_gguf(), "-n", "16", "--device", "cpu"};
-    std::vector<std::string> args = base;
-    args.insert(args.end(), {"--prompts", dir / "prompts.jsonl", "--parallel", "3", "--temp", "0"});
-    const test::RunResult r = test::run_rabbit(args, {{"RABBIT_CACHE", dir / "cache"}});
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    const std::vector<Line> lines = read_lines(r.out);
-    REQUIRE(lines.size() == prompts.size());
-    for (const Line& l : lines) {
-        INFO("prompt " << l.index);
-        std::vector<std::string> one = base;
-        one.insert(one.end(), {"-p", prompts[l.index], "--temp", "0"});
-        const test::RunResult a = test::run_rabbit(one, {{"RABBIT_CACHE", dir / "cache"}});
-        REQUIRE(a.exit_code == 0);
-        CHECK(l.text + "\n" == a.out);
+    const std::map<std::string, std::string> env = {{"RABBIT_CACHE", dir / "cache"}, {"RABBIT_EMU_QUIET", "1"}};
+    for (const char* device : {"cpu", "cuda"}) {
+        INFO(device);
+        const bool cpu = std::string(device) == "cpu";
+        if (!cpu && !test::gpu_available()) return;
+        // Fewer prompts and tokens on the emulated device, where every kernel runs on the CPU.
+        const size_t count = cpu ? prompts.size() : 2;
+        std::string file;
+        for (size_t i = 0; i < count; ++i) file += "{\"prompt\": \"" + prompts[i] + "\"}\n";
+        test::write_file(dir / "prompts.jsonl", file);
+        const std::vector<std::string> base = {"run", "-m", test::smollm2_gguf(), "-n", cpu ? "16" : "4",
+                                               "--device", device, "--temp", "0"};
+        std::vector<std::string> args = base;
+        args.insert(args.end(), {"--prompts", dir / "prompts.jsonl", "--parallel", "3"});
+        const test::RunResult r = test::run_rabbit(args, env);
+        INFO(r.err);
+        REQUIRE(r.exit_code == 0);
+        const std::vector<Line> lines = read_lines(r.out);
+        REQUIRE(lines.size() == count);
+        for (const Line& l : lines) {
+            INFO("prompt " << l.index);
+            std::vector<std::string> one = base;
+            one.insert(one.end(), {"-p", prompts[l.index]});
+            const test::RunResult a = test::run_rabbit(one, env);
+            REQUIRE(a.exit_code == 0);
+            CHECK(l.text + "\n" == a.out);
+        }
     }
 }
 
@@ -159,7 +168,7 @@ TEST_CASE("run --prompts: a bad line is an error naming it, and the others still
     CHECK((by_index[1].stop == "max_tokens" || by_index[1].stop == "eos"));
 }
 
-TEST_CASE("--parallel and --ordered go with --prompts", "[cli][batch]") {
+TEST_CASE("run: --parallel and --ordered go with --prompts", "[cli][batch]") {
     const test::RunResult r = test::run_rabbit({"run", "-m", "/nonexistent", "-p", "x", "--parallel", "4"});
     REQUIRE(r.exit_code == int(ExitCode::usage));
     REQUIRE_THAT(r.err, Contains("--parallel and --ordered go with --prompts"));
