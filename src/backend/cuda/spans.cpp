@@ -30,11 +30,21 @@ cudaEvent_t origin_event(cudaStream_t stream) {
     TraceOrigin& o = trace_origin();
     std::lock_guard<std::mutex> lock(o.mutex);
     if (!o.event) {
-        CudaEvent e(cudaEventDefault);
-        RABBIT_CUDA_CHECK(cudaEventRecord(e.get(), stream));
-        RABBIT_CUDA_CHECK(cudaEventSynchronize(e.get()));
-        o.host_us = trace::now_us();
-        o.event = std::move(e);
+        // The host's clock at the event is known to within the time from recording it to
+        // seeing it done: the tightest of a few tries, so that a preempted thread does not
+        // shift every GPU span of the timeline.
+        double best = 1e300;
+        for (int i = 0; i < 8 && best > 50; ++i) {
+            CudaEvent e(cudaEventDefault);
+            const double before = trace::now_us();
+            RABBIT_CUDA_CHECK(cudaEventRecord(e.get(), stream));
+            RABBIT_CUDA_CHECK(cudaEventSynchronize(e.get()));
+            const double after = trace::now_us();
+            if (after - before >= best) continue;
+            best = after - before;
+            o.host_us = (before + after) / 2; // it completed somewhere between
+            o.event = std::move(e);
+        }
     }
     return o.event.get();
 }
