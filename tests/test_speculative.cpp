@@ -12,6 +12,7 @@
 #include "genmodel.h"
 #include "gpu.h"
 #include "helpers.h"
+#include "speculative_helpers.h"
 #include "tokenizer/tokenizer.h"
 
 #include <catch2/catch.hpp>
@@ -30,76 +31,6 @@
 using namespace rabbit;
 using Catch::Contains;
 
-namespace {
-
-// A tiny random model of `preset` with the repository's synthetic byte-level tokenizer, split.
-std::string tiny_model(const test::TempDir& dir, const std::string& name, const std::string& preset, uint64_t seed) {
-    GenSpec spec = preset_spec(preset);
-    spec.config.vocab_size = 1024;
-    spec.seed = seed;
-    spec.tokenizer_dir = test::source_dir() + "/tests/data/tokenizer/synthetic/llama3-style";
-    generate_model(spec, dir / (name + "-hf"));
-    return test::split_into(dir / (name + "-hf"), dir / name);
-}
-
-struct Run {
-    GenerateResult r;
-    std::string text;
-};
-
-Run run(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt, GenerateOptions g) {
-    engine.reset();
-    Run out;
-    out.r = generate(engine, tok, prompt, g, [&](const std::string& t) { out.text += t; });
-    return out;
-}
-
-GenerateOptions with_draft(GenerateOptions g, Drafter* d, size_t k, bool adaptive) {
-    g.drafter = d;
-    g.draft_max = k;
-    g.draft_adaptive = adaptive;
-    return g;
-}
-
-// Greedy with and without each drafter: the same tokens and text; returns the self-draft's
-// tokens per pass (k = 4, fixed).
-double require_same_greedy(Engine& target, const Tokenizer& tok, const std::vector<int32_t>& prompt, Engine& self_draft,
-                           Engine* other_draft, size_t n) {
-    GenerateOptions g;
-    g.max_tokens = n;
-    const Run plain = run(target, tok, prompt, g);
-    const size_t pos = target.position();
-    NgramDrafter ngram;
-    const Run a = run(target, tok, prompt, with_draft(g, &ngram, 6, true));
-    INFO("ngram: " << a.r.spec.tokens_per_pass() << " tokens per pass");
-    REQUIRE(a.r.tokens == plain.r.tokens);
-    REQUIRE(a.text == plain.text);
-    REQUIRE(target.position() == pos); // the cache ends where a plain decode leaves it
-    // With every step's logits kept (--dump-logits): the rows a plain decode keeps.
-    GenerateOptions keep = g;
-    keep.keep_logits = true;
-    const Run plain_rows = run(target, tok, prompt, keep), rows = run(target, tok, prompt, with_draft(keep, &ngram, 6, true));
-    REQUIRE(rows.r.tokens == plain.r.tokens);
-    REQUIRE(rows.r.logits.size() == plain_rows.r.logits.size());
-    CHECK(test::worst_error(rows.r.logits, plain_rows.r.logits, 1e-4, 1e-4) <= 1.0);
-    ModelDrafter self(self_draft, g.sampling);
-    const Run b = run(target, tok, prompt, with_draft(g, &self, 4, false));
-    REQUIRE(b.r.tokens == plain.r.tokens);
-    REQUIRE(b.text == plain.text);
-    REQUIRE(target.position() == pos);
-    if (other_draft) {
-        ModelDrafter other(*other_draft, g.sampling);
-        const Run c = run(target, tok, prompt, with_draft(g, &other, 8, true));
-        INFO("another model: " << c.r.spec.tokens_per_pass() << " tokens per pass");
-        REQUIRE(c.r.tokens == plain.r.tokens);
-        REQUIRE(c.text == plain.text);
-    }
-    return b.r.spec.tokens_per_pass();
-}
-
-const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17, 50, 7, 300, 21};
-
-} // namespace
 
 TEST_CASE("ngram drafts: the longest recent match, n from 3 down to 1", "[speculative]") {
     NgramDrafter d;
@@ -141,13 +72,14 @@ TEST_CASE("greedy output is the same with and without drafts on the CPU, the tar
     for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
         INFO(preset);
         test::TempDir dir;
-        const SplitModel model = SplitModel::open(tiny_model(dir, "t", preset, 1));
-        const SplitModel other = SplitModel::open(tiny_model(dir, "o", preset, 2));
+        const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", preset, 1));
+        const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", preset, 2));
         const auto tok = load_tokenizer(model.dir());
         EngineOptions streamed;
         streamed.ram_budget = 0; // every unit read from its file for every pass
         CpuEngine target(model, streamed), self(model, {}), draft(other, {});
-        const double per_pass = require_same_greedy(target, *tok, k_prompt, self, &draft, 40);
+        const double per_pass = require_same_greedy(test::DraftShape::chain, target, *tok, test::k_spec_prompt, self, &draft,
+                                                    40);
         CHECK(per_pass >= 3.0);
     }
 }
@@ -160,8 +92,8 @@ TEST_CASE("greedy output is the same with and without drafts for tinystories-656
     EngineOptions streamed;
     streamed.ram_budget = 0;
     CpuEngine target(model, streamed), self(model, {});
-    const double per_pass = require_same_greedy(target, *tok, tok->encode("Once upon a time, there was a dog named", true),
-                                                self, nullptr, 80);
+    const double per_pass = require_same_greedy(test::DraftShape::chain, target, *tok,
+                                                tok->encode("Once upon a time, there was a dog named", true), self, nullptr, 80);
     WARN("tinystories-656k as its own draft, k = 4: " << per_pass << " tokens per pass");
     REQUIRE(per_pass >= 3.0);
 }
@@ -170,8 +102,8 @@ TEST_CASE("greedy output is the same with and without drafts on the CUDA engine,
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
-    const SplitModel model = SplitModel::open(tiny_model(dir, "t", "tiny-qwen3", 1));
-    const SplitModel other = SplitModel::open(tiny_model(dir, "o", "tiny-qwen3", 2));
+    const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", "tiny-qwen3", 1));
+    const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", "tiny-qwen3", 2));
     const auto tok = load_tokenizer(model.dir());
     CudaEngineOptions o;
     o.max_resident = 0; // every unit through the ring
@@ -180,7 +112,7 @@ TEST_CASE("greedy output is the same with and without drafts on the CUDA engine,
     o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;
     CudaEngine target(model, o);
     CpuEngine self(model, {}), draft(other, {}); // the draft on the CPU engine, as --draft runs it
-    const double per_pass = require_same_greedy(target, *tok, k_prompt, self, &draft, 32);
+    const double per_pass = require_same_greedy(test::DraftShape::chain, target, *tok, test::k_spec_prompt, self, &draft, 32);
     CHECK(per_pass >= 3.0);
 #endif
 }
@@ -245,7 +177,7 @@ TEST_CASE("rabbit run --draft refuses a missing draft and one with another vocab
     REQUIRE(missing.exit_code == int(ExitCode::bad_input));
     REQUIRE_THAT(missing.err, Contains("--draft: " + dir / "nothing" + ": no such directory"));
     REQUIRE(missing.out.empty());
-    const std::string other = tiny_model(dir, "o", "tiny-qwen2", 1);
+    const std::string other = test::tiny_synthetic_model(dir, "o", "tiny-qwen2", 1);
     const test::RunResult mismatch = test::run_rabbit({"-q", "run", "-m", split, "-p", "x", "--draft", other});
     REQUIRE(mismatch.exit_code == int(ExitCode::usage));
     REQUIRE_THAT(mismatch.err, Contains("--draft " + other + ": its vocabulary differs from the model's (" + split + ")"));

@@ -13,6 +13,7 @@
 #include "genmodel.h"
 #include "gpu.h"
 #include "helpers.h"
+#include "speculative_helpers.h"
 #include "tokenizer/tokenizer.h"
 
 #include <catch2/catch.hpp>
@@ -28,17 +29,6 @@
 using namespace rabbit;
 
 namespace {
-
-std::string tiny_model(const test::TempDir& dir, const std::string& name, const std::string& preset, uint64_t seed) {
-    GenSpec spec = preset_spec(preset);
-    spec.config.vocab_size = 1024;
-    spec.seed = seed;
-    spec.tokenizer_dir = test::source_dir() + "/tests/data/tokenizer/synthetic/llama3-style";
-    generate_model(spec, dir / (name + "-hf"));
-    return test::split_into(dir / (name + "-hf"), dir / name);
-}
-
-const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17, 50, 7, 300, 21};
 
 // A tree under the current token 0: 0 -> {1, 2}, 1 -> {3, 6}, 2 -> 4, 3 -> 5 (indices; the
 // tokens are arbitrary ids). Paths 0-1-3-5, 0-1-6, 0-2-4.
@@ -60,7 +50,7 @@ void require_tree_is_paths(Engine& target, Engine& alone) {
     const size_t vocab = target.config().vocab_size, n = k_tree_tokens.size();
     std::vector<float> logits, tree_logits, want;
     target.reset();
-    target.forward(k_prompt.data(), k_prompt.size() - 1, 1, logits);
+    target.forward(test::k_spec_prompt.data(), test::k_spec_prompt.size() - 1, 1, logits);
     const size_t pos = target.position();
     std::vector<int64_t> rows;
     for (int64_t p : k_tree_parent) rows.push_back(p < 0 ? -1 : int64_t(pos) + p);
@@ -72,7 +62,7 @@ void require_tree_is_paths(Engine& target, Engine& alone) {
         std::vector<int32_t> path;
         for (size_t i : path_to(node)) path.push_back(k_tree_tokens[i]);
         alone.reset();
-        alone.forward(k_prompt.data(), k_prompt.size() - 1, 1, logits);
+        alone.forward(test::k_spec_prompt.data(), test::k_spec_prompt.size() - 1, 1, logits);
         alone.forward(path.data(), path.size(), 1, want);
         const std::vector<float> got(tree_logits.begin() + long(node * vocab), tree_logits.begin() + long((node + 1) * vocab));
         REQUIRE(test::worst_error(got, want, 1e-4, 1e-3) <= 1.0);
@@ -84,61 +74,9 @@ void require_tree_is_paths(Engine& target, Engine& alone) {
     target.forward(&next, 1, 1, logits);
     std::vector<int32_t> path = {21, 400, 402, 404, next};
     alone.reset();
-    alone.forward(k_prompt.data(), k_prompt.size() - 1, 1, want);
+    alone.forward(test::k_spec_prompt.data(), test::k_spec_prompt.size() - 1, 1, want);
     alone.forward(path.data(), path.size(), 1, want);
     REQUIRE(test::worst_error(logits, want, 1e-4, 1e-3) <= 1.0);
-}
-
-struct Run {
-    GenerateResult r;
-    std::string text;
-};
-
-Run run(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt, const GenerateOptions& g) {
-    engine.reset();
-    Run out;
-    out.r = generate(engine, tok, prompt, g, [&](const std::string& t) { out.text += t; });
-    return out;
-}
-
-GenerateOptions with_tree(GenerateOptions g, Drafter* d, size_t budget, bool adaptive) {
-    g.drafter = d;
-    g.draft_budget = budget;
-    g.draft_adaptive = adaptive;
-    return g;
-}
-
-// Greedy with and without tree drafts (ngram, the model as its own draft, another model): the
-// same tokens and text, the cache where a plain decode leaves it. Returns the self-draft's
-// tokens per pass at the default budget (16), fixed.
-double require_same_greedy_trees(Engine& target, const Tokenizer& tok, const std::vector<int32_t>& prompt,
-                                 Engine& self_draft, Engine* other_draft, size_t n) {
-    GenerateOptions g;
-    g.max_tokens = n;
-    const Run plain = run(target, tok, prompt, g);
-    const size_t pos = target.position();
-    NgramDrafter ngram;
-    const Run a = run(target, tok, prompt, with_tree(g, &ngram, 8, true));
-    REQUIRE(a.r.tokens == plain.r.tokens);
-    REQUIRE(a.text == plain.text);
-    REQUIRE(target.position() == pos);
-    ModelDrafter self(self_draft, g.sampling);
-    GenerateOptions keep = g;
-    keep.keep_logits = true;
-    const Run plain_rows = run(target, tok, prompt, keep), b = run(target, tok, prompt, with_tree(keep, &self, 16, false));
-    REQUIRE(b.r.tokens == plain.r.tokens);
-    REQUIRE(b.text == plain.text);
-    REQUIRE(target.position() == pos);
-    REQUIRE(b.r.logits.size() == plain_rows.r.logits.size());
-    CHECK(test::worst_error(b.r.logits, plain_rows.r.logits, 1e-4, 1e-3) <= 1.0);
-    if (other_draft) {
-        ModelDrafter other(*other_draft, g.sampling);
-        const Run c = run(target, tok, prompt, with_tree(g, &other, 32, true));
-        INFO("another model: " << c.r.spec.tokens_per_pass() << " tokens per pass");
-        REQUIRE(c.r.tokens == plain.r.tokens);
-        REQUIRE(c.text == plain.text);
-    }
-    return b.r.spec.tokens_per_pass();
 }
 
 } // namespace
@@ -147,7 +85,7 @@ TEST_CASE("a draft tree's attention is each root-to-leaf path's, on the CPU", "[
     for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
         INFO(preset);
         test::TempDir dir;
-        const SplitModel model = SplitModel::open(tiny_model(dir, "t", preset, 3));
+        const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", preset, 3));
         EngineOptions streamed;
         streamed.ram_budget = 0;
         CpuEngine target(model, streamed), alone(model, {});
@@ -159,7 +97,7 @@ TEST_CASE("a draft tree's attention is each root-to-leaf path's, on the CUDA eng
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
-    const SplitModel model = SplitModel::open(tiny_model(dir, "t", "tiny-qwen3", 3));
+    const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", "tiny-qwen3", 3));
     CudaEngineOptions o;
     o.max_resident = 0;
     CudaEngine target(model, o);
@@ -170,10 +108,10 @@ TEST_CASE("a draft tree's attention is each root-to-leaf path's, on the CUDA eng
 
 TEST_CASE("keep_rows and forward_tree refuse what is not a tree's path", "[speculative][tree][engine]") {
     test::TempDir dir;
-    const SplitModel model = SplitModel::open(tiny_model(dir, "t", "tiny-qwen3", 3));
+    const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", "tiny-qwen3", 3));
     CpuEngine e(model, {});
     std::vector<float> logits;
-    e.forward(k_prompt.data(), k_prompt.size() - 1, 1, logits);
+    e.forward(test::k_spec_prompt.data(), test::k_spec_prompt.size() - 1, 1, logits);
     const size_t pos = e.position();
     const std::vector<int64_t> bad = {-1, int64_t(pos) + 1};
     REQUIRE_THROWS(e.forward_tree(k_tree_tokens.data(), bad.data(), 2, logits));
@@ -192,13 +130,14 @@ TEST_CASE("greedy output is the same with and without draft trees on the CPU, th
     for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
         INFO(preset);
         test::TempDir dir;
-        const SplitModel model = SplitModel::open(tiny_model(dir, "t", preset, 1));
-        const SplitModel other = SplitModel::open(tiny_model(dir, "o", preset, 2));
+        const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", preset, 1));
+        const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", preset, 2));
         const auto tok = load_tokenizer(model.dir());
         EngineOptions streamed;
         streamed.ram_budget = 0;
         CpuEngine target(model, streamed), self(model, {}), draft(other, {});
-        const double per_pass = require_same_greedy_trees(target, *tok, k_prompt, self, &draft, 40);
+        const double per_pass = require_same_greedy(test::DraftShape::tree, target, *tok, test::k_spec_prompt, self, &draft,
+                                                    40);
         WARN(preset << " as its own draft, budget 16: " << per_pass << " tokens per pass");
         CHECK(per_pass >= 3.0);
     }
@@ -212,8 +151,8 @@ TEST_CASE("greedy output is the same with and without draft trees for tinystorie
     EngineOptions streamed;
     streamed.ram_budget = 0;
     CpuEngine target(model, streamed), self(model, {});
-    const double per_pass = require_same_greedy_trees(
-        target, *tok, tok->encode("Once upon a time, there was a dog named", true), self, nullptr, 80);
+    const double per_pass = require_same_greedy(test::DraftShape::tree, target, *tok,
+                                                tok->encode("Once upon a time, there was a dog named", true), self, nullptr, 80);
     WARN("tinystories-656k as its own draft, budget 16: " << per_pass << " tokens per pass");
     REQUIRE(per_pass >= 3.0);
 }
@@ -222,8 +161,8 @@ TEST_CASE("greedy output is the same with and without draft trees on the CUDA en
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
-    const SplitModel model = SplitModel::open(tiny_model(dir, "t", "tiny-qwen2", 1));
-    const SplitModel other = SplitModel::open(tiny_model(dir, "o", "tiny-qwen2", 2));
+    const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", "tiny-qwen2", 1));
+    const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", "tiny-qwen2", 2));
     const auto tok = load_tokenizer(model.dir());
     CudaEngineOptions o;
     o.max_resident = 0; // every unit through the ring
@@ -232,7 +171,7 @@ TEST_CASE("greedy output is the same with and without draft trees on the CUDA en
     o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;
     CudaEngine target(model, o);
     CpuEngine self(model, {}), draft(other, {});
-    const double per_pass = require_same_greedy_trees(target, *tok, k_prompt, self, &draft, 32);
+    const double per_pass = require_same_greedy(test::DraftShape::tree, target, *tok, test::k_spec_prompt, self, &draft, 32);
     CHECK(per_pass >= 3.0);
 #endif
 }
