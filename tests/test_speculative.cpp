@@ -67,8 +67,8 @@ TEST_CASE("the draft length follows the measured costs and the acceptance", "[sp
     REQUIRE(k <= 2);
 }
 
-TEST_CASE("greedy output is the same with and without drafts on the CPU, the target streamed",
-          "[speculative][engine]") {
+TEST_CASE("greedy output is the same with and without drafts, chains and trees, on the CPU, the target streamed",
+          "[speculative][tree][engine]") {
     for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
         INFO(preset);
         test::TempDir dir;
@@ -78,13 +78,16 @@ TEST_CASE("greedy output is the same with and without drafts on the CPU, the tar
         EngineOptions streamed;
         streamed.ram_budget = 0; // every unit read from its file for every pass
         CpuEngine target(model, streamed), self(model, {}), draft(other, {});
-        const double per_pass = require_same_greedy(test::DraftShape::chain, target, *tok, test::k_spec_prompt, self, &draft,
-                                                    40);
-        CHECK(per_pass >= 3.0);
+        for (test::DraftShape shape : {test::DraftShape::chain, test::DraftShape::tree}) {
+            INFO((shape == test::DraftShape::chain ? "chains" : "trees"));
+            const double per_pass = require_same_greedy(shape, target, *tok, test::k_spec_prompt, self, &draft, 40);
+            CHECK(per_pass >= 3.0);
+        }
     }
 }
 
-TEST_CASE("greedy output is the same with and without drafts for tinystories-656k", "[speculative][engine][golden]") {
+TEST_CASE("greedy output is the same with and without drafts, chains and trees, for tinystories-656k",
+          "[speculative][tree][engine][golden]") {
     if (!test::have_shared()) return;
     test::TempDir dir;
     const SplitModel model = SplitModel::open(test::split_into(test::tinystories_dir(), dir / "ts"));
@@ -92,28 +95,36 @@ TEST_CASE("greedy output is the same with and without drafts for tinystories-656
     EngineOptions streamed;
     streamed.ram_budget = 0;
     CpuEngine target(model, streamed), self(model, {});
-    const double per_pass = require_same_greedy(test::DraftShape::chain, target, *tok,
-                                                tok->encode("Once upon a time, there was a dog named", true), self, nullptr, 80);
-    WARN("tinystories-656k as its own draft, k = 4: " << per_pass << " tokens per pass");
-    REQUIRE(per_pass >= 3.0);
+    for (test::DraftShape shape : {test::DraftShape::chain, test::DraftShape::tree}) {
+        const double per_pass = require_same_greedy(shape, target, *tok,
+                                                    tok->encode("Once upon a time, there was a dog named", true), self, nullptr, 80);
+        WARN("tinystories-656k as its own draft, " << (shape == test::DraftShape::chain ? "a chain of 4: " : "a tree of 16: ")
+                                                   << per_pass << " tokens per pass");
+        REQUIRE(per_pass >= 3.0);
+    }
 }
 
-TEST_CASE("greedy output is the same with and without drafts on the CUDA engine, streamed", "[gpu][speculative]") {
+TEST_CASE("greedy output is the same with and without drafts on the CUDA engine, streamed", "[gpu][speculative][tree]") {
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
-    test::TempDir dir;
-    const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", "tiny-qwen3", 1));
-    const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", "tiny-qwen3", 2));
-    const auto tok = load_tokenizer(model.dir());
-    CudaEngineOptions o;
-    o.max_resident = 0; // every unit through the ring
-    CudaEngineOptions plan_only = o;
-    plan_only.vram_budget = 1ull << 40;
-    o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;
-    CudaEngine target(model, o);
-    CpuEngine self(model, {}), draft(other, {}); // the draft on the CPU engine, as --draft runs it
-    const double per_pass = require_same_greedy(test::DraftShape::chain, target, *tok, test::k_spec_prompt, self, &draft, 32);
-    CHECK(per_pass >= 3.0);
+    // Chains on a Qwen3, trees on a Qwen2 (its qkv bias).
+    for (test::DraftShape shape : {test::DraftShape::chain, test::DraftShape::tree}) {
+        const char* preset = shape == test::DraftShape::chain ? "tiny-qwen3" : "tiny-qwen2";
+        INFO(preset);
+        test::TempDir dir;
+        const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", preset, 1));
+        const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", preset, 2));
+        const auto tok = load_tokenizer(model.dir());
+        CudaEngineOptions o;
+        o.max_resident = 0; // every unit through the ring
+        CudaEngineOptions plan_only = o;
+        plan_only.vram_budget = 1ull << 40;
+        o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;
+        CudaEngine target(model, o);
+        CpuEngine self(model, {}), draft(other, {}); // the draft on the CPU engine, as --draft runs it
+        const double per_pass = require_same_greedy(shape, target, *tok, test::k_spec_prompt, self, &draft, 32);
+        CHECK(per_pass >= 3.0);
+    }
 #endif
 }
 

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Draft trees (engine/speculative.h, Engine::forward_tree): the tree mask attention gives each
 // token what running its root-to-leaf path alone gives, and keep_rows leaves the cache as that
-// path's decode would; greedy output with tree drafts (a draft model and ngram) is plain
-// greedy's, on both engines, the target streamed; the model as its own draft takes at least 3
-// tokens a pass; the budget rule follows the measured costs.
+// path's decode would; the budget rule follows the measured costs. Greedy output with tree
+// drafts is checked beside chains' in test_speculative.cpp.
 #include "backend/cpu/cpu_engine.h"
 #include "common/error.h"
 #include "engine/generate.h"
@@ -123,57 +122,6 @@ TEST_CASE("keep_rows and forward_tree refuse what is not a tree's path", "[specu
     REQUIRE_THROWS(e.keep_rows(pos, {0, 2, 3})); // 3 is 1's child, not 2's
     e.truncate(pos);
     e.forward(k_tree_tokens.data(), 1, 1, logits); // truncated: a plain sequence again
-}
-
-TEST_CASE("greedy output is the same with and without draft trees on the CPU, the target streamed",
-          "[speculative][tree][engine]") {
-    for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
-        INFO(preset);
-        test::TempDir dir;
-        const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", preset, 1));
-        const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", preset, 2));
-        const auto tok = load_tokenizer(model.dir());
-        EngineOptions streamed;
-        streamed.ram_budget = 0;
-        CpuEngine target(model, streamed), self(model, {}), draft(other, {});
-        const double per_pass = require_same_greedy(test::DraftShape::tree, target, *tok, test::k_spec_prompt, self, &draft,
-                                                    40);
-        WARN(preset << " as its own draft, budget 16: " << per_pass << " tokens per pass");
-        CHECK(per_pass >= 3.0);
-    }
-}
-
-TEST_CASE("greedy output is the same with and without draft trees for tinystories-656k", "[speculative][tree][golden]") {
-    if (!test::have_shared()) return;
-    test::TempDir dir;
-    const SplitModel model = SplitModel::open(test::split_into(test::tinystories_dir(), dir / "ts"));
-    const auto tok = load_tokenizer(model.dir());
-    EngineOptions streamed;
-    streamed.ram_budget = 0;
-    CpuEngine target(model, streamed), self(model, {});
-    const double per_pass = require_same_greedy(test::DraftShape::tree, target, *tok,
-                                                tok->encode("Once upon a time, there was a dog named", true), self, nullptr, 80);
-    WARN("tinystories-656k as its own draft, budget 16: " << per_pass << " tokens per pass");
-    REQUIRE(per_pass >= 3.0);
-}
-
-TEST_CASE("greedy output is the same with and without draft trees on the CUDA engine, streamed", "[gpu][speculative][tree]") {
-    if (!test::gpu_available()) return;
-#ifdef RABBIT_HAVE_CUDA
-    test::TempDir dir;
-    const SplitModel model = SplitModel::open(test::tiny_synthetic_model(dir, "t", "tiny-qwen2", 1));
-    const SplitModel other = SplitModel::open(test::tiny_synthetic_model(dir, "o", "tiny-qwen2", 2));
-    const auto tok = load_tokenizer(model.dir());
-    CudaEngineOptions o;
-    o.max_resident = 0; // every unit through the ring
-    CudaEngineOptions plan_only = o;
-    plan_only.vram_budget = 1ull << 40;
-    o.vram_budget = CudaEngine(model, plan_only).plan().minimum_budget;
-    CudaEngine target(model, o);
-    CpuEngine self(model, {}), draft(other, {});
-    const double per_pass = require_same_greedy(test::DraftShape::tree, target, *tok, test::k_spec_prompt, self, &draft, 32);
-    CHECK(per_pass >= 3.0);
-#endif
 }
 
 TEST_CASE("ngram trees: the continuations of the latest matches, merged", "[speculative][tree]") {
