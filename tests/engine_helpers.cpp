@@ -6,11 +6,26 @@
 #include "helpers.h"
 #include "split/splitter.h"
 
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 namespace rabbit::test {
+
+std::string generate_and_split(const std::vector<std::string>& genmodel_args, const TempDir& dir) {
+    std::vector<std::string> args = genmodel_args;
+    args.insert(args.end(), {"-o", dir / "hf"});
+    REQUIRE(run_program(genmodel_bin(), args).exit_code == 0);
+    return split_into(dir / "hf", dir / "split");
+}
+
+std::vector<int32_t> long_prompt(size_t n, int32_t vocab) {
+    std::vector<int32_t> p;
+    for (size_t i = 0; i < n; ++i) p.push_back(int32_t((i * 53 + 7) % size_t(vocab)));
+    return p;
+}
 
 std::string split_into(const std::string& src, const std::string& out, DTypeChoice dtype) {
     SplitOptions opt;

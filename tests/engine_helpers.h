@@ -16,6 +16,13 @@ namespace rabbit::test {
 // Splits the Hugging Face directory src into out (quietly); returns out.
 std::string split_into(const std::string& src, const std::string& out, DTypeChoice dtype = DTypeChoice::automatic);
 
+// rabbit-genmodel with `genmodel_args` into dir/hf, split into dir/split; returns the split.
+std::string generate_and_split(const std::vector<std::string>& genmodel_args, const TempDir& dir);
+
+// n token ids below vocab that do not repeat soon: a prompt long enough to cross several of
+// the attention kernels' blocks of positions.
+std::vector<int32_t> long_prompt(size_t n, int32_t vocab);
+
 // Greedy continuation of `prompt` until `total` tokens in all (prompt included), from an
 // empty KV cache.
 std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, size_t total);

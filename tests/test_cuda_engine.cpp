@@ -40,13 +40,6 @@ using namespace rabbit;
 #ifdef RABBIT_HAVE_CUDA
 namespace {
 
-std::string make_split(const std::vector<std::string>& genmodel_args, const test::TempDir& dir) {
-    std::vector<std::string> args = genmodel_args;
-    args.insert(args.end(), {"-o", dir / "hf"});
-    REQUIRE(test::run_program(test::genmodel_bin(), args).exit_code == 0);
-    return test::split_into(dir / "hf", dir / "split");
-}
-
 const std::vector<int32_t> k_prompt = {1, 50, 7, 300, 21, 9, 64, 3, 17};
 
 #ifdef RABBIT_CUDA_EMULATOR
@@ -145,7 +138,7 @@ TEST_CASE("streaming changes no logit: resident or not, 1-3 ring slots, row bloc
     for (const char* dtype : {"f32", "bf16"}) {
         INFO(dtype);
         test::TempDir dir;
-        SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "3", "--dtype", dtype}, dir));
+        SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--seed", "3", "--dtype", dtype}, dir));
         CudaEngineOptions all;
         CudaEngine reference(model, all);
         REQUIRE(reference.plan().streamed_per_token == 0);
@@ -221,7 +214,7 @@ TEST_CASE("a budget below the minimum is refused with the minimum; a 14B-shaped 
     test::TempDir dir;
     // Qwen2.5-14B shapes with 6 layers: a 1.45 GiB embedding and lm_head, 525 MiB layers; 4.6
     // GiB read per token, more than the budget.
-    const std::string split = make_split({"-p", "qwen2.5-14b", "--layers", "6", "--dtype", "bf16"}, dir);
+    const std::string split = test::generate_and_split({"-p", "qwen2.5-14b", "--layers", "6", "--dtype", "bf16"}, dir);
     SplitModel model = SplitModel::open(split);
     CudaEngineOptions tiny;
     tiny.vram_budget = 100ull << 20;
@@ -281,7 +274,7 @@ TEST_CASE("the CUDA engine counts and times its streaming stages; the link is me
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "5", "--dtype", "bf16"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--seed", "5", "--dtype", "bf16"}, dir));
     uint64_t per_token = 0;
     {
         CudaEngineOptions all;
@@ -350,7 +343,7 @@ TEST_CASE("the device's memory stays within --vram-budget, measured on the devic
     // allocation in whole pages, cuBLAS's handle and kernels, rabbit's kernels' code); on a GPU
     // the growth of its used memory, sampled after load and after every pass.
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "7", "--dtype", "bf16"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--seed", "7", "--dtype", "bf16"}, dir));
     REQUIRE(cudaFree(nullptr) == cudaSuccess); // the context exists before the engines: it is not theirs
     for (uint32_t slots : {1u, 2u, 3u}) {
         CudaEngineOptions probe;
@@ -396,7 +389,7 @@ TEST_CASE("a --vram-budget as large as the free memory, or larger, loads and run
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen2", "--seed", "2", "--dtype", "bf16"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen2", "--seed", "2", "--dtype", "bf16"}, dir));
 #ifdef RABBIT_CUDA_EMULATOR
     // A small device, so that the free memory is what the plan runs into.
     cuda_emu::Settings s = cuda_emu::settings();
@@ -477,7 +470,7 @@ TEST_CASE("a CudaEvent moves its event and destroys it once", "[gpu][cuda-engine
 #ifdef RABBIT_CUDA_EMULATOR
 TEST_CASE("emulated: passes copy nothing from pageable memory, spin no waits, set no attributes; a host KV cache is write-combined", "[gpu][cuda-engine][emu][streams]") {
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "4", "--dtype", "bf16"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--seed", "4", "--dtype", "bf16"}, dir));
     if (!test::gpu_available()) return;
     for (bool streaming : {false, true}) {
         INFO((streaming ? "nothing resident, KV cache on the host" : "everything resident"));
@@ -512,7 +505,7 @@ TEST_CASE("emulated: resident units share one pair of staging buffers, however m
     for (int k = 0; k < 2; ++k) {
         test::TempDir dir;
         const std::string layers = k == 0 ? "2" : "9";
-        SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--layers", layers, "--dtype", "bf16"}, dir));
+        SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--layers", layers, "--dtype", "bf16"}, dir));
         const uint64_t before = cuda_emu::counters().host_allocations;
         CudaEngine e(model, {});
         REQUIRE(e.plan().streamed_per_token == 0);
@@ -529,7 +522,7 @@ TEST_CASE("emulated: only the device asked for is probed, once", "[cuda-engine][
     cuda_emu::set_settings(s);
     const bool fresh = !cuda_emu::has_context(0);
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-llama3", "--dtype", "bf16"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-llama3", "--dtype", "bf16"}, dir));
     const uint64_t probes = cuda_emu::launches_named("probe_kernel");
     CudaEngineOptions o;
     o.device = 1;
@@ -547,7 +540,7 @@ TEST_CASE("emulated sm_75: bf16 weights in f16 with MLP activations beyond 65504
     // Gate and up projections 300 times larger: SwiGLU's outputs reach about 10^6, as Qwen2.x's
     // exceed f16's range. sm_75 has no bf16 arithmetic, so the engine computes in f16.
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen2", "--seed", "9", "--dtype", "bf16", "--mlp-scale", "300"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen2", "--seed", "9", "--dtype", "bf16", "--mlp-scale", "300"}, dir));
     cuda_emu::Settings s = cuda_emu::settings();
     const cuda_emu::Settings saved = s;
     s.arch = 75;

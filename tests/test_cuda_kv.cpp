@@ -20,25 +20,6 @@
 
 using namespace rabbit;
 
-#ifdef RABBIT_HAVE_CUDA
-namespace {
-
-std::string make_split(const std::vector<std::string>& genmodel_args, const test::TempDir& dir) {
-    std::vector<std::string> args = genmodel_args;
-    args.insert(args.end(), {"-o", dir / "hf"});
-    REQUIRE(test::run_program(test::genmodel_bin(), args).exit_code == 0);
-    return test::split_into(dir / "hf", dir / "split");
-}
-
-// Crosses kv_attention's blocks of 256 positions; in parts of --batch when the options say so.
-std::vector<int32_t> long_prompt(size_t n, int32_t vocab) {
-    std::vector<int32_t> p;
-    for (size_t i = 0; i < n; ++i) p.push_back(int32_t((i * 53 + 7) % size_t(vocab)));
-    return p;
-}
-
-} // namespace
-#endif
 
 TEST_CASE("a host KV cache attended on the CPU gives the logits of the cache on the device", "[gpu][cuda-engine][kv]") {
     if (!test::gpu_available()) return;
@@ -47,8 +28,8 @@ TEST_CASE("a host KV cache attended on the CPU gives the logits of the cache on 
     for (const char* dtype : {"f32", "bf16"}) {
         INFO(preset << " " << dtype);
         test::TempDir dir;
-        SplitModel model = SplitModel::open(make_split({"-p", preset, "--seed", "9", "--dtype", dtype}, dir));
-        const std::vector<int32_t> prompt = long_prompt(300, int32_t(model.config().vocab_size));
+        SplitModel model = SplitModel::open(test::generate_and_split({"-p", preset, "--seed", "9", "--dtype", dtype}, dir));
+        const std::vector<int32_t> prompt = test::long_prompt(300, int32_t(model.config().vocab_size));
         CudaEngineOptions on_device;
         on_device.batch = 128;
         CudaEngine reference(model, on_device);
@@ -89,8 +70,8 @@ TEST_CASE("the CUDA engine's --kv-dtype: a bf16 or f16 cache under f32 weights m
     if (!test::gpu_available()) return;
 #ifdef RABBIT_HAVE_CUDA
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "4", "--dtype", "f32"}, dir));
-    const std::vector<int32_t> prompt = long_prompt(40, int32_t(model.config().vocab_size));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--seed", "4", "--dtype", "f32"}, dir));
+    const std::vector<int32_t> prompt = test::long_prompt(40, int32_t(model.config().vocab_size));
     for (DType t : {DType::bf16, DType::f16, DType::f32}) {
         INFO(dtype_name(t));
         EngineOptions co;

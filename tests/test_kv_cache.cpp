@@ -25,20 +25,6 @@ using namespace rabbit;
 
 namespace {
 
-std::string make_split(const std::vector<std::string>& genmodel_args, const test::TempDir& dir) {
-    std::vector<std::string> args = genmodel_args;
-    args.insert(args.end(), {"-o", dir / "hf"});
-    REQUIRE(test::run_program(test::genmodel_bin(), args).exit_code == 0);
-    return test::split_into(dir / "hf", dir / "split");
-}
-
-// A prompt long enough to cross several of kv_attention's blocks of positions.
-std::vector<int32_t> long_prompt(size_t n, int32_t vocab) {
-    std::vector<int32_t> p;
-    for (size_t i = 0; i < n; ++i) p.push_back(int32_t((i * 37 + 11) % size_t(vocab)));
-    return p;
-}
-
 struct Shape {
     size_t tokens, heads, kv_heads, head_dim, pos, window;
 };
@@ -121,7 +107,7 @@ TEST_CASE("the planner and the KV sizes count the cache's type", "[kv][plan]") {
     REQUIRE(kv_cache_bytes(c, 4096, DType::f16) == 4096ull * 57344);
 
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32"}, dir));
     MemoryPlanInput in;
     in.config = model.config();
     in.units = plan_units(model.manifest().units);
@@ -165,8 +151,8 @@ TEST_CASE("the CPU engine with a bf16, f16 or q8_0 KV cache: the f32 cache's log
                            Case{qwen3, DType::f16, 4e-3}, Case{qwen3, DType::q8_0, 3e-2}}) {
         INFO(cs.genmodel[1] << ", --kv-dtype " << dtype_name(cs.type));
         test::TempDir dir;
-        SplitModel model = SplitModel::open(make_split(cs.genmodel, dir));
-        const std::vector<int32_t> prompt = long_prompt(300, int32_t(model.config().vocab_size));
+        SplitModel model = SplitModel::open(test::generate_and_split(cs.genmodel, dir));
+        const std::vector<int32_t> prompt = test::long_prompt(300, int32_t(model.config().vocab_size));
         EngineOptions o;
         o.batch = 128; // the prompt in three parts, the later ones attending the earlier ones' cache
         CpuEngine reference(model, o);
@@ -185,7 +171,7 @@ TEST_CASE("the CPU engine with a bf16, f16 or q8_0 KV cache: the f32 cache's log
 
 TEST_CASE("a q8_0 KV cache on a head_dim that is not whole blocks is refused in one line", "[kv][engine]") {
     test::TempDir dir;
-    SplitModel model = SplitModel::open(make_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32"}, dir));
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32"}, dir));
     EngineOptions o;
     o.kv_dtype = DType::q8_0; // head_dim 24
     REQUIRE_THROWS_WITH(CpuEngine(model, o), Catch::Contains("multiple of 32") && Catch::Contains("24"));
@@ -193,7 +179,7 @@ TEST_CASE("a q8_0 KV cache on a head_dim that is not whole blocks is refused in 
 
 TEST_CASE("inspect shows the KV bytes per position and at --ctx in each place, and the most context each tier holds", "[kv][cli]") {
     test::TempDir dir;
-    const std::string split = make_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32", "--head-dim", "32"}, dir);
+    const std::string split = test::generate_and_split({"-p", "tiny-qwen3", "--seed", "2", "--dtype", "f32", "--head-dim", "32"}, dir);
     const ModelConfig c = SplitModel::open(split).config();
     const test::RunResult r = test::run_rabbit({"inspect", split, "--ctx", "1000", "--vram-budget", "1G", "--ram-budget",
                                                 "64M", "--kv-dtype", "q8_0"});
