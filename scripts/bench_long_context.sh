@@ -10,7 +10,7 @@
 # streamed). The decode row's ms/token is the figure; a step at context P reads P positions of
 # the cache in every layer. The per-layer part scales to the full 28 layers; the docs say how.
 # Environment: RABBIT (default build-emu/rabbit), RABBIT_GENMODEL, DIR (default
-# /tmp/rabbit-long-context), GEN, THREADS. Waits while /work/notes/QUIET exists, between runs.
+# /tmp/rabbit-long-context), GEN, THREADS.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 rabbit=${RABBIT:-$repo/build-emu/rabbit}
@@ -21,12 +21,9 @@ dir=${DIR:-/tmp/rabbit-long-context}
 gen=${GEN:-8}
 threads=${THREADS:-0}
 
-quiet() { while [ -e /work/notes/QUIET ]; do sleep 20; done; }
-
 mkdir -p "$dir"
 model=$dir/qwen2.5-7b-L$layers
 if [ ! -f "$model/split/manifest.json" ]; then
-  quiet
   mkdir -p "$model"
   "$genmodel" -p qwen2.5-7b --layers "$layers" --dtype bf16 --seed 7 -o "$model/hf" >/dev/null
   "$rabbit" -q split "$model/hf" -o "$model/split"
@@ -34,7 +31,6 @@ if [ ! -f "$model/split/manifest.json" ]; then
 fi
 "$rabbit" inspect "$model/split" --ctx 32768 | grep -E "^(shape|per token|KV cache)"
 for ctx in $contexts; do
-  quiet
   echo "== context $ctx: prompt $((ctx - gen)) tokens, then $gen decode steps"
   "$rabbit" bench -m "$model/split" --backend cpu --ram-budget 0 --prompt-len $((ctx - gen)) --gen "$gen" \
     --repeat 1 --warmup 0 --threads "$threads" --read-bytes 0 --ctx "$ctx" --json "$dir/bench-$layers-$ctx.json"

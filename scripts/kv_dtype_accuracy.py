@@ -10,25 +10,17 @@ first difference.
 
   scripts/kv_dtype_accuracy.py --model DIR_OR_GGUF [--prompt TEXT] [-n 128] [--rabbit build-emu/rabbit]
 
-Waits while /work/notes/QUIET exists (a shared development machine), between runs.
 """
 import argparse
 import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 
-def wait_quiet():
-    while os.path.exists("/work/notes/QUIET"):
-        time.sleep(20)
-
-
 def run(rabbit, model, prompt, n, kv, out, device):
-    wait_quiet()
     cmd = [rabbit, "-q", "run", "-m", model, "-p", prompt, "-n", str(n), "--temp", "0", "--ignore-eos",
            "--device", device, "--kv-dtype", kv, "--dump-logits", out]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

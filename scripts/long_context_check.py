@@ -17,7 +17,6 @@ within the f32 KV cache of the prompt plus --ram-budget plus a fixed allowance f
 activations of one --batch part and the process itself (ALLOWANCE, below); then dumping every
 prompt row's logits, of which the last --last are compared. Exit 1 when either check fails.
 
-Waits while /work/notes/QUIET exists (a shared development machine) before each heavy step.
 """
 import argparse
 import json
@@ -40,11 +39,6 @@ WORDS = ("time river house light green small water open night story old city gar
          "music window morning friend quiet winter road letter cold bright paper mountain dream "
          "summer child apple market bridge forest silver table voice candle ocean pocket valley "
          "lantern harbor meadow thunder whisper journey castle ribbon orchard").split()
-
-
-def wait_quiet():
-    while os.path.exists("/work/notes/QUIET"):
-        time.sleep(20)
 
 
 def parse_size(text):
@@ -78,7 +72,6 @@ def rabbit_run(rabbit, gguf, text, ram_budget, dump=None):
            "--ignore-eos", "--device", "cpu", "--kv-dtype", "f32", "--ram-budget", ram_budget]
     if dump:
         cmd += ["--dump-logits", dump]
-    wait_quiet()
     t0 = time.time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.time() - t0
@@ -89,7 +82,6 @@ def transformers_logits(f32_dir, ids, last):
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(f32_dir, torch_dtype=torch.float32, attn_implementation="sdpa")
     model.eval()
-    wait_quiet()
     with torch.no_grad():
         out = model(torch.tensor([ids]), logits_to_keep=last)
     return out.logits[0].double().numpy()
@@ -108,7 +100,6 @@ def main():
 
     f32_dir = os.path.join(args.work, "f32")
     if not os.path.exists(os.path.join(f32_dir, "config.json")):
-        wait_quiet()
         subprocess.run([sys.executable, os.path.join(HERE, "gguf_reference.py"), args.gguf, "--save-f32", f32_dir],
                        check=True)
     cfg = json.load(open(os.path.join(f32_dir, "config.json")))
