@@ -37,19 +37,6 @@ struct ParallelResult {
     }
 };
 
-// n random ids from seed: each sequence its own prompt.
-std::vector<int32_t> random_ids(const ModelConfig& c, size_t n, uint64_t seed) {
-    std::vector<int32_t> ids(n);
-    uint64_t x = 0x9e3779b97f4a7c15ull ^ (seed * 0xbf58476d1ce4e5b9ull);
-    for (auto& id : ids) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        id = int32_t(x % c.vocab_size);
-    }
-    return ids;
-}
-
 // One run: every sequence's prompt in shared passes, then --gen passes of one token each.
 ParallelRun run_once(Engine& e, const std::vector<std::vector<int32_t>>& prompts, size_t gen) {
     const size_t n = prompts.size(), vocab = e.config().vocab_size;
@@ -90,7 +77,7 @@ void measure(const SplitModel& model, const Settings& s, ParallelResult& p) {
     p.sequences = std::min(p.asked, e->max_slots());
     e->set_slots(p.sequences);
     std::vector<std::vector<int32_t>> prompts;
-    for (size_t k = 0; k < p.sequences; ++k) prompts.push_back(random_ids(model.config(), s.prompt_len, k));
+    for (size_t k = 0; k < p.sequences; ++k) prompts.push_back(bench_prompt(model.config(), s.prompt_len, k));
     for (size_t w = 0; w < s.warmup; ++w) run_once(*e, prompts, s.gen);
     for (size_t k = 0; k < s.repeat; ++k) p.runs.push_back(run_once(*e, prompts, s.gen));
 }
@@ -141,6 +128,18 @@ void write_results(const std::string& path, const SplitModel& model, const Setti
 }
 
 } // namespace
+
+std::vector<int32_t> bench_prompt(const ModelConfig& c, size_t n, uint64_t seed) {
+    std::vector<int32_t> ids(n);
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ (seed * 0xbf58476d1ce4e5b9ull);
+    for (auto& id : ids) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        id = int32_t(x % c.vocab_size);
+    }
+    return ids;
+}
 
 int run_parallel_bench(const SplitModel& model, const std::vector<BenchConfig>& configs, const Settings& s,
                        const std::vector<size_t>& counts, const std::string& json) {

@@ -9,6 +9,7 @@
 #include "cli/bench_report.h"
 #include "engine/engine.h"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,11 @@
 namespace rabbit {
 
 class SplitModel;
+
+// A prompt of n random ids below the vocabulary's size, one per seed (each sequence its own):
+// the speed of a pass does not depend on which ids they are, and random ids make no special
+// case of any. Seed 0 is every plain `bench` configuration's prompt.
+std::vector<int32_t> bench_prompt(const ModelConfig& c, size_t n, uint64_t seed = 0);
 
 // cmd_bench.cpp's engine for a configuration, with KV caches planned for `sequences`.
 std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r,

@@ -103,20 +103,6 @@ Sample run_once_draft(Engine& engine, BenchDraft& d, const std::vector<int32_t>&
     return x;
 }
 
-// A prompt of random ids, the same for every configuration: the speed of a pass does not
-// depend on which ids they are, and random ids make no special case of any.
-std::vector<int32_t> bench_prompt(const ModelConfig& c, size_t n) {
-    std::vector<int32_t> ids(n);
-    uint64_t x = 0x9e3779b97f4a7c15ull;
-    for (auto& id : ids) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        id = int32_t(x % c.vocab_size);
-    }
-    return ids;
-}
-
 Sample run_once(Engine& engine, const std::vector<int32_t>& prompt, size_t gen) {
     SamplingParams greedy;
     Sampler sampler(greedy);

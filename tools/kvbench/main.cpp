@@ -103,20 +103,7 @@ Timing rows_step(ThreadPool& pool, const Shape& s, size_t ctx, DType t, int roun
     }
     const std::vector<float> q = random_floats(s.heads * hd, rng);
     std::vector<float> out(s.heads * hd);
-    KvAttentionParams p;
-    p.q = q.data();
-    p.q_stride = q.size();
-    p.out = out.data();
-    p.out_stride = out.size();
-    p.k = kp.data();
-    p.v = vp.data();
-    p.type = t;
-    p.tokens = 1;
-    p.heads = s.heads;
-    p.kv_heads = s.kv_heads;
-    p.head_dim = hd;
-    p.pos = ctx - 1;
-    p.scale = 1.0f / std::sqrt(float(hd));
+    const KvAttentionParams p = kv_decode_params(q.data(), out.data(), kp.data(), vp.data(), t, s.heads, s.kv_heads, hd, ctx);
     return time_steps(rounds, [&] { kv_attention(pool, p); });
 }
 

@@ -151,4 +151,23 @@ void kv_attention(ThreadPool& pool, const KvAttentionParams& p) {
     }
 }
 
+KvAttentionParams kv_decode_params(const float* q, float* out, const uint8_t* const* k, const uint8_t* const* v, DType type,
+                                   size_t heads, size_t kv_heads, size_t head_dim, size_t positions) {
+    KvAttentionParams p;
+    p.q = q;
+    p.q_stride = heads * head_dim;
+    p.out = out;
+    p.out_stride = heads * head_dim;
+    p.k = k;
+    p.v = v;
+    p.type = type;
+    p.tokens = 1;
+    p.heads = heads;
+    p.kv_heads = kv_heads;
+    p.head_dim = head_dim;
+    p.pos = positions - 1;
+    p.scale = 1.0f / std::sqrt(float(head_dim));
+    return p;
+}
+
 } // namespace rabbit

@@ -41,6 +41,11 @@ struct KvAttentionParams {
     float scale = 1.0f;
 };
 
+// One decode step's parameters: a token at position `positions - 1` over that many positions,
+// its q and out [heads * head_dim] packed, the scale 1/sqrt(head_dim), no window.
+KvAttentionParams kv_decode_params(const float* q, float* out, const uint8_t* const* k, const uint8_t* const* v, DType type,
+                                   size_t heads, size_t kv_heads, size_t head_dim, size_t positions);
+
 // Causal grouped-query attention of p.tokens tokens over the cache, on the pool's threads.
 void kv_attention(ThreadPool& pool, const KvAttentionParams& p);
 

@@ -46,20 +46,8 @@ double cpu_attention_rate(ThreadPool& pool, const ModelConfig& c, DType type, si
         kp.push_back(k[g].data());
         vp.push_back(v[g].data());
     }
-    KvAttentionParams p;
-    p.q = q.data();
-    p.q_stride = q.size();
-    p.out = out.data();
-    p.out_stride = q.size();
-    p.k = kp.data();
-    p.v = vp.data();
-    p.type = type;
-    p.tokens = 1;
-    p.heads = c.num_heads;
-    p.kv_heads = c.num_kv_heads;
-    p.head_dim = hd;
-    p.pos = positions - 1;
-    p.scale = 1.0f / std::sqrt(float(hd));
+    const KvAttentionParams p =
+        kv_decode_params(q.data(), out.data(), kp.data(), vp.data(), type, c.num_heads, c.num_kv_heads, hd, positions);
     kv_attention(pool, p);
     double best = 1e30;
     for (int i = 0; i < 3; ++i) {
