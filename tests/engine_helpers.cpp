@@ -28,13 +28,18 @@ std::vector<int32_t> long_prompt(size_t n, int32_t vocab) {
 }
 
 std::string split_into(const std::string& src, const std::string& out, DTypeChoice dtype) {
+    split_quietly(src, out, dtype);
+    return out;
+}
+
+SplitResult split_quietly(const std::string& src, const std::string& out, DTypeChoice dtype, size_t chunk) {
     SplitOptions opt;
     opt.model_dir = src;
     opt.out_dir = out;
     opt.dtype = dtype;
+    opt.chunk_bytes = chunk;
     SplitProgress quiet;
-    run_split(opt, quiet);
-    return out;
+    return run_split(opt, quiet);
 }
 
 std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, size_t total) {

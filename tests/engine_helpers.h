@@ -6,6 +6,7 @@
 #include "engine/engine.h"
 #include "helpers.h" // worst_error, rms
 #include "split/plan.h"
+#include "split/splitter.h"
 
 #include <cstdint>
 #include <string>
@@ -15,6 +16,9 @@ namespace rabbit::test {
 
 // Splits the Hugging Face directory src into out (quietly); returns out.
 std::string split_into(const std::string& src, const std::string& out, DTypeChoice dtype = DTypeChoice::automatic);
+// The same, with the splitter's chunk size, returning what it reports.
+SplitResult split_quietly(const std::string& src, const std::string& out, DTypeChoice dtype = DTypeChoice::automatic,
+                          size_t chunk = 16u << 20);
 
 // rabbit-genmodel with `genmodel_args` into dir/hf, split into dir/split; returns the split.
 std::string generate_and_split(const std::vector<std::string>& genmodel_args, const TempDir& dir);

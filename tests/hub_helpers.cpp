@@ -37,8 +37,6 @@ void walk(const std::string& dir, const std::string& prefix, const std::function
     ::closedir(d);
 }
 
-std::string etag_of(const fakehub::RepoFile& f) { return f.lfs ? sha256_hex(f.content) : git_blob_sha1_hex(f.content); }
-
 } // namespace
 
 std::map<std::string, std::string> HubFixture::env() const {

@@ -99,7 +99,7 @@ std::vector<uint8_t> random_blocks(DType t, size_t rows, size_t cols, uint32_t s
     return b;
 }
 
-std::vector<float> dequantized(DType t, const std::vector<uint8_t>& blocks, size_t rows, size_t cols) {
+std::vector<float> dequantized_rows(DType t, const std::vector<uint8_t>& blocks, size_t rows, size_t cols) {
     std::vector<float> w(rows * cols);
     for (size_t r = 0; r < rows; ++r) dequantize(t, blocks.data() + r * dtype_row_bytes(t, cols), w.data() + r * cols, cols);
     return w;
@@ -229,7 +229,7 @@ TEST_CASE("quantized matvec: every type, 1..8 tokens, odd rows, wide ldy, every 
     for (DType t : k_quant_types)
         for (const auto& sh : shapes) {
             const std::vector<uint8_t> blocks = random_blocks(t, sh.rows, sh.cols, seed++);
-            const std::vector<float> w = dequantized(t, blocks, sh.rows, sh.cols);
+            const std::vector<float> w = dequantized_rows(t, blocks, sh.rows, sh.cols);
             const DevBuf dw = to_device(blocks);
             for (Elem act : k_acts)
                 for (size_t m = 1; m <= size_t(k_matvec_max_tokens); ++m) {
@@ -265,7 +265,7 @@ TEST_CASE("quantized rows dequantize to f32, f16 and bf16, gathered by id or in 
     uint32_t seed = 100;
     for (DType t : k_quant_types) {
         const std::vector<uint8_t> blocks = random_blocks(t, rows, cols, seed++);
-        const std::vector<float> w = dequantized(t, blocks, rows, cols);
+        const std::vector<float> w = dequantized_rows(t, blocks, rows, cols);
         const DevBuf dw = to_device(blocks);
         const std::vector<int32_t> ids = {8, 0, 3, 3, 7};
         const DevBuf dids = to_device(ids);
@@ -320,7 +320,7 @@ TEST_CASE("weight_product: quantized decode and tiled prefill, float weights of 
             blocks.resize(rows * cols * dtype_size(t));
             convert_elements(v.data(), DType::f32, blocks.data(), t, v.size());
         }
-        const std::vector<float> w = dequantized(t, blocks, rows, cols);
+        const std::vector<float> w = dequantized_rows(t, blocks, rows, cols);
         const DevBuf dw = to_device(blocks);
         Matrix mw{dw.get(), t, rows, cols};
         for (Elem act : k_acts)

@@ -189,7 +189,7 @@ Outputs want_topk(const TopkCase& c, const LogitsData& d) {
     return {want_exact("ids", as_floats(ids)), want_exact("values", values)};
 }
 
-const bool k_registered = [] {
+const bool k_registered_sampling = [] {
     register_row<GemmCase, GemmData>({"gemm", gemm_cases(), describe_gemm, draw_gemm, want_gemm,
         {cpu_gemm, "matmul, also with f32 activations and a bias"},
         {RABBIT_CUDA_RUNNER(cuda_gemm), "activations in the weights' type, no bias (the CUDA engine's)", cuda_takes_gemm}});

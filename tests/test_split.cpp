@@ -8,6 +8,7 @@
 #include "common/file_io.h"
 #include "format/safetensors.h"
 #include "format/split_model.h"
+#include "engine_helpers.h"
 #include "genmodel.h"
 #include "helpers.h"
 #include "split/splitter.h"
@@ -18,6 +19,7 @@
 #include <map>
 
 using namespace rabbit;
+using rabbit::test::split_quietly;
 
 namespace {
 
@@ -130,17 +132,6 @@ void verify_split(const std::string& src_dir, const std::string& out_dir, std::o
     }
 }
 
-SplitResult split(const std::string& src, const std::string& out, DTypeChoice dtype = DTypeChoice::automatic,
-                  size_t chunk = 16u << 20) {
-    SplitOptions opt;
-    opt.model_dir = src;
-    opt.out_dir = out;
-    opt.dtype = dtype;
-    opt.chunk_bytes = chunk;
-    SplitProgress quiet;
-    return run_split(opt, quiet);
-}
-
 std::string generate(const test::TempDir& dir, const std::string& name, const std::string& preset, DType dtype,
                      uint32_t shards, bool alias = false) {
     GenSpec spec = preset_spec(preset);
@@ -171,7 +162,7 @@ TEST_CASE("split round-trips every architecture, dtype and sharding", "[split]")
                            Case{DTypeChoice::f32, DType::f32}}) {
                 INFO(preset << " from " << dtype_name(src_dtype) << " --dtype " << dtype_choice_name(c.choice));
                 const std::string out = src + "-split-" + dtype_choice_name(c.choice);
-                SplitResult r = split(src, out, c.choice);
+                SplitResult r = split_quietly(src, out, c.choice);
                 REQUIRE(!r.up_to_date);
                 REQUIRE(r.units_written == r.units_total);
                 verify_split(src, out, c.stored);
@@ -186,7 +177,7 @@ TEST_CASE("split of the real tinystories-656k keeps f32, stores the tied embeddi
     test::TempDir dir;
     const std::string src = test::tinystories_dir();
     REQUIRE(test::exists(src + "/model.safetensors"));
-    SplitResult r = split(src, dir / "f32");
+    SplitResult r = split_quietly(src, dir / "f32");
     REQUIRE(r.dtype == "f32");
     REQUIRE(r.units_total == 4); // embed, 2 layers, norm: no lm_head, it is tied
     verify_split(src, dir / "f32", DType::f32);
@@ -201,7 +192,7 @@ TEST_CASE("split of the real tinystories-656k keeps f32, stores the tied embeddi
     }
     REQUIRE(s.manifest().files.size() == 5);
 
-    split(src, dir / "bf16", DTypeChoice::bf16);
+    split_quietly(src, dir / "bf16", DTypeChoice::bf16);
     verify_split(src, dir / "bf16", DType::bf16);
     REQUIRE(SplitModel::open(dir / "bf16").manifest().dtype == "bf16");
 }
@@ -211,7 +202,7 @@ TEST_CASE("a tied embedding stored once under lm_head.weight, with a metadata al
     const std::string src = generate(dir, "alias", "tiny-qwen2", DType::f32, 1, true);
     SourceModel s(src);
     REQUIRE(s.has("model.embed_tokens.weight")); // through the alias only
-    split(src, dir / "out");
+    split_quietly(src, dir / "out");
     verify_split(src, dir / "out", DType::f32);
 
     // Without the alias, a tied model that stores only lm_head.weight still splits: the tie
@@ -223,7 +214,7 @@ TEST_CASE("a tied embedding stored once under lm_head.weight, with a metadata al
     bytes.replace(at, alias.size(), "\"model.embed_tokens.weighX\":\"lm_head.weight\""); // same length
     test::write_file(src + "/model.safetensors", bytes);
     REQUIRE(!SourceModel(src).has("model.embed_tokens.weight"));
-    split(src, dir / "out2");
+    split_quietly(src, dir / "out2");
     SplitModel out2 = SplitModel::open(dir / "out2");
     SplitModel out1 = SplitModel::open(dir / "out");
     REQUIRE(out2.manifest().units.front().xxh3 == out1.manifest().units.front().xxh3);
@@ -232,8 +223,8 @@ TEST_CASE("a tied embedding stored once under lm_head.weight, with a metadata al
 TEST_CASE("chunk size changes nothing: a 4 KiB chunk gives the same bytes as 16 MiB", "[split]") {
     test::TempDir dir;
     const std::string src = generate(dir, "m", "tiny-qwen3", DType::f32, 2);
-    split(src, dir / "big", DTypeChoice::bf16);
-    split(src, dir / "small", DTypeChoice::bf16, 4096);
+    split_quietly(src, dir / "big", DTypeChoice::bf16);
+    split_quietly(src, dir / "small", DTypeChoice::bf16, 4096);
     for (const auto& name : test::list_files(dir / "big")) {
         INFO(name);
         REQUIRE(test::read_file(dir / "big" + "/" + name) == test::read_file(dir / "small" + "/" + name));
@@ -244,14 +235,14 @@ TEST_CASE("a second split of the same model is up to date, forcing rewrites it, 
           "[split]") {
     test::TempDir dir;
     const std::string src = generate(dir, "m", "tiny-llama3", DType::bf16, 1);
-    split(src, dir / "out");
+    split_quietly(src, dir / "out");
     const auto before = test::file_id(dir / "out/layer.001.rbt");
-    SplitResult again = split(src, dir / "out");
+    SplitResult again = split_quietly(src, dir / "out");
     REQUIRE(again.up_to_date);
     REQUIRE(again.units_reused == again.units_total);
     REQUIRE(test::file_id(dir / "out/layer.001.rbt") == before);
 
-    REQUIRE_THROWS_WITH(split(src, dir / "out", DTypeChoice::f32), Catch::Contains("already holds a split of another model or with other options"));
+    REQUIRE_THROWS_WITH(split_quietly(src, dir / "out", DTypeChoice::f32), Catch::Contains("already holds a split of another model or with other options"));
     REQUIRE(test::exists(dir / "out/manifest.json")); // the refusal changed nothing
 
     SplitOptions opt;
@@ -350,8 +341,8 @@ TEST_CASE("splitting is deterministic", "[split]") {
     const std::string a = generate(dir, "a", "tiny-qwen2", DType::bf16, 2);
     const std::string b = generate(dir, "b", "tiny-qwen2", DType::bf16, 2);
     REQUIRE(test::read_file(a + "/model-00002-of-00002.safetensors") == test::read_file(b + "/model-00002-of-00002.safetensors"));
-    split(a, dir / "outa");
-    split(b, dir / "outb");
+    split_quietly(a, dir / "outa");
+    split_quietly(b, dir / "outb");
     SplitModel sa = SplitModel::open(dir / "outa"), sb = SplitModel::open(dir / "outb");
     REQUIRE(sa.manifest().units.size() == sb.manifest().units.size());
     for (size_t i = 0; i < sa.manifest().units.size(); ++i) REQUIRE(sa.manifest().units[i].xxh3 == sb.manifest().units[i].xxh3);

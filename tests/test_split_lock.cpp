@@ -84,7 +84,7 @@ bool wait_for_text(const std::string& path, const std::string& what) {
 }
 
 // A model of a few MiB, so that a split lasts long enough for others to arrive during it.
-std::string make_model(const test::TempDir& dir) {
+std::string make_lock_model(const test::TempDir& dir) {
     GenSpec spec = preset_spec("tiny-llama3");
     spec.shards = 2;
     spec.dtype = DType::bf16;
@@ -130,7 +130,7 @@ TEST_CASE("concurrent first runs of an unsplit model split it once and all use i
 
 TEST_CASE("two rabbit split into one OUT: one writes and the other finds it complete", "[split][lock]") {
     test::TempDir dir;
-    const std::string src = make_model(dir);
+    const std::string src = make_lock_model(dir);
     const std::string out = dir / "out";
     for (int round = 0; round < 3; ++round) {
         INFO("round " << round);
@@ -151,7 +151,7 @@ TEST_CASE("two rabbit split into one OUT: one writes and the other finds it comp
 
 TEST_CASE("a killed lock holder is no deadlock: the next split proceeds", "[split][lock]") {
     test::TempDir dir;
-    const std::string src = make_model(dir);
+    const std::string src = make_lock_model(dir);
     const std::string out = dir / "out";
     const std::string lock = split_lock_path(out);
     REQUIRE(lock == out + ".lock");

@@ -25,6 +25,7 @@
 #include <set>
 
 using namespace rabbit;
+using rabbit::test::split_quietly;
 
 namespace {
 
@@ -77,16 +78,6 @@ std::string gen_preset(const test::TempDir& dir, const std::string& preset, DTyp
     spec.seed = 11;
     generate_model(spec, dir / preset);
     return dir / preset;
-}
-
-SplitResult split(const std::string& src, const std::string& out, DTypeChoice dtype, size_t chunk = 16u << 20) {
-    SplitOptions opt;
-    opt.model_dir = src;
-    opt.out_dir = out;
-    opt.dtype = dtype;
-    opt.chunk_bytes = chunk;
-    SplitProgress quiet;
-    return run_split(opt, quiet);
 }
 
 // ---- llama.cpp's rules, restated ---------------------------------------------------------------
@@ -352,7 +343,7 @@ TEST_CASE("split --dtype writes each quantized type: types, bytes, norms f32, va
         for (const std::string& src : {untied, tied}) {
             INFO(src << " --dtype " << dtype_choice_name(c));
             const std::string out = src + "-" + dtype_choice_name(c);
-            SplitResult r = split(src, out, c);
+            SplitResult r = split_quietly(src, out, c);
             REQUIRE(r.units_written == r.units_total);
             const Checked got = verify_quant_split(src, out, c);
             const SplitModel opened = SplitModel::open(out);
@@ -385,8 +376,8 @@ TEST_CASE("quantizing in small chunks gives the same bytes; an interrupted quant
     if (!quantizer_ready("chunks and resume")) return;
     test::TempDir dir;
     const std::string src = k_model(dir, "m", false);
-    split(src, dir / "big", DTypeChoice::q4_k_m);
-    split(src, dir / "small", DTypeChoice::q4_k_m, 4096); // 4 KiB: a few rows of a 256-wide bf16 matrix
+    split_quietly(src, dir / "big", DTypeChoice::q4_k_m);
+    split_quietly(src, dir / "small", DTypeChoice::q4_k_m, 4096); // 4 KiB: a few rows of a 256-wide bf16 matrix
     for (const auto& name : test::list_files(dir / "big")) {
         INFO(name);
         REQUIRE(test::read_file(dir / "big" + "/" + name) == test::read_file(dir / "small" + "/" + name));
@@ -414,8 +405,8 @@ TEST_CASE("quantizing in small chunks gives the same bytes; an interrupted quant
         REQUIRE(test::read_file(dir / "big" + "/" + name) == test::read_file(dir / "resumed" + "/" + name));
     }
     // The same split again is up to date; another --dtype into it is refused.
-    REQUIRE(split(src, dir / "resumed", DTypeChoice::q4_k_m).up_to_date);
-    REQUIRE_THROWS_WITH(split(src, dir / "resumed", DTypeChoice::q8_0), Catch::Contains("with other options"));
+    REQUIRE(split_quietly(src, dir / "resumed", DTypeChoice::q4_k_m).up_to_date);
+    REQUIRE_THROWS_WITH(split_quietly(src, dir / "resumed", DTypeChoice::q8_0), Catch::Contains("with other options"));
 }
 
 TEST_CASE("a source value that is NaN cannot be quantized: one line naming the tensor", "[split][quant]") {
@@ -431,7 +422,7 @@ TEST_CASE("a source value that is NaN cannot be quantized: one line naming the t
     const float nan = std::nanf("");
     std::memcpy(&bytes[size_t(h.data_start + down->begin + 4 * 1000)], &nan, 4);
     test::write_file(src + "/model.safetensors", bytes);
-    REQUIRE_THROWS_WITH(split(src, dir / "out", DTypeChoice::q8_0), Catch::Contains("NaN or infinity") && Catch::Contains("model.layers.1.mlp.down_proj.weight"));
+    REQUIRE_THROWS_WITH(split_quietly(src, dir / "out", DTypeChoice::q8_0), Catch::Contains("NaN or infinity") && Catch::Contains("model.layers.1.mlp.down_proj.weight"));
 }
 
 TEST_CASE("tinystories-656k splits with every quantized --dtype (k-quants fall back: hidden 128)", "[split][quant][tinystories]") {
@@ -441,7 +432,7 @@ TEST_CASE("tinystories-656k splits with every quantized --dtype (k-quants fall b
     for (DTypeChoice c : k_quant_choices) {
         INFO("--dtype " << dtype_choice_name(c));
         const std::string out = dir / dtype_choice_name(c);
-        split(src, out, c);
+        split_quietly(src, out, c);
         verify_quant_split(src, out, c);
     }
     // q4_k_m on 2 layers of 128: q4_k -> q5_0 everywhere, layer 1's v and down (q6_k) -> q8_0,
@@ -511,7 +502,7 @@ TEST_CASE("inspect lists every --dtype's size and bytes per token; a quantized s
     REQUIRE_THAT(text.out, Catch::Contains("--dtype") && Catch::Contains("per token") && Catch::Contains("q4_k_m   mixed"));
 
     if (!quantizer_ready("inspect of a quantized split")) return;
-    split(src, dir / "q", DTypeChoice::q4_k_m);
+    split_quietly(src, dir / "q", DTypeChoice::q4_k_m);
     test::RunResult q = test::run_rabbit({"inspect", dir / "q", "--json"});
     REQUIRE(q.exit_code == 0);
     JsonDocument qdoc(q.out, "inspect output");

@@ -6,6 +6,7 @@
 #include "cli/pull_progress.h"
 #include "common/error.h"
 #include "common/file_io.h"
+#include "common/strings.h"
 #include "common/units.h"
 #include "format/split_model.h"
 #include "hub/hf_cache.h"
@@ -26,10 +27,6 @@
 namespace rabbit {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 std::string repo_name(const HubId& id) {
     std::string n = id.repo;

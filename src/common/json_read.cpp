@@ -86,6 +86,12 @@ std::optional<element> json_field(simdjson::dom::object obj, std::string_view ke
     return e;
 }
 
+std::optional<element> json_value(simdjson::dom::object obj, std::string_view key) {
+    auto e = json_field(obj, key);
+    if (!e || e->is_null()) return std::nullopt;
+    return e;
+}
+
 std::string json_preview(element e) {
     std::ostringstream os;
     os << e;

@@ -32,6 +32,8 @@ private:
 
 // A field of an object, or nullopt when absent (JSON null counts as present).
 std::optional<simdjson::dom::element> json_field(simdjson::dom::object obj, std::string_view key);
+// A field that is present and not JSON null, or nullopt.
+std::optional<simdjson::dom::element> json_value(simdjson::dom::object obj, std::string_view key);
 
 // Typed reads; on a wrong type they throw bad_input(file, "<what> must be <type>").
 uint64_t json_to_uint(simdjson::dom::element e, const std::string& file, const std::string& what);

@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_writer.h"
+#include "common/strings.h"
 #include "format/gguf_rope.h"
 #include "format/gguf_tokenizer.h"
 
@@ -257,11 +258,6 @@ std::pair<std::string, std::string> split_path(const std::string& path) {
     const size_t slash = path.find_last_of('/');
     if (slash == std::string::npos) return {".", path};
     return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
-}
-
-bool ends_with(const std::string& s, const char* suffix) {
-    const size_t n = std::char_traits<char>::length(suffix);
-    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
 }
 
 // llama.cpp's converter reorders the rows of a llama model's q and k (and their biases) per

@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 #include "common/file_io.h"
+#include "common/strings.h"
 
 #include <algorithm>
 #include <cctype>
@@ -13,15 +14,6 @@
 namespace rabbit {
 
 namespace {
-
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v && *v ? v : "";
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 std::string lower(std::string s) {
     for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
@@ -64,11 +56,11 @@ bool has_tag(const std::string& name, const std::string& quant) {
 } // namespace
 
 std::string hf_hub_cache_dir() {
-    if (std::string c = env("HF_HUB_CACHE"); !c.empty()) return c;
-    if (std::string c = env("HUGGINGFACE_HUB_CACHE"); !c.empty()) return c;
-    if (std::string h = env("HF_HOME"); !h.empty()) return join_path(h, "hub");
-    if (std::string x = env("XDG_CACHE_HOME"); !x.empty()) return join_path(join_path(x, "huggingface"), "hub");
-    if (std::string h = env("HOME"); !h.empty()) return join_path(h, ".cache/huggingface/hub");
+    if (std::string c = env_or_empty("HF_HUB_CACHE"); !c.empty()) return c;
+    if (std::string c = env_or_empty("HUGGINGFACE_HUB_CACHE"); !c.empty()) return c;
+    if (std::string h = env_or_empty("HF_HOME"); !h.empty()) return join_path(h, "hub");
+    if (std::string x = env_or_empty("XDG_CACHE_HOME"); !x.empty()) return join_path(join_path(x, "huggingface"), "hub");
+    if (std::string h = env_or_empty("HOME"); !h.empty()) return join_path(h, ".cache/huggingface/hub");
     throw Error(ExitCode::usage, "no Hugging Face cache directory: set HF_HUB_CACHE, HF_HOME or HOME");
 }
 

@@ -5,6 +5,7 @@
 #include "common/file_io.h"
 #include "common/interrupt.h"
 #include "common/json_read.h"
+#include "common/strings.h"
 #include "hub/hf_cache.h"
 
 #include <spdlog/spdlog.h>
@@ -20,11 +21,6 @@ namespace rabbit {
 
 namespace {
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v && *v ? v : "";
-}
-
 std::string trimmed(std::string s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.erase(0, 1);
@@ -33,20 +29,16 @@ std::string trimmed(std::string s) {
 
 // huggingface-cli login keeps the token in HF_TOKEN_PATH, else HF_HOME/token.
 std::string token_from_file() {
-    std::string path = env("HF_TOKEN_PATH");
+    std::string path = env_or_empty("HF_TOKEN_PATH");
     if (path.empty()) {
-        std::string home = env("HF_HOME");
-        if (home.empty() && !env("XDG_CACHE_HOME").empty()) home = join_path(env("XDG_CACHE_HOME"), "huggingface");
-        if (home.empty() && !env("HOME").empty()) home = join_path(env("HOME"), ".cache/huggingface");
+        std::string home = env_or_empty("HF_HOME");
+        if (home.empty() && !env_or_empty("XDG_CACHE_HOME").empty()) home = join_path(env_or_empty("XDG_CACHE_HOME"), "huggingface");
+        if (home.empty() && !env_or_empty("HOME").empty()) home = join_path(env_or_empty("HOME"), ".cache/huggingface");
         if (home.empty()) return "";
         path = join_path(home, "token");
     }
     if (!path_exists(path) || is_directory(path)) return "";
     return trimmed(read_text_file(path, 4096));
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
 bool is_weight(const std::string& path) {
@@ -85,15 +77,15 @@ HubFile parse_sibling(simdjson::dom::object s, const std::string& what) {
 
 HubConfig hub_config_from_env() {
     HubConfig c;
-    c.endpoint = env("HF_ENDPOINT");
+    c.endpoint = env_or_empty("HF_ENDPOINT");
     if (c.endpoint.empty()) c.endpoint = "https://huggingface.co";
     while (!c.endpoint.empty() && c.endpoint.back() == '/') c.endpoint.pop_back();
-    c.token = env("HF_TOKEN");
-    if (c.token.empty()) c.token = env("HUGGING_FACE_HUB_TOKEN");
+    c.token = env_or_empty("HF_TOKEN");
+    if (c.token.empty()) c.token = env_or_empty("HUGGING_FACE_HUB_TOKEN");
     if (c.token.empty()) c.token = token_from_file();
     c.cache_dir = hf_hub_cache_dir();
-    if (std::string a = env("RABBIT_HUB_ATTEMPTS"); !a.empty()) c.attempts = std::max(1, std::atoi(a.c_str()));
-    if (std::string b = env("RABBIT_HUB_BACKOFF_S"); !b.empty()) c.backoff_s = std::max(0.0, std::atof(b.c_str()));
+    if (std::string a = env_or_empty("RABBIT_HUB_ATTEMPTS"); !a.empty()) c.attempts = std::max(1, std::atoi(a.c_str()));
+    if (std::string b = env_or_empty("RABBIT_HUB_BACKOFF_S"); !b.empty()) c.backoff_s = std::max(0.0, std::atof(b.c_str()));
     return c;
 }
 
@@ -146,7 +138,7 @@ Error hub_status_error(const HubConfig& cfg, const HubId& id, const HttpReply& r
 
 RepoListing fetch_listing(HttpClient& http, const HubConfig& cfg, const HubId& id) {
     // huggingface_hub's switch for "use the cache, never the network": honoured here too.
-    if (const std::string off = env("HF_HUB_OFFLINE"); !off.empty() && off != "0" && off != "false")
+    if (const std::string off = env_or_empty("HF_HUB_OFFLINE"); !off.empty() && off != "0" && off != "false")
         throw network_error(id.text() + ": HF_HUB_OFFLINE is set, so the hub is not asked; unset it to download");
     const std::string url = cfg.endpoint + "/api/models/" + id.repo + "/revision/" + url_encode(id.revision, false) + "?blobs=true";
     HttpReply reply;

@@ -59,15 +59,8 @@ const ArchInfo& arch_info(Arch arch) {
     __builtin_unreachable();
 }
 
-// A present, non-null field.
-std::optional<element> field(object o, std::string_view key) {
-    auto e = json_field(o, key);
-    if (!e || e->is_null()) return std::nullopt;
-    return e;
-}
-
 uint32_t required_u32(object o, const char* key, const std::string& file) {
-    auto e = field(o, key);
+    auto e = json_value(o, key);
     if (!e) throw bad_input(file, std::string("'") + key + "' is missing");
     uint64_t v = json_to_uint(*e, file, std::string("'") + key + "'");
     if (v > UINT32_MAX) throw bad_input(file, std::string("'") + key + "' is " + std::to_string(v) + ", too large");
@@ -75,16 +68,16 @@ uint32_t required_u32(object o, const char* key, const std::string& file) {
 }
 
 uint32_t optional_u32(object o, const char* key, const std::string& file, uint32_t fallback) {
-    return field(o, key) ? required_u32(o, key, file) : fallback;
+    return json_value(o, key) ? required_u32(o, key, file) : fallback;
 }
 
 double optional_double(object o, const char* key, const std::string& file, double fallback) {
-    auto e = field(o, key);
+    auto e = json_value(o, key);
     return e ? json_to_double(*e, file, std::string("'") + key + "'") : fallback;
 }
 
 bool optional_bool(object o, const char* key, const std::string& file, bool fallback) {
-    auto e = field(o, key);
+    auto e = json_value(o, key);
     return e ? json_to_bool(*e, file, std::string("'") + key + "'") : fallback;
 }
 
@@ -142,14 +135,14 @@ namespace {
 // Which architecture: "architectures" names the model class; "model_type" the config class.
 const ArchInfo& read_arch(object root, const std::string& file) {
     const ArchInfo* info = nullptr;
-    if (auto a = field(root, "architectures")) {
+    if (auto a = json_value(root, "architectures")) {
         auto arr = json_to_array(*a, file, "'architectures'");
         if (arr.size() == 0) throw bad_input(file, "'architectures' is empty");
         std::string name = json_to_string(arr.at(0).value(), file, "'architectures' entry");
         info = find_arch_by_name(name);
         if (!info)
             throw unsupported(file, "architecture '" + name + "' is not supported; rabbit runs " + supported_architectures());
-    } else if (auto t = field(root, "model_type")) {
+    } else if (auto t = json_value(root, "model_type")) {
         std::string type = json_to_string(*t, file, "'model_type'");
         info = find_arch_by_model_type(type);
         if (!info)
@@ -162,19 +155,19 @@ const ArchInfo& read_arch(object root, const std::string& file) {
 
 // Variants of the architecture that the one code path does not run.
 void refuse_unsupported_variants(object root, Arch arch, const std::string& file) {
-    if (auto q = field(root, "quantization_config")) {
+    if (auto q = json_value(root, "quantization_config")) {
         std::string method = "unknown";
         if (q->is_object())
-            if (auto m = field(json_to_object(*q, file, "quantization_config"), "quant_method"); m && m->is_string())
+            if (auto m = json_value(json_to_object(*q, file, "quantization_config"), "quant_method"); m && m->is_string())
                 method = json_to_string(*m, file, "quant_method");
         throw unsupported(file, "quantized checkpoints (quant_method " + method +
                                     ") are not supported; use the original f32/f16/bf16 weights");
     }
-    if (auto act = field(root, "hidden_act")) {
+    if (auto act = json_value(root, "hidden_act")) {
         std::string a = json_to_string(*act, file, "'hidden_act'");
         if (a != "silu") throw unsupported(file, "hidden_act '" + a + "' is not supported (rabbit runs SwiGLU with silu)");
     }
-    if (auto p = field(root, "partial_rotary_factor"); p && json_to_double(*p, file, "'partial_rotary_factor'") != 1.0)
+    if (auto p = json_value(root, "partial_rotary_factor"); p && json_to_double(*p, file, "'partial_rotary_factor'") != 1.0)
         throw unsupported(file, "partial rotary embeddings (partial_rotary_factor != 1) are not supported");
     if (arch == Arch::llama && optional_bool(root, "mlp_bias", file, false))
         throw unsupported(file, "mlp_bias: true is not supported");
@@ -196,14 +189,14 @@ void read_shapes(object root, const ArchInfo& info, const std::string& file, Mod
     if (c.num_heads == 0) throw bad_input(file, "'num_attention_heads' must be positive");
     uint32_t default_head_dim = info.default_head_dim;
     if (default_head_dim == 0) {
-        if (c.hidden_size % c.num_heads != 0 && !field(root, "head_dim"))
+        if (c.hidden_size % c.num_heads != 0 && !json_value(root, "head_dim"))
             throw bad_input(file, "hidden_size " + std::to_string(c.hidden_size) + " is not a multiple of num_attention_heads " +
                                       std::to_string(c.num_heads) + " and no head_dim is given");
         default_head_dim = c.hidden_size / c.num_heads;
     }
     c.head_dim = optional_u32(root, "head_dim", file, default_head_dim);
-    c.max_position_embeddings = field(root, "max_position_embeddings")
-                                    ? json_to_uint(*field(root, "max_position_embeddings"), file, "'max_position_embeddings'")
+    c.max_position_embeddings = json_value(root, "max_position_embeddings")
+                                    ? json_to_uint(*json_value(root, "max_position_embeddings"), file, "'max_position_embeddings'")
                                     : info.default_max_position;
     c.rms_norm_eps = optional_double(root, "rms_norm_eps", file, 1e-6);
     c.tie_word_embeddings = optional_bool(root, "tie_word_embeddings", file, false);
@@ -214,10 +207,10 @@ void read_shapes(object root, const ArchInfo& info, const std::string& file, Mod
 // rope_theta inside it over the top-level one (default 10000).
 void read_rope(object root, const std::string& file, ModelConfig& c) {
     c.rope_theta = optional_double(root, "rope_theta", file, 10000.0);
-    const char* rope_key = field(root, "rope_scaling") ? "rope_scaling" : "rope_parameters";
-    if (auto rp = field(root, rope_key)) {
+    const char* rope_key = json_value(root, "rope_scaling") ? "rope_scaling" : "rope_parameters";
+    if (auto rp = json_value(root, rope_key)) {
         object o = json_to_object(*rp, file, std::string("'") + rope_key + "'");
-        if (!field(o, "rope_type") && !field(o, "type"))
+        if (!json_value(o, "rope_type") && !json_value(o, "type"))
             throw unsupported(file, std::string("'") + rope_key + "' per layer type (no rope_type) is not supported");
         c.rope_scaling = parse_rope_scaling(o, file, rope_key);
         c.rope_theta = optional_double(o, "rope_theta", file, c.rope_theta);
@@ -273,7 +266,7 @@ void read_moe(object root, const std::string& file, ModelConfig& c) {
     if (qwen2) c.shared_expert_intermediate_size = optional_u32(root, "shared_expert_intermediate_size", file, 5632);
     c.norm_topk_prob = optional_bool(root, "norm_topk_prob", file, false);
     c.decoder_sparse_step = optional_u32(root, "decoder_sparse_step", file, 1);
-    if (auto m = field(root, "mlp_only_layers"))
+    if (auto m = json_value(root, "mlp_only_layers"))
         for (auto v : json_to_array(*m, file, "'mlp_only_layers'")) {
             const uint64_t i = json_to_uint(v, file, "'mlp_only_layers' entry");
             if (i > UINT32_MAX) throw bad_input(file, "'mlp_only_layers' entry " + std::to_string(i) + " is too large");
@@ -287,13 +280,13 @@ void read_special_tokens(object root, const ArchInfo& info, const std::string& f
                          ModelConfig& c) {
     if (!json_field(root, "bos_token_id") && info.default_bos >= 0) c.bos_token_id = info.default_bos;
     if (!json_field(root, "eos_token_id") && info.default_eos >= 0) c.eos_token_ids = {info.default_eos};
-    if (auto b = field(root, "bos_token_id")) c.bos_token_id = json_to_int(*b, file, "'bos_token_id'");
-    if (auto e = field(root, "eos_token_id")) c.eos_token_ids = parse_token_ids(*e, file, "'eos_token_id'");
+    if (auto b = json_value(root, "bos_token_id")) c.bos_token_id = json_to_int(*b, file, "'bos_token_id'");
+    if (auto e = json_value(root, "eos_token_id")) c.eos_token_ids = parse_token_ids(*e, file, "'eos_token_id'");
     if (generation_json) {
         JsonDocument gen(*generation_json, generation_file);
         object g = gen.root_object();
-        if (auto b = field(g, "bos_token_id")) c.bos_token_id = json_to_int(*b, generation_file, "'bos_token_id'");
-        if (auto e = field(g, "eos_token_id")) c.eos_token_ids = parse_token_ids(*e, generation_file, "'eos_token_id'");
+        if (auto b = json_value(g, "bos_token_id")) c.bos_token_id = json_to_int(*b, generation_file, "'bos_token_id'");
+        if (auto e = json_value(g, "eos_token_id")) c.eos_token_ids = parse_token_ids(*e, generation_file, "'eos_token_id'");
     }
 }
 

@@ -15,13 +15,6 @@ namespace {
 using simdjson::dom::element;
 using simdjson::dom::object;
 
-// A present, non-null field.
-std::optional<element> field(object o, std::string_view key) {
-    auto e = json_field(o, key);
-    if (!e || e->is_null()) return std::nullopt;
-    return e;
-}
-
 std::vector<double> read_factors(element e, const std::string& file, const std::string& what) {
     std::vector<double> v;
     for (auto x : json_to_array(e, file, what)) v.push_back(json_to_double(x, file, what + " entry"));
@@ -47,21 +40,21 @@ const char* rope_type_name(RopeScaling::Type t) {
 RopeScaling parse_rope_scaling(object o, const std::string& file, const std::string& where) {
     RopeScaling rs;
     std::string type;
-    if (auto t = field(o, "rope_type")) type = json_to_string(*t, file, where + ".rope_type");
-    else if (auto t2 = field(o, "type")) type = json_to_string(*t2, file, where + ".type");
+    if (auto t = json_value(o, "rope_type")) type = json_to_string(*t, file, where + ".rope_type");
+    else if (auto t2 = json_value(o, "type")) type = json_to_string(*t2, file, where + ".type");
     else throw bad_input(file, where + " names no rope_type");
 
     // transformers 5 derives a missing yarn factor or original context from
     // max_position_embeddings; rabbit asks for them, since Qwen's model cards always give both.
     auto need = [&](const char* key) {
-        auto e = field(o, key);
+        auto e = json_value(o, key);
         if (!e) throw bad_input(file, where + " of type " + type + " needs '" + key + "'");
         return *e;
     };
     auto number = [&](const char* key) { return json_to_double(need(key), file, where + "." + key); };
     // transformers reads beta_fast, beta_slow, mscale and mscale_all_dim with `or`: 0 is unset.
     auto optional_number = [&](const char* key, double fallback) {
-        auto e = field(o, key);
+        auto e = json_value(o, key);
         return e ? json_to_double(*e, file, where + "." + key) : fallback;
     };
     auto original = [&] {
@@ -92,7 +85,7 @@ RopeScaling parse_rope_scaling(object o, const std::string& file, const std::str
         rs.mscale = optional_number("mscale", 0.0);
         rs.mscale_all_dim = optional_number("mscale_all_dim", 0.0);
         rs.attention_factor = optional_number("attention_factor", 0.0);
-        if (auto t = field(o, "truncate")) rs.truncate = json_to_bool(*t, file, where + ".truncate");
+        if (auto t = json_value(o, "truncate")) rs.truncate = json_to_bool(*t, file, where + ".truncate");
         return rs;
     }
     if (type == "longrope") {

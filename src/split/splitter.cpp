@@ -8,6 +8,7 @@
 #include "common/quant.h"
 #include "common/timing.h"
 #include "common/units.h"
+#include "common/strings.h"
 #include "format/gguf.h"
 #include "format/gguf_import.h"
 #include "format/manifest.h"
@@ -31,10 +32,6 @@ namespace {
 
 constexpr uint64_t k_flush_window = 64ull << 20; // bytes written between write-back kicks
 constexpr uint64_t k_space_margin = 4ull << 20;  // manifest, journal, file system slack
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // A file that `rabbit split` may have written into OUT.
 bool is_split_output_name(const std::string& name) {

@@ -29,6 +29,10 @@ std::string py_type(const Value& v);
 // Python's strip family: chars empty-and-absent strips whitespace.
 std::string py_strip(const std::string& s, const Value& chars, bool left, bool right);
 
+// None and an undefined value, for defaults (defined in jinja_methods.cpp).
+extern const Value k_none;
+extern const Value k_undef;
+
 // The argument at position i or named `name`, or `def`.
 const Value& arg(const CallArgs& a, size_t i, const char* name, const Value& def);
 

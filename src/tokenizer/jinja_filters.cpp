@@ -15,9 +15,6 @@ std::string py_replace(const std::string& s, const std::string& from, const std:
 
 namespace {
 
-const Value k_none = Value::none();
-const Value k_undef;
-
 const char* const k_filters[] = {"trim",  "tojson",     "length",     "count",  "upper",   "lower", "capitalize", "title",
                                  "default", "d",        "join",       "first",  "last",    "list",  "items",      "string",
                                  "int",   "float",      "abs",        "replace", "reverse", "selectattr", "rejectattr",

@@ -75,10 +75,10 @@ std::string py_strip(const std::string& s, const Value& chars, bool left, bool r
     return from_code_points(cps, b, e);
 }
 
-namespace {
-
 const Value k_none = Value::none();
 const Value k_undef;
+
+namespace {
 
 std::string need_string(const Value& v, const char* what) {
     if (!v.is_string()) runtime_error(std::string(what) + " must be a string, not " + py_type(v));

@@ -31,14 +31,14 @@ constexpr size_t k_static_shared_max = 48u << 10; // static __shared__ per block
 constexpr size_t k_gap = 64;                       // poisoned bytes between shared arrays (ASan)
 constexpr size_t k_arena_bytes = (232448u + k_static_shared_max + 64 * k_gap + 4095) / 4096 * 4096;
 
-enum class State { ready, at_barrier, at_warp, done, faulted };
+enum class RunState { ready, at_barrier, at_warp, done, faulted };
 enum class WarpOp { sync, shuffle, vote };
 
 struct Thread {
     Fiber fiber;
     ThreadPlace place;
     int linear = 0;
-    State state = State::ready;
+    RunState state = RunState::ready;
     // What it waits at.
     const char* file = nullptr;
     int line = 0;
@@ -111,7 +111,7 @@ void record_fault(const std::string& what) {
 }
 
 [[noreturn]] void abandon() {
-    t_worker.current->state = State::faulted;
+    t_worker.current->state = RunState::faulted;
     Fiber::yield();
     std::abort(); // a faulted fiber is never resumed
 }
@@ -128,7 +128,7 @@ Thread& self(const char* what) {
 void thread_main(void* p) {
     Thread* t = static_cast<Thread*>(p);
     t_worker.block->k->body->run();
-    t->state = State::done;
+    t->state = RunState::done;
 }
 
 // A warp's lanes as a bit set, and lane numbers within it.
@@ -167,8 +167,8 @@ const char* op_name(WarpOp op) {
 
 std::string waits_text(const Thread& t) {
     std::ostringstream s;
-    if (t.state == State::done) return "has exited";
-    if (t.state == State::at_barrier) return "waits at __syncthreads (" + where(t.file, t.line) + ")";
+    if (t.state == RunState::done) return "has exited";
+    if (t.state == RunState::at_barrier) return "waits at __syncthreads (" + where(t.file, t.line) + ")";
     s << "waits at " << op_name(t.op) << " with mask 0x" << std::hex << t.mask << std::dec << " ("
       << where(t.file, t.line) << ")";
     return s.str();
@@ -182,7 +182,7 @@ size_t release_warps(std::vector<std::unique_ptr<Thread>>& ts, unsigned count, B
         const unsigned lanes = std::min(32u, count - w0);
         for (unsigned l = 0; l < lanes; ++l) {
             Thread& t = *ts[w0 + l];
-            if (t.state != State::at_warp) continue;
+            if (t.state != RunState::at_warp) continue;
             const unsigned mask = t.mask;
             bool ready = true;
             for (unsigned m = 0; m < 32 && ready; ++m) {
@@ -193,7 +193,7 @@ size_t release_warps(std::vector<std::unique_ptr<Thread>>& ts, unsigned count, B
                     return released;
                 }
                 const Thread& o = *ts[w0 + m];
-                if (o.state == State::at_warp && o.mask == mask && o.op == t.op &&
+                if (o.state == RunState::at_warp && o.mask == mask && o.op == t.op &&
                     (t.op != WarpOp::shuffle || (o.bytes == t.bytes && o.width == t.width)))
                     continue;
                 std::ostringstream s;
@@ -227,7 +227,7 @@ size_t release_warps(std::vector<std::unique_ptr<Thread>>& ts, unsigned count, B
             }
             for (unsigned m = 0; m < 32; ++m)
                 if ((mask >> m) & 1) {
-                    ts[w0 + m]->state = State::ready;
+                    ts[w0 + m]->state = RunState::ready;
                     ++released;
                 }
         }
@@ -241,18 +241,18 @@ size_t release_barrier(std::vector<std::unique_ptr<Thread>>& ts, unsigned count,
     size_t waiting = 0;
     for (unsigned i = 0; i < count; ++i) {
         const Thread& t = *ts[i];
-        if (t.state != State::at_barrier) continue;
+        if (t.state != RunState::at_barrier) continue;
         ++waiting;
         if (!first) first = &t;
     }
     if (!first) return 0;
     for (unsigned i = 0; i < count; ++i) {
         const Thread& t = *ts[i];
-        if (t.state == State::at_barrier && (t.line == first->line && std::strcmp(t.file, first->file) == 0)) continue;
-        if (t.state == State::done) {
+        if (t.state == RunState::at_barrier && (t.line == first->line && std::strcmp(t.file, first->file) == 0)) continue;
+        if (t.state == RunState::done) {
             // Name the range of threads that left.
             unsigned j = i;
-            while (j + 1 < count && ts[j + 1]->state == State::done) ++j;
+            while (j + 1 < count && ts[j + 1]->state == RunState::done) ++j;
             b.fault = "__syncthreads at " + where(first->file, first->line) + " is not reached by every thread of the block: " +
                       thread_text(t) + (j > i ? " to " + thread_text(*ts[j]) : std::string()) + " exited before it";
         } else {
@@ -261,7 +261,7 @@ size_t release_barrier(std::vector<std::unique_ptr<Thread>>& ts, unsigned count,
         }
         return 0;
     }
-    for (unsigned i = 0; i < count; ++i) ts[i]->state = State::ready;
+    for (unsigned i = 0; i < count; ++i) ts[i]->state = RunState::ready;
     return waiting;
 }
 
@@ -289,7 +289,7 @@ bool run_block(KernelLaunch& k, uint3 idx, std::mt19937_64& rng) {
     for (unsigned i = 0; i < b.threads; ++i) {
         Thread& t = *w.threads[i];
         t.linear = int(i);
-        t.state = State::ready;
+        t.state = RunState::ready;
         t.place.thread_idx = uint3{i % k.block.x, i / k.block.x % k.block.y, i / (k.block.x * k.block.y)};
         t.place.block_idx = idx;
         t.place.block_dim = k.block;
@@ -301,13 +301,13 @@ bool run_block(KernelLaunch& k, uint3 idx, std::mt19937_64& rng) {
     for (;;) {
         for (int i : schedule(b.threads, k.order, rng)) {
             Thread& t = *w.threads[size_t(i)];
-            if (t.state != State::ready) continue;
+            if (t.state != RunState::ready) continue;
             w.current = &t;
             t_place = &t.place;
             t.fiber.resume();
             w.current = nullptr;
             t_place = nullptr;
-            if (t.state == State::done) ++finished;
+            if (t.state == RunState::done) ++finished;
             if (!b.fault.empty()) break;
         }
         if (!b.fault.empty() || finished == b.threads) break;
@@ -318,7 +318,7 @@ bool run_block(KernelLaunch& k, uint3 idx, std::mt19937_64& rng) {
         if (released == 0) {
             // Nothing can move: every thread waits at a rendezvous some lane will never reach.
             for (unsigned i = 0; i < b.threads && b.fault.empty(); ++i)
-                if (w.threads[i]->state != State::done)
+                if (w.threads[i]->state != RunState::done)
                     b.fault = "deadlock: " + thread_text(*w.threads[i]) + " " + waits_text(*w.threads[i]) +
                               " and nothing else can run";
             break;
@@ -350,7 +350,7 @@ bool run_kernel(KernelLaunch& k) {
 
 void sync_block(const char* file, int line) {
     Thread& t = self("__syncthreads");
-    t.state = State::at_barrier;
+    t.state = RunState::at_barrier;
     t.file = file;
     t.line = line;
     Fiber::yield();
@@ -369,7 +369,7 @@ void warp_wait(Thread& t, WarpOp op, unsigned mask, const char* file, int line) 
         }
         abandon();
     }
-    t.state = State::at_warp;
+    t.state = RunState::at_warp;
     t.op = op;
     t.mask = mask;
     t.file = file;

@@ -16,6 +16,8 @@
 
 namespace rabbit::fakehub {
 
+std::string etag_of(const RepoFile& f) { return f.lfs ? sha256_hex(f.content) : git_blob_sha1_hex(f.content); }
+
 namespace {
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -29,8 +31,6 @@ void list_files(const std::string& dir, const std::string& prefix, std::vector<s
         else out.push_back(prefix + name);
     }
 }
-
-std::string etag_of(const RepoFile& f) { return f.lfs ? sha256_hex(f.content) : git_blob_sha1_hex(f.content); }
 
 bool send_all(int fd, const char* p, size_t n) {
     while (n > 0) {

@@ -24,6 +24,9 @@ struct RepoFile {
     bool lfs = false;
 };
 
+// What the hub calls the file's ETag: the LFS sha256, or git's blob sha1.
+std::string etag_of(const RepoFile& f);
+
 struct Repo {
     std::string id;     // ORG/NAME
     std::string commit; // 40 hex; "main" resolves to it

@@ -50,8 +50,6 @@ std::string join_from(const std::vector<std::string>& parts, size_t from) {
     return out;
 }
 
-std::string etag_of(const RepoFile& f) { return f.lfs ? sha256_hex(f.content) : git_blob_sha1_hex(f.content); }
-
 // The pointer file git stores for an LFS file, whose size the API reports as pointerSize.
 std::string pointer_text(const RepoFile& f) {
     return "version https://git-lfs.github.com/spec/v1\noid sha256:" + etag_of(f) + "\nsize " + std::to_string(f.content.size()) + "\n";

@@ -20,21 +20,21 @@ namespace {
 #ifdef RABBIT_X86
 using namespace simd;
 
-namespace avx2 {
+namespace dq_avx2 {
 #define DQTARGET RABBIT_AVX2
 #define DQ512 0
 #include "backend/cpu/qdequant_x86.inc"
 #undef DQTARGET
 #undef DQ512
-} // namespace avx2
+} // namespace dq_avx2
 
-namespace avx512 {
+namespace dq_avx512 {
 #define DQTARGET RABBIT_AVX512
 #define DQ512 1
 #include "backend/cpu/qdequant_x86.inc"
 #undef DQTARGET
 #undef DQ512
-} // namespace avx512
+} // namespace dq_avx512
 #endif
 
 } // namespace
@@ -53,7 +53,7 @@ void dequant_rows(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t col
     if (has_fast_dequant(t)) {
         const bool wide = cpu_isa() >= Isa::avx512;
         for (size_t r = 0; r < nrows; ++r)
-            (wide ? avx512::dequant_row : avx2::dequant_row)(t, w + r * rb, y + r * ldy, cols);
+            (wide ? dq_avx512::dequant_row : dq_avx2::dequant_row)(t, w + r * rb, y + r * ldy, cols);
         return;
     }
 #endif
@@ -63,7 +63,7 @@ void dequant_rows(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t col
 void dequant_dot(DType t, const uint8_t* w, size_t rb, size_t nrows, size_t cols, const float* x, float* out) {
     RABBIT_CHECK(has_fast_dequant(t), std::string("dequant_dot: no vector path for ") + dtype_name(t));
 #ifdef RABBIT_X86
-    (cpu_isa() >= Isa::avx512 ? avx512::dequant_dot_rows : avx2::dequant_dot_rows)(t, w, rb, nrows, x, cols, out);
+    (cpu_isa() >= Isa::avx512 ? dq_avx512::dequant_dot_rows : dq_avx2::dequant_dot_rows)(t, w, rb, nrows, x, cols, out);
 #else
     (void)w, (void)rb, (void)nrows, (void)cols, (void)x, (void)out;
 #endif
