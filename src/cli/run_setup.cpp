@@ -201,9 +201,12 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
         report_memory = [cuda] {
             const CudaEngineStats s = cuda->stats();
             spdlog::info("GPU memory: peak {} of the {} budget (device use grew by {}); {} pinned; ring: {} pieces, "
-                         "{} copied, {:.2f}s waiting for weights",
+                         "{} copied, {:.2f}s waiting for weights{}",
                          format_bytes(s.peak_device_bytes), format_bytes(s.budget), format_bytes(s.device_used_growth),
-                         format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s);
+                         format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s,
+                         s.expert_cache_bytes ? fmt::format("; expert cache {} holding {} experts",
+                                                            format_bytes(s.expert_cache_bytes), s.expert_cache_held)
+                                              : std::string());
         };
     }
 #endif
