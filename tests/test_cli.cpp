@@ -352,6 +352,7 @@ TEST_CASE("numeric options refuse negative values, and 0 where it means nothing"
         {run, "--batch", "-1", positive + " (1 to 1048576)"},
         {run, "--batch", "2000000", "expected 1 to 1048576"},
         {run, "--ram-budget", "-1G", "not a negative one"},
+        {run, "--vram-expert-cache", "-1G", "not a negative one"},
         {run, "--vram-budget", "0", "expected a size above 0"},
         {run, "--vram-budget", "-4G", "not a negative one"},
         {run, "--ring-slots", "0", positive + " (1 to 16)"},

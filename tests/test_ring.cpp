@@ -273,3 +273,63 @@ TEST_CASE("a loader failure reaches the consumer as the error it was", "[ring]")
     }
     REQUIRE(failed);
 }
+
+TEST_CASE("routed places: the pieces the consumer names stream there, in order, through 1, 2 and 3 slots", "[ring][moe]") {
+    // A MoE model's sequence: per layer a dense piece, then the place of its routed experts,
+    // named only when the consumer is there (several, one, or none: all in a cache).
+    std::mt19937 rng(16);
+    std::vector<std::vector<uint8_t>> data(4, std::vector<uint8_t>(64 * 1024 + 300));
+    for (auto& d : data)
+        for (auto& b : d) b = uint8_t(rng());
+    std::vector<RingPiece> seq;
+    for (size_t u = 1; u < 3; ++u) {
+        seq.push_back({u, 0, 4096 + 17 * u, "", 0, 0, "dense", false});
+        seq.push_back({u, 0, 0, "", 0, 0, "experts", true});
+    }
+    seq.push_back({3, 128, 9000, "", 0, 0, "lm_head", false});
+    for (size_t slots : {size_t(1), size_t(2), size_t(3)}) {
+        INFO(slots << " slots");
+        MemoryTransport transport(slots, 12000, uint32_t(slots));
+        MemorySource source(data);
+        uint64_t acquired = 0, want = 0;
+        {
+            Ring ring(transport, source, seq, nullptr);
+            auto take = [&](const RingPiece& want_piece) {
+                const RingPiece& p = ring.next_piece();
+                REQUIRE((p.unit == want_piece.unit && p.offset == want_piece.offset && p.bytes == want_piece.bytes));
+                const uint8_t* got = ring.acquire();
+                if (rng() % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
+                REQUIRE(std::memcmp(got, data[p.unit].data() + p.offset, p.bytes) == 0);
+                want += p.bytes;
+            };
+            for (int pass = 0; pass < 6; ++pass) {
+                for (size_t k = 0; k < seq.size(); ++k) {
+                    if (!seq[k].routed) {
+                        if (k + 1 < seq.size() && seq[k + 1].routed) { // the dense piece, held while routing
+                            take(seq[k]);
+                            continue;
+                        }
+                        take(seq[k]);
+                        ring.release();
+                        continue;
+                    }
+                    std::vector<RingPiece> experts;
+                    const size_t n = (pass + k) % 4; // 0 to 3 experts
+                    for (size_t e = 0; e < n; ++e)
+                        experts.push_back({seq[k].unit, 8192 + 11000 * e + rng() % 64, 5000 + rng() % 6000, "", 0, 0, "expert", false});
+                    REQUIRE(ring.next_piece().routed);
+                    ring.route(experts);
+                    ring.release(); // the dense piece, after routing: its slot then takes an expert
+                    for (const RingPiece& x : experts) {
+                        take(x);
+                        ring.release();
+                    }
+                }
+            }
+            acquired = ring.stats().acquired_bytes;
+            REQUIRE_THROWS_AS(ring.route({}), Error); // not at a routed place
+        }
+        CHECK(acquired == want);
+        CHECK(transport.overwrites == 0);
+    }
+}

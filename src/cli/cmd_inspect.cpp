@@ -232,6 +232,7 @@ InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
     in.budget = *p.budget;
     in.ctx = p.ctx;
     in.ring_slots = o.ring_slots;
+    in.expert_cache = UINT64_MAX; // as the CUDA engine plans by default: what the budget leaves over
     in.overhead = runtime_overhead(in.weight_dtype);
     if (!o.kv_dtype.empty() && parse_kv_dtype(o.kv_dtype) != DType::q8_0) in.kv_dtype = parse_kv_dtype(o.kv_dtype);
     p.plan = plan_memory(in);
@@ -264,6 +265,11 @@ void plan_json(JsonWriter& w, const InspectedModel& m, const InspectPlan& p) {
         if (plan.resident[i]) w.value(m.units[i].name);
     w.end_array();
     w.member("streamed_bytes_per_token", plan.streamed_per_token);
+    if (m.config.is_moe()) {
+        w.member("streamed_moe_layers", plan.streamed_moe_layers);
+        w.member("expert_cache_bytes", plan.expert_cache_bytes);
+        w.member("expert_cache_experts", plan.expert_cache_experts);
+    }
     w.end_object();
 }
 

@@ -115,6 +115,7 @@ MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
     co.kv_attend = r.kv_attend;
     co.batch = r.batch;
     co.max_resident = r.max_resident;
+    co.expert_cache = r.expert_cache;
     co.sequences = uint32_t(std::max<size_t>(1, r.sequences));
     auto cuda = std::make_unique<CudaEngine>(model, co);
     made.cuda = cuda.get();

@@ -3,6 +3,8 @@
 
 #include "common/units.h"
 
+#include <algorithm>
+
 namespace rabbit {
 
 std::vector<std::pair<std::string, std::string>> plan_lines(const MemoryPlan& plan, const MemoryPlanInput& in) {
@@ -31,6 +33,18 @@ std::vector<std::pair<std::string, std::string>> plan_lines(const MemoryPlan& pl
     out.emplace_back("  resident", std::to_string(plan.resident_layers) + " of " + std::to_string(layers) + " layers" +
                                        others + " (" + format_bytes(plan.resident_bytes) + ")");
     out.emplace_back("  streamed", format_bytes(plan.streamed_per_token) + " per decoded token");
+    if (plan.streamed_moe_layers) {
+        // A streamed MoE layer needs a slot for its dense piece or one expert, not the layer.
+        uint64_t dense = 0, expert = 0;
+        for (const PlanUnit& u : in.units) dense = std::max(dense, u.dense), expert = std::max(expert, u.expert);
+        out.emplace_back("  experts", std::to_string(plan.streamed_moe_layers) + " MoE layers stream as their dense piece (" +
+                                          format_bytes(dense) + ") then the " + std::to_string(in.config.experts_per_tok) +
+                                          " routed experts (" + format_bytes(expert) +
+                                          " each) through the ring; expert cache " +
+                                          (plan.expert_cache_experts ? std::to_string(plan.expert_cache_experts) +
+                                                                           " experts (" + format_bytes(plan.expert_cache_bytes) + ")"
+                                                                     : std::string("off")));
+    }
     out.emplace_back("  device", format_bytes(plan.device_bytes) + " in " + std::to_string(plan.allocations.size()) +
                                      " allocations (each in whole 2 MiB pages) with the runtime and reserve");
     return out;

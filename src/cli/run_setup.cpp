@@ -119,6 +119,10 @@ void add_session_options(CLI::App* sub, RunOptions& o) {
                                 "GPU memory to use, e.g. 4G (default: the device's free memory less a margin)"),
                 "");
     positive(sub->add_option("--ring-slots", o.ring_slots, "Pinned slots in the streaming ring (default 2)"), 16);
+    size_option(sub->add_option("--vram-expert-cache", o.vram_expert_cache,
+                                "GPU, a MoE model whose layers stream: keep up to this many bytes of recently used "
+                                "experts in VRAM, e.g. 2G; 0 turns it off (default: what --vram-budget leaves over)"),
+                "off");
     sub->add_option("--kv-cache", o.kv_cache, "Where the GPU engine keeps the KV cache: auto, gpu or host (default auto)")
         ->check(CLI::IsMember({"auto", "gpu", "host"}));
     sub->add_option("--kv-dtype", o.kv_dtype,
@@ -175,11 +179,13 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
     req.act_quant = act_quant_of(o.act_quant);
     req.vram_budget = o.vram_budget.empty() ? 0 : *parse_size(o.vram_budget);
     req.ring_slots = o.ring_slots;
+    if (!o.vram_expert_cache.empty()) req.expert_cache = *parse_size(o.vram_expert_cache);
     req.kv = o.kv_cache == "gpu" ? KvPlace::gpu : o.kv_cache == "host" ? KvPlace::host : KvPlace::automatic;
     if (!o.kv_dtype.empty()) req.kv_dtype = parse_kv_dtype(o.kv_dtype);
     req.kv_attend = o.kv_attend == "cpu" ? KvAttend::cpu : o.kv_attend == "gpu" ? KvAttend::gpu : KvAttend::automatic;
-    if (!req.device.cuda && (!o.vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache")))
-        spdlog::warn("--vram-budget, --ring-slots and --kv-cache apply to the GPU; running on the CPU");
+    if (!req.device.cuda && (!o.vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache") ||
+                             sub->count("--vram-expert-cache")))
+        spdlog::warn("--vram-budget, --ring-slots, --kv-cache and --vram-expert-cache apply to the GPU; running on the CPU");
     MadeEngine made = make_engine(model, req);
     report_memory = [] {};
     if (CpuEngine* cpu = made.cpu) {
@@ -195,9 +201,12 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
         report_memory = [cuda] {
             const CudaEngineStats s = cuda->stats();
             spdlog::info("GPU memory: peak {} of the {} budget (device use grew by {}); {} pinned; ring: {} pieces, "
-                         "{} copied, {:.2f}s waiting for weights",
+                         "{} copied, {:.2f}s waiting for weights{}",
                          format_bytes(s.peak_device_bytes), format_bytes(s.budget), format_bytes(s.device_used_growth),
-                         format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s);
+                         format_bytes(s.pinned_bytes), s.ring.pieces, format_bytes(s.ring.bytes), s.ring.consumer_wait_s,
+                         s.expert_cache_bytes ? fmt::format("; expert cache {} holding {} experts",
+                                                            format_bytes(s.expert_cache_bytes), s.expert_cache_held)
+                                              : std::string());
         };
     }
 #endif

@@ -23,10 +23,19 @@ bool needs_dequant(const MemoryPlanInput& in) { return in.dequant || is_quant_dt
 // among the fixed buffers' (`vectors`).
 uint64_t unit_pages(const PlanUnit& u) { return u.kind == UnitKind::final_norm ? 0 : device_pages(u.bytes); }
 
+// The bytes a decoded token streams of a unit that is not resident: all of it, but of a MoE
+// layer only its dense piece and k experts.
+uint64_t streamed_bytes(const PlanUnit& u, const ModelConfig& c) {
+    return u.moe() ? u.dense + uint64_t(c.experts_per_tok) * u.expert : u.bytes;
+}
+
 // The units every decoded token reads, by kind, and what they come to.
 struct PerTokenUnits {
     std::vector<size_t> layers, others; // indices in the input: the layers in order, then the rest
-    uint64_t bytes = 0, pages = 0, largest = 0;
+    uint64_t bytes = 0, pages = 0;
+    uint64_t largest = 0;     // the largest piece that streams whole (a unit, or a MoE layer's piece)
+    uint64_t largest_moe = 0; // of a MoE layer's pieces: a slot holds at least this (they never go in row blocks)
+    uint64_t expert = 0;      // the largest expert
 };
 
 PerTokenUnits per_token_units(const MemoryPlanInput& in) {
@@ -36,7 +45,9 @@ PerTokenUnits per_token_units(const MemoryPlanInput& in) {
         (in.units[i].kind == UnitKind::layer ? u.layers : u.others).push_back(i);
         u.bytes += in.units[i].bytes;
         u.pages += unit_pages(in.units[i]);
-        u.largest = std::max(u.largest, in.units[i].bytes);
+        u.largest = std::max(u.largest, in.units[i].piece());
+        if (in.units[i].moe()) u.largest_moe = std::max(u.largest_moe, in.units[i].piece());
+        u.expert = std::max(u.expert, in.units[i].expert);
     }
     return u;
 }
@@ -120,13 +131,13 @@ private:
     // within [min_slot, max_slot], largest first.
     std::vector<uint64_t> candidates(uint64_t min_slot) const {
         std::vector<uint64_t> c;
-        for (size_t i : units_.layers) c.push_back(in_.units[i].bytes);
-        for (size_t i : units_.others) c.push_back(in_.units[i].bytes);
+        for (size_t i : units_.layers) c.push_back(in_.units[i].piece());
+        for (size_t i : units_.others) c.push_back(in_.units[i].piece());
         c.push_back((in_.budget - base_) / slots_ / k_device_page * k_device_page);
         c.push_back(min_slot);
         for (auto& s : c) {
-            s = std::max(s, min_slot);
             if (in_.max_slot) s = std::min(s, in_.max_slot);
+            s = std::max(s, min_slot);
         }
         std::sort(c.begin(), c.end(), std::greater<uint64_t>());
         c.erase(std::unique(c.begin(), c.end()), c.end());
@@ -153,11 +164,11 @@ private:
         return used(res, slot) <= in_.budget && resident_bytes(res, false) <= in_.max_resident;
     }
 
-    // The slot a resident set needs: the largest streamed unit, at most `slot`.
+    // The slot a resident set needs: the largest streamed piece, at most `slot`.
     uint64_t slot_for(const std::vector<bool>& res, uint64_t slot) const {
         uint64_t need = 0;
-        for (size_t i : units_.layers) need = res[i] ? need : std::max(need, in_.units[i].bytes);
-        for (size_t i : units_.others) need = res[i] ? need : std::max(need, in_.units[i].bytes);
+        for (size_t i : units_.layers) need = res[i] ? need : std::max(need, in_.units[i].piece());
+        for (size_t i : units_.others) need = res[i] ? need : std::max(need, in_.units[i].piece());
         return std::min(need, slot);
     }
 
@@ -177,6 +188,19 @@ private:
     uint64_t base_, slots_;
 };
 
+// Step 4a: a MoE model with streamed MoE layers keeps the experts it used last in the VRAM the
+// plan leaves over, up to in.expert_cache bytes, in whole experts of the largest size.
+void plan_expert_cache(const MemoryPlanInput& in, const PerTokenUnits& units, MemoryPlan& p) {
+    p.expert_cache_bytes = p.expert_cache_experts = 0;
+    if (!p.streamed_moe_layers || !units.expert || in.budget <= p.device_bytes) return;
+    const uint64_t spare = in.budget - p.device_bytes;
+    uint64_t n = std::min(in.expert_cache, spare) / units.expert;
+    while (n && device_pages(n * units.expert) > spare) --n;
+    p.expert_cache_experts = n;
+    p.expert_cache_bytes = n * units.expert;
+    p.device_bytes += device_pages(p.expert_cache_bytes) * (n ? 1 : 0);
+}
+
 // Step 4: the plan's totals for the chosen resident set and slot (0: no ring), and the list of
 // device allocations the engine makes from it.
 void finish(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base, uint64_t slots,
@@ -193,11 +217,16 @@ void finish(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base
     for (size_t i : units.layers) p.resident_layers += res[i] ? 1 : 0;
     p.ring_slot_bytes = slot;
     p.ring_bytes = slots * device_pages(slot) * (slot ? 1 : 0);
-    for (size_t i = 0; i < in.units.size(); ++i)
-        if (slot && per_token(in.units[i], tied) && !res[i] && in.units[i].bytes > slot) p.chunked = true;
+    p.streamed_per_token = 0;
+    for (size_t i = 0; i < in.units.size(); ++i) {
+        if (!per_token(in.units[i], tied) || res[i]) continue;
+        if (slot && in.units[i].piece() > slot) p.chunked = true;
+        p.streamed_per_token += streamed_bytes(in.units[i], in.config);
+        if (in.units[i].moe()) ++p.streamed_moe_layers;
+    }
     p.fixed_bytes = base + p.ring_bytes;
     p.device_bytes = p.fixed_bytes + resident_pages;
-    p.streamed_per_token = units.bytes - p.resident_bytes;
+    plan_expert_cache(in, units, p);
 
     p.allocations.push_back({AllocationKind::fixed, 0, p.fixed.total, "fixed buffers"});
     if (!p.kv_on_host)
@@ -205,6 +234,8 @@ void finish(const MemoryPlanInput& in, const PerTokenUnits& units, uint64_t base
     for (size_t i = 0; i < res.size(); ++i)
         if (res[i] && in.units[i].kind != UnitKind::final_norm)
             p.allocations.push_back({AllocationKind::unit, i, in.units[i].bytes, in.units[i].name});
+    if (p.expert_cache_bytes)
+        p.allocations.push_back({AllocationKind::expert_cache, 0, p.expert_cache_bytes, "expert cache"});
     for (uint64_t s = 0; slot && s < slots; ++s) p.allocations.push_back({AllocationKind::ring_slot, 0, slot, "ring slot"});
 }
 
@@ -214,7 +245,8 @@ const char* fixed_name(Fixed f) {
     static const char* names[] = {"x", "xn", "qkv", "attn", "out", "gate_up", "act", "row_scale", "cos", "sin", "ids",
                                   "logits", "topk_values", "topk_ids", "picked", "penalty_ids", "tree", "vectors",
                                   "cublas_workspace", "attention_workspace", "sample_workspace",
-                                  "dequant_workspace"};
+                                  "dequant_workspace", "router", "route_ids", "route_weights", "moe_rows",
+                                  "moe_row_weights", "moe_x", "moe_y", "moe_scale"};
     static_assert(sizeof(names) / sizeof(names[0]) == size_t(Fixed::count), "a name for every fixed buffer");
     return names[int(f)];
 }
@@ -227,7 +259,9 @@ uint64_t weight_bytes_per_token(const std::vector<PlanUnit>& units, bool tied) {
 }
 
 FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t ctx, bool dequant) {
-    const uint64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
+    const uint64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim();
+    const uint64_t inter = std::max({uint64_t(c.intermediate_size), uint64_t(c.moe_intermediate_size),
+                                     uint64_t(c.shared_expert_intermediate_size)});
     uint64_t bytes[int(Fixed::count)] = {};
     auto set = [&](Fixed f, uint64_t b) { bytes[int(f)] = b; };
     set(Fixed::x, 4 * t * h);
@@ -252,6 +286,17 @@ FixedLayout fixed_layout(const ModelConfig& c, uint64_t t, size_t act, uint64_t 
     set(Fixed::attention_workspace, k_attention_workspace);
     set(Fixed::sample_workspace, sample_workspace_bytes(int64_t(c.vocab_size)));
     set(Fixed::dequant_workspace, dequant ? k_dequant_workspace : 0);
+    if (c.is_moe()) {
+        const uint64_t e = c.num_experts, k = c.experts_per_tok;
+        set(Fixed::router, 4 * t * e);
+        set(Fixed::route_ids, 4 * t * k);
+        set(Fixed::route_weights, 4 * t * k);
+        set(Fixed::moe_rows, 4 * t * k);
+        set(Fixed::moe_row_weights, 4 * t * k);
+        set(Fixed::moe_x, act * t * h);
+        set(Fixed::moe_y, 4 * t * h);
+        set(Fixed::moe_scale, 4 * t);
+    }
     FixedLayout l;
     for (int i = 0; i < int(Fixed::count); ++i) {
         l.offset[i] = l.total;
@@ -285,6 +330,26 @@ uint64_t minimum_slot_bytes(const ModelConfig& c, DType weight_dtype, uint64_t l
     return std::min(largest_unit, std::max(widest_row, k_slot_floor));
 }
 
+PlanUnit plan_unit(const UnitLayout& layout, UnitKind kind) {
+    PlanUnit u{layout.name, kind, layout.data_size};
+    if (kind != UnitKind::layer) return u;
+    // Expert E's byte range: from its first tensor to the end of its last ("expert.E.*").
+    std::vector<std::pair<uint64_t, uint64_t>> range; // per expert: begin, end
+    uint64_t first = layout.data_size;
+    for (const UnitTensor& t : layout.tensors) {
+        if (t.name.compare(0, 7, "expert.") != 0) continue;
+        const size_t e = size_t(std::stoul(t.name.substr(7)));
+        if (range.size() <= e) range.resize(e + 1, {UINT64_MAX, 0});
+        range[e].first = std::min(range[e].first, t.offset);
+        range[e].second = std::max(range[e].second, t.offset + t.nbytes);
+        first = std::min(first, t.offset);
+    }
+    if (range.empty()) return u;
+    u.dense = first;
+    for (const auto& r : range) u.expert = std::max(u.expert, r.second - r.first);
+    return u;
+}
+
 MemoryPlan plan_memory(const MemoryPlanInput& in) {
     const uint64_t slots = std::max<uint32_t>(1, in.ring_slots);
     MemoryPlan p;
@@ -292,6 +357,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     const PerTokenUnits units = per_token_units(in);
     uint64_t min_slot = minimum_slot_bytes(in.config, in.weight_dtype, units.largest);
     if (in.max_slot) min_slot = std::min(min_slot, in.max_slot);
+    min_slot = std::max(min_slot, units.largest_moe); // a MoE layer's pieces go whole
     const uint64_t base = place_kv_cache(in, slots * device_pages(min_slot), units.pages, p);
 
     // Everything resident: no ring at all.

@@ -17,7 +17,10 @@
 
 #include "common/dtype.h"
 #include "model/config.h"
+#include "format/unit_file.h"
 #include "model/layout.h"
+
+#include <algorithm>
 
 #include <cstdint>
 #include <optional>
@@ -30,15 +33,24 @@ struct PlanUnit {
     std::string name;
     UnitKind kind;
     uint64_t bytes; // the unit's data section: what streams to the GPU
+    // A MoE layer streams as pieces (docs/FORMAT.md): its bytes before the experts (attention,
+    // norms, router, shared expert), then each routed expert's byte range. 0 and 0: not one.
+    uint64_t dense = 0;  // bytes before the first expert
+    uint64_t expert = 0; // the largest expert's bytes
+    bool moe() const { return expert != 0; }
+    // The largest piece it streams in whole (a dense unit: all of it).
+    uint64_t piece() const { return moe() ? std::max(dense, expert) : bytes; }
 };
+// A unit's planner view from its layout (the experts found by their names, "expert.E.*").
+PlanUnit plan_unit(const UnitLayout& layout, UnitKind kind);
 
 // The planner's view of a model's units: from a manifest's units (a split model) or a split
-// plan's (a checkpoint not yet split), anything with `layout.name`, `layout.data_size`, `kind`.
+// plan's (a checkpoint not yet split), anything with `layout` (a UnitLayout) and `kind`.
 template <class Unit>
 std::vector<PlanUnit> plan_units(const std::vector<Unit>& units) {
     std::vector<PlanUnit> out;
     out.reserve(units.size());
-    for (const auto& u : units) out.push_back({u.layout.name, u.kind, u.layout.data_size});
+    for (const auto& u : units) out.push_back(plan_unit(u.layout, u.kind));
     return out;
 }
 
@@ -70,7 +82,7 @@ enum class Fixed : int {
     qkv,         // [tokens, q_dim + 2 kv_dim] f32
     attn,        // [tokens, q_dim] compute type
     out,         // [tokens, hidden] f32, matrix outputs added to the residual stream
-    gate_up,     // [tokens, 2 inter] f32
+    gate_up,     // [tokens, 2 inter] f32 (inter: the widest MLP, dense, expert or shared)
     act,         // [tokens, inter] compute type, SwiGLU's output
     row_scale,   // [tokens] f32, the power of 2 each row of `act` was divided by (f16 compute)
     cos,         // [tokens, head_dim / 2] f32
@@ -87,6 +99,15 @@ enum class Fixed : int {
     attention_workspace, // k_attention_workspace bytes
     sample_workspace,    // sample_workspace_bytes(vocab)
     dequant_workspace,   // k_dequant_workspace bytes when weights are quantized, else none
+    // A MoE model's (none in a dense one):
+    router,          // [tokens, num_experts] f32, the router's logits
+    route_ids,       // [tokens, experts_per_tok] int32, each token's experts
+    route_weights,   // [tokens, experts_per_tok] f32, and their weights
+    moe_rows,        // [tokens * experts_per_tok] int32: the pass's tokens grouped by expert
+    moe_row_weights, // [tokens * experts_per_tok] f32: their routing weights
+    moe_x,           // [tokens, hidden] compute type: one expert's tokens' rows of xn
+    moe_y,           // [tokens, hidden] f32: its output (or the shared expert's)
+    moe_scale,       // [tokens] f32: f16 SwiGLU's row powers of 2 for moe_y's rows
     count
 };
 const char* fixed_name(Fixed f);
@@ -117,12 +138,14 @@ struct MemoryPlanInput {
     std::optional<DType> kv_dtype;   // the KV cache's type (--kv-dtype); none: the compute type
     uint64_t max_slot = 0;         // a ring slot holds at most this many bytes (0: no cap)
     uint64_t max_resident = UINT64_MAX; // at most this many bytes of weights resident, whatever the budget allows
+    // A MoE model: at most this many bytes of the VRAM left over keep experts across passes (0: no cache).
+    uint64_t expert_cache = 0;
     // Device memory the runtime takes beside rabbit's allocations (cuBLAS, the kernels' code).
     uint64_t overhead = k_estimated_cublas_bytes + k_kernel_code_reserve;
 };
 
 // One device allocation of the plan.
-enum class AllocationKind { fixed, kv_cache, unit, ring_slot };
+enum class AllocationKind { fixed, kv_cache, unit, expert_cache, ring_slot };
 struct PlannedAllocation {
     AllocationKind kind;
     size_t unit;      // the input unit (kind unit)
@@ -145,12 +168,17 @@ struct MemoryPlan {
     uint64_t ring_slot_bytes = 0;  // 0 when everything is resident
     uint64_t ring_bytes = 0;       // device memory of the ring's slots (whole pages)
     bool chunked = false;          // some streamed unit is larger than a slot: it goes in row blocks
+    // A MoE model: the MoE layers that stream (each as its dense piece, then its routed experts,
+    // through the ring), and the experts the VRAM left over keeps (whole experts of the largest).
+    uint32_t streamed_moe_layers = 0;
+    uint64_t expert_cache_bytes = 0, expert_cache_experts = 0;
     uint64_t fixed_bytes = 0;      // device memory of all of the above (whole pages)
     std::vector<bool> resident;    // per input unit
     uint64_t resident_bytes = 0;   // bytes of weights resident
     uint32_t resident_layers = 0;
     uint64_t device_bytes = 0;     // device memory the plan takes in all: fixed + resident units (whole pages)
-    uint64_t streamed_per_token = 0; // bytes of weights copied to the GPU per decoded token
+    uint64_t streamed_per_token = 0; // bytes of weights copied to the GPU per decoded token (a MoE
+                                     // layer's: its dense piece and k experts, before the expert cache)
     uint64_t minimum_budget = 0;     // fixed bytes with nothing resident
     bool fits = false;
     std::vector<PlannedAllocation> allocations; // what the engine allocates, in order (ring slots last)

@@ -21,6 +21,9 @@ struct RingPiece {
     std::string tensor;    // the matrix whose rows these are; empty: the whole data section
     uint64_t row0 = 0, rows = 0;
     std::string label;     // for the trace: "layer.3", "lm_head output.weight rows 0-4095"
+    // A place, not a piece: the experts a MoE layer's tokens route to, known only once its
+    // router has run; the consumer names them then (Ring::route) and they stream here.
+    bool routed = false;
 };
 
 // The matrices of a unit in the order the forward pass uses them: qkv, o, gate_up, down for a

@@ -8,6 +8,12 @@
 // is read and copied while piece k computes. The consumer never waits on the GPU; it waits
 // on the loader only when the disk is slower than the layers.
 //
+// A MoE layer's sequence holds its dense piece (attention, norms, router) and then a `routed`
+// place: when the consumer's router has chosen the pass's experts it names their pieces
+// (route), and the loader, which waits at that place, streams them there, one after another
+// through the same slots, before it goes on with the sequence. So the copy of expert i + 1
+// overlaps expert i's products as the copy of layer l + 1 overlaps layer l's.
+//
 // What moves the bytes is a RingTransport: CUDA's (pinned memory, a copy stream, events), or
 // plain memory in the tests, which exercise exactly this class.
 #pragma once
@@ -64,12 +70,14 @@ struct RingStats {
     double fill_s = 0;          // the loader copying pieces into staging
     uint64_t file_bytes = 0;    // bytes read from the unit files (not in pinned memory already)
     uint64_t bytes = 0;         // bytes queued to the device
+    uint64_t acquired_bytes = 0; // of them, those of the pieces the consumer acquired (bytes runs
+                                 // ahead of it by the loader's look-ahead, which timing decides)
     uint64_t pieces = 0;
 };
 
 class Ring {
 public:
-    // sequence: the pieces of one forward pass, repeated for every pass.
+    // sequence: the pieces of one forward pass (and `routed` places), repeated for every pass.
     // fill: the threads that share a piece's memcpy into staging (may be null: the loader alone).
     Ring(RingTransport& transport, PieceSource& source, std::vector<RingPiece> sequence, ThreadPool* fill);
     ~Ring();
@@ -81,13 +89,19 @@ public:
     // (acquire), which the consumer's stream will wait for. They are the consumer's until
     // release: it may rewrite them in place (bf16 to f16 on a GPU without bf16). acquire
     // rethrows the loader's error, if it failed.
-    const RingPiece& next_piece() const { return sequence_[consumed_ % sequence_.size()]; }
+    // At a `routed` place, once route() named its pieces, the next of them.
+    const RingPiece& next_piece() const { return in_route_ ? route_[route_at_] : sequence_[at_ % sequence_.size()]; }
     uint8_t* acquire();
     void release(); // the piece acquire() returned
+    // The next piece is a `routed` place: these pieces stream there (none: it is passed over).
+    void route(std::vector<RingPiece> pieces);
     RingStats stats() const;
 
 private:
     void loader();
+    // Piece p as the loader's k-th: staged when it must be, then its copy queued into slot k
+    // % slots once the consumer has released that slot. False: the ring is stopping.
+    bool load(const RingPiece& p, uint64_t k, const RingPiece* next);
 
     RingTransport& transport_;
     PieceSource& source_;
@@ -99,6 +113,16 @@ private:
     uint64_t produced_ = 0;  // pieces whose copy is queued
     uint64_t released_ = 0;  // pieces the consumer released
     uint64_t consumed_ = 0;  // pieces the consumer acquired
+    // The consumer's place in the sequence (a routed place counts once) and, at a routed
+    // place, its pieces and how many it acquired.
+    uint64_t at_ = 0;
+    bool in_route_ = false;
+    std::vector<RingPiece> route_;
+    size_t route_at_ = 0;
+    // The pieces route() named for the loader (taken at its next routed place), and how many
+    // times it did.
+    std::vector<RingPiece> routed_;
+    uint64_t routes_ = 0;
     bool stop_ = false;
     std::exception_ptr error_;
     RingStats stats_;

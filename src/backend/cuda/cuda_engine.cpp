@@ -111,11 +111,15 @@ CudaEngineStats CudaEngine::stats() const {
     s.pinned_bytes = impl_->pinned_bytes;
     s.kv_attend = impl_->attend;
     if (impl_->ring) s.ring = impl_->ring->stats();
+    s.expert_cache_bytes = impl_->expert_buf.bytes();
+    s.expert_cache_held = impl_->expert_cache.held();
     return s;
 }
 
 StreamStats CudaEngine::stream_stats() const {
     StreamStats s;
+    s.experts_run = impl_->experts_run;
+    s.expert_hits = impl_->expert_hits;
     if (!impl_->ring) return s; // everything resident: nothing streams
     const RingStats r = impl_->ring->stats();
     s.disk_s = r.disk_s;

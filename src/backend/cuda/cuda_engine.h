@@ -33,6 +33,7 @@ struct CudaEngineOptions {
     size_t batch = 512;         // most tokens through the layers at once
     uint64_t max_slot = 0;      // cap on a ring slot's bytes (0: the planner's choice); for tests
     uint64_t max_resident = UINT64_MAX; // most bytes of weights kept resident in VRAM (rabbit bench's "none", "half")
+    uint64_t expert_cache = UINT64_MAX; // a MoE model: most bytes of the VRAM left over that keep experts (0: none)
     size_t loader_threads = 4;  // threads sharing the copy of a piece from the files into pinned memory
     uint32_t sequences = 1;     // KV caches planned, one per sequence slot: the most set_slots takes
                                 // (lowered, with a message, to what fits)
@@ -46,6 +47,8 @@ struct CudaEngineStats {
     uint64_t pinned_bytes = 0;      // pinned host memory: RAM tier, ring staging, host KV cache
     RingStats ring;
     KvAttend kv_attend = KvAttend::gpu; // where attention over the KV cache runs (cpu: a host cache, on the CPU)
+    uint64_t expert_cache_bytes = 0;    // a MoE model: VRAM keeping experts across passes
+    uint64_t expert_cache_held = 0;     // experts it holds now
 };
 
 class CudaEngine : public Engine {

@@ -212,11 +212,14 @@ void CudaEngine::Impl::skip_unit(size_t unit) {
 void CudaEngine::Impl::layer(size_t l, const SlotPass& p) {
     // Its weights: resident (built at load), or its unit whole in the ring's next slot (built
     // here, once for the layer), or its matrices streamed in row blocks (by linear).
+    // A streamed MoE layer: its dense piece, then its routed experts (moe_layer).
     const size_t u = roles.layers[l];
+    if (moe_streamed(l)) return moe_layer(l, p);
     const bool whole = !resident[u].get() && streamed_whole[u];
     const LayerWeights w = whole ? device_weights(l, acquire_whole(u)) : layer_w[l];
     attention_block(l, w, p);
-    mlp_block(l, w, p.tokens.size());
+    if (layer_t[l].router) moe_block(l, w, p.tokens.size());
+    else mlp_block(l, w, p.tokens.size());
     if (whole) ring->release();
 }
 

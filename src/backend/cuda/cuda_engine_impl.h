@@ -3,6 +3,7 @@
 //   cuda_engine_setup.cpp    once, at init: the device, the plan, the allocations it lists, the
 //                            loads (vectors, resident units), each layer's LayerWeights, the ring;
 //   cuda_engine_forward.cpp  a pass: the embedding, the layers, the final norm and lm_head;
+//   cuda_engine_moe.cpp      a MoE layer's MLP: routing, its experts, the expert cache;
 //   cuda_engine_sample.cpp   choosing the next token on the GPU (CudaEngine::step);
 //   cuda_engine.cpp          the rest of the Engine interface.
 #pragma once
@@ -17,6 +18,8 @@
 #include "backend/cuda/memory.h"
 #include "backend/cuda/spans.h"
 #include "common/thread_pool.h"
+#include "engine/expert_cache.h"
+#include "engine/moe.h"
 #include "engine/rope.h"
 #include "engine/slot_passes.h"
 #include "engine/tree_rows.h"
@@ -29,6 +32,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace rabbit {
@@ -79,7 +83,9 @@ struct CudaEngine::Impl {
     void start_ring();
     std::vector<RingPiece> ring_sequence(std::vector<size_t>& streamed);
     void fill_ram_tier(const std::vector<size_t>& streamed);
-    void convert_unit(size_t unit, uint8_t* base);
+    // The bf16 matrices of a unit whose data section is at `base` on the device, those at
+    // offsets [begin, end), rewritten as f16.
+    void convert_unit(size_t unit, uint8_t* base, uint64_t begin = 0, uint64_t end = UINT64_MAX);
     // Matrix t of a unit whose data section is at `data` on the device (null: it streams in
     // row blocks), in the type the GEMMs read it in (f16 once rewritten on arrival).
     Matrix matrix_on_device(const UnitTensor& t, const uint8_t* data) const;
@@ -140,6 +146,28 @@ struct CudaEngine::Impl {
     // The host waits until the compute stream's work so far is done, sleeping in the driver
     // (a blocking-sync event) whatever the device's flags are.
     void wait_compute();
+
+    // MoE layers (cuda_engine_moe.cpp).
+    // Layer l is a MoE layer that streams: its dense piece, then its routed experts.
+    bool moe_streamed(size_t l) const;
+    // The next piece, bytes [offset, offset + bytes) of `unit`, on the device (f16 where it
+    // must be); the caller releases it.
+    uint8_t* acquire_piece(size_t unit, uint64_t offset, uint64_t bytes);
+    ExpertWeights expert_on_device(size_t l, uint32_t e, const uint8_t* data) const;
+    void moe_layer(size_t l, const SlotPass& p);
+    // The MLP of MoE layer l over the pass's m rows into out: routed experts and shared expert.
+    void moe_block(size_t l, const LayerWeights& w, size_t m);
+    // The router and the routing of xn's m rows; the tokens grouped by expert, on the host and
+    // (moe_rows, moe_row_weights) on the device.
+    ExpertBatches route(const LayerWeights& w, size_t m);
+    // The expert's tokens, rows [first, first + rows) of moe_rows, through it into out.
+    void run_expert(const ExpertWeights& e, size_t first, size_t rows);
+    void shared_expert(const LayerWeights& w, size_t m);
+    void mlp_into_moe_y(const StackedMatrix& gate_up, const Matrix& down, const void* x, size_t m, size_t inter);
+    // For each of the layer's experts b.experts[i]: from[i], its bytes in the expert cache (a
+    // hit), or keep[i], the cache slot its streamed bytes are copied to.
+    void cache_experts(size_t l, const ExpertBatches& b, std::vector<const uint8_t*>& from, std::vector<uint8_t*>& keep);
+    void start_expert_cache();
 
     // Choosing the token (cuda_engine_sample.cpp), on the logits of the last pass's last row.
     void penalize(const std::vector<int32_t>& history, float penalty);
@@ -250,6 +278,17 @@ struct CudaEngine::Impl {
     std::vector<PinnedBuffer> tier;     // per unit: its pinned copy (--ram-budget), or empty
     std::unique_ptr<UnitPieces> pieces;
     std::unique_ptr<CudaTransport> transport;
+    // MoE: the routing's way back to the host and the grouped tokens' way out, each
+    // [batch, experts_per_tok] int32 then f32 (route_ids and route_weights; moe_rows and
+    // moe_row_weights); the expert cache (the plan's allocation, in slots of the largest
+    // expert) and what the passes ran.
+    PinnedBuffer h_route, h_moe;
+    DeviceBuffer expert_buf;
+    uint64_t expert_slot_bytes = 0; // 0: no expert cache
+    ExpertCache expert_cache;
+    std::unordered_map<uint64_t, size_t> cache_slot; // layer << 32 | expert: its slot
+    std::vector<size_t> free_cache_slots;
+    uint64_t experts_run = 0, expert_hits = 0;
     std::unique_ptr<Ring> ring; // last: stops its loader before what it reads goes
 };
 

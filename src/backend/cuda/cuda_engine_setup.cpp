@@ -5,6 +5,7 @@
 
 #include "attention.cuh"
 #include "convert.cuh"
+#include "moe.cuh"
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/device.h"
@@ -55,9 +56,10 @@ CudaEngine::Impl::~Impl() {
 }
 
 void CudaEngine::Impl::init() {
-    if (c.is_moe()) // not yet: the ring streams whole layers, a MoE layer's experts need their own pieces
+    if (c.is_moe() && c.num_experts > uint32_t(k_moe_max_experts))
         throw unsupported(model.dir() + "/manifest.json",
-                          c.architecture + " (mixture of experts) does not run on the CUDA engine yet; use --device cpu");
+                          fmt::format("{} experts per layer: the CUDA routing takes at most {}; use --device cpu",
+                                      c.num_experts, k_moe_max_experts));
     select_device();
     choose_compute_type();
     choose_kv_type();
@@ -156,6 +158,7 @@ void CudaEngine::Impl::fill_plan_input() {
     plan_in.kv_dtype = kv_elem == Elem::f32 ? DType::f32 : kv_elem == Elem::f16 ? DType::f16 : DType::bf16;
     plan_in.max_slot = opt.max_slot;
     plan_in.max_resident = opt.max_resident;
+    plan_in.expert_cache = opt.expert_cache;
     plan_in.overhead = runtime_overhead + k_kernel_code_reserve;
 }
 
@@ -207,6 +210,7 @@ void CudaEngine::Impl::allocate() {
         case AllocationKind::fixed: fixed_buf = DeviceBuffer(a.bytes); break;
         case AllocationKind::kv_cache: kv_dev = DeviceBuffer(a.bytes); break;
         case AllocationKind::unit: resident[a.unit] = DeviceBuffer(a.bytes); break; // filled by load_resident
+        case AllocationKind::expert_cache: expert_buf = DeviceBuffer(a.bytes); break;
         case AllocationKind::ring_slot:
             ++ring_slots;
             ring_slot_bytes = a.bytes;
@@ -257,6 +261,11 @@ void CudaEngine::Impl::allocate_staging() {
     h_tree = PinnedBuffer(f.size(Fixed::tree), false);
     h_result = PinnedBuffer(f.size(Fixed::topk_values) + f.size(Fixed::topk_ids) + f.size(Fixed::picked), false);
     h_logits = PinnedBuffer(f.size(Fixed::logits), false); // grown when a pass asks for more rows
+    if (c.is_moe()) {
+        h_route = PinnedBuffer(f.size(Fixed::route_ids) + f.size(Fixed::route_weights), false);
+        h_moe = PinnedBuffer(f.size(Fixed::moe_rows) + f.size(Fixed::moe_row_weights), false);
+        pinned_bytes += h_route.bytes() + h_moe.bytes();
+    }
     pinned_bytes += h_embed.bytes() + h_rope.bytes() + h_ids.bytes() + h_result.bytes() + h_penal.bytes() + h_logits.bytes() +
                     h_tree.bytes();
 }
@@ -307,10 +316,12 @@ void CudaEngine::Impl::load_vectors() {
     RABBIT_CHECK(final_norm_w, "the norm unit has no vector \"norm\"");
 }
 
-void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base) {
-    // Only the bf16 matrices: quantized blocks and other float types are read as they are.
-    for (const UnitTensor* t : matrices_in_use_order(model.manifest().units[unit]))
-        if (t->dtype == DType::bf16) RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t->offset, int64_t(t->numel()), compute));
+void CudaEngine::Impl::convert_unit(size_t unit, uint8_t* base, uint64_t begin, uint64_t end) {
+    // Only the bf16 matrices (the vectors are f32): quantized blocks and other float types are
+    // read as they are.
+    for (const UnitTensor& t : model.manifest().units[unit].layout.tensors)
+        if (t.dtype == DType::bf16 && t.offset >= begin && t.offset < end)
+            RABBIT_CUDA_CHECK(launch_bf16_to_f16(base + t.offset, int64_t(t.numel()), compute));
 }
 
 bool CudaEngine::Impl::converted(size_t unit, const std::string& tensor) const {
@@ -366,7 +377,16 @@ LayerWeights CudaEngine::Impl::device_weights(size_t l, const uint8_t* data) con
     for (size_t i = 0; i < t.qkv.parts; ++i) w.qkv.part[i] = matrix_on_device(*t.qkv.part[i], data);
     w.o = matrix_on_device(*t.o, data);
     for (size_t i = 0; i < t.gate_up.parts; ++i) w.gate_up.part[i] = matrix_on_device(*t.gate_up.part[i], data);
-    w.down = matrix_on_device(*t.down, data);
+    if (t.down) w.down = matrix_on_device(*t.down, data);
+    if (!t.router) return w;
+    // A MoE layer's router and shared expert (its experts: expert_on_device).
+    w.router = matrix_on_device(*t.router, data);
+    if (!t.shared_gate) return w;
+    w.shared_gate = matrix_on_device(*t.shared_gate, data);
+    w.shared_gate_up.parts = t.shared_gate_up.parts;
+    for (size_t i = 0; i < t.shared_gate_up.parts; ++i)
+        w.shared_gate_up.part[i] = matrix_on_device(*t.shared_gate_up.part[i], data);
+    w.shared_down = matrix_on_device(*t.shared_down, data);
     return w;
 }
 
@@ -394,6 +414,15 @@ std::vector<RingPiece> CudaEngine::Impl::ring_sequence(std::vector<size_t>& stre
     RABBIT_CHECK(!streamed.empty(), "a ring planned with nothing to stream");
     std::vector<RingPiece> sequence;
     for (size_t u : streamed) {
+        const size_t l = size_t(std::find(roles.layers.begin(), roles.layers.end(), u) - roles.layers.begin());
+        if (l < layer_t.size() && layer_t[l].router) {
+            // A MoE layer: its dense piece, then the place of the experts its tokens route to.
+            const std::string& name = units[u].layout.name;
+            RABBIT_CHECK(layer_t[l].dense_bytes <= ring_slot_bytes, "a MoE layer's dense piece larger than a ring slot");
+            sequence.push_back({u, 0, layer_t[l].dense_bytes, "", 0, 0, name + " dense"});
+            sequence.push_back({u, 0, 0, "", 0, 0, name + " experts", true});
+            continue;
+        }
         auto p = plan_pieces(units[u], u, ring_slot_bytes);
         streamed_whole[u] = p.size() == 1 && p[0].tensor.empty();
         sequence.insert(sequence.end(), p.begin(), p.end());
@@ -428,6 +457,7 @@ void CudaEngine::Impl::fill_ram_tier(const std::vector<size_t>& streamed) {
 }
 
 void CudaEngine::Impl::start_ring() {
+    start_expert_cache();
     if (ring_slots == 0) return; // everything resident
     std::vector<size_t> streamed;
     std::vector<RingPiece> sequence = ring_sequence(streamed);
@@ -441,6 +471,7 @@ void CudaEngine::Impl::start_ring() {
 uint64_t CudaEngine::Impl::held() const {
     uint64_t n = fixed_buf.bytes() + kv_dev.bytes();
     for (const DeviceBuffer& b : resident) n += b.bytes();
+    n += expert_buf.bytes();
     if (transport) n += transport->slots() * transport->slot_bytes();
     return n;
 }
