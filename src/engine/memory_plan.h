@@ -119,6 +119,9 @@ struct MemoryPlanInput {
     uint64_t max_resident = UINT64_MAX; // at most this many bytes of weights resident, whatever the budget allows
     // Device memory the runtime takes beside rabbit's allocations (cuBLAS, the kernels' code).
     uint64_t overhead = k_estimated_cublas_bytes + k_kernel_code_reserve;
+    // Device memory a draft model's engine holds on the same GPU (speculative decoding, every
+    // unit resident): part of `budget`, so the plan is made in budget - draft_bytes.
+    uint64_t draft_bytes = 0;
 };
 
 // One device allocation of the plan.
@@ -151,7 +154,8 @@ struct MemoryPlan {
     uint32_t resident_layers = 0;
     uint64_t device_bytes = 0;     // device memory the plan takes in all: fixed + resident units (whole pages)
     uint64_t streamed_per_token = 0; // bytes of weights copied to the GPU per decoded token
-    uint64_t minimum_budget = 0;     // fixed bytes with nothing resident
+    uint64_t minimum_budget = 0;     // fixed bytes with nothing resident, and the draft's share
+    uint64_t draft_bytes = 0;        // the input's draft_bytes: the budget's share that is not the plan's
     bool fits = false;
     std::vector<PlannedAllocation> allocations; // what the engine allocates, in order (ring slots last)
 };
