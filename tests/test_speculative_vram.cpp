@@ -93,6 +93,15 @@ TEST_CASE("a draft model resident in VRAM beside a streamed target: the same gre
         REQUIRE(target.stream_stats().link_bytes > before.link_bytes); // the target streamed
         require_no_weight_traffic(self, model);
         require_no_weight_traffic(draft, other);
+        // What the check sees of a draft that streams: its units read and copied for a pass.
+        CudaEngineOptions streamed;
+        streamed.max_resident = 0;
+        streamed.ctx = 512;
+        CudaEngine streaming(other, streamed);
+        std::vector<float> logits;
+        streaming.forward(test::k_spec_prompt.data(), 4, 1, logits);
+        REQUIRE(streaming.stream_stats().link_bytes > 0);
+        REQUIRE(streaming.stats().ring.pieces > 0);
     }
 #endif
 }
