@@ -215,6 +215,17 @@ TEST_CASE("rabbit run and bench --draft on the GPU: resident in VRAM when it fit
     REQUIRE_THAT(both.err, Contains("draft model " + draft + ": on the GPU, "));
     REQUIRE_THAT(both.err, Contains("draft:a draft model resident beside it: ") && Contains(" of the 4.00 GiB budget"));
     REQUIRE_THAT(both.err, Contains("draft's resident:"));
+    // inspect --draft plans the same share.
+    auto share = [](const std::string& text) {
+        const std::string key = "a draft model resident beside it: ";
+        const size_t at = text.find(key);
+        REQUIRE(at != std::string::npos);
+        return text.substr(at + key.size(), text.find(" of the ", at) - at - key.size());
+    };
+    const test::RunResult inspect =
+        test::run_rabbit({"inspect", target, "--vram-budget", "4G", "--ctx", "256", "--draft", draft}, env);
+    REQUIRE(inspect.exit_code == 0);
+    REQUIRE(share(inspect.out) == share(both.err));
 
     // At 1M: what the draft needs alone, and the target's minimum.
     const test::RunResult tiny = with({"--vram-budget", "1M", "--draft", draft});
