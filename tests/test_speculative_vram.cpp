@@ -280,5 +280,5 @@ TEST_CASE("rabbit run and bench --draft on the GPU: resident in VRAM when it fit
                                                    env);
     INFO(bench.err);
     REQUIRE(bench.exit_code == 0);
-    REQUIRE_THAT(bench.out, Contains("| draft on |") && Contains(" | GPU, ") && Contains(" of 4.00 GiB |"));
+    REQUIRE_THAT(bench.out, Contains(" | draft on |") && Contains(" | GPU, ") && Contains(" of 4.00 GiB |\n"));
 }

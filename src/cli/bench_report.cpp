@@ -245,7 +245,7 @@ void print_table(const std::vector<ConfigResult>& results) {
     // Speculative decoding's figures, for the configurations with a draft (the table above
     // counts decoded tokens, not passes).
     if (std::none_of(results.begin(), results.end(), [](const ConfigResult& r) { return r.config.draft != "none"; })) return;
-    fmt::print("\n| configuration | draft | draft on | tokens per pass | draft ms/pass | verify ms/pass | decode tok/s |\n");
+    fmt::print("\n| configuration | draft | tokens per pass | draft ms/pass | verify ms/pass | decode tok/s | draft on |\n");
     fmt::print("|---|---|---|---|---|---|---|\n");
     for (const auto& r : results) {
         if (r.config.draft == "none" || !r.ok()) continue;
@@ -254,8 +254,8 @@ void print_table(const std::vector<ConfigResult>& results) {
         const std::string on = r.draft_on.empty() ? "-"
                                : r.draft_vram ? r.draft_on + ", " + format_bytes(r.draft_vram) + " of " + format_bytes(r.vram_budget)
                                               : r.draft_on;
-        fmt::print("| {} | {} | {} | {:.2f} | {} | {} | {} |\n", config_label(r.config), r.config.draft, on,
-                   f.tokens_per_pass, ms(f.draft_s), ms(f.verify_s), rate(f.decode_tps));
+        fmt::print("| {} | {} | {:.2f} | {} | {} | {} | {} |\n", config_label(r.config), r.config.draft, f.tokens_per_pass,
+                   ms(f.draft_s), ms(f.verify_s), rate(f.decode_tps), on);
     }
 }
 
