@@ -138,6 +138,7 @@ void config_json(JsonWriter& j, const ConfigResult& r) {
     }
     const RunFigures& f = r.m();
     j.member("load_s", r.load_s).member("ram_budget_bytes", r.ram_budget).member("resident_bytes", r.resident_bytes);
+    if (!r.draft_on.empty()) j.member("draft_device", r.draft_on).member("draft_vram_bytes", r.draft_vram);
     j.key("vram_budget_bytes");
     b.cuda ? j.value(r.vram_budget) : j.null();
     j.key("threads");
@@ -244,13 +245,17 @@ void print_table(const std::vector<ConfigResult>& results) {
     // Speculative decoding's figures, for the configurations with a draft (the table above
     // counts decoded tokens, not passes).
     if (std::none_of(results.begin(), results.end(), [](const ConfigResult& r) { return r.config.draft != "none"; })) return;
-    fmt::print("\n| configuration | draft | tokens per pass | draft ms/pass | verify ms/pass | decode tok/s |\n");
-    fmt::print("|---|---|---|---|---|---|\n");
+    fmt::print("\n| configuration | draft | tokens per pass | draft ms/pass | verify ms/pass | decode tok/s | draft on |\n");
+    fmt::print("|---|---|---|---|---|---|---|\n");
     for (const auto& r : results) {
         if (r.config.draft == "none" || !r.ok()) continue;
         const RunFigures& f = r.m();
-        fmt::print("| {} | {} | {:.2f} | {} | {} | {} |\n", config_label(r.config), r.config.draft, f.tokens_per_pass,
-                   ms(f.draft_s), ms(f.verify_s), rate(f.decode_tps));
+        // A draft model's place, and on the GPU its share of the VRAM budget (the target's plan had the rest).
+        const std::string on = r.draft_on.empty() ? "-"
+                               : r.draft_vram ? r.draft_on + ", " + format_bytes(r.draft_vram) + " of " + format_bytes(r.vram_budget)
+                                              : r.draft_on;
+        fmt::print("| {} | {} | {:.2f} | {} | {} | {} | {} |\n", config_label(r.config), r.config.draft, f.tokens_per_pass,
+                   ms(f.draft_s), ms(f.verify_s), rate(f.decode_tps), on);
     }
 }
 

@@ -53,6 +53,8 @@ struct ConfigResult {
     double cached = 0;            // page-cache fraction of the streamed unit files after the warm-up
     std::string from;             // where the streamed weights came from
     uint64_t peak_host = 0, peak_gpu = 0;
+    std::string draft_on;        // a draft model: "GPU" (resident in VRAM) or "CPU" (resident in RAM)
+    uint64_t draft_vram = 0;     // on the GPU: its share of vram_budget (CudaEngine::resident_share)
     bool ok() const { return error.empty(); }
     const RunFigures& m() const { return runs[median]; }
     double prefill_tps() const {
@@ -75,6 +77,7 @@ struct Settings {
     int gpu = 0;
     std::string act_quant = "f32"; // CPU rows: --act-quant
     size_t draft_budget = 16, draft_max = 0; // with a draft: trees of draft_budget, or chains of draft_max if set
+    std::string draft_device = "auto";        // a draft model: --draft-device (auto, cpu, cuda)
 };
 
 struct Describe {

@@ -10,6 +10,7 @@
 #include "cli/bench_parallel.h"
 #include "cli/bench_report.h"
 #include "cli/commands.h"
+#include "cli/draft_engine.h"
 #include "cli/engine_choice.h"
 #include "cli/model_args.h"
 #include "cli/option_checks.h"
@@ -58,15 +59,15 @@ struct Sample {
 };
 
 // A configuration's drafter, and what it needs: the target's tokenizer, a draft model's
-// split and engine (on the CPU, resident, as `rabbit run --draft` runs it).
+// split and engine (resident, placed as `rabbit run --draft` places it: cli/draft_engine.h).
 struct BenchDraft {
     std::unique_ptr<Tokenizer> tok;
-    std::unique_ptr<SplitModel> split;
-    std::unique_ptr<Engine> engine;
+    std::unique_ptr<SplitModel> split; // a draft model: its engine made beside the target's
+    MadeEngine made;
     std::unique_ptr<Drafter> drafter;
 };
 
-BenchDraft bench_draft(const SplitModel& model, const BenchConfig& b, const Settings& s, uint64_t ctx) {
+BenchDraft bench_draft(const SplitModel& model, const BenchConfig& b) {
     BenchDraft d;
     if (b.draft == "none") return d;
     d.tok = load_tokenizer(model.dir());
@@ -77,12 +78,6 @@ BenchDraft bench_draft(const SplitModel& model, const BenchConfig& b, const Sett
     const std::string dir = b.draft == "self" ? model.dir() : b.draft_dir;
     if (b.draft != "self") check_same_vocabulary(*d.tok, model.dir(), *load_tokenizer(dir), dir);
     d.split = std::make_unique<SplitModel>(SplitModel::open(dir));
-    EngineOptions o;
-    for (const auto& u : d.split->manifest().units) o.ram_budget += u.layout.data_size;
-    o.ctx = std::min<uint64_t>(ctx, d.split->config().max_context());
-    o.threads = s.threads;
-    d.engine = std::make_unique<CpuEngine>(*d.split, o);
-    d.drafter = std::make_unique<ModelDrafter>(*d.engine, SamplingParams{});
     return d;
 }
 
@@ -134,8 +129,10 @@ uint64_t ram_budget_of(const std::string& ram) { return ram == "default" ? defau
 
 } // namespace
 
-std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r,
-                                     size_t sequences) {
+namespace {
+
+EngineRequest bench_request(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r,
+                            size_t sequences) {
     EngineRequest req;
     req.sequences = sequences;
     req.device = {b.cuda, s.gpu};
@@ -149,7 +146,10 @@ std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig&
     else if (b.vram == "half")
         req.max_resident = weight_bytes_per_token(plan_units(model.manifest().units), model.roles().tied) / 2;
     else if (b.vram != "all") req.vram_budget = *parse_size(b.vram);
-    MadeEngine made = make_engine(model, req);
+    return req;
+}
+
+void note_engine(const MadeEngine& made, ConfigResult& r) {
     if (made.cpu) {
         r.resident_bytes = made.cpu->units().resident_bytes();
         r.threads = made.cpu->threads();
@@ -160,6 +160,30 @@ std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig&
         r.resident_bytes = made.cuda->plan().resident_bytes;
     }
 #endif
+}
+
+// The target's engine and the draft model's beside it, the drafter made on the latter.
+std::unique_ptr<Engine> bench_engines(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r,
+                                      BenchDraft& d) {
+    PlacedEngines both =
+        make_engines_with_draft(model, bench_request(model, b, s, r, 1), *d.split, draft_device_of(s.draft_device));
+    note_engine(both.target, r);
+    d.made = std::move(both.draft);
+    d.drafter = std::make_unique<ModelDrafter>(*d.made.engine, SamplingParams{});
+    r.draft_on = d.made.cuda ? "GPU" : "CPU";
+#ifdef RABBIT_HAVE_CUDA
+    if (d.made.cuda) r.draft_vram = d.made.cuda->resident_share();
+#endif
+    spdlog::info("  draft model {}: {}", d.split->dir(), draft_placement(d.made));
+    return std::move(both.target.engine);
+}
+
+} // namespace
+
+std::unique_ptr<Engine> bench_engine(const SplitModel& model, const BenchConfig& b, const Settings& s, ConfigResult& r,
+                                     size_t sequences) {
+    MadeEngine made = make_engine(model, bench_request(model, b, s, r, sequences));
+    note_engine(made, r);
     return std::move(made.engine);
 }
 
@@ -176,10 +200,10 @@ void measure_config(const SplitModel& model, const BenchConfig& b, const Setting
                     const std::vector<std::string>& files, ConfigResult& r) {
     const bool own_peak = reset_peak_rss();
     const auto t0 = Clock::now();
-    std::unique_ptr<Engine> engine = bench_engine(model, b, s, r);
+    BenchDraft draft = bench_draft(model, b);
+    std::unique_ptr<Engine> engine = draft.split ? bench_engines(model, b, s, r, draft) : bench_engine(model, b, s, r);
     r.load_s = seconds_since(t0);
     const std::vector<int32_t> prompt = bench_prompt(model.config(), s.prompt_len);
-    BenchDraft draft = bench_draft(model, b, s, r.ctx);
     auto once = [&] { return draft.drafter ? run_once_draft(*engine, draft, prompt, s) : run_once(*engine, prompt, s.gen); };
     for (size_t w = 0; w < s.warmup; ++w) once();
     r.cached = page_cache_fraction(files);
@@ -302,6 +326,7 @@ void add_bench_options(CLI::App* sub, BenchOptions& o) {
     positive(sub->add_option("--draft-budget", o.s.draft_budget, "With a draft: trees of at most this many tokens (default 16)"),
              double(k_tree_rows - 1));
     positive(sub->add_option("--draft-max", o.s.draft_max, "With a draft: chains of at most this many tokens, not trees"), 64);
+    add_draft_device_option(sub, o.s.draft_device);
     sub->add_option("--json", o.json, "Also write the results as JSON to FILE (- for stdout, instead of the table)");
     add_trace_option(sub, o.trace);
 }

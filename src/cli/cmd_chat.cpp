@@ -156,9 +156,9 @@ Command add_chat_command(CLI::App& app, const GlobalOptions& global) {
             throw Error(ExitCode::usage, dir + " has no chat template; give --chat-format chatml|llama3|llama2|mistral");
         GenerateOptions g = generate_options(ro, model);
         std::function<void()> report_memory;
-        MadeEngine made = start_engine(ro, sub, model, report_memory);
+        DraftChoice draft = start_draft(ro, model, *tok, global); // its engine outlives the session's turns
+        MadeEngine made = start_engine(ro, sub, model, report_memory, 1, &draft);
         if (sub->count("-n") == 0) g.max_tokens = made.engine->context();
-        DraftChoice draft = start_draft(ro, model, *tok, made.engine->context(), global); // its engine outlives the session's turns
         draft.apply(g, ro);
         ChatSession chat(*made.engine, *tok, tmpl, copts, g);
         if (sub->count("--system")) chat.set_system(ro.system);

@@ -184,7 +184,7 @@ Summary summarize(const InspectedModel& m) {
 }
 
 struct InspectOptions {
-    std::string dir, budget, dtype = "auto", kv_dtype, ram_budget;
+    std::string dir, budget, dtype = "auto", kv_dtype, ram_budget, draft;
     uint64_t ctx = 0;
     uint32_t ring_slots = 2;
     bool json = false;
@@ -198,6 +198,8 @@ struct InspectPlan {
     MemoryPlanInput input;
     std::optional<MemoryPlan> plan;
     KvReport kv;
+    std::string draft;   // --draft: the draft model's directory, resident in VRAM beside the model
+    bool draft_on_cpu = false; // the two do not fit together: `run --draft` would run the draft on the CPU
 };
 
 // The KV cache's type on each engine: --kv-dtype, else f32 on the CPU and the compute type on
@@ -209,6 +211,24 @@ void report_kv(const InspectedModel& m, const InspectOptions& o, InspectPlan& p)
     const DType gpu = asked && kv != DType::q8_0 ? kv : compute;
     const uint64_t ram = o.ram_budget.empty() ? default_ram_budget() : *parse_size(o.ram_budget);
     p.kv = kv_report(m.config, p.ctx, kv, gpu, p.plan ? &p.input : nullptr, ram);
+}
+
+// The VRAM a draft model resident beside the model takes (CudaEngine::resident_share, as
+// cli/draft_engine.cpp makes it): every unit resident, its KV cache on the GPU for the model's
+// context or its own maximum, its own cuBLAS handle (estimated as for the model).
+uint64_t draft_share(const InspectedModel& d, const MemoryPlanInput& target) {
+    MemoryPlanInput in;
+    in.config = d.config;
+    in.units = d.units;
+    in.weight_dtype = weight_dtype(d);
+    const auto matrices = dtype_from_name(d.dtype);
+    in.dequant = d.dtype == "mixed" || (matrices && is_quant_dtype(*matrices));
+    in.budget = UINT64_MAX / 4;
+    in.ctx = std::min<uint64_t>(target.ctx, d.config.max_context());
+    in.kv = KvPlace::gpu;
+    in.overhead = target.overhead;
+    const MemoryPlan plan = plan_memory(in);
+    return plan.device_bytes - plan.overhead_bytes + (in.overhead - k_kernel_code_reserve);
 }
 
 InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
@@ -236,6 +256,15 @@ InspectPlan plan_for(const InspectedModel& m, const InspectOptions& o) {
     in.overhead = runtime_overhead(in.weight_dtype);
     if (!o.kv_dtype.empty() && parse_kv_dtype(o.kv_dtype) != DType::q8_0) in.kv_dtype = parse_kv_dtype(o.kv_dtype);
     p.plan = plan_memory(in);
+    if (o.draft.empty()) return p;
+    p.draft = o.draft;
+    in.draft_bytes = draft_share(load(o.draft, DTypeChoice::automatic), in);
+    const MemoryPlan beside = plan_memory(in);
+    // As `run --draft-device auto` does: the draft on the CPU when the model's minimum does not
+    // fit beside it, and the model's plan then the whole budget's.
+    p.draft_on_cpu = !beside.fits;
+    if (p.draft_on_cpu) in.draft_bytes = 0;
+    else p.plan = beside;
     return p;
 }
 
@@ -248,6 +277,7 @@ void plan_json(JsonWriter& w, const InspectedModel& m, const InspectPlan& p) {
     w.member("ring_slots", p.input.ring_slots);
     w.member("fits", plan.fits);
     w.member("minimum_budget", plan.minimum_budget);
+    if (!p.draft.empty()) w.member("draft", p.draft).member("draft_bytes", plan.draft_bytes).member("draft_on_cpu", p.draft_on_cpu);
     w.member("kv_cache_bytes", plan.kv_cache_bytes);
     w.member("kv_on_host", plan.kv_on_host);
     w.member("vector_bytes", plan.vector_bytes);
@@ -407,6 +437,8 @@ void print_text(const InspectedModel& m, const Summary& s, const InspectPlan& p)
     if (p.plan) {
         line("VRAM budget", format_bytes(*p.budget) + " (" + p.budget_source + "), context " + std::to_string(p.ctx) + ", " +
                                 std::to_string(p.input.ring_slots) + " ring slots");
+        if (p.draft_on_cpu)
+            line("  draft", p.draft + " does not fit beside it: --draft-device auto runs it on the CPU (cuda: exit 6)");
         for (const auto& [key, text] : plan_lines(*p.plan, p.input)) line(key, text);
     }
     if (!m.options.empty()) print_options(m);
@@ -433,9 +465,12 @@ Command add_inspect_command(CLI::App& app, const GlobalOptions& global) {
                                                                "16G (default: 3/4 of the memory available)"),
                 "");
     sub->add_flag("--json", o->json, "Print JSON instead of text");
+    sub->add_option("--draft", o->draft, "Plan with this draft model resident in VRAM beside it, as run --draft places "
+                                         "it (a split, Hugging Face directory or .gguf)");
 
     auto run = [o, &global]() {
         const InspectedModel m = load(local_model_path(o->dir, global), *parse_dtype_choice(o->dtype));
+        if (!o->draft.empty()) o->draft = local_model_path(o->draft, global);
         const Summary s = summarize(m);
         InspectPlan p = plan_for(m, *o);
         report_kv(m, *o, p);

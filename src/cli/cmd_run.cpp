@@ -124,8 +124,8 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
         GenerateOptions g = generate_options(*o, model);
 
         std::function<void()> report_memory;
-        MadeEngine made = start_engine(*o, sub, model, report_memory);
-        DraftChoice draft = start_draft(*o, model, *tok, made.engine->context(), global);
+        DraftChoice draft = start_draft(*o, model, *tok, global);
+        MadeEngine made = start_engine(*o, sub, model, report_memory, 1, &draft);
         draft.apply(g, *o);
         const double load_s = seconds_since(t0);
         spdlog::debug("{} prompt tokens; sampling: temperature {}, top-k {}, top-p {}, min-p {}, repetition penalty {}",

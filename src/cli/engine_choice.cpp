@@ -117,6 +117,8 @@ MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
     co.max_resident = r.max_resident;
     co.expert_cache = r.expert_cache;
     co.sequences = uint32_t(std::max<size_t>(1, r.sequences));
+    co.all_resident = r.all_resident;
+    co.draft_bytes = r.draft_bytes;
     auto cuda = std::make_unique<CudaEngine>(model, co);
     made.cuda = cuda.get();
     made.engine = std::move(cuda);

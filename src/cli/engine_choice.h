@@ -56,6 +56,8 @@ struct EngineRequest {
     uint64_t max_resident = UINT64_MAX; // GPU: most bytes of weights resident in VRAM
     uint64_t expert_cache = UINT64_MAX; // GPU, a MoE model: most bytes of spare VRAM keeping experts (0: none)
     size_t sequences = 1;     // GPU: KV caches to plan, for batched generation (--parallel)
+    bool all_resident = false; // GPU: a draft model, every unit resident (CudaEngineOptions::all_resident)
+    uint64_t draft_bytes = 0;  // GPU: a resident draft's share of the budget (CudaEngineOptions::draft_bytes)
 };
 
 // The engine, and the same engine as the type it is, for what only one of them reports.

@@ -18,6 +18,10 @@ std::vector<std::pair<std::string, std::string>> plan_lines(const MemoryPlan& pl
     always += plan.ring_bytes ? ", ring " + slots + " x " + format_bytes(plan.ring_slot_bytes) +
                                     (plan.chunked ? " (larger units in row blocks)" : "")
                               : std::string(", no ring (everything resident)");
+    if (plan.draft_bytes)
+        out.emplace_back("  draft", "a draft model resident beside it: " + format_bytes(plan.draft_bytes) + " of the " +
+                                        format_bytes(in.budget) + " budget; the plan is made in the other " +
+                                        format_bytes(in.budget > plan.draft_bytes ? in.budget - plan.draft_bytes : 0));
     out.emplace_back("  always", always);
     if (!plan.fits) {
         out.emplace_back("  verdict", "too small: the minimum is " + format_bytes(plan.minimum_budget) +

@@ -10,7 +10,8 @@
 
 namespace rabbit {
 
-// (key, text) lines: what is always on the GPU, the verdict, what is resident and streamed.
+// (key, text) lines: a resident draft model's share of the budget (when there is one), what is
+// always on the GPU, the verdict, what is resident and streamed.
 //   unit_names, unit_kinds: the plan input's units, in order
 std::vector<std::pair<std::string, std::string>> plan_lines(const MemoryPlan& plan, const MemoryPlanInput& in);
 

@@ -3,6 +3,7 @@
 
 #include "backend/cpu/cpu_engine.h"
 #include "backend/cpu/kernels.h"
+#include "cli/draft_engine.h"
 #include "cli/model_args.h"
 #include "cli/option_checks.h"
 #include "cli/plan_report.h"
@@ -167,8 +168,14 @@ GenerateOptions generate_options(const RunOptions& o, const SplitModel& model) {
     return g;
 }
 
-MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
-                        std::function<void()>& report_memory, size_t sequences) {
+struct DraftChoice::Model {
+    SplitModel split;
+    MadeEngine made;
+};
+
+namespace {
+
+EngineRequest engine_request(const RunOptions& o, const CLI::App* sub, size_t sequences) {
     EngineRequest req;
     req.sequences = sequences;
     req.device = choose_device(o.device);
@@ -186,7 +193,24 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
     if (!req.device.cuda && (!o.vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache") ||
                              sub->count("--vram-expert-cache")))
         spdlog::warn("--vram-budget, --ring-slots, --kv-cache and --vram-expert-cache apply to the GPU; running on the CPU");
-    MadeEngine made = make_engine(model, req);
+    return req;
+}
+
+} // namespace
+
+MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
+                        std::function<void()>& report_memory, size_t sequences, DraftChoice* draft) {
+    const EngineRequest req = engine_request(o, sub, sequences);
+    MadeEngine made;
+    if (draft && draft->model) {
+        PlacedEngines both = make_engines_with_draft(model, req, draft->model->split, draft_device_of(o.draft_device));
+        made = std::move(both.target);
+        draft->model->made = std::move(both.draft);
+        draft->drafter = std::make_unique<ModelDrafter>(*draft->model->made.engine, generate_options(o, model).sampling);
+        spdlog::info("draft model {}: {}, {}", draft->model->split.dir(), draft_placement(draft->model->made), draft->shape);
+    } else {
+        made = make_engine(model, req);
+    }
     report_memory = [] {};
     if (CpuEngine* cpu = made.cpu) {
         report_residency(model, cpu->units(), req.ram_budget);
@@ -198,6 +222,8 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
         const CudaEngineStats st = cuda->stats();
         spdlog::info("{}: VRAM budget {}, context {} positions", st.device, format_bytes(st.budget), cuda->context());
         for (const auto& [key, text] : plan_lines(cuda->plan(), cuda->plan_input())) spdlog::debug("{}:{}", key, text);
+        if (const CudaEngine* d = draft && draft->model ? draft->model->made.cuda : nullptr)
+            for (const auto& [key, text] : plan_lines(d->plan(), d->plan_input())) spdlog::debug("  draft's {}:{}", key.substr(2), text);
         report_memory = [cuda] {
             const CudaEngineStats s = cuda->stats();
             spdlog::info("GPU memory: peak {} of the {} budget (device use grew by {}); {} pinned; ring: {} pieces, "
@@ -213,10 +239,6 @@ MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitMod
     return made;
 }
 
-struct DraftChoice::Model {
-    SplitModel split;
-    MadeEngine made;
-};
 DraftChoice::DraftChoice() = default;
 DraftChoice::DraftChoice(DraftChoice&&) noexcept = default;
 DraftChoice& DraftChoice::operator=(DraftChoice&&) noexcept = default;
@@ -235,6 +257,7 @@ void add_draft_options(CLI::App* sub, RunOptions& o) {
     sub->add_flag("--draft-fixed", o.draft_fixed,
                   "Always draft --draft-max (or --draft-budget) tokens, instead of choosing from the measured costs and "
                   "acceptance");
+    add_draft_device_option(sub, o.draft_device);
 }
 
 void check_draft_options(const RunOptions& o, const CLI::App* sub) {
@@ -242,6 +265,8 @@ void check_draft_options(const RunOptions& o, const CLI::App* sub) {
         throw Error(ExitCode::usage, "--draft-max, --draft-budget and --draft-fixed go with --draft");
     if (sub->count("--draft-max") && sub->count("--draft-budget"))
         throw Error(ExitCode::usage, "--draft-max (chains) and --draft-budget (trees) do not go together");
+    if (sub->count("--draft-device") && (o.draft.empty() || o.draft == "ngram"))
+        throw Error(ExitCode::usage, "--draft-device goes with a draft model (--draft DIR)");
 }
 
 void DraftChoice::apply(GenerateOptions& g, const RunOptions& o) const {
@@ -251,18 +276,16 @@ void DraftChoice::apply(GenerateOptions& g, const RunOptions& o) const {
     g.draft_adaptive = !o.draft_fixed;
 }
 
-DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, uint64_t target_ctx,
-                        const GlobalOptions& global) {
+DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, const GlobalOptions& global) {
     DraftChoice d;
     if (o.draft.empty()) return d;
     // Chains with --draft-max; else trees.
     d.max = o.draft_max ? o.draft_max : 8;
     d.budget = o.draft_max ? 0 : o.draft_budget ? o.draft_budget : 16;
-    const std::string shape = d.budget ? fmt::format("trees of up to {} tokens", d.budget)
-                                       : fmt::format("chains of up to {} tokens", d.max);
+    d.shape = d.budget ? fmt::format("trees of up to {} tokens", d.budget) : fmt::format("chains of up to {} tokens", d.max);
     if (o.draft == "ngram") {
         d.drafter = std::make_unique<NgramDrafter>();
-        spdlog::info("ngram drafts: {}", shape);
+        spdlog::info("ngram drafts: {}", d.shape);
         return d;
     }
     std::string dir;
@@ -274,18 +297,6 @@ DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tok
     std::unique_ptr<Tokenizer> draft_tok = load_tokenizer(dir);
     check_same_vocabulary(tok, target.dir(), *draft_tok, dir);
     d.model = std::make_unique<DraftChoice::Model>(DraftChoice::Model{SplitModel::open(dir), {}});
-    const SplitModel& split = d.model->split;
-    EngineRequest req; // the CPU, every unit resident: the draft runs every step
-    req.ram_budget = 0;
-    for (const auto& u : split.manifest().units) req.ram_budget += u.layout.data_size;
-    req.ctx = std::min<uint64_t>(target_ctx, split.config().max_position_embeddings);
-    req.batch = o.batch;
-    req.threads = o.threads;
-    req.act_quant = act_quant_of(o.act_quant);
-    d.model->made = make_engine(split, req);
-    const GenerateOptions g = generate_options(o, target);
-    d.drafter = std::make_unique<ModelDrafter>(*d.model->made.engine, g.sampling);
-    spdlog::info("draft model {}: on the CPU, {} resident, {}", dir, format_bytes(req.ram_budget), shape);
     return d;
 }
 

@@ -40,6 +40,7 @@ struct RunOptions {
     size_t draft_max = 0;  // > 0: chains of at most this many
     size_t draft_budget = 0; // trees of at most this many tokens (0: 16); the default, without --draft-max
     bool draft_fixed = false;
+    std::string draft_device = "auto"; // --draft-device: auto, cpu, cuda
     std::string prompts;   // --prompts FILE: batched generation
     size_t parallel = 1;   // --parallel: sequences in flight at once
     bool ordered = false;  // --ordered: objects in the file's order
@@ -52,21 +53,25 @@ void add_session_options(CLI::App* sub, RunOptions& o);
 ChatOptions chat_options(const RunOptions& o, const CLI::App* sub);
 // Stops and sampling: the options over generation_config.json's settings.
 GenerateOptions generate_options(const RunOptions& o, const SplitModel& model);
+struct DraftChoice;
 // The engine for --device, with what it says of itself now; `report_memory` says what it
 // used once the run is over.
 // sequences: KV caches for that many sequences at once (--prompts' --parallel).
+// draft: a draft model's split (start_draft), whose engine and drafter are made here beside the
+// target's, placed by --draft-device (cli/draft_engine.h).
 MadeEngine start_engine(const RunOptions& o, const CLI::App* sub, const SplitModel& model,
-                        std::function<void()>& report_memory, size_t sequences = 1);
+                        std::function<void()>& report_memory, size_t sequences = 1, DraftChoice* draft = nullptr);
 
 // --draft and its settings, for speculative decoding (engine/speculative.h); no drafter
-// without --draft. A draft model runs on the CPU engine with its weights resident in RAM,
-// whatever --device says.
+// without --draft. A draft model runs with its weights resident: in VRAM beside a target on
+// the GPU when both fit, else on the CPU engine in RAM (--draft-device).
 struct DraftChoice {
     struct Model; // the draft model's split and engine
     std::unique_ptr<Model> model;
-    std::unique_ptr<Drafter> drafter;
+    std::unique_ptr<Drafter> drafter; // a draft model's: made by start_engine
     size_t max = 0;    // chains: the most tokens a pass (GenerateOptions::draft_max)
     size_t budget = 0; // trees: the most tokens a pass, 0 for chains (GenerateOptions::draft_budget)
+    std::string shape; // "trees of up to 16 tokens"
     // The drafter and its shape into g (nothing without --draft).
     void apply(GenerateOptions& g, const RunOptions& o) const;
     DraftChoice();
@@ -74,12 +79,13 @@ struct DraftChoice {
     DraftChoice& operator=(DraftChoice&&) noexcept;
     ~DraftChoice();
 };
-// --draft, --draft-max, --draft-budget, --draft-fixed (run and chat).
+// --draft, --draft-max, --draft-budget, --draft-fixed, --draft-device (run and chat).
 void add_draft_options(CLI::App* sub, RunOptions& o);
-// The draft options without --draft, or chains and trees asked for at once: usage errors.
+// The draft options without --draft (--draft-device without a draft model), or chains and
+// trees asked for at once: usage errors.
 void check_draft_options(const RunOptions& o, const CLI::App* sub);
-// target_ctx: the target engine's context (the draft's is no longer).
-DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, uint64_t target_ctx,
-                        const GlobalOptions& global);
+// The drafter for ngram; for a draft model its split, checked to share the target's
+// vocabulary (start_engine makes its engine and drafter).
+DraftChoice start_draft(const RunOptions& o, const SplitModel& target, const Tokenizer& tok, const GlobalOptions& global);
 
 } // namespace rabbit

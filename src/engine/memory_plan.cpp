@@ -351,6 +351,15 @@ PlanUnit plan_unit(const UnitLayout& layout, UnitKind kind) {
 }
 
 MemoryPlan plan_memory(const MemoryPlanInput& in) {
+    if (in.draft_bytes) { // a resident draft model takes its share off the top
+        MemoryPlanInput rest = in;
+        rest.draft_bytes = 0;
+        rest.budget = in.budget > in.draft_bytes ? in.budget - in.draft_bytes : 0;
+        MemoryPlan p = plan_memory(rest);
+        p.draft_bytes = in.draft_bytes;
+        p.minimum_budget += in.draft_bytes;
+        return p;
+    }
     const uint64_t slots = std::max<uint32_t>(1, in.ring_slots);
     MemoryPlan p;
     plan_fixed(in, p);

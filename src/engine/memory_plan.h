@@ -142,6 +142,9 @@ struct MemoryPlanInput {
     uint64_t expert_cache = 0;
     // Device memory the runtime takes beside rabbit's allocations (cuBLAS, the kernels' code).
     uint64_t overhead = k_estimated_cublas_bytes + k_kernel_code_reserve;
+    // Device memory a draft model's engine holds on the same GPU (speculative decoding, every
+    // unit resident): part of `budget`, so the plan is made in budget - draft_bytes.
+    uint64_t draft_bytes = 0;
 };
 
 // One device allocation of the plan.
@@ -179,7 +182,8 @@ struct MemoryPlan {
     uint64_t device_bytes = 0;     // device memory the plan takes in all: fixed + resident units (whole pages)
     uint64_t streamed_per_token = 0; // bytes of weights copied to the GPU per decoded token (a MoE
                                      // layer's: its dense piece and k experts, before the expert cache)
-    uint64_t minimum_budget = 0;     // fixed bytes with nothing resident
+    uint64_t minimum_budget = 0;     // fixed bytes with nothing resident, and the draft's share
+    uint64_t draft_bytes = 0;        // the input's draft_bytes: the budget's share that is not the plan's
     bool fits = false;
     std::vector<PlannedAllocation> allocations; // what the engine allocates, in order (ring slots last)
 };

@@ -45,6 +45,10 @@ void CudaEngine::reset_slot(size_t slot) {
     impl_->seq[slot].rope.reset();
     if (slot == 0) impl_->tree.close(); // slot 0 holds speculative decoding's draft trees
 }
+uint64_t CudaEngine::resident_share() const {
+    const MemoryPlan& p = impl_->plan;
+    return p.device_bytes - p.overhead_bytes + impl_->runtime_overhead;
+}
 const MemoryPlanInput& CudaEngine::plan_input() const { return impl_->plan_in; }
 const MemoryPlan& CudaEngine::plan() const { return impl_->plan; }
 

@@ -37,6 +37,13 @@ struct CudaEngineOptions {
     size_t loader_threads = 4;  // threads sharing the copy of a piece from the files into pinned memory
     uint32_t sequences = 1;     // KV caches planned, one per sequence slot: the most set_slots takes
                                 // (lowered, with a message, to what fits)
+    // Speculative decoding's draft model: every unit resident, no ring, the KV cache on the GPU
+    // for ctx positions (which must be given); a budget too small for that is exit 6.
+    bool all_resident = false;
+    // A target beside such a draft, made first on the same GPU: its resident_share(). It is
+    // part of the budget (which the plan counts, MemoryPlanInput::draft_bytes) and missing from
+    // the free memory this engine finds, so it is added back to that.
+    uint64_t draft_bytes = 0;
 };
 
 struct CudaEngineStats {
@@ -74,6 +81,10 @@ public:
     int32_t step(const int32_t* tokens, size_t n, Sampler& sampler, const std::vector<int32_t>& history,
                  std::vector<float>* all_logits) override;
 
+    // The device memory this engine holds beside a target on the same GPU: its allocations
+    // (whole pages) and its own cuBLAS handle's memory as measured; the kernels' code and the
+    // driver's reserve are the device's, counted once, in the target's plan.
+    uint64_t resident_share() const;
     const MemoryPlanInput& plan_input() const;
     const MemoryPlan& plan() const;
     CudaEngineStats stats() const;

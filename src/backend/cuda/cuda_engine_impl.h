@@ -73,6 +73,7 @@ struct CudaEngine::Impl {
     void make_stream_and_blas();
     void measure_runtime_overhead();
     void plan_memory_and_context();
+    void plan_all_resident(); // CudaEngineOptions::all_resident
     void choose_budget();
     void fill_plan_input();
     void allocate();

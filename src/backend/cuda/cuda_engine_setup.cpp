@@ -130,20 +130,22 @@ void CudaEngine::Impl::measure_runtime_overhead() {
 }
 
 void CudaEngine::Impl::choose_budget() {
+    // A draft model made first on this GPU holds draft_bytes of what was free: the budget's too.
+    const uint64_t free_b = free_at_start + opt.draft_bytes;
     if (opt.vram_budget) {
         budget = opt.vram_budget;
         // More than the device has free would fail in the middle of the load: use what is free.
-        if (budget > free_at_start) {
+        if (budget > free_b) {
             spdlog::warn("--vram-budget {} is more than the {} free on {}: using {}", format_bytes(budget),
-                         format_bytes(free_at_start), device_name, format_bytes(free_at_start));
-            budget = free_at_start;
+                         format_bytes(free_b), device_name, format_bytes(free_b));
+            budget = free_b;
         }
         return;
     }
     size_t total_b = 0, unused = 0;
     RABBIT_CUDA_CHECK(cudaMemGetInfo(&unused, &total_b));
     const uint64_t margin = cuda_budget_margin(total_b);
-    budget = free_at_start > margin ? free_at_start - margin : 0;
+    budget = free_b > margin ? free_b - margin : 0;
 }
 
 void CudaEngine::Impl::fill_plan_input() {
@@ -160,12 +162,35 @@ void CudaEngine::Impl::fill_plan_input() {
     plan_in.max_resident = opt.max_resident;
     plan_in.expert_cache = opt.expert_cache;
     plan_in.overhead = runtime_overhead + k_kernel_code_reserve;
+    plan_in.draft_bytes = opt.draft_bytes;
+    if (opt.all_resident) plan_in.kv = KvPlace::gpu;
+}
+
+void CudaEngine::Impl::plan_all_resident() {
+    // A draft model runs for every drafted token: streamed, it would cost a ring's worth of
+    // copies each time, so it is on the GPU whole or not at all (the caller then runs it on the
+    // CPU, or refuses).
+    RABBIT_CHECK(opt.ctx > 0, "an engine with every unit resident is given its context");
+    ctx = opt.ctx;
+    plan_in.ctx = ctx;
+    plan_in.sequences = 1;
+    plan_in.budget = UINT64_MAX / 4; // the plan with everything resident, whatever it takes
+    plan = plan_memory(plan_in);
+    plan_in.budget = budget;
+    RABBIT_CHECK(plan.fits && plan.ring_bytes == 0, "a plan without a ring for an unbounded budget");
+    if (plan.device_bytes > budget)
+        throw Error(ExitCode::resources,
+                    fmt::format("{} resident in VRAM needs {} (weights {}, KV cache {} for {} positions, buffers and "
+                                "runtime); the budget is {}",
+                                model.dir(), format_bytes(plan.device_bytes), format_bytes(plan.resident_bytes),
+                                format_bytes(plan.kv_cache_bytes), ctx, format_bytes(budget)));
 }
 
 void CudaEngine::Impl::plan_memory_and_context() {
     checked_context(c, opt.ctx);
     choose_budget();
     fill_plan_input();
+    if (opt.all_resident) return plan_all_resident();
     // The context: as asked, else the model's maximum while its KV cache fits on the GPU or
     // in half the host's available memory, halving it until it does.
     // Many sequences (batched generation): fewer of them, at the context asked for, until
@@ -193,11 +218,13 @@ void CudaEngine::Impl::plan_memory_and_context() {
     if (!opt.ctx && ctx < c.max_context())
         spdlog::info("context {} positions (the model allows {}; the KV cache for more would not fit; --ctx sets it)",
                      ctx, c.max_context());
+    const std::string beside =
+        opt.draft_bytes ? fmt::format(" beside a resident draft model's {}", format_bytes(opt.draft_bytes)) : "";
     if (!plan.fits)
         throw Error(ExitCode::resources,
-                    fmt::format("--vram-budget {} is too small for {} at context {}: the minimum is {} (lower --ctx or "
+                    fmt::format("--vram-budget {} is too small for {} at context {}{}: the minimum is {} (lower --ctx or "
                                 "--ring-slots, or --kv-cache host, to need less)",
-                                format_bytes(budget), model.dir(), ctx, format_bytes(plan.minimum_budget)));
+                                format_bytes(budget), model.dir(), ctx, beside, format_bytes(plan.minimum_budget)));
 }
 
 void CudaEngine::Impl::allocate() {
