@@ -8,7 +8,9 @@
 // NaN or infinity), and prints the median time of each, the cuDNN graph build once per shape
 // (timed on the host) and the speedup. Exit 1 when any output differs or cuDNN refuses a shape.
 //   rabbit-sdpacheck [--heads 28 --kv-heads 4 --head-dim 128] [--lengths 1024,8192,32768]
-//                    [--part 512] [--dtype bf16|f16] [--rounds 5]
+//                    [--part 512] [--dtype bf16|f16] [--rounds 5] [--descriptors]
+// --descriptors needs no GPU: it only builds each case's tensor and operation descriptors, which
+// cuDNN checks as they are finalized (scripts/test.sh's CUDA stage runs it).
 // Built only in a real CUDA build with cuDNN (CMake's RABBIT_CUDNN); run by scripts/gpu_check.sh.
 #include "attention.cuh"
 #include "convert.cuh"
@@ -106,6 +108,32 @@ Compared compare(const DeviceBuffer& ours, const DeviceBuffer& theirs, int64_t c
     return c;
 }
 
+// cuDNN's arguments for case k, the pointers left to the caller.
+CudnnSdpaArgs sdpa_args(const Shape& s, const Case& k) {
+    CudnnSdpaArgs c;
+    c.elem = s.elem;
+    c.tokens = k.tokens;
+    c.kv_len = k.pos + k.tokens;
+    c.cache_len = k.ctx;
+    c.heads = s.heads;
+    c.kv_heads = s.kv_heads;
+    c.head_dim = s.head_dim;
+    c.scale = 1.0f / std::sqrt(float(s.head_dim));
+    c.workspace_bytes = k_attention_workspace;
+    return c;
+}
+
+// The cases of each length: a whole prompt in one part, and the last `part` tokens of it.
+std::vector<Case> cases_of(const std::vector<int64_t>& lengths, int64_t part) {
+    std::vector<Case> cases;
+    for (int64_t len : lengths) {
+        if (len < 1) throw Error(ExitCode::usage, "--lengths: each at least one position");
+        cases.push_back({len, 0, len});
+        if (part < len) cases.push_back({part, len - part, len});
+    }
+    return cases;
+}
+
 // One case on both implementations; false when cuDNN refused it or the outputs differ.
 bool run_case(const Shape& s, const Case& k, int rounds, cudaStream_t stream, CudnnAttention& cudnn,
               std::mt19937& rng, const cudaDeviceProp& prop) {
@@ -141,21 +169,12 @@ bool run_case(const Shape& s, const Case& k, int rounds, cudaStream_t stream, Cu
     r.dst_type = s.elem;
     r.rows = k.tokens;
     r.cols = s.q_dim();
-    CudnnSdpaArgs c;
+    CudnnSdpaArgs c = sdpa_args(s, k);
     c.q = q16.get();
     c.k_cache = kc.get();
     c.v_cache = vc.get();
     c.out = theirs.get();
-    c.elem = s.elem;
-    c.tokens = k.tokens;
-    c.kv_len = k.pos + k.tokens;
-    c.cache_len = k.ctx;
-    c.heads = s.heads;
-    c.kv_heads = s.kv_heads;
-    c.head_dim = s.head_dim;
-    c.scale = a.scale;
     c.workspace = workspace.get();
-    c.workspace_bytes = k_attention_workspace;
 
     const auto t0 = Clock::now();
     RABBIT_CUDA_CHECK(launch_rows_to_elem(r, stream));
@@ -189,6 +208,7 @@ int main(int argc, char** argv) {
     int64_t part = 512;
     int rounds = 5;
     std::string dtype = "bf16";
+    bool descriptors = false;
     positive(app.add_option("--heads", s.heads, "Query heads (default 28)"), 1024);
     positive(app.add_option("--kv-heads", s.kv_heads, "KV heads (default 4)"), 1024);
     positive(app.add_option("--head-dim", s.head_dim, "head_dim (default 128)"), 256);
@@ -196,12 +216,26 @@ int main(int argc, char** argv) {
     positive(app.add_option("--part", part, "Tokens of the last-part case (default 512, the engine's --batch)"), 1 << 20);
     positive(app.add_option("--rounds", rounds, "Timed calls per case; the median is reported (default 5)"), 1000);
     app.add_option("--dtype", dtype, "bf16 or f16 (default bf16)")->check(CLI::IsMember({"bf16", "f16"}));
+    app.add_flag("--descriptors", descriptors,
+                 "Without a GPU: only build each case's cuDNN tensor and operation descriptors (cuDNN checks "
+                 "each); nothing runs");
     CLI11_PARSE(app, argc, argv);
     try {
         if (s.heads % s.kv_heads) throw Error(ExitCode::usage, "--heads must be a multiple of --kv-heads");
         if (!attention_supports_head_dim(s.head_dim))
             throw Error(ExitCode::usage, fmt::format("--head-dim {}: rabbit's kernel has no such head size", s.head_dim));
         s.elem = dtype == "f16" ? Elem::f16 : Elem::bf16;
+        const std::vector<Case> cases = cases_of(lengths, part);
+        if (descriptors) {
+            bool ok = true;
+            for (const Case& k : cases) {
+                const std::string why = CudnnAttention::check_descriptors(sdpa_args(s, k));
+                fmt::print("{} tokens at {} ({} positions): descriptors {}\n", k.tokens, k.pos, k.pos + k.tokens,
+                           why.empty() ? "finalize" : "FAIL: " + why);
+                ok = ok && why.empty();
+            }
+            return ok ? 0 : 1;
+        }
         cudaDeviceProp prop{};
         RABBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
         if (prop.major < 8)
@@ -215,11 +249,7 @@ int main(int argc, char** argv) {
         fmt::print("{} (sm_{}{}); {} heads / {} KV heads x head_dim {}, {}; median of {} calls\n", prop.name, prop.major,
                    prop.minor, s.heads, s.kv_heads, s.head_dim, dtype, rounds);
         bool ok = true;
-        for (int64_t len : lengths) {
-            if (len < 1) throw Error(ExitCode::usage, "--lengths: each at least one position");
-            ok = run_case(s, {len, 0, len}, rounds, stream, cudnn, rng, prop) && ok;
-            if (part < len) ok = run_case(s, {part, len - part, len}, rounds, stream, cudnn, rng, prop) && ok;
-        }
+        for (const Case& k : cases) ok = run_case(s, k, rounds, stream, cudnn, rng, prop) && ok;
         RABBIT_CUDA_CHECK(cudaStreamDestroy(stream));
         fmt::print("{}\n", ok ? "cuDNN matches rabbit's kernel" : "FAIL: cuDNN differs from rabbit's kernel or refused a shape");
         return ok ? 0 : 1;

@@ -13,6 +13,8 @@ struct CudnnAttention::State {
 
 bool CudnnAttention::built() { return false; }
 
+std::string CudnnAttention::check_descriptors(const CudnnSdpaArgs&) { return "this rabbit was built without cuDNN"; }
+
 CudnnAttention::CudnnAttention() {
     throw Error(ExitCode::unsupported, "--attention cudnn: this rabbit was built without cuDNN");
 }

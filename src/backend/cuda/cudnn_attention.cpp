@@ -233,7 +233,7 @@ cudnnBackendDescriptor_t sdpa_graph(cudnnHandle_t handle, const SdpaShape& s, st
     const auto p = g.temp(io, sd, ss);
     g.pointwise(CUDNN_POINTWISE_DIV, f32, e, z, p);
     g.matmul(p, v, o);
-    return g.graph(handle);
+    return handle ? g.graph(handle) : nullptr; // no handle: the descriptors only (check_descriptors)
 }
 
 // The engine configurations heuristics mode A ranks for graph `op_graph`, best first.
@@ -330,19 +330,41 @@ const std::string& CudnnAttention::refusal() const { return s_->refusal; }
 
 size_t CudnnAttention::graphs_built() const { return s_->built; }
 
+namespace {
+
+SdpaShape shape_of(const CudnnSdpaArgs& a) {
+    SdpaShape s;
+    s.tokens = a.tokens;
+    s.kv_len = a.kv_len;
+    s.cache_len = a.cache_len;
+    s.heads = a.heads;
+    s.kv_heads = a.kv_heads;
+    s.head_dim = a.head_dim;
+    s.elem = int(a.elem);
+    return s;
+}
+
+} // namespace
+
+std::string CudnnAttention::check_descriptors(const CudnnSdpaArgs& a) {
+    if (a.elem == Elem::f32) return "f32 attention";
+    std::deque<Desc> keep;
+    try {
+        sdpa_graph(nullptr, shape_of(a), keep);
+    } catch (const CudnnBuildError& e) {
+        char detail[256] = {};
+        cudnnGetLastErrorString(detail, sizeof detail);
+        return fmt::format("{} (descriptor {}){}{}", e.what(), keep.size(), detail[0] ? ": " : "", detail);
+    }
+    return "";
+}
+
 bool CudnnAttention::run(const CudnnSdpaArgs& a, cudaStream_t stream) {
     if (a.elem == Elem::f32) {
         s_->refusal = "f32 attention";
         return false;
     }
-    SdpaShape shape;
-    shape.tokens = a.tokens;
-    shape.kv_len = a.kv_len;
-    shape.cache_len = a.cache_len;
-    shape.heads = a.heads;
-    shape.kv_heads = a.kv_heads;
-    shape.head_dim = a.head_dim;
-    shape.elem = int(a.elem);
+    const SdpaShape shape = shape_of(a);
     Plan* p = s_->plans.find(shape);
     if (!p) {
         p = &s_->plans.put(shape, build_plan(s_->handle, shape, a.workspace_bytes));

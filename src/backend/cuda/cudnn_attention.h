@@ -39,6 +39,11 @@ class CudnnAttention {
 public:
     // Whether this binary links cuDNN.
     static bool built();
+    // The graph's tensor and operation descriptors for a's shape (pointers unused), built without
+    // a device or a handle, cuDNN checking each as it is finalized: "" when every one finalizes,
+    // else the first failure. What needs a GPU (the operation graph, heuristics, plans,
+    // execution) is not reached.
+    static std::string check_descriptors(const CudnnSdpaArgs& a);
     // The cuDNN handle on the current device; an Error (unsupported) without cuDNN or when
     // cuDNN cannot start there.
     CudnnAttention();
