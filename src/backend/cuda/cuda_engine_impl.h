@@ -10,7 +10,6 @@
 #include "backend/cuda/cuda_engine.h"
 
 #include "attention.cuh"
-
 #include "elem.cuh"
 #include "rmsnorm.cuh"
 

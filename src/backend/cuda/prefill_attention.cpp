@@ -64,8 +64,7 @@ void CudaEngine::Impl::start_cudnn() {
 }
 
 bool CudaEngine::Impl::cudnn_attention(const SlotRun& run, const AttentionParams& a) {
-    const AttentionChoiceInput in = attention_choice(run);
-    if (!cudnn || choose_prefill_attention(in) != AttentionImpl::cudnn) return false;
+    if (!cudnn || choose_prefill_attention(attention_choice(run)) != AttentionImpl::cudnn) return false;
     // Q as cuDNN takes it, [tokens, heads, head_dim] in the compute type, in `act` (the SwiGLU
     // output, unused from the qkv product until this layer's MLP): no buffer of its own.
     const size_t q_bytes = run.n * c.q_dim() * elem_size(act);
