@@ -34,7 +34,27 @@ __global__ void bf16_to_f16_kernel(uint16_t* data, // [count] bf16 -> f16
     }
 }
 
+// One thread per element, grid-stride: a few MiB once per prefill part, bound by memory.
+__global__ void rows_to_elem_kernel(const float* src, // rows at src + r * src_stride
+                                    int64_t src_stride,
+                                    void* dst,          // [rows, cols] dst_type
+                                    Elem dst_type, int64_t rows, int64_t cols) {
+    const int64_t n = rows * cols, stride = int64_t(gridDim.x) * blockDim.x;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+        store_elem(dst, i, src[(i / cols) * src_stride + i % cols], dst_type);
+}
+
 } // namespace
+
+cudaError_t launch_rows_to_elem(const RowsToElemParams& p, cudaStream_t stream) {
+    if (p.rows < 0 || p.cols < 0 || p.src_stride < p.cols) return cudaErrorInvalidValue;
+    if (p.rows == 0 || p.cols == 0) return cudaSuccess;
+    if (!p.src || !p.dst) return cudaErrorInvalidValue;
+    constexpr int threads = 256;
+    RABBIT_LAUNCH(grid_for(p.rows * p.cols, threads), threads, 0, stream, rows_to_elem_kernel)(
+        p.src, p.src_stride, p.dst, p.dst_type, p.rows, p.cols);
+    return cudaGetLastError();
+}
 
 cudaError_t launch_bf16_to_f16(void* data, int64_t count, cudaStream_t stream) {
     if (count < 0 || (count > 0 && !data) || reinterpret_cast<uintptr_t>(data) % 2 != 0) return cudaErrorInvalidValue;

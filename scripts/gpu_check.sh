@@ -15,10 +15,17 @@
 #                                     4 GiB VRAM budget with the link rate; one summary file,
 #                                     OUT/summary.md (OUT: $OUT, else gpu-check-out), beside each
 #                                     step's log and bench's JSON
+#   scripts/gpu_check.sh cudnn [OUT]  there, a second call (2m20s at most; its own summary):
+#                                     cuDNN's fused attention against rabbit's kernel at
+#                                     1K/8K/32K positions (rabbit-sdpacheck: the same outputs
+#                                     within bf16 tolerance, and the times), and in the engine a
+#                                     long bf16 prompt's logits with --attention cudnn and rabbit.
+#                                     Needs a bundle built with cuDNN (found beside the toolkit)
 #
 # With the device tool: run `scripts/gpu_check.sh bundle` here, then on the machine
-# `scripts/gpu_check.sh run` with carry ["gpu-bundle"] and a timeout of about 540 s. The
-# summary ends in "verdict: every step passed" or names what did not.
+# `scripts/gpu_check.sh run` with carry ["gpu-bundle"] and a timeout of about 540 s, and
+# `scripts/gpu_check.sh cudnn` (same carry, about 200 s) where the time allows. Each summary
+# ends in "verdict: every step passed" or names what did not.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle=gpu-bundle
@@ -30,9 +37,14 @@ bundle() {
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRABBIT_CUDA=ON -DRABBIT_CUDA_ARCHS=90 -DRABBIT_BUILD_TESTS=ON \
     -DCMAKE_BUILD_RPATH='$ORIGIN/../lib' >/dev/null
   cmake --build "$build" -j"$(nproc)" --target rabbit rabbit_tests rabbit-genmodel
+  # rabbit-sdpacheck exists where CMake found cuDNN (RABBIT_CUDNN).
+  if cmake --build "$build" --target help | grep -q rabbit-sdpacheck; then
+    cmake --build "$build" -j"$(nproc)" --target rabbit-sdpacheck
+  fi
   rm -rf "$bundle"
   mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/shared/models"
   cp "$build/rabbit" "$build/rabbit-genmodel" "$build/tests/rabbit_tests" "$bundle/bin/"
+  if [ -x "$build/rabbit-sdpacheck" ]; then cp "$build/rabbit-sdpacheck" "$bundle/bin/"; fi
   # Every shared library the binaries load, but the C library's own and CUDA's (the machine
   # has its toolkit and driver): libstdc++ too, whose version the machine's may lack.
   ldd "$bundle"/bin/* | awk '/=> \// {print $1, $3}' | sort -u | while read -r name path; do
@@ -71,8 +83,10 @@ step() {
   return "$rc"
 }
 
-run() {
-  out=${1:-${OUT:-gpu-check-out}}
+# begin OUT: the output folder, the summary's head and the libraries' paths; false when the
+# binaries cannot load.
+begin() {
+  out=$1
   mkdir -p "$out"
   summary=$out/summary.md
   : >"$summary"
@@ -99,6 +113,13 @@ run() {
     return 1
   fi
   note ""
+}
+
+run() {
+  begin "${1:-${OUT:-gpu-check-out}}" || return 1
+  local here bin
+  here=$(pwd)
+  bin=$here/$bundle/bin
 
   # 1. Every [gpu] test case (the kernels, the engine against the CPU and the transformers
   #    goldens, the streaming variants, sampling, budgets, the quantized kernels and engine).
@@ -186,8 +207,75 @@ EOF
   return "$step_status"
 }
 
+# cuDNN's fused attention against rabbit's kernel: the kernels alone, then the engine.
+cudnn() {
+  begin "${1:-${OUT:-gpu-check-out}}" || return 1
+  local here bin
+  here=$(pwd)
+  bin=$here/$bundle/bin
+  if [ ! -x "$bin/rabbit-sdpacheck" ]; then
+    note "- **cudnn**: this bundle was built without cuDNN (no rabbit-sdpacheck); nothing to check"
+    note ""
+    note "verdict: SOME STEPS FAILED"
+    cat "$summary"
+    return 1
+  fi
+  # 1. Qwen2.5-7B's attention shape, a whole prompt in one part and its last 512-token part, at
+  #    1K, 8K and 32K positions; exit 1 when any output differs or cuDNN refuses a shape.
+  step cudnn-sdpa 60 "$bin/rabbit-sdpacheck" --rounds 3
+  grep -E 'tokens at|matches|FAIL|error' "$out/cudnn-sdpa.log" | sed 's/^/  /' >>"$summary"
+  # 2. The engine: a bf16 model (Qwen2.5-0.5B's shape, 2 layers) and a prompt of over 1,000
+  #    tokens (about 1,250), in parts of 512: the logits of 4 greedy steps with each attention.
+  local m=$out/cudnn-model prompt
+  prompt=$(python3 -c 'print(" ".join("w%d x%d" % (i % 89, i % 13) for i in range(250)))')
+  mkdir -p "$m"
+  step cudnn-genmodel 20 "$bin/rabbit-genmodel" -p qwen2.5-0.5b --layers 2 --dtype bf16 --seed 18 \
+    --tokenizer tests/data/tokenizer/synthetic/gpt2-added -o "$m/hf" &&
+    step cudnn-split 20 "$bin/rabbit" split "$m/hf" -o "$m/split" &&
+    step cudnn-engine-rabbit 20 "$bin/rabbit" -v run -m "$m/split" --raw -p "$prompt" -n 4 --temp 0 --ignore-eos \
+      --device cuda --attention rabbit --dump-logits "$out/logits-rabbit.npy" &&
+    step cudnn-engine 20 "$bin/rabbit" -v run -m "$m/split" --raw -p "$prompt" -n 4 --temp 0 --ignore-eos \
+      --device cuda --attention cudnn --dump-logits "$out/logits-cudnn.npy"
+  if grep -q "prefill attention: cuDNN's fused attention" "$out/cudnn-engine.log" 2>/dev/null; then
+    note "  the engine ran its prefill attention on cuDNN"
+  else
+    note "  **the engine did not run cuDNN's attention**: $(grep -m1 'attention' "$out/cudnn-engine.log" 2>/dev/null)"
+    step_status=1
+  fi
+  if ! python3 - "$out/logits-rabbit.npy" "$out/logits-cudnn.npy" >>"$summary" 2>&1 <<'EOF'
+import array, ast, math, sys
+def last_rows(path, k=8):  # the last k rows of a float32 C-order .npy, as rabbit writes it
+    with open(path, "rb") as f:
+        head = f.read(10)
+        n = int.from_bytes(head[8:10], "little")
+        rows, cols = ast.literal_eval(f.read(n).decode())["shape"]
+        k = min(k, rows)
+        f.seek(10 + n + (rows - k) * cols * 4)
+        a = array.array("f")
+        a.frombytes(f.read(k * cols * 4))
+        return rows, a
+(ra, a), (rc, c) = last_rows(sys.argv[1]), last_rows(sys.argv[2])
+rms = math.sqrt(sum(x * x for x in a) / len(a))
+worst = max(abs(x - y) for x, y in zip(a, c)) if ra == rc and len(a) == len(c) else float("inf")
+ok = ra == rc and len(a) == len(c) and all(map(math.isfinite, a + c)) and worst <= 0.05 * rms
+print("  logits with cuDNN against rabbit's kernel (last 8 of %d rows): largest difference %.4g, %.2f%% of their "
+      "RMS %.4g: %s" % (ra, worst, 100 * worst / rms, rms, "ok" if ok else "FAIL (over 5%)"))
+sys.exit(0 if ok else 1)
+EOF
+  then
+    note "  **the logits with cuDNN differ from rabbit's kernel's** (or were not written)"
+    step_status=1
+  fi
+  rm -rf "$m" "$out"/logits-*.npy # every prompt row's logits: hundreds of MB
+  note ""
+  note "verdict: $([ "$step_status" -eq 0 ] && echo "every step passed" || echo "SOME STEPS FAILED")"
+  cat "$summary"
+  return "$step_status"
+}
+
 case "${1:-}" in
   bundle) bundle ;;
   run) shift; run "$@" ;;
-  *) echo "usage: scripts/gpu_check.sh bundle | run [OUT]" >&2; exit 2 ;;
+  cudnn) shift; cudnn "$@" ;;
+  *) echo "usage: scripts/gpu_check.sh bundle | run [OUT] | cudnn [OUT]" >&2; exit 2 ;;
 esac

@@ -7,7 +7,7 @@
 #      reverse order);
 #   2. build-cuda/: with nvcc present, the real CUDA backend for every architecture rabbit
 #      ships (sm_75 ... sm_90), compiled and linked, and checked to refuse --device cuda
-#      without a GPU;
+#      without a GPU; with cuDNN found, its attention graph's descriptors checked by cuDNN;
 #   3. build-asan/ and build-tsan/: the emulated device under ASan+UBSan (every [gpu] and
 #      emulator test) and under TSan (the streams and the engine);
 #   4. the tokenizer reference ids, recomputed with Hugging Face tokenizers when PyPI is reachable;
@@ -52,6 +52,15 @@ if want cuda; then
     elif [ "$rc" -ne 2 ] || [[ "$err" != *"--device cuda"* ]]; then
       echo "test: FAILED: --device cuda without a GPU gave exit $rc: $err" >&2
       exit 1
+    fi
+    # cuDNN's attention graph where CMake found cuDNN: each tensor and operation descriptor
+    # finalizes (cuDNN checks them without a GPU); running it is scripts/gpu_check.sh cudnn's.
+    if cmake --build build-cuda --target help | grep -q rabbit-sdpacheck; then
+      cmake --build build-cuda -j"$jobs" --target rabbit-sdpacheck
+      for dtype in bf16 f16; do
+        build-cuda/rabbit-sdpacheck --descriptors --dtype "$dtype" >/dev/null ||
+          { echo "test: FAILED: cuDNN refused the attention graph's descriptors ($dtype)" >&2; exit 1; }
+      done
     fi
     stage_done "the CUDA build"
   else

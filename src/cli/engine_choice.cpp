@@ -113,6 +113,7 @@ MadeEngine make_engine(const SplitModel& model, const EngineRequest& r) {
     co.kv = r.kv;
     co.kv_dtype = r.kv_dtype;
     co.kv_attend = r.kv_attend;
+    co.attention = r.attention;
     co.batch = r.batch;
     co.max_resident = r.max_resident;
     co.expert_cache = r.expert_cache;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "backend/cpu/kernels.h"
+#include "backend/cuda/attention_choice.h"
 #include "common/dtype.h"
 #include "engine/engine.h"
 #include "engine/kv_cache.h"
@@ -53,6 +54,7 @@ struct EngineRequest {
     KvPlace kv = KvPlace::automatic;    // GPU
     std::optional<DType> kv_dtype;      // the KV cache's type; none: f32 on the CPU, the compute type on the GPU
     KvAttend kv_attend = KvAttend::automatic; // GPU, cache in host memory: where decode attention runs
+    PrefillAttention attention = PrefillAttention::automatic; // GPU: long prefill parts on cuDNN or rabbit's kernel
     uint64_t max_resident = UINT64_MAX; // GPU: most bytes of weights resident in VRAM
     uint64_t expert_cache = UINT64_MAX; // GPU, a MoE model: most bytes of spare VRAM keeping experts (0: none)
     size_t sequences = 1;     // GPU: KV caches to plan, for batched generation (--parallel)

@@ -133,6 +133,10 @@ void add_session_options(CLI::App* sub, RunOptions& o) {
                     "GPU with the KV cache in host memory: decode attention on the cpu (on the cache) or the gpu "
                     "(reading it over the link); auto chooses from measured rates (default auto)")
         ->check(CLI::IsMember({"auto", "cpu", "gpu"}));
+    sub->add_option("--attention", o.attention,
+                    "GPU prefill attention: cudnn (cuDNN's fused attention, sm_80+, bf16/f16), rabbit (rabbit's "
+                    "kernel) or auto (cuDNN for long parts where it can run; default auto)")
+        ->check(CLI::IsMember({"auto", "rabbit", "cudnn"}));
     sub->add_flag("--verify", o.verify, "Check every unit file's checksum before running");
     sub->add_flag("--special", o.special, "Print special tokens too");
     add_trace_option(sub, o.trace);
@@ -190,9 +194,13 @@ EngineRequest engine_request(const RunOptions& o, const CLI::App* sub, size_t se
     req.kv = o.kv_cache == "gpu" ? KvPlace::gpu : o.kv_cache == "host" ? KvPlace::host : KvPlace::automatic;
     if (!o.kv_dtype.empty()) req.kv_dtype = parse_kv_dtype(o.kv_dtype);
     req.kv_attend = o.kv_attend == "cpu" ? KvAttend::cpu : o.kv_attend == "gpu" ? KvAttend::gpu : KvAttend::automatic;
+    req.attention = o.attention == "rabbit"  ? PrefillAttention::rabbit
+                    : o.attention == "cudnn" ? PrefillAttention::cudnn
+                                             : PrefillAttention::automatic;
     if (!req.device.cuda && (!o.vram_budget.empty() || sub->count("--ring-slots") || sub->count("--kv-cache") ||
-                             sub->count("--vram-expert-cache")))
-        spdlog::warn("--vram-budget, --ring-slots, --kv-cache and --vram-expert-cache apply to the GPU; running on the CPU");
+                             sub->count("--vram-expert-cache") || sub->count("--attention")))
+        spdlog::warn("--vram-budget, --ring-slots, --kv-cache, --vram-expert-cache and --attention apply to the GPU; "
+                     "running on the CPU");
     return req;
 }
 

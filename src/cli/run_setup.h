@@ -27,6 +27,7 @@ struct RunOptions {
     std::string chat_format;
     std::string kv_dtype, kv_attend = "auto"; // --kv-dtype (empty: the engine's default), --kv-attend
     std::string vram_expert_cache;            // --vram-expert-cache (empty: what the VRAM budget leaves over)
+    std::string attention = "auto";           // --attention: auto, rabbit or cudnn
     uint32_t ring_slots = 2;
     bool raw = false, special = false, verify = false, ignore_eos = false;
     size_t max_tokens = 256, threads = 0;

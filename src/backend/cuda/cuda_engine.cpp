@@ -114,6 +114,8 @@ CudaEngineStats CudaEngine::stats() const {
     s.device_used_growth = impl_->used_growth;
     s.pinned_bytes = impl_->pinned_bytes;
     s.kv_attend = impl_->attend;
+    s.cudnn = impl_->cudnn != nullptr;
+    s.cudnn_parts = impl_->cudnn_parts;
     if (impl_->ring) s.ring = impl_->ring->stats();
     s.expert_cache_bytes = impl_->expert_buf.bytes();
     s.expert_cache_held = impl_->expert_cache.held();

@@ -8,6 +8,7 @@
 // engine; the CUDA kernels (kernels/) and cuBLAS do the arithmetic.
 #pragma once
 
+#include "backend/cuda/attention_choice.h"
 #include "engine/engine.h"
 #include "engine/kv_cache.h"
 #include "engine/memory_plan.h"
@@ -30,6 +31,7 @@ struct CudaEngineOptions {
     KvPlace kv = KvPlace::automatic;
     std::optional<DType> kv_dtype;            // the KV cache's type (f32, bf16, f16); none: the compute type
     KvAttend kv_attend = KvAttend::automatic; // cache in host memory: decode attention on the CPU or the GPU
+    PrefillAttention attention = PrefillAttention::automatic; // --attention: long prefill parts on cuDNN or rabbit's kernel
     size_t batch = 512;         // most tokens through the layers at once
     uint64_t max_slot = 0;      // cap on a ring slot's bytes (0: the planner's choice); for tests
     uint64_t max_resident = UINT64_MAX; // most bytes of weights kept resident in VRAM (rabbit bench's "none", "half")
@@ -56,6 +58,8 @@ struct CudaEngineStats {
     KvAttend kv_attend = KvAttend::gpu; // where attention over the KV cache runs (cpu: a host cache, on the CPU)
     uint64_t expert_cache_bytes = 0;    // a MoE model: VRAM keeping experts across passes
     uint64_t expert_cache_held = 0;     // experts it holds now
+    bool cudnn = false;                 // cuDNN's fused attention was started for long prefill parts
+    uint64_t cudnn_parts = 0;           // attention calls (one sequence's run in one layer) it ran
 };
 
 class CudaEngine : public Engine {

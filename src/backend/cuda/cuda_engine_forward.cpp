@@ -298,7 +298,7 @@ void CudaEngine::Impl::sequence_attention(size_t l, const LayerWeights& w, const
     }
     // The CPU's attention over a host cache has no tree mask: a tree pass reads it over the link.
     if (attend == KvAttend::cpu && seq[run.slot].host_k && !tree_pass) host_attention(l, run, attn);
-    else RABBIT_CUDA_CHECK(launch_attention(a, compute));
+    else if (!cudnn_attention(run, a)) RABBIT_CUDA_CHECK(launch_attention(a, compute));
 }
 
 void CudaEngine::Impl::mlp_block(size_t l, const LayerWeights& w, size_t m) {

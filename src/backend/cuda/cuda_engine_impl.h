@@ -10,10 +10,13 @@
 
 #include "backend/cuda/cuda_engine.h"
 
+#include "attention.cuh"
 #include "elem.cuh"
 #include "rmsnorm.cuh"
 
+#include "backend/cuda/attention_choice.h"
 #include "backend/cuda/cuda_transport.h"
+#include "backend/cuda/cudnn_attention.h"
 #include "backend/cuda/events.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/spans.h"
@@ -118,6 +121,14 @@ struct CudaEngine::Impl {
     // Layer l's attention of one sequence's rows on the CPU, over its cache in host memory,
     // into those rows of attn [m, q_dim] act on the device.
     void host_attention(size_t l, const SlotRun& run, void* attn);
+
+    // rabbit's kernel or cuDNN's fused attention (prefill_attention.cpp).
+    void start_cudnn();
+    AttentionChoiceInput attention_choice(const SlotRun& run) const;
+    // The run's attention (a: as rabbit's kernel would take it) queued on cuDNN when the choice
+    // says so and cuDNN has an engine for the shape; false: the caller launches rabbit's kernel.
+    bool cudnn_attention(const SlotRun& run, const AttentionParams& a);
+    void note_attention(const std::string& what);
     void mlp_block(size_t l, const LayerWeights& w, size_t m);
     // The final norm of the pass's rows `rows`, into rows 0, 1, ... of xn.
     void final_norm(const std::vector<size_t>& rows);
@@ -199,6 +210,9 @@ struct CudaEngine::Impl {
     PinnedBuffer h_out;  // [batch, q_dim] f32: its output
     PinnedBuffer h_attn; // [batch, q_dim] act: the output in the compute type, on its way back
     CudaEvent q_ready;   // h_q holds the layer's q
+    std::unique_ptr<CudnnAttention> cudnn; // made when some prefill part may take cuDNN's attention
+    uint64_t cudnn_parts = 0;              // attention calls (a sequence's run in one layer) cuDNN ran
+    std::string attention_noted;           // the last choice -v was told of
     bool to_f16 = false;  // bf16 weights on a GPU without bf16: rewritten as f16 on arrival
     bool quantized = false; // some matrix is not in the compute type: the plan has a dequantization workspace
     uint64_t budget = 0, ctx = 0;

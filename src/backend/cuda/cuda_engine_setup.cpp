@@ -47,6 +47,7 @@ Elem elem_of(DType t) {
 CudaEngine::Impl::~Impl() {
     ring.reset();
     if (compute) cudaStreamSynchronize(compute);
+    cudnn.reset();
     transport.reset();
     if (blas) cublasDestroy(blas);
     staged = CudaEvent();
@@ -68,6 +69,7 @@ void CudaEngine::Impl::init() {
                           fmt::format("head_dim {} has no CUDA attention kernel; use --device cpu", c.head_dim));
     batch = std::max<size_t>(1, opt.batch);
     make_stream_and_blas();
+    start_cudnn(); // before the measure: its handle's memory is the runtime's
     measure_runtime_overhead();
     plan_memory_and_context();
     choose_kv_attend(); // before allocate: a cache the CPU reads is not write-combined
