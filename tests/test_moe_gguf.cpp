@@ -118,6 +118,24 @@ TEST_CASE("an F32 MoE GGUF splits into the units of the checkpoint it was conver
     }
 }
 
+TEST_CASE("fused gate_up experts (the converter's --fuse-gate-up-exps) split as gate and up do", "[moe][gguf]") {
+    test::TempDir dir;
+    const std::string plain = data_path("qwen3moe-F32.gguf");
+    test::GgufWriter w = rewrite(plain);
+    for (const char* layer : {"blk.0.", "blk.1."}) {
+        const test::GgufWriterTensor gate = tensor(w, std::string(layer) + "ffn_gate_exps.weight");
+        const test::GgufWriterTensor up = tensor(w, std::string(layer) + "ffn_up_exps.weight");
+        const size_t slice = gate.data.size() / 6; // 6 experts
+        std::string fused;
+        for (size_t e = 0; e < 6; ++e) fused += gate.data.substr(e * slice, slice) + up.data.substr(e * slice, slice);
+        for (size_t i = 0; i < w.tensors.size(); ++i)
+            if (w.tensors[i].name == gate.name || w.tensors[i].name == up.name) w.tensors.erase(w.tensors.begin() + long(i--));
+        w.tensors.push_back({std::string(layer) + "ffn_gate_up_exps.weight", gate.ggml_type, {16, 16, 6}, fused});
+    }
+    w.write(dir / "fused.gguf");
+    test::require_same_units(test::split_into(plain, dir / "a"), test::split_into(dir / "fused.gguf", dir / "b"));
+}
+
 TEST_CASE("a MoE GGUF token reads its attention and its routed experts, nothing more", "[moe][gguf][bytes]") {
     for (const std::string& name : {std::string("qwen2moe-wide-Q8_0"), std::string("mixtral-wide-Q8_0")}) {
         INFO(name);

@@ -36,7 +36,8 @@ void check_routing(const GgufFile& f, const std::string& a) {
 }
 
 bool has_stacked_experts(const GgufSet& set, uint64_t layer) {
-    return set.find_tensor("blk." + std::to_string(layer) + ".ffn_gate_exps.weight").second != nullptr;
+    const std::string b = "blk." + std::to_string(layer) + ".";
+    return set.find_tensor(b + "ffn_gate_exps.weight").second || set.find_tensor(b + "ffn_gate_up_exps.weight").second;
 }
 
 struct Stacked {
@@ -44,10 +45,13 @@ struct Stacked {
     const char* qwen;    // after "experts.E."
     const char* mixtral; // Mixtral's w1 is the gate, w3 the up projection, w2 the down projection
     bool down;           // ne = [expert ffn, hidden, n], not [hidden, expert ffn, n]
+    bool fused;          // ne = [hidden, 2 * expert ffn, n]: each expert's gate rows, then its up rows
 };
-constexpr Stacked k_stacked[] = {{"ffn_gate_exps.weight", "gate_proj.weight", "w1.weight", false},
-                                 {"ffn_up_exps.weight", "up_proj.weight", "w3.weight", false},
-                                 {"ffn_down_exps.weight", "down_proj.weight", "w2.weight", true}};
+constexpr Stacked k_stacked[] = {{"ffn_gate_exps.weight", "gate_proj.weight", "w1.weight", false, false},
+                                 {"ffn_up_exps.weight", "up_proj.weight", "w3.weight", false, false},
+                                 {"ffn_down_exps.weight", "down_proj.weight", "w2.weight", true, false},
+                                 // the converter's --fuse-gate-up-exps
+                                 {"ffn_gate_up_exps.weight", "gate_proj.weight", "w1.weight", false, true}};
 
 struct Single {
     const char* gguf; // after "blk.N."
@@ -66,11 +70,12 @@ std::string ne_text(const std::vector<uint64_t>& ne) {
 }
 
 // One expert's slice of a stacked tensor [in, out, n]: its `out` rows of `in` values, whole
-// rows of whole blocks for a quantized type, at offset + e * (nbytes / n).
+// rows of whole blocks for a quantized type, at offset + e * (nbytes / n). A fused gate_up
+// slice is two source tensors, its first half the gate, its second the up projection.
 void add_experts(const GgufFile& part, const GgufTensorInfo& t, const Stacked& s, const std::string& prefix,
                  const GgufMoe& m, uint64_t hidden, uint32_t shard, std::vector<SourceTensor>& out) {
     const uint64_t in = s.down ? m.expert_ffn : hidden, rows = s.down ? hidden : m.expert_ffn;
-    const std::vector<uint64_t> want = {in, rows, m.experts};
+    const std::vector<uint64_t> want = {in, s.fused ? 2 * rows : rows, m.experts};
     if (t.ne != want)
         throw bad_input(part.path(), "tensor '" + t.name + "' has ne " + ne_text(t.ne) + "; expected " + ne_text(want) +
                                          (s.down ? " (expert ffn, hidden, experts)" : " (hidden, expert ffn, experts)"));
@@ -79,8 +84,14 @@ void add_experts(const GgufFile& part, const GgufTensorInfo& t, const Stacked& s
                                          " bytes, not a whole number per expert for " + std::to_string(m.experts));
     const uint64_t slice = t.nbytes / m.experts;
     for (uint32_t e = 0; e < m.experts; ++e) {
-        const std::string name = prefix + "experts." + std::to_string(e) + "." + (m.mixtral ? s.mixtral : s.qwen);
-        out.push_back({name, t.dtype, {rows, in}, shard, t.offset + e * slice, slice, 0});
+        const std::string x = prefix + "experts." + std::to_string(e) + ".";
+        const uint64_t at = t.offset + e * slice;
+        if (!s.fused) {
+            out.push_back({x + (m.mixtral ? s.mixtral : s.qwen), t.dtype, {rows, in}, shard, at, slice, 0});
+            continue;
+        }
+        out.push_back({x + (m.mixtral ? "w1.weight" : "gate_proj.weight"), t.dtype, {rows, in}, shard, at, slice / 2, 0});
+        out.push_back({x + (m.mixtral ? "w3.weight" : "up_proj.weight"), t.dtype, {rows, in}, shard, at + slice / 2, slice / 2, 0});
     }
 }
 
