@@ -208,6 +208,8 @@ TEST_CASE("a corrupt MoE GGUF is refused in one line naming the file", "[moe][gg
          ExitCode::bad_input, "tensor 'blk.0.ffn_down_exps.weight' has ne [8, 16, 6]; expected [4, 16, 6]"},
         {"qwen3moe-F32", "a sigmoid router", [](test::GgufWriter& w) { w.u32("qwen3moe.expert_gating_func", 2); }, ExitCode::unsupported,
          "qwen3moe.expert_gating_func is 2; rabbit routes with a softmax (1) only"},
+        {"qwen3moe-F32", "a layer count no table should be sized by", [](test::GgufWriter& w) { set_u32(w, "qwen3moe.block_count", 100000); },
+         ExitCode::bad_input, "metadata 'qwen3moe.block_count' is 100000; expected 1..4096"},
         {"mixtral-F32", "Mixtral without its expert_count", [](test::GgufWriter& w) { drop_key(w, "llama.expert_count"); },
          ExitCode::bad_input, "holds stacked experts (blk.0.ffn_gate_exps.weight) but no metadata 'llama.expert_count'"},
         {"mixtral-F32", "Mixtral without renormalised top k", [](test::GgufWriter& w) { w.boolean("llama.expert_weights_norm", false); },

@@ -10,14 +10,21 @@ namespace {
 // llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE_SOFTMAX, the only router rabbit runs.
 constexpr int64_t k_gating_softmax = 1;
 
-uint32_t count_key(const GgufFile& f, const std::string& key, bool required, uint32_t fallback = 0) {
+// The bounds ModelConfig::validate puts on the counts, checked here already so that a file's
+// absurd count never sizes a loop or a table.
+constexpr int64_t k_max_experts = 4096, k_max_width = 1 << 20;
+constexpr uint64_t k_max_layers = 4096;
+
+uint32_t count_key(const GgufFile& f, const std::string& key, bool required, uint32_t fallback = 0,
+                   int64_t most = k_max_width) {
     const auto v = f.get_int(key);
     if (!v) {
         if (required) throw bad_input(f.path(), "has no metadata '" + key + "'; a MoE model needs it");
         return fallback;
     }
-    if (*v <= 0 || *v > 4096 * 1024)
-        throw bad_input(f.path(), "metadata '" + key + "' is " + std::to_string(*v) + "; expected a positive count");
+    if (*v <= 0 || *v > most)
+        throw bad_input(f.path(), "metadata '" + key + "' is " + std::to_string(*v) + "; expected a count of 1.." +
+                                      std::to_string(most));
     return uint32_t(*v);
 }
 
@@ -109,10 +116,13 @@ std::optional<GgufMoe> read_gguf_moe(const GgufSet& set, const std::string& arch
                                           "expert_count'");
         return std::nullopt;
     }
+    if (layers > k_max_layers)
+        throw bad_input(f.path(), "metadata '" + a + "block_count' is " + std::to_string(layers) + "; expected 1.." +
+                                      std::to_string(k_max_layers));
     GgufMoe m;
     m.mixtral = mixtral;
-    m.experts = count_key(f, a + "expert_count", true);
-    m.experts_per_tok = count_key(f, a + "expert_used_count", true);
+    m.experts = count_key(f, a + "expert_count", true, 0, k_max_experts);
+    m.experts_per_tok = count_key(f, a + "expert_used_count", true, 0, k_max_experts);
     if (m.experts_per_tok > m.experts)
         throw bad_input(f.path(), "metadata '" + a + "expert_used_count' is " + std::to_string(m.experts_per_tok) +
                                       ", more than the " + std::to_string(m.experts) + " of " + a + "expert_count");
