@@ -136,6 +136,17 @@ TEST_CASE("fused gate_up experts (the converter's --fuse-gate-up-exps) split as 
     test::require_same_units(test::split_into(plain, dir / "a"), test::split_into(dir / "fused.gguf", dir / "b"));
 }
 
+TEST_CASE("a llama GGUF with an expert_count of 0 is a dense llama", "[moe][gguf]") {
+    test::TempDir dir;
+    test::GgufWriter w = rewrite(data_path("mixtral-F32.gguf"));
+    set_u32(w, "llama.expert_count", 0);
+    w.write(dir / "zero.gguf");
+    // Read as dense, its stacked experts are tensors a dense llama does not have.
+    const test::RunResult r = test::run_rabbit({"split", dir / "zero.gguf", "-o", dir / "out"});
+    CHECK(r.exit_code == int(ExitCode::bad_input));
+    CHECK_THAT(r.err, Contains("holds stacked experts in layer 0 but metadata 'llama.expert_count' is absent or 0"));
+}
+
 TEST_CASE("a MoE GGUF token reads its attention and its routed experts, nothing more", "[moe][gguf][bytes]") {
     for (const std::string& name : {std::string("qwen2moe-wide-Q8_0"), std::string("mixtral-wide-Q8_0")}) {
         INFO(name);
@@ -211,7 +222,7 @@ TEST_CASE("a corrupt MoE GGUF is refused in one line naming the file", "[moe][gg
         {"qwen3moe-F32", "a layer count no table should be sized by", [](test::GgufWriter& w) { set_u32(w, "qwen3moe.block_count", 100000); },
          ExitCode::bad_input, "metadata 'qwen3moe.block_count' is 100000; expected 1..4096"},
         {"mixtral-F32", "Mixtral without its expert_count", [](test::GgufWriter& w) { drop_key(w, "llama.expert_count"); },
-         ExitCode::bad_input, "holds stacked experts (blk.0.ffn_gate_exps.weight) but no metadata 'llama.expert_count'"},
+         ExitCode::bad_input, "holds stacked experts in layer 0 but metadata 'llama.expert_count' is absent or 0"},
         {"mixtral-F32", "Mixtral without renormalised top k", [](test::GgufWriter& w) { w.boolean("llama.expert_weights_norm", false); },
          ExitCode::unsupported, "llama.expert_weights_norm is false; Mixtral always renormalises its top k"},
     };

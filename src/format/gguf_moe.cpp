@@ -109,11 +109,12 @@ bool is_gguf_moe_arch(const std::string& arch) { return arch == "qwen2moe" || ar
 std::optional<GgufMoe> read_gguf_moe(const GgufSet& set, const std::string& arch, uint64_t layers) {
     const GgufFile& f = set.first();
     const std::string a = arch + ".";
-    const bool mixtral = arch == "llama" && f.find(a + "expert_count");
+    // A dense llama has no expert_count, or (some converters) one of 0.
+    const bool mixtral = arch == "llama" && f.get_int(a + "expert_count").value_or(0) > 0;
     if (!mixtral && !is_gguf_moe_arch(arch)) {
         if (has_stacked_experts(set, 0))
-            throw bad_input(f.path(), "holds stacked experts (blk.0.ffn_gate_exps.weight) but no metadata '" + a +
-                                          "expert_count'");
+            throw bad_input(f.path(), "holds stacked experts in layer 0 but metadata '" + a +
+                                          "expert_count' is absent or 0");
         return std::nullopt;
     }
     if (layers > k_max_layers)
