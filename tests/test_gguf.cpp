@@ -484,4 +484,6 @@ TEST_CASE("write the GGUF fuzz seeds", "[.gguf-seeds]") {
     meta.value("split.no", test::gguf_scalar(GgufType::u16, 0)).value("split.count", test::gguf_scalar(GgufType::u16, 1));
     meta.tensor("t", DType::q4_k, {256, 1}, std::string(144, '\1'));
     meta.write(dir + "/metadata_all_types.gguf");
+    // A MoE model as llama.cpp's converter writes it: stacked experts, router, shared expert.
+    test::write_file(dir + "/qwen2moe_f32.gguf", test::read_file(test::source_dir() + "/tests/data/moe_gguf/qwen2moe-F32.gguf"));
 }
