@@ -16,6 +16,10 @@ What the converter did that is undone here (llama.cpp's convert_hf_to_gguf.py, c
 - llama only: the rows of q_proj and k_proj permuted within each head (LlamaModel.permute,
   with the key-value head count for k), for GGML's RoPE on adjacent pairs. Qwen2Model and
   Qwen3Model derive from TextModel, not LlamaModel, and write q/k as they are;
+- MoE (qwen2moe, qwen3moe, and llama with an expert count: Mixtral): each layer's experts
+  stacked into 3-D tensors `ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps` (the outermost
+  dimension the expert), split back into one tensor per expert under Mixtral's names (w1, w3,
+  w2) or Qwen's; the router `ffn_gate_inp` and Qwen2-MoE's shared expert (`*_shexp`);
 - llama 3: `rope_freqs.weight` is not a weight of the Hugging Face model but the config's RoPE
   scaling, which the config of DIR has; gguf_reference.py applies the tensor itself.
 The GGUF's shapes and hyperparameters are checked against DIR's config, so that a checkpoint
@@ -35,8 +39,14 @@ BLOCK_NAMES = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "at
                "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm",
                "attn_k_norm": "self_attn.k_norm", "ffn_norm": "post_attention_layernorm",
                "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+MOE_NAMES = {"ffn_gate_inp": "mlp.gate", "ffn_gate_shexp": "mlp.shared_expert.gate_proj",
+             "ffn_up_shexp": "mlp.shared_expert.up_proj", "ffn_down_shexp": "mlp.shared_expert.down_proj",
+             "ffn_gate_inp_shexp": "mlp.shared_expert_gate"}
+# GGUF's stacked experts -> the per-expert name after "experts.E.", Qwen's and Mixtral's.
+EXPERT_NAMES = {"ffn_gate_exps": ("gate_proj", "w1"), "ffn_up_exps": ("up_proj", "w3"),
+                "ffn_down_exps": ("down_proj", "w2")}
 NOT_WEIGHTS = {"rope_freqs.weight"}
-ARCHITECTURES = {"llama", "qwen2", "qwen3"}
+ARCHITECTURES = {"llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe"}
 # GGUF key (after "ARCH.") -> config.json key, checked when both are present.
 HPARAMS = {"block_count": "num_hidden_layers", "embedding_length": "hidden_size",
            "feed_forward_length": "intermediate_size", "attention.head_count": "num_attention_heads",
@@ -53,12 +63,17 @@ def field(reader, key, default=None):
     return bytes(v).decode() if f.types and f.types[0].name == "STRING" else v.tolist()[0]
 
 
-def hf_name(gguf_name):
+def hf_name(gguf_name, mixtral=False):
     if gguf_name in TOP_NAMES:
         return TOP_NAMES[gguf_name]
     parts = gguf_name.split(".")
     if len(parts) == 4 and parts[0] == "blk" and parts[2] in BLOCK_NAMES:
         return f"model.layers.{parts[1]}.{BLOCK_NAMES[parts[2]]}.{parts[3]}"
+    if len(parts) == 4 and parts[0] == "blk" and parts[2] in MOE_NAMES:
+        name = MOE_NAMES[parts[2]]
+        if mixtral:
+            name = name.replace("mlp.", "block_sparse_moe.")
+        return f"model.layers.{parts[1]}.{name}.{parts[3]}"
     raise ValueError(f"tensor {gguf_name}: no Hugging Face name known for it")
 
 
@@ -86,13 +101,23 @@ def state_dict(reader, path):
         raise ValueError(f"{path}: architecture {arch}: expected one of {sorted(ARCHITECTURES)}")
     n_head = field(reader, f"{arch}.attention.head_count")
     n_kv = field(reader, f"{arch}.attention.head_count_kv", n_head)
+    mixtral = arch == "llama" and field(reader, "llama.expert_count") is not None
     out = {}
     for t in reader.tensors:
         if t.name in NOT_WEIGHTS:
             continue
-        name = hf_name(t.name)
         # numpy shape: GGUF lists dimensions innermost first
         w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(tuple(reversed(t.shape.tolist())))
+        parts = t.name.split(".")
+        if len(parts) == 4 and parts[0] == "blk" and parts[2] in EXPERT_NAMES:
+            moe = "block_sparse_moe" if mixtral else "mlp"
+            for e in range(w.shape[0]):
+                name = f"model.layers.{parts[1]}.{moe}.experts.{e}.{EXPERT_NAMES[parts[2]][mixtral]}.{parts[3]}"
+                out[name] = np.array(w[e], dtype=np.float32, order="C", copy=True)
+            continue
+        name = hf_name(t.name, mixtral)
+        if parts[2:3] == ["ffn_gate_inp_shexp"]:  # [hidden, 1] in GGML, which llama-quantize writes as [hidden]
+            w = w.reshape(1, -1)
         if arch == "llama" and t.name.split(".")[2:3] == ["attn_q"]:
             w = unpermute(w, n_head)
         elif arch == "llama" and t.name.split(".")[2:3] == ["attn_k"]:

@@ -283,7 +283,10 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
 void require_same_units(const std::string& a, const std::string& b, bool eos) {
     const SplitModel x = SplitModel::open(a), y = SplitModel::open(b);
     ModelConfig xc = x.config(), yc = y.config();
-    if (!eos) yc.eos_token_ids = xc.eos_token_ids;
+    if (!eos) {
+        yc.eos_token_ids = xc.eos_token_ids;
+        yc.bos_token_id = xc.bos_token_id;
+    }
     JsonWriter cx, cy;
     xc.to_json(cx);
     yc.to_json(cy);

@@ -63,8 +63,9 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
 uint64_t gguf_row_of_hf_row(uint64_t hf_row, uint64_t head_dim);
 
 // REQUIREs that two splits hold the same config and units, byte for byte (by checksum).
-// eos: whether the stop tokens must agree too (llama.cpp's converter takes them from the
-// tokenizer's files, which a random-weight model borrows from another).
+// eos: whether the bos and stop tokens must agree too (llama.cpp's converter takes them from
+// the tokenizer's files, which a random-weight model borrows from another, and a model
+// converted without a tokenizer has none).
 void require_same_units(const std::string& a, const std::string& b, bool eos = true);
 
 } // namespace rabbit::test

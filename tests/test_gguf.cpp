@@ -239,8 +239,8 @@ std::vector<BadCase> bad_cases() {
          "has value type 13"},
         {"another architecture", [] { return tiny_llama({}, "gpt2").bytes(); }, "general.architecture is 'gpt2'",
          ExitCode::unsupported},
-        {"a tensor rabbit does not map", edit([](GgufWriter& w) { w.tensor("blk.0.ffn_gate_exps.weight", DType::f32, {4}, std::string(16, '\0')); }),
-         "holds tensor 'blk.0.ffn_gate_exps.weight', which is not part of a llama model", ExitCode::unsupported},
+        {"a tensor rabbit does not map", edit([](GgufWriter& w) { w.tensor("blk.0.ssm_conv1d.weight", DType::f32, {4}, std::string(16, '\0')); }),
+         "holds tensor 'blk.0.ssm_conv1d.weight', which is not part of a llama model", ExitCode::unsupported},
         {"a missing tensor", edit([](GgufWriter& w) { w.tensors.erase(w.tensors.begin() + 8); }),
          "tensor 'model.layers.0.mlp.up_proj.weight' is missing"},
         {"a missing block_count", edit([](GgufWriter& w) { w.kv.erase(w.kv.begin() + 1); }), "has no metadata 'llama.block_count'"},
@@ -484,4 +484,6 @@ TEST_CASE("write the GGUF fuzz seeds", "[.gguf-seeds]") {
     meta.value("split.no", test::gguf_scalar(GgufType::u16, 0)).value("split.count", test::gguf_scalar(GgufType::u16, 1));
     meta.tensor("t", DType::q4_k, {256, 1}, std::string(144, '\1'));
     meta.write(dir + "/metadata_all_types.gguf");
+    // A MoE model as llama.cpp's converter writes it: stacked experts, router, shared expert.
+    test::write_file(dir + "/qwen2moe_f32.gguf", test::read_file(test::source_dir() + "/tests/data/moe_gguf/qwen2moe-F32.gguf"));
 }

@@ -120,18 +120,21 @@ ExpertWeights expert_weights(const LayerTensors& t, size_t e, const uint8_t* dat
 
 void add_token_bytes(TokenBytes& b, const ModelConfig& c, UnitKind kind, const UnitLayout& layout) {
     if (!streams_per_token(kind, c.tie_word_embeddings)) return;
-    uint64_t experts = 0, routed = 0;
+    uint64_t experts = 0, routed = 0, matrices = 0;
+    // The experts' matrices, not their byte ranges: a range also holds the padding to the
+    // unit's alignment after each matrix (Q8_0 rows of 34 bytes), which no token reads.
+    for (const UnitTensor& x : layout.tensors)
+        if (x.shape.size() == 2) {
+            matrices += x.nbytes;
+            if (x.name.rfind("expert.", 0) == 0) experts += x.nbytes;
+        }
     if (kind == UnitKind::layer && layout.find("router")) {
         ManifestUnit u;
         u.layout = layout;
-        const LayerTensors t = layer_tensors(u);
-        for (const auto& x : t.experts) experts += x.bytes;
+        const size_t n = layer_tensors(u).experts.size();
         // Every expert of a layer has one shape and type: k of them are read.
-        routed = t.experts.empty() ? 0 : experts / t.experts.size() * c.experts_per_tok;
+        routed = n == 0 ? 0 : experts / n * c.experts_per_tok;
     }
-    uint64_t matrices = 0;
-    for (const UnitTensor& x : layout.tensors)
-        if (x.shape.size() == 2) matrices += x.nbytes;
     b.dense += matrices - experts;
     b.routed_experts += routed;
     b.all_experts += experts;

@@ -5,6 +5,7 @@
 #include "common/file_io.h"
 #include "common/json_writer.h"
 #include "common/strings.h"
+#include "format/gguf_moe.h"
 #include "format/gguf_rope.h"
 #include "format/gguf_tokenizer.h"
 
@@ -19,7 +20,9 @@ struct ArchName {
     const char* gguf;
     const char* hf;
 };
-constexpr ArchName k_archs[] = {{"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+constexpr ArchName k_archs[] = {{"llama", "LlamaForCausalLM"},        {"qwen2", "Qwen2ForCausalLM"},
+                                {"qwen3", "Qwen3ForCausalLM"},        {"qwen2moe", "Qwen2MoeForCausalLM"},
+                                {"qwen3moe", "Qwen3MoeForCausalLM"}}; // llama with experts: Mixtral, below
 
 // GGUF's per-layer tensor names and the Hugging Face ones, after "blk.N." / "model.layers.N.".
 struct LayerName {
@@ -48,10 +51,12 @@ std::string arch_of(const GgufFile& f) {
     const std::string arch = f.need_string("general.architecture");
     for (const auto& a : k_archs)
         if (arch == a.gguf) return arch;
-    throw unsupported(f.path(), "general.architecture is '" + arch + "'; rabbit reads GGUF models of llama, qwen2 and qwen3");
+    throw unsupported(f.path(), "general.architecture is '" + arch + "'; rabbit reads GGUF models of llama (Mixtral too), qwen2, qwen3, qwen2moe "
+                                    "and qwen3moe");
 }
 
-const char* hf_arch_of(const std::string& arch) {
+const char* hf_arch_of(const std::string& arch, const std::optional<GgufMoe>& moe) {
+    if (moe && moe->mixtral) return "MixtralForCausalLM";
     for (const auto& a : k_archs)
         if (arch == a.gguf) return a.hf;
     return "";
@@ -151,17 +156,28 @@ void write_special_tokens(JsonWriter& w, const GgufFile& f) {
 
 } // namespace
 
+namespace {
+
+// "blk.7.attn_q.weight" -> {"7", "attn_q.weight"}; false for a name of no layer.
+bool split_block_name(const std::string& name, std::string& layer, std::string& rest) {
+    if (name.rfind("blk.", 0) != 0) return false;
+    const size_t dot = name.find('.', 4);
+    if (dot == std::string::npos || dot == 4 || dot - 4 > 6) return false;
+    for (size_t i = 4; i < dot; ++i)
+        if (name[i] < '0' || name[i] > '9') return false;
+    layer = name.substr(4, dot - 4);
+    rest = name.substr(dot + 1);
+    return layer.size() == 1 || layer[0] != '0';
+}
+
+} // namespace
+
 std::string hf_name_of_gguf_tensor(const std::string& name) {
     if (name == "token_embd.weight") return "model.embed_tokens.weight";
     if (name == "output_norm.weight") return "model.norm.weight";
     if (name == "output.weight") return "lm_head.weight";
-    if (name.rfind("blk.", 0) != 0) return "";
-    const size_t dot = name.find('.', 4);
-    if (dot == std::string::npos || dot == 4 || dot - 4 > 6) return "";
-    for (size_t i = 4; i < dot; ++i)
-        if (name[i] < '0' || name[i] > '9') return "";
-    const std::string layer = name.substr(4, dot - 4), rest = name.substr(dot + 1);
-    if (layer.size() > 1 && layer[0] == '0') return "";
+    std::string layer, rest;
+    if (!split_block_name(name, layer, rest)) return "";
     for (const auto& n : k_layer_names)
         if (rest == n.gguf) return "model.layers." + layer + "." + n.hf;
     return "";
@@ -187,19 +203,28 @@ std::string gguf_config_json(const GgufSet& set) {
     const GgufTensorInfo* vocab_rows = embd ? embd : output;
     if (!vocab_rows || vocab_rows->shape.size() != 2) throw bad_input(f.path(), "has no 2-D tensor 'token_embd.weight'");
 
+    const uint64_t layers = positive(f, a + "block_count", f.get_int(a + "block_count"));
+    const std::optional<GgufMoe> moe = read_gguf_moe(set, arch, layers);
+    // A MoE model without dense layers needs no dense width: the converter may leave it out.
+    const auto ffn = f.get_int(a + "feed_forward_length");
+    const bool all_sparse = moe && moe->dense_layers.empty();
+
     JsonWriter w;
     w.begin_object();
-    w.key("architectures").begin_array(true).value(hf_arch_of(arch)).end_array();
+    w.key("architectures").begin_array(true).value(hf_arch_of(arch, moe)).end_array();
     w.member("hidden_size", hidden);
-    w.member("intermediate_size", positive(f, a + "feed_forward_length", f.get_int(a + "feed_forward_length")));
-    w.member("num_hidden_layers", positive(f, a + "block_count", f.get_int(a + "block_count")));
+    w.member("intermediate_size", !ffn && all_sparse ? moe->expert_ffn : positive(f, a + "feed_forward_length", ffn));
+    w.member("num_hidden_layers", layers);
     w.member("num_attention_heads", heads).member("num_key_value_heads", kv_heads).member("head_dim", head_dim);
     w.member("vocab_size", vocab_rows->shape[0]);
     if (auto ctx = f.get_int(a + "context_length"); ctx && *ctx > 0) w.member("max_position_embeddings", *ctx);
     if (auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon")) w.member("rms_norm_eps", *eps);
     write_rope(w, set, arch, head_dim);
     w.member("tie_word_embeddings", !embd || !output);
-    if (arch != "qwen2") w.member("attention_bias", set.find_tensor("blk.0.attn_q.bias").second != nullptr);
+    const bool qkv_bias = set.find_tensor("blk.0.attn_q.bias").second != nullptr;
+    if (arch == "qwen2moe") w.member("qkv_bias", qkv_bias);
+    else if (arch != "qwen2" && !(moe && moe->mixtral)) w.member("attention_bias", qkv_bias);
+    if (moe) write_gguf_moe_config(w, *moe);
     write_special_tokens(w, f);
     w.end_object();
     return w.str();
@@ -269,12 +294,37 @@ uint32_t permuted_heads_of(const std::string& hf, const std::string& arch, uint3
     return 0;
 }
 
+// What add_part needs of the whole model.
+struct ModelShape {
+    std::string arch;
+    uint32_t heads = 0, kv_heads = 0;
+    uint64_t hidden = 0;
+    std::optional<GgufMoe> moe;
+};
+
+// A MoE tensor (router, shared expert, stacked experts), each under its Hugging Face name(s).
+bool add_moe_tensor(HfCheckpoint& ck, const GgufFile& part, const GgufTensorInfo& t, uint32_t shard,
+                    const ModelShape& m) {
+    std::string layer, rest;
+    if (!m.moe || !split_block_name(t.name, layer, rest)) return false;
+    std::vector<SourceTensor> out;
+    if (!add_gguf_moe_tensor(part, t, layer, rest, *m.moe, m.hidden, shard, out)) return false;
+    for (SourceTensor& st : out) {
+        const std::string name = st.name;
+        if (!ck.tensors.emplace(name, std::move(st)).second)
+            throw bad_input(part.path(), "holds tensor '" + t.name + "' twice");
+    }
+    return true;
+}
+
 // Every tensor of one part, by its Hugging Face name.
-void add_part(HfCheckpoint& ck, const GgufFile& part, uint32_t shard, const std::string& arch, uint32_t heads,
-              uint32_t kv_heads) {
+void add_part(HfCheckpoint& ck, const GgufFile& part, uint32_t shard, const ModelShape& m) {
+    const std::string& arch = m.arch;
+    const uint32_t heads = m.heads, kv_heads = m.kv_heads;
     for (const GgufTensorInfo& t : part.tensors()) {
-        const std::string hf = hf_name_of_gguf_tensor(t.name);
         if (t.name == "rope_freqs.weight") continue; // read as the config's rope_scaling
+        if (add_moe_tensor(ck, part, t, shard, m)) continue;
+        const std::string hf = hf_name_of_gguf_tensor(t.name);
         if (hf.empty())
             throw unsupported(part.path(), "holds tensor '" + t.name + "', which is not part of a " + arch +
                                                " model rabbit runs");
@@ -298,12 +348,16 @@ HfCheckpoint open_gguf_checkpoint(const std::string& path, bool with_tokenizer) 
     ck.gguf_file = f.path();
     ck.dir = split_path(f.path()).first;
     ck.config_text = gguf_config_json(set);
-    const auto heads = uint32_t(f.need_int(arch + ".attention.head_count"));
-    const auto kv_heads = uint32_t(f.get_int(arch + ".attention.head_count_kv").value_or(heads));
+    ModelShape m;
+    m.arch = arch;
+    m.heads = uint32_t(f.need_int(arch + ".attention.head_count"));
+    m.kv_heads = uint32_t(f.get_int(arch + ".attention.head_count_kv").value_or(m.heads));
+    m.hidden = uint64_t(f.need_int(arch + ".embedding_length"));
+    m.moe = read_gguf_moe(set, arch, uint64_t(f.need_int(arch + ".block_count")));
     for (uint32_t si = 0; si < set.parts.size(); ++si) {
         const GgufFile& part = set.parts[si];
         ck.shards.push_back({split_path(part.path()).second, part.file_size(), part.header_hash(), true});
-        add_part(ck, part, si, arch, heads, kv_heads);
+        add_part(ck, part, si, m);
     }
     if (with_tokenizer) add_tokenizer_files(ck, f);
     return ck;
