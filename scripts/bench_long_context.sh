@@ -5,14 +5,14 @@
 #
 #   scripts/bench_long_context.sh [--fill] [CONTEXTS] [LAYERS]   (default "1024 8192 32768", 2 layers)
 #
-# Each context is a `rabbit bench` run, --ram-budget 0 (every unit read from the files for
-# every token: streamed), then GEN (default 8) decode steps ending at position P; the decode
-# row's ms/token is the figure, and a step at context P reads P positions of the cache in every
-# layer. Before the steps, either a prompt of P - GEN tokens (random ids), or with --fill the KV
-# cache's first P - GEN positions filled with synthetic keys and values (`bench --fill-ctx`: no prefill, which at
-# 32K takes hours on a small machine; the decoded text is meaningless, the step's time is the
-# same). The model is made once: 28 layers of bf16 are 15 GB on disk (its Hugging Face form is
-# removed shard by shard as the split goes).
+# Each context P is a `rabbit bench` run, --ram-budget 0 (every unit read from the files for
+# every token: streamed): GEN (default 8) decode steps at positions P - GEN to P - 1; the
+# decode row's ms/token is the figure, and a step at context P reads P positions of the cache
+# in every layer. Before the steps, either a prompt of P - GEN tokens (random ids), or with
+# --fill the KV cache's first P - GEN positions filled with synthetic keys and values (`bench
+# --fill-ctx`): no prefill, which at 32K takes hours on a small machine. The text decoded
+# after a fill is meaningless; the step's time is the same. The model is made once: 28 layers
+# of bf16 are 15 GB on disk (the Hugging Face form is removed shard by shard as it is split).
 # Environment: RABBIT (default build-emu/rabbit), RABBIT_GENMODEL, DIR (default
 # /tmp/rabbit-long-context), GEN, THREADS, KV_DTYPES (default f32; e.g. "f32 bf16"), WARMUP
 # (default 0).
