@@ -252,8 +252,9 @@ void print_table(const std::vector<ConfigResult>& results) {
         const RunFigures& f = r.m();
         const TokenSplit& t = f.token;
         const bool streams = f.file_bytes > 0 || f.link_bytes > 0;
+        const std::string prefill = r.filled ? "filled " + std::to_string(r.filled) : rate(r.prefill_tps());
         fmt::print("| {:.2f} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.load_s,
-                   r.filled ? "filled " + std::to_string(r.filled) : rate(r.prefill_tps()), rate(f.decode_tps), ms(t.wall), r.from, f.file_bytes > 0 ? ms(t.disk) : dash,
+                   prefill, rate(f.decode_tps), ms(t.wall), r.from, f.file_bytes > 0 ? ms(t.disk) : dash,
                    b.cuda && f.file_bytes > 0 ? ms(t.host_copy) : dash, b.cuda && f.link_bytes > 0 ? ms(t.h2d) : dash,
                    ms(t.compute()), streams ? ms(t.wait) : dash, f.overlap ? percent(*f.overlap) : dash,
                    f.bound ? ms(*f.bound) : dash, f.bound ? percent(*f.bound / std::max(t.wall, 1e-12)) : dash,
