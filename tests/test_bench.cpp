@@ -227,7 +227,55 @@ TEST_CASE("rabbit bench refuses what it cannot measure, before the work", "[benc
     bad({}, int(ExitCode::usage), "544 positions, more than the model's 512"); // 512 + 32 by default
     bad({"--json", dir / "no/such/dir/b.json"}, int(ExitCode::output), "no/such/dir");
     if (!test::gpu_available()) bad({"--backend", "cuda"}, int(ExitCode::usage), "--backend cuda: ");
+    // --fill-ctx: what it does not go with, and a context too small for it and the steps.
+    bad({"--fill-ctx", "510", "--gen", "8"}, int(ExitCode::usage), "--fill-ctx and --gen: 518 positions, more than the model's 512");
+    bad({"--fill-ctx", "100", "--prompt-len", "50"}, int(ExitCode::usage), "drop --prompt-len");
+    bad({"--fill-ctx", "100", "--parallel", "2"}, int(ExitCode::usage), "drop --parallel and --draft");
+    bad({"--fill-ctx", "100", "--draft", "ngram"}, int(ExitCode::usage), "drop --parallel and --draft");
+    bad({"--fill-ctx", "100", "--gen", "8", "--ctx", "64"}, int(ExitCode::usage), "108 positions, more than --ctx 64");
+    if (test::gpu_available())
+        bad({"--fill-ctx", "100", "--gen", "8", "--backend", "cuda"}, int(ExitCode::usage), "the CPU engine only");
     test::RunResult m = test::run_rabbit({"bench", "-m", dir / "nothing"});
     REQUIRE(m.exit_code == int(ExitCode::bad_input));
     REQUIRE_THAT(m.err, Contains("nothing"));
+}
+
+TEST_CASE("rabbit bench --fill-ctx decodes after a synthetic cache, says so, and refuses a cache memory cannot hold", "[bench][kv][cli]") {
+    if (!test::have_shared()) return;
+    test::TempDir dir;
+    const std::string split = test::split_into(test::tinystories_dir(), dir / "ts");
+    const std::string json = dir / "bench.json";
+    test::RunResult r = test::run_rabbit({"bench", "-m", split, "--backend", "cpu", "--fill-ctx", "300", "--gen", "4",
+                                          "--kv-dtype", "bf16", "--repeat", "1", "--warmup", "0", "--read-bytes", "0",
+                                          "--json", json});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.out, Contains("the KV cache filled with 300 synthetic positions, not prefilled"));
+    REQUIRE_THAT(r.out, Contains("the decoded text is meaningless"));
+    REQUIRE_THAT(r.out, Contains("KV cache: bf16, "));
+    REQUIRE_THAT(r.out, Contains("| filled 300 |"));
+    JsonDocument doc(test::read_file(json), json);
+    auto root = doc.root_object();
+    auto settings = (*json_field(root, "settings")).get_object().value();
+    REQUIRE(int64_t((*json_field(settings, "fill_ctx")).get_int64()) == 300);
+    REQUIRE(std::string_view((*json_field(settings, "kv_dtype")).get_string().value()) == "bf16");
+    auto configs = (*json_field(root, "configs")).get_array().value();
+    for (auto c : configs) {
+        auto o = c.get_object().value();
+        REQUIRE(bool((*json_field(o, "ok")).get_bool()));
+        REQUIRE(int64_t((*json_field(o, "context_filled")).get_int64()) == 300);
+        REQUIRE(int64_t((*json_field(o, "ctx")).get_int64()) == 305); // the fill, the steps and one more
+        REQUIRE(json_field(o, "prefill_tok_s")->is_null());            // no prefill ran
+        REQUIRE(double((*json_field(o, "fill_s")).get_double()) > 0);
+        REQUIRE(double((*json_field(o, "decode_tok_s")).get_double()) > 0);
+    }
+    // A model whose context is long enough for a cache that no memory here holds.
+    test::TempDir big;
+    const std::string long_model =
+        test::generate_and_split({"-p", "tiny-qwen2", "--seed", "1", "--dtype", "f32", "--max-pos", "2000000000"}, big);
+    test::RunResult m = test::run_rabbit({"bench", "-m", long_model, "--backend", "cpu", "--read-bytes", "0", "--fill-ctx",
+                                          "1000000000", "--gen", "2"});
+    REQUIRE(m.exit_code == int(ExitCode::resources));
+    REQUIRE_THAT(m.err, Contains("--fill-ctx 1000000000: a KV cache of ") && Contains("more than half the memory available"));
+    REQUIRE(m.out.empty());
 }

@@ -200,3 +200,57 @@ TEST_CASE("inspect shows the KV bytes per position and at --ctx in each place, a
     REQUIRE(bad.exit_code != 0);
     REQUIRE_THAT(bad.err, Catch::Contains("--kv-dtype"));
 }
+
+TEST_CASE("a KV cache filled with synthetic positions decodes from there as after a prompt of as many", "[kv][engine][bench]") {
+    test::TempDir dir;
+    SplitModel model = SplitModel::open(test::generate_and_split({"-p", "tiny-qwen2", "--seed", "3", "--dtype", "f32"}, dir));
+    const size_t n = 300; // more than one of the attention kernels' blocks of positions
+    const std::vector<int32_t> steps = {5, 99, 400};
+    // Three decode steps from where the engine is; their logits.
+    auto decode = [&](Engine& e) {
+        std::vector<float> all, logits;
+        for (int32_t t : steps) {
+            e.forward(&t, 1, 1, logits);
+            all.insert(all.end(), logits.begin(), logits.end());
+        }
+        return all;
+    };
+    for (DType type : {DType::f32, DType::bf16, DType::f16}) {
+        INFO("--kv-dtype " << dtype_name(type));
+        EngineOptions o;
+        o.kv_dtype = type;
+        o.ctx = n + steps.size() + 1; // as bench sizes it
+        CpuEngine prefilled(model, o), filled(model, o), again(model, o), other_seed(model, o), empty(model, o);
+        const std::vector<int32_t> prompt = test::long_prompt(n, int32_t(model.config().vocab_size));
+        std::vector<float> logits;
+        prefilled.forward(prompt.data(), n, 1, logits);
+        filled.fill_cache(n, 1);
+        again.fill_cache(n, 1);
+        other_seed.fill_cache(n, 2);
+        REQUIRE(filled.position() == n);
+        const std::vector<float> a = decode(prefilled), b = decode(filled), c = decode(again), d = decode(other_seed);
+        const std::vector<float> e = decode(empty);
+        // The steps ran at positions n.., over as many cached positions as after the prompt.
+        REQUIRE(filled.position() == n + steps.size());
+        REQUIRE(filled.position() == prefilled.position());
+        REQUIRE(filled.kv_cache_bytes() == prefilled.kv_cache_bytes());
+        REQUIRE(filled.kv_cache_bytes() >= (n + steps.size()) * kv_bytes_per_position(model.config(), type));
+        // The same seed, the same cache; the cache is attended: another seed or none changes the logits.
+        REQUIRE(b == c);
+        REQUIRE(test::worst_error(b, d, 1e-6, 0) > 1.0);
+        REQUIRE(test::worst_error(b, e, 1e-6, 0) > 1.0);
+        REQUIRE(test::worst_error(b, a, 1e-6, 0) > 1.0); // synthetic, not the prompt's keys and values
+        // A fill is a prefix of a longer one: n / 2 positions, or n cut to n / 2, decode alike
+        // (also at the same RoPE positions), and both differ from the n positions' decode.
+        CpuEngine half(model, o), cut(model, o);
+        half.fill_cache(n / 2, 1);
+        cut.fill_cache(n, 1);
+        cut.truncate(n / 2);
+        const std::vector<float> h = decode(half);
+        REQUIRE(h == decode(cut));
+        REQUIRE(test::worst_error(h, b, 1e-6, 0) > 1.0);
+        // A fill past the context is refused in one line, as a prompt would be.
+        CpuEngine small(model, o);
+        REQUIRE_THROWS_WITH(small.fill_cache(n + steps.size() + 2, 1), Catch::Contains("the context is full"));
+    }
+}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/bench_report.h"
 
+#include "engine/kv_cache.h"
 #include "engine/weights.h"
 
 #include "common/file_io.h"
@@ -108,9 +109,17 @@ void bandwidth_json(JsonWriter& j, const Rates& rates) {
     j.end_object();
 }
 
+// A filled cache's run has no prefill rate, but the fill's time.
+void prefill_json(JsonWriter& j, const RunFigures& x) {
+    j.key("prefill_tok_s");
+    x.fill_s > 0 ? j.null() : j.value(x.prefill_tps);
+    if (x.fill_s > 0) j.member("fill_s", x.fill_s);
+}
+
 void run_json(JsonWriter& j, const RunFigures& x) {
     j.begin_object();
-    j.member("prefill_tok_s", x.prefill_tps).member("decode_tok_s", x.decode_tps);
+    prefill_json(j, x);
+    j.member("decode_tok_s", x.decode_tps);
     j.key("token_s");
     token_json(j, x);
     j.member("file_bytes_per_token", x.file_bytes).member("link_bytes_per_token", x.link_bytes);
@@ -143,9 +152,12 @@ void config_json(JsonWriter& j, const ConfigResult& r) {
     b.cuda ? j.value(r.vram_budget) : j.null();
     j.key("threads");
     b.cuda ? j.null() : j.value(uint64_t(r.threads));
-    j.member("ctx", r.ctx);
+    j.member("ctx", r.ctx).member("context_filled", r.filled);
     // The median run's figures (the run of median decode time), then every run's.
-    j.member("prefill_tok_s", r.prefill_tps()).member("decode_tok_s", f.decode_tps);
+    j.key("prefill_tok_s");
+    r.filled ? j.null() : j.value(r.prefill_tps());
+    if (r.filled) j.member("fill_s", f.fill_s);
+    j.member("decode_tok_s", f.decode_tps);
     j.key("token_s");
     token_json(j, f);
     j.member("file_bytes_per_token", f.file_bytes).member("link_bytes_per_token", f.link_bytes);
@@ -209,8 +221,19 @@ void print_header(const SplitModel& model, const Settings& s, const Rates& rates
     if (rates.pinned_bps > 0)
         fmt::print("host to device: pinned {}, pageable {} ({} copies)\n", gbps(rates.pinned_bps), gbps(rates.pageable_bps),
                    format_bytes(rates.link_bytes));
-    fmt::print("runs: {}-token prompt, {} decoded tokens; the run of median decode time of {}, after {} warm-up\n\n",
-               s.prompt_len, s.gen, s.repeat, s.warmup);
+    if (s.fill_ctx || !s.kv_dtype.empty()) {
+        const DType kv = s.kv_dtype.empty() ? DType::f32 : parse_kv_dtype(s.kv_dtype);
+        const uint64_t per = kv_bytes_per_position(model.config(), kv);
+        fmt::print("KV cache: {}, {} per position (every layer); a decode step at position {} reads {} of it\n",
+                   dtype_name(kv), format_bytes(per), s.start(), format_bytes(per * s.start()));
+    }
+    if (s.fill_ctx)
+        fmt::print("runs: the KV cache filled with {} synthetic positions, not prefilled (for timing only: the decoded "
+                   "text is meaningless), then {} decoded tokens; the run of median decode time of {}, after {} warm-up\n\n",
+                   s.fill_ctx, s.gen, s.repeat, s.warmup);
+    else
+        fmt::print("runs: {}-token prompt, {} decoded tokens; the run of median decode time of {}, after {} warm-up\n\n",
+                   s.prompt_len, s.gen, s.repeat, s.warmup);
     std::fflush(stdout);
 }
 
@@ -230,8 +253,9 @@ void print_table(const std::vector<ConfigResult>& results) {
         const RunFigures& f = r.m();
         const TokenSplit& t = f.token;
         const bool streams = f.file_bytes > 0 || f.link_bytes > 0;
+        const std::string prefill = r.filled ? "filled " + std::to_string(r.filled) : rate(r.prefill_tps());
         fmt::print("| {:.2f} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.load_s,
-                   rate(r.prefill_tps()), rate(f.decode_tps), ms(t.wall), r.from, f.file_bytes > 0 ? ms(t.disk) : dash,
+                   prefill, rate(f.decode_tps), ms(t.wall), r.from, f.file_bytes > 0 ? ms(t.disk) : dash,
                    b.cuda && f.file_bytes > 0 ? ms(t.host_copy) : dash, b.cuda && f.link_bytes > 0 ? ms(t.h2d) : dash,
                    ms(t.compute()), streams ? ms(t.wait) : dash, f.overlap ? percent(*f.overlap) : dash,
                    f.bound ? ms(*f.bound) : dash, f.bound ? percent(*f.bound / std::max(t.wall, 1e-12)) : dash,
@@ -274,7 +298,9 @@ void write_json(const std::string& path, const SplitModel& model, const Settings
     j.end_object();
     j.key("settings").begin_object();
     j.member("prompt_len", uint64_t(s.prompt_len)).member("gen", uint64_t(s.gen)).member("repeat", uint64_t(s.repeat));
-    j.member("warmup", uint64_t(s.warmup));
+    j.member("warmup", uint64_t(s.warmup)).member("fill_ctx", uint64_t(s.fill_ctx));
+    j.key("kv_dtype");
+    s.kv_dtype.empty() ? j.null() : j.value(s.kv_dtype);
     j.end_object();
     bandwidth_json(j, rates);
     j.key("configs").begin_array();

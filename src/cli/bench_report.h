@@ -29,7 +29,8 @@ struct BenchConfig {
 
 // One measured run, per decoded token.
 struct RunFigures {
-    double prefill_tps = 0, decode_tps = 0;
+    double prefill_tps = 0, decode_tps = 0; // prefill: 0 when the cache was filled instead
+    double fill_s = 0;                      // --fill-ctx: the synthetic fill's time
     TokenSplit token;
     double file_bytes = 0, link_bytes = 0;
     std::optional<double> bound, overlap;
@@ -48,6 +49,7 @@ struct ConfigResult {
     uint64_t resident_bytes = 0;  // weights kept (CPU: in memory; GPU: in VRAM)
     size_t threads = 0;           // CPU: the engine's threads
     uint64_t ctx = 0;
+    uint64_t filled = 0;          // --fill-ctx: positions filled with synthetic keys and values, no prefill
     std::vector<RunFigures> runs; // every measured run
     size_t median = 0;            // the run whose decode time is the median (the lower one of an even count)
     double cached = 0;            // page-cache fraction of the streamed unit files after the warm-up
@@ -74,6 +76,12 @@ struct Rates {
 struct Settings {
     size_t prompt_len = 512, gen = 32, repeat = 3, warmup = 1, threads = 0;
     uint64_t ctx = 0; // 0: prompt and generated tokens
+    // --fill-ctx: decode starts at this position of a KV cache filled with synthetic keys and
+    // values (CpuEngine::fill_cache), not after a prompt; 0: after a prompt of prompt_len.
+    size_t fill_ctx = 0;
+    std::string kv_dtype; // --kv-dtype; empty: the engine's default
+    // The position the decode steps start at: the fill's, else the prompt's end.
+    size_t start() const { return fill_ctx ? fill_ctx : prompt_len; }
     int gpu = 0;
     std::string act_quant = "f32"; // CPU rows: --act-quant
     size_t draft_budget = 16, draft_max = 0; // with a draft: trees of draft_budget, or chains of draft_max if set

@@ -26,6 +26,7 @@
 #include "common/units.h"
 #include "backend/cpu/cpu_engine.h"
 #include "engine/generate.h"
+#include "engine/kv_cache.h"
 #include "engine/memory_plan.h"
 #include "engine/sampler.h"
 #include "engine/speculative.h"
@@ -98,15 +99,23 @@ Sample run_once_draft(Engine& engine, BenchDraft& d, const std::vector<int32_t>&
     return x;
 }
 
-Sample run_once(Engine& engine, const std::vector<int32_t>& prompt, size_t gen) {
+// The fill's seed: every run's synthetic cache the same.
+constexpr uint64_t k_fill_seed = 1;
+
+// A prompt's pass, then `gen` decode steps; or, with `fill`, the KV cache filled with that
+// many synthetic positions and the decode steps from there, the first from prompt[0].
+Sample run_once(Engine& engine, const std::vector<int32_t>& prompt, size_t gen, size_t fill) {
     SamplingParams greedy;
     Sampler sampler(greedy);
-    std::vector<int32_t> history = prompt;
+    std::vector<int32_t> history = fill ? std::vector<int32_t>{} : prompt;
     Sample s;
     engine.reset();
     const auto t0 = Clock::now();
-    int32_t next = 0;
-    {
+    int32_t next = prompt[0];
+    if (fill) {
+        trace::Span span(trace::Track::tokens, trace::enabled() ? "fill (" + std::to_string(fill) + " positions)" : "");
+        engine.fill_cache(fill, k_fill_seed);
+    } else {
         trace::Span span(trace::Track::tokens, trace::enabled() ? "prompt (" + std::to_string(prompt.size()) + " tokens)" : "");
         next = engine.step(prompt.data(), prompt.size(), sampler, history, nullptr);
     }
@@ -137,10 +146,11 @@ EngineRequest bench_request(const SplitModel& model, const BenchConfig& b, const
     req.sequences = sequences;
     req.device = {b.cuda, s.gpu};
     req.ram_budget = r.ram_budget = ram_budget_of(b.ram);
-    req.ctx = r.ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.prompt_len + s.gen + 1, model.config().max_context());
+    req.ctx = r.ctx = s.ctx ? s.ctx : std::min<uint64_t>(s.start() + s.gen + 1, model.config().max_context());
     req.batch = b.batch;
     req.threads = s.threads;
     req.act_quant = act_quant_of(s.act_quant);
+    if (!s.kv_dtype.empty()) req.kv_dtype = parse_kv_dtype(s.kv_dtype);
     req.ring_slots = b.slots;
     if (b.vram == "none") req.max_resident = 0;
     else if (b.vram == "half")
@@ -203,15 +213,19 @@ void measure_config(const SplitModel& model, const BenchConfig& b, const Setting
     BenchDraft draft = bench_draft(model, b);
     std::unique_ptr<Engine> engine = draft.split ? bench_engines(model, b, s, r, draft) : bench_engine(model, b, s, r);
     r.load_s = seconds_since(t0);
-    const std::vector<int32_t> prompt = bench_prompt(model.config(), s.prompt_len);
-    auto once = [&] { return draft.drafter ? run_once_draft(*engine, draft, prompt, s) : run_once(*engine, prompt, s.gen); };
+    const std::vector<int32_t> prompt = bench_prompt(model.config(), s.fill_ctx ? 1 : s.prompt_len);
+    auto once = [&] {
+        return draft.drafter ? run_once_draft(*engine, draft, prompt, s) : run_once(*engine, prompt, s.gen, s.fill_ctx);
+    };
+    r.filled = s.fill_ctx;
     for (size_t w = 0; w < s.warmup; ++w) once();
     r.cached = page_cache_fraction(files);
     for (size_t k = 0; k < s.repeat; ++k) {
         const Sample x = once();
         const double g = double(s.gen);
         RunFigures f;
-        f.prefill_tps = double(s.prompt_len) / std::max(x.prefill_s, 1e-12);
+        if (s.fill_ctx) f.fill_s = std::max(x.prefill_s, 1e-12);
+        else f.prefill_tps = double(s.prompt_len) / std::max(x.prefill_s, 1e-12);
         f.decode_tps = g / std::max(x.decode_s, 1e-12);
         f.token = {x.decode_s / g, x.decode.disk_s / g, x.decode.host_copy_s / g, x.decode.h2d_s / g, x.decode.wait_s / g};
         f.file_bytes = double(x.decode.file_bytes) / g;
@@ -309,6 +323,15 @@ void add_bench_options(CLI::App* sub, BenchOptions& o) {
                                                              "process may use)"),
                      "every processor");
     add_act_quant_option(sub, s.act_quant);
+    sub->add_option("--kv-dtype", s.kv_dtype,
+                    "The KV cache's type: f32, bf16, f16 or q8_0 (default: f32 on the CPU, the compute type on the GPU)")
+        ->check(CLI::IsMember({"f32", "bf16", "f16", "q8_0"}));
+    positive(sub->add_option("--fill-ctx", s.fill_ctx,
+                             "Time decode at a long context without its prefill: fill the KV cache's first N positions "
+                             "with synthetic keys and values (seeded, in --kv-dtype), then decode --gen tokens from "
+                             "position N, every layer streamed as usual. For timing only: the decoded text is "
+                             "meaningless. CPU engine; instead of --prompt-len"),
+             double(size_t(1) << 30));
     zero_or_positive(sub->add_option("--ctx", s.ctx, "Context length (default or 0: prompt and generated tokens)"),
                      "prompt and generated tokens");
     non_negative(sub->add_option("--gpu", s.gpu, "Which GPU (default: the first usable one)"), 255);
@@ -329,6 +352,33 @@ void add_bench_options(CLI::App* sub, BenchOptions& o) {
     add_draft_device_option(sub, o.s.draft_device);
     sub->add_option("--json", o.json, "Also write the results as JSON to FILE (- for stdout, instead of the table)");
     add_trace_option(sub, o.trace);
+}
+
+// --fill-ctx's refusals, before any work: what it does not go with, a context or a memory
+// too small for the filled positions and the decode steps.
+void check_fill(const SplitModel& model, const BenchOptions& o, const CLI::App* sub, const std::vector<BenchConfig>& configs) {
+    const Settings& s = o.s;
+    if (!s.fill_ctx) return;
+    const std::string fill = "--fill-ctx " + std::to_string(s.fill_ctx);
+    if (sub->count("--prompt-len"))
+        throw Error(ExitCode::usage, fill + ": the decode starts from the filled positions and no prompt runs; drop --prompt-len");
+    if (!o.parallel.empty() || o.drafts.size() != 1 || o.drafts[0] != "none")
+        throw Error(ExitCode::usage, fill + ": measures one sequence's plain decode; drop --parallel and --draft");
+    if (std::any_of(configs.begin(), configs.end(), [](const BenchConfig& b) { return b.cuda; }))
+        throw Error(ExitCode::usage, fill + ": the CPU engine only (the CUDA engine cannot fill its KV cache); use --backend cpu");
+    const ModelConfig& c = model.config();
+    const uint64_t positions = s.fill_ctx + s.gen;
+    if (s.ctx && positions > s.ctx)
+        throw Error(ExitCode::usage, fill + " and --gen " + std::to_string(s.gen) + ": " + std::to_string(positions) +
+                                         " positions, more than --ctx " + std::to_string(s.ctx) + "; lower them or raise --ctx");
+    const DType kv = s.kv_dtype.empty() ? DType::f32 : parse_kv_dtype(s.kv_dtype);
+    const uint64_t ctx = s.ctx ? s.ctx : positions + 1, bytes = kv_bytes_per_position(c, kv) * ctx;
+    // As `run --prompts` sizes its caches: the other half for the weights' pages and the rest.
+    const uint64_t room = available_memory() / 2;
+    if (bytes > room)
+        throw Error(ExitCode::resources, fill + ": a KV cache of " + format_bytes(bytes) + " (" + dtype_name(kv) + ", " +
+                                             std::to_string(ctx) + " positions) is more than half the memory available, " +
+                                             format_bytes(room) + "; lower --fill-ctx or use a smaller --kv-dtype");
 }
 
 // The configurations to measure, every combination of the lists; the GPU checked first.
@@ -411,7 +461,8 @@ int run_matrix(const SplitModel& model, const std::vector<BenchConfig>& configs,
         spdlog::info("{}", config_label(b));
         try {
             measure_config(model, b, o.s, rates, files, r);
-            spdlog::info("  prefill {} tok/s, decode {} tok/s", rate(r.prefill_tps()), rate(r.m().decode_tps));
+            if (r.filled) spdlog::info("  {} positions filled in {:.2f} s, decode {} tok/s", r.filled, r.m().fill_s, rate(r.m().decode_tps));
+            else spdlog::info("  prefill {} tok/s, decode {} tok/s", rate(r.prefill_tps()), rate(r.m().decode_tps));
         } catch (const Error& e) {
             if (e.code() == ExitCode::interrupted || e.code() == ExitCode::internal) {
                 finish(); // what finished is not lost
@@ -455,10 +506,11 @@ Command add_bench_command(CLI::App& app, const GlobalOptions& global) {
         const bool any_cuda = std::any_of(configs.begin(), configs.end(), [](const BenchConfig& b) { return b.cuda; });
         const std::string dir = split_dir_for(o->dir, global);
         SplitModel model = SplitModel::open(dir);
-        if (s.prompt_len + s.gen > model.config().max_context())
-            throw Error(ExitCode::usage, "--prompt-len and --gen: " + std::to_string(s.prompt_len + s.gen) +
-                                             " positions, more than the model's " +
+        if (s.start() + s.gen > model.config().max_context())
+            throw Error(ExitCode::usage, std::string(s.fill_ctx ? "--fill-ctx" : "--prompt-len") + " and --gen: " +
+                                             std::to_string(s.start() + s.gen) + " positions, more than the model's " +
                                              std::to_string(model.config().max_context()) + "; lower them");
+        check_fill(model, *o, sub, configs);
         // The files that stream.
         std::vector<std::string> files;
         for (size_t i = 0; i < model.manifest().units.size(); ++i)

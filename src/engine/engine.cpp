@@ -63,6 +63,10 @@ void Engine::keep_rows(size_t base, const std::vector<size_t>& rows) {
     truncate(base + rows.size());
 }
 
+void Engine::fill_cache(size_t, uint64_t) {
+    throw Error(ExitCode::usage, "--fill-ctx: this engine cannot fill its KV cache with synthetic positions; use --backend cpu");
+}
+
 uint64_t checked_context(const ModelConfig& c, uint64_t requested) {
     if (requested > c.max_context())
         throw Error(ExitCode::usage, "--ctx " + std::to_string(requested) + " is more than the model's " +

@@ -84,6 +84,14 @@ public:
     // the rejected branches gone. The default keeps rows that are already in place.
     virtual void keep_rows(size_t base, const std::vector<size_t>& rows);
 
+    // For timing decode at a long context without its prefill (`rabbit bench --fill-ctx`):
+    // empties slot 0, fills its first n positions with synthetic keys and values drawn from
+    // `seed` (the same seed, the same cache) and sets its position to n. No prompt produced
+    // them, so what is decoded after is noise; but each step after attends n + i positions,
+    // as it would after a prompt of n, and a step's time does not depend on the values. The
+    // default refuses in one line (an engine that cannot fill its cache).
+    virtual void fill_cache(size_t n, uint64_t seed);
+
     // Runs `n` tokens as forward does and chooses the next token from the last one's logits.
     // With all_logits, the logits of all n are appended to it. A backend may choose without
     // bringing the vocabulary's logits back (the CUDA engine's greedy and top-k paths).

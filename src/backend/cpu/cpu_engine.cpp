@@ -350,6 +350,68 @@ void CpuEngine::keep_rows(size_t base, const std::vector<size_t>& rows) {
     s.pos = base + rows.size();
 }
 
+namespace {
+
+// splitmix64: a cheap, well-mixed stream of 64-bit numbers from any state.
+uint64_t next_random(uint64_t& state) {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// About normal, mean 0 and variance 1: the sum of three uniforms on [-1, 1), each of
+// variance 1/3, from one draw's three 21-bit parts.
+float synthetic_value(uint64_t& state) {
+    const uint64_t r = next_random(state);
+    constexpr float unit = 1.0f / float(1u << 20);
+    float sum = 0;
+    for (int part = 0; part < 3; ++part) sum += float((r >> (21 * part)) & 0x1FFFFF) * unit - 1.0f;
+    return sum;
+}
+
+} // namespace
+
+void CpuEngine::fill_cache(size_t n, uint64_t seed) {
+    const ModelConfig& c = config();
+    check_room(c, 0, n, ctx_);
+    reset_slot(0);
+    grow_cache(0, n);
+    SeqSlot& s = slots_[0];
+    const size_t hd = c.head_dim, caches = size_t(c.num_layers) * c.num_kv_heads, B = k_attn_block;
+    // One stream per cache and side (keys, values), so that the threads' split of the work
+    // does not change the values.
+    pool_.parallel_for(2 * caches, [&](size_t b, size_t e) {
+        std::vector<float> row(hd);
+        for (size_t item = b; item < e; ++item) {
+            const size_t cache = item / 2;
+            const bool keys = item % 2 == 0;
+            uint64_t state = seed * 0xD1B54A32D192ED03ull + item;
+            for (size_t pos = 0; pos < n; ++pos) {
+                for (float& x : row) x = synthetic_value(state);
+                if (kv_dtype_ != DType::f32) {
+                    const size_t rb = kv_row_bytes(kv_dtype_, hd);
+                    store_kv_row(kv_dtype_, row.data(), hd, (keys ? s.k_rows : s.v_rows)[cache].data() + pos * rb);
+                } else if (keys) { // transposed blocks, as rope_and_cache writes them
+                    float* k = s.k_cache[cache].data() + pos / B * B * hd + pos % B;
+                    for (size_t d = 0; d < hd; ++d) k[d * B] = row[d];
+                } else {
+                    std::copy(row.begin(), row.end(), s.v_cache[cache].begin() + long(pos * hd));
+                }
+            }
+        }
+    });
+    s.pos = n;
+}
+
+uint64_t CpuEngine::kv_cache_bytes() const {
+    const SeqSlot& s = slots_[0];
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < s.k_cache.size(); ++i) bytes += (s.k_cache[i].size() + s.v_cache[i].size()) * sizeof(float);
+    for (size_t i = 0; i < s.k_rows.size(); ++i) bytes += s.k_rows[i].size() + s.v_rows[i].size();
+    return bytes;
+}
+
 void CpuEngine::prepare(const SlotPass& p) {
     const ModelConfig& c = config();
     const size_t n = p.tokens.size();

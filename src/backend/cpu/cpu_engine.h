@@ -61,6 +61,11 @@ public:
     void forward_slots(const std::vector<SlotTokens>& seqs, std::vector<float>& logits) override;
     void forward_tree(const int32_t* tokens, const int64_t* parents, size_t n, std::vector<float>& logits) override;
     void keep_rows(size_t base, const std::vector<size_t>& rows) override;
+    // Keys and values about as large as a model's (each value of mean 0 and variance 1), in
+    // the cache's type and layout, so that decode reads and widens them as it would real ones.
+    void fill_cache(size_t n, uint64_t seed) override;
+    // Bytes slot 0's KV cache holds (allocated, every layer): what a context costs in memory.
+    uint64_t kv_cache_bytes() const;
     // No loader: the compute reads the streamed weights in itself, so its disk time is all wait.
     StreamStats stream_stats() const override { return stats_; }
 
