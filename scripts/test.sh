@@ -22,13 +22,19 @@ want() { [[ "$stages" == *" $1 "* ]]; }
 scripts/setup.sh --deps-only
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# Unity batches: each batch of 8 sources is compiled as one file, so the headers (CLI11, Catch2,
+# simdjson, the standard library) are parsed once per batch rather than once per source. It more
+# than halves a clean build on CI's 2 cores; RABBIT_UNITY=0 compiles each source alone. File-local
+# helpers therefore need names of their own (docs/ARCHITECTURE.md, "Building").
+unity=()
+[ "${RABBIT_UNITY:-1}" = 1 ] && unity=(-DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=8)
 t0=$SECONDS
 stage_done() { echo "test: $1 done at $((SECONDS - t0))s" >&2; }
 
 if want emu; then
   # shellcheck disable=SC2086
   cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=Release -DRABBIT_CUDA_EMULATOR=ON -DRABBIT_BUILD_TESTS=ON \
-    "${launcher[@]}" ${RABBIT_CMAKE_ARGS:-}
+    "${launcher[@]}" "${unity[@]}" ${RABBIT_CMAKE_ARGS:-}
   cmake --build build-emu -j"$jobs"
   RABBIT_EMU_QUIET=1 ctest --test-dir build-emu -j"$jobs" --output-on-failure
   stage_done "the suite on the emulated device"
@@ -36,7 +42,7 @@ fi
 
 if want cuda; then
   if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
-    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DRABBIT_CUDA=ON -DRABBIT_BUILD_TESTS=OFF "${launcher[@]}"
+    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DRABBIT_CUDA=ON -DRABBIT_BUILD_TESTS=OFF "${launcher[@]}" "${unity[@]}"
     cmake --build build-cuda -j"$jobs" --target rabbit rabbit-genmodel
     # No GPU here (CI has none): --device cuda is a usage error naming itself. Where a GPU is
     # present, scripts/gpu_check.sh is the check.
@@ -71,7 +77,7 @@ fi
 # The sanitizer builds are checks, not products: -O1 compiles faster and reports as well.
 if want asan; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DRABBIT_CUDA_EMULATOR=ON \
-    -DRABBIT_SANITIZE=address,undefined -DRABBIT_TEST_SPEC="[gpu]~[budget],[emu],[cuda-engine]~[budget],[ring]" "${launcher[@]}"
+    -DRABBIT_SANITIZE=address,undefined -DRABBIT_TEST_SPEC="[gpu]~[budget],[emu],[cuda-engine]~[budget],[ring]" "${launcher[@]}" "${unity[@]}"
   cmake --build build-asan -j"$jobs" --target rabbit_tests
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 RABBIT_EMU_QUIET=1 ctest --test-dir build-asan -j"$jobs" --output-on-failure
   stage_done "ASan+UBSan on the emulated device"
@@ -81,7 +87,7 @@ if want tsan; then
   # Not the launch at CUDA's grid limits: its four million fiber switches, each a TSan
   # synchronisation, crash GCC 12's TSan runtime (ReleaseImpl in FiberSwitch).
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DRABBIT_CUDA_EMULATOR=ON \
-    -DRABBIT_SANITIZE=thread -DRABBIT_TEST_SPEC="[streams],[ring],[emu]~[launch-limits]" "${launcher[@]}"
+    -DRABBIT_SANITIZE=thread -DRABBIT_TEST_SPEC="[streams],[ring],[emu]~[launch-limits]" "${launcher[@]}" "${unity[@]}"
   cmake --build build-tsan -j"$jobs" --target rabbit_tests
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 RABBIT_EMU_QUIET=1 ctest --test-dir build-tsan -j"$jobs" --output-on-failure
   stage_done "TSan on the emulated device"
@@ -106,7 +112,7 @@ fi
 
 if want fuzz; then
   cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DRABBIT_FUZZ=ON \
-    -DRABBIT_BUILD_TESTS=OFF -DRABBIT_CUDA=OFF -DRABBIT_FUZZ_SECONDS="${RABBIT_FUZZ_SECONDS:-60}"
+    -DRABBIT_BUILD_TESTS=OFF -DRABBIT_CUDA=OFF -DRABBIT_FUZZ_SECONDS="${RABBIT_FUZZ_SECONDS:-60}" "${unity[@]}"
   cmake --build build-fuzz --target fuzz_safetensors fuzz_split_metadata fuzz_tokenizer fuzz_gguf fuzz_chat_template -j"$jobs"
   # Each fuzzer is one process on one core: they run side by side, as many as there are cores.
   ctest --test-dir build-fuzz -L fuzz -j"$jobs" --output-on-failure

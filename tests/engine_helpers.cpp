@@ -100,4 +100,17 @@ std::string make_golden_model(const HfGolden& g, const std::string& dtype, const
     return split_into(dir + "/hf", dir + "/split");
 }
 
+std::string moe_dir(const std::string& name) { return source_dir() + "/tests/data/moe/" + name; }
+
+MoeReference read_moe_reference(const std::string& path) {
+    JsonDocument doc(read_file(path), path);
+    auto o = doc.root_object();
+    MoeReference r;
+    for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) r.prompt.push_back(int32_t(json_to_int(v, path, "")));
+    for (auto row : json_to_array(*json_field(o, "prompt_logits"), path, ""))
+        for (auto v : json_to_array(row, path, "")) r.prompt_logits.push_back(float(json_to_double(v, path, "")));
+    for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) r.greedy.push_back(int32_t(json_to_int(v, path, "")));
+    return r;
+}
+
 } // namespace rabbit::test

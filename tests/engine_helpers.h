@@ -47,6 +47,15 @@ struct HfGolden {
 };
 const std::vector<std::string>& hf_golden_names();
 HfGolden read_hf_golden(const std::string& name);
+
+// A MoE checkpoint of tests/data/moe (transformers wrote it), or a MoE GGUF's reference.
+std::string moe_dir(const std::string& name);
+struct MoeReference {
+    std::vector<int32_t> prompt, greedy; // greedy: the prompt and 16 greedy tokens after it
+    std::vector<float> prompt_logits;    // [prompt, vocab]
+};
+// Reads prompt_ids, prompt_logits and greedy_ids from the reference JSON at path.
+MoeReference read_moe_reference(const std::string& path);
 // Generates the golden's model with the given dtype under dir and splits it; returns the split.
 std::string make_golden_model(const HfGolden& g, const std::string& dtype, const std::string& dir);
 

@@ -32,24 +32,10 @@ namespace {
 
 const std::vector<std::string> k_moe_models = {"qwen3-moe-norm", "qwen3-moe-sparse", "qwen2-moe-shared", "mixtral"};
 
-std::string moe_dir(const std::string& name) { return test::source_dir() + "/tests/data/moe/" + name; }
+using test::moe_dir;
+using test::MoeReference;
 
-struct MoeReference {
-    std::vector<int32_t> prompt, greedy; // greedy: the prompt and 16 greedy tokens after it
-    std::vector<float> prompt_logits;    // [prompt, vocab]
-};
-
-MoeReference read_reference(const std::string& name) {
-    const std::string path = moe_dir(name) + "/reference.json";
-    JsonDocument doc(test::read_file(path), path);
-    auto o = doc.root_object();
-    MoeReference r;
-    for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) r.prompt.push_back(int32_t(json_to_int(v, path, "")));
-    for (auto row : json_to_array(*json_field(o, "prompt_logits"), path, ""))
-        for (auto v : json_to_array(row, path, "")) r.prompt_logits.push_back(float(json_to_double(v, path, "")));
-    for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) r.greedy.push_back(int32_t(json_to_int(v, path, "")));
-    return r;
-}
+MoeReference read_reference(const std::string& name) { return test::read_moe_reference(moe_dir(name) + "/reference.json"); }
 
 ModelConfig moe_config(const std::string& name) {
     return ModelConfig::from_hf(test::read_file(moe_dir(name) + "/config.json"), name + "/config.json");

@@ -34,7 +34,7 @@ namespace {
 const std::vector<std::string> k_models = {"qwen3-moe-norm", "qwen3-moe-sparse", "qwen2-moe-shared", "mixtral"};
 const std::vector<int32_t> k_prompt = {1, 9, 30, 4, 17, 22, 5, 40, 12, 3};
 
-std::string moe_dir(const std::string& name) { return test::source_dir() + "/tests/data/moe/" + name; }
+using test::moe_dir;
 
 // Options for nothing resident at the smallest budget `o` allows, plus `extra` bytes.
 CudaEngineOptions streamed(const SplitModel& model, CudaEngineOptions o, uint64_t extra = 0) {

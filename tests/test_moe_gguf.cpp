@@ -28,22 +28,9 @@ const std::vector<std::string> k_files = {"qwen3moe-F32",       "qwen2moe-F32", 
 
 std::string data_path(const std::string& name) { return test::source_dir() + "/tests/data/moe_gguf/" + name; }
 
-struct Reference {
-    std::vector<int32_t> prompt, greedy; // greedy: the prompt and 16 greedy tokens after it
-    std::vector<float> prompt_logits;    // [prompt, vocab]
-};
+using Reference = test::MoeReference;
 
-Reference read_reference(const std::string& name) {
-    const std::string path = data_path(name + ".json");
-    JsonDocument doc(test::read_file(path), path);
-    auto o = doc.root_object();
-    Reference r;
-    for (auto v : json_to_array(*json_field(o, "prompt_ids"), path, "")) r.prompt.push_back(int32_t(json_to_int(v, path, "")));
-    for (auto row : json_to_array(*json_field(o, "prompt_logits"), path, ""))
-        for (auto v : json_to_array(row, path, "")) r.prompt_logits.push_back(float(json_to_double(v, path, "")));
-    for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) r.greedy.push_back(int32_t(json_to_int(v, path, "")));
-    return r;
-}
+Reference read_gguf_reference(const std::string& name) { return test::read_moe_reference(data_path(name + ".json")); }
 
 // The committed file as a writer holds it, to be spoilt one way per case.
 test::GgufWriter rewrite(const std::string& path) {
@@ -86,7 +73,7 @@ TEST_CASE("MoE GGUFs give transformers' logits and greedy tokens, F32 and Q8_0",
     const double atol = 1e-4, rtol = 1e-4;
     for (const std::string& name : k_files) {
         INFO(name);
-        const Reference ref = read_reference(name);
+        const Reference ref = read_gguf_reference(name);
         test::TempDir dir;
         SplitModel model = SplitModel::open(test::split_into(data_path(name + ".gguf"), dir / "split"));
         REQUIRE(model.config().is_moe());

@@ -18,7 +18,7 @@ using namespace rabbit;
 
 namespace {
 
-std::string data_dir() { return test::source_dir() + "/tests/data/tokenizer"; }
+std::string tokenizer_data() { return test::source_dir() + "/tests/data/tokenizer"; }
 
 std::vector<std::string> read_lines(const std::string& path) {
     std::vector<std::string> lines;
@@ -36,8 +36,8 @@ std::vector<int32_t> ids_of(simdjson::dom::element e, const std::string& file) {
 std::string show(const std::vector<int32_t>& ids) { return json_int_list(ids); }
 
 void check_against_reference(const std::string& name, const std::string& tokenizer_dir) {
-    const std::vector<std::string> corpus = read_lines(data_dir() + "/corpus.jsonl");
-    const std::string ref_path = data_dir() + "/" + name + ".ref.jsonl";
+    const std::vector<std::string> corpus = read_lines(tokenizer_data() + "/corpus.jsonl");
+    const std::string ref_path = tokenizer_data() + "/" + name + ".ref.jsonl";
     const std::vector<std::string> refs = read_lines(ref_path);
     REQUIRE(corpus.size() >= 2000);
     REQUIRE(refs.size() == corpus.size());
@@ -98,7 +98,7 @@ TEST_CASE("Qwen's chat format equals its own template rendered by jinja2", "[tok
     REQUIRE(t.format == ChatFormat::chatml);
     REQUIRE(t.default_system.empty()); // Qwen3 has none; Qwen2.5 says "You are Qwen, ..."
     auto tok = load_tokenizer(dir);
-    const std::string path = data_dir() + "/qwen3.chat.jsonl";
+    const std::string path = tokenizer_data() + "/qwen3.chat.jsonl";
     const std::vector<std::string> lines = read_lines(path);
     REQUIRE(lines.size() >= 5);
     for (const auto& line : lines) {
@@ -124,10 +124,10 @@ TEST_CASE("tokenizers of every pipeline kind give the reference ids", "[tokenize
     // unk, ignore_merges, Llama 3's split, GPT-2's ByteLevel regex and prefix space, legacy
     // merges, added tokens with lstrip/rstrip/single_word/normalized, every split behavior,
     // inverted patterns, Digits, NFKC/Replace/Prepend normalizers, Strip and Metaspace decoders.
-    const std::vector<std::string> corpus = read_lines(data_dir() + "/corpus.jsonl");
+    const std::vector<std::string> corpus = read_lines(tokenizer_data() + "/corpus.jsonl");
     for (const char* name : {"metaspace-first", "metaspace-always", "llama3-style", "gpt2-added", "splits-digits",
                              "digits-contiguous"}) {
-        const std::string dir = data_dir() + "/synthetic/" + name;
+        const std::string dir = tokenizer_data() + "/synthetic/" + name;
         const std::string ref_path = dir + "/ref.jsonl";
         const std::vector<std::string> refs = read_lines(ref_path);
         REQUIRE(refs.size() == (corpus.size() + 3) / 4);
