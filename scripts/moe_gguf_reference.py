@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 import gguf_hf_checkpoint  # noqa: E402
-from moe_reference import COMMON, rounded  # noqa: E402
+from moe_reference import random_model, rounded  # noqa: E402
 
 PEERS = os.environ.get("RABBIT_PEERS", os.path.expanduser("~/.cache/rabbit/peers"))
 LLAMA_CPP = os.path.join(PEERS, "llama_cpp_python-" + os.environ.get("LLAMA_CPP_PYTHON", "0.3.36"), "vendor", "llama.cpp")
@@ -83,15 +83,7 @@ convert_hf_to_gguf.main()
 
 def build_checkpoint(name, path):
     _, cls_name, keys, _, _ = MODELS[name]
-    torch.manual_seed(1700 + sorted(MODELS).index(name))
-    cfg = getattr(transformers, cls_name)(**{**COMMON, **keys})
-    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    with torch.no_grad():
-        for p in model.parameters():  # larger than the init's 0.02 so that routing decides
-            p.copy_(torch.randn_like(p) * 0.5)
-        for n, p in model.named_parameters():
-            if n.endswith("norm.weight") or n.endswith("layernorm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+    model = random_model(cls_name, keys, 1700 + sorted(MODELS).index(name))
     model.save_pretrained(path, safe_serialization=True)
 
 

@@ -53,9 +53,9 @@ def rounded(rows):
     return [[float("%.9g" % v) for v in r] for r in rows]
 
 
-def make(name, out_dir):
-    cls_name, keys, prompt = MODELS[name]
-    torch.manual_seed(1600 + sorted(MODELS).index(name))
+def random_model(cls_name, keys, seed):
+    """A float32 model of transformers' config class cls_name (COMMON and keys), seeded."""
+    torch.manual_seed(seed)
     cfg = getattr(transformers, cls_name)(**{**COMMON, **keys})
     model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     with torch.no_grad():
@@ -64,6 +64,12 @@ def make(name, out_dir):
         for n, p in model.named_parameters():
             if n.endswith("norm.weight") or n.endswith("layernorm.weight"):
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
+    return model
+
+
+def make(name, out_dir):
+    cls_name, keys, prompt = MODELS[name]
+    model = random_model(cls_name, keys, 1600 + sorted(MODELS).index(name))
     model.eval()
     path = os.path.join(out_dir, name)
     os.makedirs(path, exist_ok=True)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine_helpers.h"
 
+#include "backend/cpu/cpu_engine.h"
 #include "common/file_io.h"
 #include "common/json_read.h"
 #include "helpers.h"
@@ -111,6 +112,23 @@ MoeReference read_moe_reference(const std::string& path) {
         for (auto v : json_to_array(row, path, "")) r.prompt_logits.push_back(float(json_to_double(v, path, "")));
     for (auto v : json_to_array(*json_field(o, "greedy_ids"), path, "")) r.greedy.push_back(int32_t(json_to_int(v, path, "")));
     return r;
+}
+
+void check_moe_reference(const SplitModel& model, const MoeReference& ref, const std::string& name, double atol,
+                         double rtol) {
+    for (size_t batch : {size_t(512), size_t(3)}) { // whole, and a prefill in parts
+        INFO("batch " << batch);
+        EngineOptions opt;
+        opt.batch = batch;
+        CpuEngine engine(model, opt);
+        std::vector<float> logits;
+        engine.forward(ref.prompt.data(), ref.prompt.size(), ref.prompt.size(), logits);
+        REQUIRE(ref.prompt_logits.size() == ref.prompt.size() * model.config().vocab_size);
+        const double worst = worst_error(logits, ref.prompt_logits, atol, rtol);
+        WARN(name << ": largest logit difference " << worst << " of the tolerance");
+        CHECK(worst <= 1.0);
+        CHECK(greedy(engine, ref.prompt, ref.greedy.size()) == ref.greedy);
+    }
 }
 
 } // namespace rabbit::test

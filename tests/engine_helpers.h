@@ -5,6 +5,7 @@
 
 #include "engine/engine.h"
 #include "helpers.h" // worst_error, rms
+#include "format/split_model.h"
 #include "split/plan.h"
 #include "split/splitter.h"
 
@@ -56,6 +57,10 @@ struct MoeReference {
 };
 // Reads prompt_ids, prompt_logits and greedy_ids from the reference JSON at path.
 MoeReference read_moe_reference(const std::string& path);
+// The CPU engine's prompt logits within (atol, rtol) of ref's and its greedy tokens equal, the
+// prompt whole and in prefill parts of 3 tokens.
+void check_moe_reference(const SplitModel& model, const MoeReference& ref, const std::string& name, double atol,
+                         double rtol);
 // Generates the golden's model with the given dtype under dir and splits it; returns the split.
 std::string make_golden_model(const HfGolden& g, const std::string& dtype, const std::string& dir);
 

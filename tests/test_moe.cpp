@@ -127,19 +127,7 @@ TEST_CASE("MoE logits and greedy tokens match transformers on its own checkpoint
         const MoeReference ref = read_reference(name);
         test::TempDir dir;
         SplitModel model = SplitModel::open(test::split_into(moe_dir(name), dir / "split", DTypeChoice::f32));
-        for (size_t batch : {size_t(512), size_t(3)}) { // whole, and a prefill in parts
-            INFO("batch " << batch);
-            EngineOptions opt;
-            opt.batch = batch;
-            CpuEngine engine(model, opt);
-            std::vector<float> logits;
-            engine.forward(ref.prompt.data(), ref.prompt.size(), ref.prompt.size(), logits);
-            REQUIRE(ref.prompt_logits.size() == ref.prompt.size() * model.config().vocab_size);
-            const double worst = test::worst_error(logits, ref.prompt_logits, atol, rtol);
-            WARN(name << ": largest logit difference " << worst << " of the tolerance");
-            CHECK(worst <= 1.0);
-            CHECK(test::greedy(engine, ref.prompt, ref.greedy.size()) == ref.greedy);
-        }
+        test::check_moe_reference(model, ref, name, atol, rtol);
     }
 }
 

@@ -77,19 +77,7 @@ TEST_CASE("MoE GGUFs give transformers' logits and greedy tokens, F32 and Q8_0",
         test::TempDir dir;
         SplitModel model = SplitModel::open(test::split_into(data_path(name + ".gguf"), dir / "split"));
         REQUIRE(model.config().is_moe());
-        for (size_t batch : {size_t(512), size_t(3)}) { // whole, and a prefill in parts
-            INFO("batch " << batch);
-            EngineOptions opt;
-            opt.batch = batch;
-            CpuEngine engine(model, opt);
-            std::vector<float> logits;
-            engine.forward(ref.prompt.data(), ref.prompt.size(), ref.prompt.size(), logits);
-            REQUIRE(ref.prompt_logits.size() == ref.prompt.size() * model.config().vocab_size);
-            const double worst = test::worst_error(logits, ref.prompt_logits, atol, rtol);
-            WARN(name << ": largest logit difference " << worst << " of the tolerance");
-            CHECK(worst <= 1.0);
-            CHECK(test::greedy(engine, ref.prompt, ref.greedy.size()) == ref.greedy);
-        }
+        test::check_moe_reference(model, ref, name, atol, rtol);
     }
 }
 
