@@ -373,8 +373,7 @@ void check_fill(const SplitModel& model, const BenchOptions& o, const CLI::App* 
                                          " positions, more than --ctx " + std::to_string(s.ctx) + "; lower them or raise --ctx");
     const DType kv = s.kv_dtype.empty() ? DType::f32 : parse_kv_dtype(s.kv_dtype);
     const uint64_t ctx = s.ctx ? s.ctx : positions + 1, bytes = kv_bytes_per_position(c, kv) * ctx;
-    // As `run --prompts` sizes its caches: the other half for the weights' pages and the rest.
-    const uint64_t room = available_memory() / 2;
+    const uint64_t room = kv_cache_room();
     if (bytes > room)
         throw Error(ExitCode::resources, fill + ": a KV cache of " + format_bytes(bytes) + " (" + dtype_name(kv) + ", " +
                                              std::to_string(ctx) + " positions) is more than half the memory available, " +

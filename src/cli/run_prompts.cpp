@@ -11,6 +11,7 @@
 #include "common/timing.h"
 #include "common/units.h"
 #include "engine/batch_generate.h"
+#include "engine/kv_cache.h"
 
 #include <spdlog/spdlog.h>
 
@@ -72,9 +73,8 @@ private:
 size_t cpu_sequences_that_fit(const ModelConfig& c, uint64_t ctx, const std::vector<BatchPrompt>& prompts) {
     uint64_t longest = 0;
     for (const BatchPrompt& p : prompts) longest = std::max<uint64_t>(longest, p.ids.size() + p.max_tokens);
-    const uint64_t per_position = uint64_t(c.num_layers) * c.kv_dim() * 2 * 4;
-    const uint64_t per_seq = per_position * std::min<uint64_t>(ctx, longest);
-    const uint64_t room = available_memory() / 2; // the rest for the weights' pages and everything else
+    const uint64_t per_seq = kv_bytes_per_position(c, DType::f32) * std::min<uint64_t>(ctx, longest);
+    const uint64_t room = kv_cache_room();
     return per_seq && room ? size_t(std::max<uint64_t>(1, room / per_seq)) : SIZE_MAX;
 }
 

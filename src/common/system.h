@@ -14,6 +14,9 @@ uint64_t available_memory();
 // The default RAM budget, and the most pinned memory the CUDA engine takes: 3/4 of the memory
 // available now (the rest is left to the page cache and everything else running).
 inline uint64_t default_ram_budget() { return available_memory() / 4 * 3; }
+// What the CPU engine's KV caches may take (run --prompts, bench --fill-ctx): half the memory
+// available, the rest for the weights' pages and everything else.
+inline uint64_t kv_cache_room() { return available_memory() / 2; }
 
 // Processors this process may run on: its CPU affinity (taskset), lowered to the cgroup's
 // cpu.max quota (a container's --cpus), rounded up. At least 1.

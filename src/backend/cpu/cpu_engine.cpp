@@ -238,7 +238,7 @@ void CpuEngine::rope_and_cache(size_t layer, const LayerWeights& w, size_t n) {
             rope(k + h * hd, cs, sn, hd);
         }
         SeqSlot& s = slots_[tok_slot_[t]];
-        const size_t pos = tok_pos_[t], blk = pos / k_attn_block * k_attn_block * hd, col = pos % k_attn_block;
+        const size_t pos = tok_pos_[t];
         if (kv_dtype_ != DType::f32) {
             const size_t rb = kv_row_bytes(kv_dtype_, hd);
             for (size_t g = 0; g < c.num_kv_heads; ++g) {
@@ -248,7 +248,7 @@ void CpuEngine::rope_and_cache(size_t layer, const LayerWeights& w, size_t n) {
             continue;
         }
         for (size_t g = 0; g < c.num_kv_heads; ++g) {
-            float* kc = s.k_cache[layer * c.num_kv_heads + g].data() + blk + col;
+            float* kc = s.k_cache[layer * c.num_kv_heads + g].data() + key_offset(pos, hd);
             for (size_t d = 0; d < hd; ++d) kc[d * k_attn_block] = k[g * hd + d];
             std::copy(v + g * hd, v + (g + 1) * hd, s.v_cache[layer * c.num_kv_heads + g].begin() + long(pos * hd));
         }
@@ -337,8 +337,7 @@ void CpuEngine::keep_rows(size_t base, const std::vector<size_t>& rows) {
         // Rows move towards the front only (rows[i] >= i), each read before anything lands on it.
         for (size_t cache = 0; cache < s.k_cache.size(); ++cache) {
             float* k = s.k_cache[cache].data();
-            const size_t ks = src / k_attn_block * hd * k_attn_block + src % k_attn_block;
-            const size_t kd = dst / k_attn_block * hd * k_attn_block + dst % k_attn_block;
+            const size_t ks = key_offset(src, hd), kd = key_offset(dst, hd);
             for (size_t d = 0; d < hd; ++d) k[kd + d * k_attn_block] = k[ks + d * k_attn_block];
             std::copy_n(s.v_cache[cache].begin() + long(src * hd), hd, s.v_cache[cache].begin() + long(dst * hd));
         }
@@ -378,7 +377,7 @@ void CpuEngine::fill_cache(size_t n, uint64_t seed) {
     reset_slot(0);
     grow_cache(0, n);
     SeqSlot& s = slots_[0];
-    const size_t hd = c.head_dim, caches = size_t(c.num_layers) * c.num_kv_heads, B = k_attn_block;
+    const size_t hd = c.head_dim, caches = size_t(c.num_layers) * c.num_kv_heads;
     // One stream per cache and side (keys, values), so that the threads' split of the work
     // does not change the values.
     pool_.parallel_for(2 * caches, [&](size_t b, size_t e) {
@@ -393,8 +392,8 @@ void CpuEngine::fill_cache(size_t n, uint64_t seed) {
                     const size_t rb = kv_row_bytes(kv_dtype_, hd);
                     store_kv_row(kv_dtype_, row.data(), hd, (keys ? s.k_rows : s.v_rows)[cache].data() + pos * rb);
                 } else if (keys) { // transposed blocks, as rope_and_cache writes them
-                    float* k = s.k_cache[cache].data() + pos / B * B * hd + pos % B;
-                    for (size_t d = 0; d < hd; ++d) k[d * B] = row[d];
+                    float* k = s.k_cache[cache].data() + key_offset(pos, hd);
+                    for (size_t d = 0; d < hd; ++d) k[d * k_attn_block] = row[d];
                 } else {
                     std::copy(row.begin(), row.end(), s.v_cache[cache].begin() + long(pos * hd));
                 }

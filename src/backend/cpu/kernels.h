@@ -77,6 +77,10 @@ float dot_f32(const float* a, const float* b, size_t n);
 // block's scores are head_dim multiply-adds of whole vectors with no horizontal sums; values
 // row by row ([positions][head_dim]). Both index positions absolutely.
 constexpr size_t k_attn_block = 16;
+// Where position pos's first key element sits in such a cache; element d is k_attn_block further each.
+inline size_t key_offset(size_t pos, size_t head_dim) {
+    return pos / k_attn_block * k_attn_block * head_dim + pos % k_attn_block;
+}
 // scores[j] = scale * (q . key j) for every j in the blocks that cover [first, end)
 //   q [head_dim]; scores [round_up(end, k_attn_block)]
 void attention_scores(const float* q, const float* k_blocks, size_t head_dim, size_t first, size_t end, float scale,
